@@ -1,0 +1,656 @@
+//! The HTTP client for Enterprise Manager's REST API.
+//!
+//! Every call goes through a pool of logon sessions (no logon per request), speaks XML both ways
+//! (EM's schema is fixed there; JSON key casing drifts between versions), and turns every failure
+//! into an [`EmError`]. A 401 is answered by logging on again and sending the call once more:
+//! EM checks the session before it does anything, so a call refused with 401 did nothing and is
+//! safe to repeat, writes included. A write that got no answer at all is never repeated: it may
+//! have started an operation (see [`EmError::OutcomeUnknown`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::error::EmError;
+use super::session::{Session, SessionPool, SessionRef};
+use super::tls::{self, TlsTrust};
+use super::xml;
+
+/// EM's session token header; read case-insensitively (EM has been seen to vary its case).
+pub const SESSION_HEADER: &str = "X-RestSvcSessionId";
+
+/// The API version the gateway speaks. Pinned: `latest` changes the schema under us after an EM
+/// upgrade.
+pub const API_VERSION: &str = "v1_7";
+
+const XML: &str = "application/xml";
+
+/// Everything needed to reach EM.
+#[derive(Debug, Clone)]
+pub struct EmSettings {
+    /// EM's base URL including `/api`, e.g. `https://em.example:9398/api`.
+    pub base_url: Url,
+    pub username: String,
+    pub password: SecretString,
+    /// Size of the logon-session pool.
+    pub sessions: usize,
+    pub tls: TlsTrust,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// At most this many EM calls in flight at once, over all sessions.
+    pub max_in_flight: usize,
+    /// A session with no request for this long is sent a keep-alive (EM expires them after 15
+    /// idle minutes).
+    pub keepalive_after: Duration,
+}
+
+impl EmSettings {
+    pub fn new(base_url: Url, username: impl Into<String>, password: SecretString) -> Self {
+        EmSettings {
+            base_url,
+            username: username.into(),
+            password,
+            sessions: 4,
+            tls: TlsTrust::default(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            keepalive_after: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmSetupError {
+    #[error("EMGW_EM_URL must be an http(s) URL, got {0}")]
+    BadUrl(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// An operation EM accepted: its task, and the session that can see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub task: xml::Task,
+    pub session: SessionRef,
+}
+
+/// Which session a call must use.
+#[derive(Debug, Clone, Copy)]
+enum Via<'a> {
+    /// Any session; a lost session is replaced and the call repeated once.
+    AnySession,
+    /// Exactly this session (tasks are session-scoped): a lost session is an error.
+    Session(&'a SessionRef),
+}
+
+pub struct EmClient {
+    http: reqwest::Client,
+    base: Url,
+    username: String,
+    password: SecretString,
+    pool: SessionPool,
+    in_flight: Semaphore,
+    keepalive_after: Duration,
+}
+
+impl std::fmt::Debug for EmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmClient")
+            .field("base", &self.base.as_str())
+            .field("username", &self.username)
+            .field("sessions", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmClient {
+    pub fn new(settings: EmSettings) -> Result<Self, EmSetupError> {
+        let mut base = settings.base_url.clone();
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(EmSetupError::BadUrl(base.to_string()));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let tls = tls::client_config(&settings.tls)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            // No cookie store (reqwest is built without one): EM prefers its cookie over the
+            // header, so a stale cookie would shadow a fresh token after a re-logon.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(settings.max_in_flight.max(1))
+            .build()
+            .map_err(|e| EmSetupError::Http(e.to_string()))?;
+        Ok(EmClient {
+            http,
+            base,
+            username: settings.username,
+            password: settings.password,
+            pool: SessionPool::new(settings.sessions),
+            in_flight: Semaphore::new(settings.max_in_flight.max(1)),
+            keepalive_after: settings.keepalive_after,
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// The sessions currently logged on.
+    pub fn live_sessions(&self) -> Vec<SessionRef> {
+        self.pool.live()
+    }
+
+    /// Logs every slot on now instead of on first use.
+    pub async fn warm_up(&self) -> Result<(), EmError> {
+        for slot in 0..self.pool.size() {
+            self.session_for(slot).await?;
+        }
+        Ok(())
+    }
+
+    /// EM's anonymous entry point: is EM there at all?
+    pub async fn ping(&self) -> Result<(), EmError> {
+        let url = self.url(&[], &[]);
+        let _permit = self.permit().await?;
+        let resp = self
+            .http
+            .get(url)
+            .header("Accept", XML)
+            .send()
+            .await
+            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(refusal(status, &body))
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Writes: each answers 202 with a Task in the session that sent it.
+    // -----------------------------------------------------------------------------------------
+
+    pub async fn create_cloud_gateway(
+        &self,
+        spec: &xml::CreateCloudGatewaySpec,
+    ) -> Result<Submitted, EmError> {
+        self.submit(Method::POST, &["cloud", "gateways"], Some(body(spec)?))
+            .await
+    }
+
+    pub async fn edit_cloud_gateway(
+        &self,
+        id: Uuid,
+        edit: &xml::CloudGatewayEdit,
+    ) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        self.submit(Method::PUT, &["cloud", "gateways", &id], Some(body(edit)?))
+            .await
+    }
+
+    pub async fn delete_cloud_gateway(&self, id: Uuid) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        self.submit(Method::DELETE, &["cloud", "gateways", &id], None)
+            .await
+    }
+
+    pub async fn create_cloud_gateway_pool(
+        &self,
+        spec: &xml::CreateCloudGatewayPoolSpec,
+    ) -> Result<Submitted, EmError> {
+        self.submit(Method::POST, &["cloud", "gatewayPools"], Some(body(spec)?))
+            .await
+    }
+
+    pub async fn edit_cloud_gateway_pool(
+        &self,
+        id: Uuid,
+        edit: &xml::CloudGatewayPoolEdit,
+    ) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        self.submit(Method::PUT, &["cloud", "gatewayPools", &id], Some(body(edit)?))
+            .await
+    }
+
+    pub async fn delete_cloud_gateway_pool(&self, id: Uuid) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        self.submit(Method::DELETE, &["cloud", "gatewayPools", &id], None)
+            .await
+    }
+
+    async fn submit(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<String>,
+    ) -> Result<Submitted, EmError> {
+        let url = self.url(path, &[]);
+        let (session, status, text) = self.call(Via::AnySession, method, url, body).await?;
+        if status != StatusCode::ACCEPTED && !status.is_success() {
+            return Err(refusal(status, &text));
+        }
+        let task: xml::Task = xml::from_xml(&text)
+            .map_err(|e| EmError::BadAnswer(format!("expected a Task after {status}: {e}")))?;
+        tracing::info!(em_task_id = %task.task_id, operation = %task.operation, "EM accepted the operation");
+        Ok(Submitted { task, session })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tasks: only the session that created a task can see it.
+    // -----------------------------------------------------------------------------------------
+
+    /// All tasks of one session: one call covers every task in flight there.
+    pub async fn tasks(&self, session: &SessionRef) -> Result<Vec<xml::Task>, EmError> {
+        let tasks: xml::Tasks = self
+            .read(Via::Session(session), self.url(&["tasks"], &[]))
+            .await?;
+        Ok(tasks.tasks)
+    }
+
+    pub async fn task(&self, session: &SessionRef, task_id: &str) -> Result<xml::Task, EmError> {
+        self.read(Via::Session(session), self.url(&["tasks", task_id], &[]))
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reads of EM's objects, as entities.
+    // -----------------------------------------------------------------------------------------
+
+    pub async fn cloud_gateways(&self) -> Result<Vec<xml::CloudGateway>, EmError> {
+        let list: xml::CloudGateways = self.entities(&["cloud", "gateways"]).await?;
+        Ok(list.items)
+    }
+
+    pub async fn cloud_gateway(&self, id: Uuid) -> Result<Option<xml::CloudGateway>, EmError> {
+        self.entity(&["cloud", "gateways", &id.to_string()]).await
+    }
+
+    pub async fn cloud_gateway_pools(&self) -> Result<Vec<xml::CloudGatewayPool>, EmError> {
+        let list: xml::CloudGatewayPools = self.entities(&["cloud", "gatewayPools"]).await?;
+        Ok(list.items)
+    }
+
+    pub async fn cloud_gateway_pool(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<xml::CloudGatewayPool>, EmError> {
+        self.entity(&["cloud", "gatewayPools", &id.to_string()])
+            .await
+    }
+
+    pub async fn backup_servers(&self) -> Result<Vec<xml::BackupServer>, EmError> {
+        let list: xml::BackupServers = self.entities(&["backupServers"]).await?;
+        Ok(list.items)
+    }
+
+    pub async fn backup_server(&self, id: Uuid) -> Result<Option<xml::BackupServer>, EmError> {
+        self.entity(&["backupServers", &id.to_string()]).await
+    }
+
+    pub async fn cloud_tenants(&self) -> Result<Vec<xml::CloudTenant>, EmError> {
+        let list: xml::CloudTenants = self.entities(&["cloud", "tenants"]).await?;
+        Ok(list.items)
+    }
+
+    pub async fn cloud_tenant(&self, id: Uuid) -> Result<Option<xml::CloudTenant>, EmError> {
+        self.entity(&["cloud", "tenants", &id.to_string()]).await
+    }
+
+    async fn entities<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        path: &[&str],
+    ) -> Result<T, EmError> {
+        self.read(Via::AnySession, self.url(path, &[("format", "Entity")]))
+            .await
+    }
+
+    async fn entity<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        path: &[&str],
+    ) -> Result<Option<T>, EmError> {
+        match self.entities(path).await {
+            Ok(entity) => Ok(Some(entity)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        via: Via<'_>,
+        url: Url,
+    ) -> Result<T, EmError> {
+        let (_, status, text) = self.call(via, Method::GET, url, None).await?;
+        if !status.is_success() {
+            return Err(refusal(status, &text));
+        }
+        xml::from_xml(&text).map_err(|e| EmError::BadAnswer(e.to_string()))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sessions
+    // -----------------------------------------------------------------------------------------
+
+    /// Sends a keep-alive on every session idle for `keepalive_after`, so that sessions holding
+    /// tasks do not reach EM's idle expiry. Run it periodically (see [`Self::keep_alive_loop`]).
+    pub async fn keep_alive(&self) {
+        for (slot, session) in self.pool.idle_sessions(self.keepalive_after) {
+            let url = self.url(&["logonSessions", &session.session_id], &[]);
+            match self.send_with(&session, Method::GET, url, None).await {
+                Ok((status, _)) if status == StatusCode::UNAUTHORIZED => {
+                    tracing::warn!(slot, "EM logon session expired before its keep-alive");
+                    self.pool.invalidate(slot, &session);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(slot, error = %e, "EM keep-alive failed"),
+            }
+        }
+    }
+
+    /// Runs [`Self::keep_alive`] forever; spawn it beside the service.
+    pub async fn keep_alive_loop(self: Arc<Self>) {
+        let every = (self.keepalive_after / 4).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.keep_alive().await;
+        }
+    }
+
+    /// Logs every session off (on shutdown). A 401 means EM already forgot it.
+    pub async fn log_off_all(&self) {
+        for session in self.pool.take_all() {
+            let url = self.url(&["logonSessions", &session.session_id], &[]);
+            match self.send_with(&session, Method::DELETE, url, None).await {
+                Ok((status, _)) if status.is_success() || status == StatusCode::UNAUTHORIZED => {}
+                Ok((status, _)) => tracing::warn!(%status, "EM logoff refused"),
+                Err(e) => tracing::warn!(error = %e, "EM logoff failed"),
+            }
+        }
+    }
+
+    /// The slot's session, logging on if it has none.
+    async fn session_for(&self, slot: usize) -> Result<Arc<Session>, EmError> {
+        if let Some(session) = self.pool.current(slot) {
+            return Ok(session);
+        }
+        let lock = self
+            .pool
+            .logon_lock(slot)
+            .ok_or_else(|| EmError::BadAnswer(format!("no session slot {slot}")))?;
+        let _guard = lock.lock().await;
+        if let Some(session) = self.pool.current(slot) {
+            return Ok(session);
+        }
+        let session = Arc::new(self.log_on().await?);
+        tracing::info!(slot, "logged on to Enterprise Manager");
+        self.pool.install(slot, session.clone());
+        Ok(session)
+    }
+
+    async fn log_on(&self) -> Result<Session, EmError> {
+        let mut url = self.url(&["sessionMngr", ""], &[]);
+        url.set_query(Some(&format!("v={API_VERSION}")));
+        let credentials = format!("{}:{}", self.username, self.password.expose_secret());
+        let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+        let _permit = self.permit().await?;
+        let resp = self
+            .http
+            .post(url)
+            .header("Authorization", format!("Basic {basic}"))
+            .header("Accept", XML)
+            .send()
+            .instrument(tracing::debug_span!("em_logon"))
+            .await
+            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let location = resp
+            .headers()
+            .get("Location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let message = xml::from_xml::<xml::Error>(&text)
+                .ok()
+                .and_then(|e| e.message)
+                .unwrap_or_else(|| "the user name or password is wrong".to_string());
+            return Err(EmError::LogonRefused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        if !status.is_success() {
+            return Err(refusal(status, &text));
+        }
+        let token = token.ok_or_else(|| {
+            EmError::BadAnswer(format!(
+                "the logon answered {status} without an {SESSION_HEADER} header; is EMGW_EM_URL EM's REST API?"
+            ))
+        })?;
+        let session_id = match xml::from_xml::<xml::LogonSession>(&text) {
+            Ok(body) => body.session_id,
+            Err(_) => location
+                .as_deref()
+                .map(|l| xml::id_of(l).to_string())
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| EmError::BadAnswer("the logon answer has no SessionId".into()))?,
+        };
+        Ok(Session::new(
+            SecretString::from(token),
+            session_id,
+            self.pool.now_ms(),
+        ))
+    }
+
+    /// Sends one call through a session, handling a lost session as described on the module.
+    async fn call(
+        &self,
+        via: Via<'_>,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+    ) -> Result<(SessionRef, StatusCode, String), EmError> {
+        let slot = match via {
+            Via::AnySession => self.pool.next_slot(),
+            Via::Session(r) => r.slot,
+        };
+        let span = tracing::info_span!("em_call", %method, path = %url.path(), slot);
+        async {
+            let mut session = self.pinned_or_any(via, slot).await?;
+            for attempt in 0..2 {
+                let (status, text) = self
+                    .send_with(&session, method.clone(), url.clone(), body.clone())
+                    .await?;
+                if status != StatusCode::UNAUTHORIZED {
+                    tracing::debug!(%status, "EM answered");
+                    let session_ref = SessionRef {
+                        slot,
+                        session_id: session.session_id.clone(),
+                    };
+                    return Ok((session_ref, status, text));
+                }
+                self.pool.invalidate(slot, &session);
+                tracing::info!(attempt, "EM logon session expired");
+                match via {
+                    Via::Session(_) => return Err(EmError::SessionLost),
+                    Via::AnySession if attempt == 0 => session = self.session_for(slot).await?,
+                    Via::AnySession => return Err(refusal(status, &text)),
+                }
+            }
+            Err(EmError::SessionLost)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn pinned_or_any(&self, via: Via<'_>, slot: usize) -> Result<Arc<Session>, EmError> {
+        match via {
+            Via::AnySession => self.session_for(slot).await,
+            Via::Session(r) => match self.pool.current(r.slot) {
+                Some(s) if s.session_id == r.session_id => Ok(s),
+                _ => Err(EmError::SessionLost),
+            },
+        }
+    }
+
+    /// One HTTP exchange with one session's token. A read is sent again once when the first try
+    /// got no answer; a write only when the connection never opened.
+    async fn send_with(
+        &self,
+        session: &Session,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+    ) -> Result<(StatusCode, String), EmError> {
+        let idempotent = method == Method::GET;
+        let mut last_error = None;
+        for _ in 0..2 {
+            let _permit = self.permit().await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(SESSION_HEADER, session.token.expose_secret())
+                .header("Accept", XML);
+            if let Some(body) = &body {
+                req = req.header("Content-Type", XML).body(body.clone());
+            }
+            self.pool.touch(session);
+            let result = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    resp.text().await.map(|text| (status, text))
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(e) if idempotent || e.is_connect() => last_error = Some(e),
+                Err(e) => {
+                    return Err(EmError::OutcomeUnknown {
+                        method: method.to_string(),
+                        path: url.path().to_string(),
+                        reason: describe(&e),
+                    });
+                }
+            }
+        }
+        Err(EmError::Unreachable(
+            last_error.map(|e| describe(&e)).unwrap_or_default(),
+        ))
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EmError> {
+        self.in_flight
+            .acquire()
+            .await
+            .map_err(|_| EmError::Unreachable("the EM client is shutting down".into()))
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+}
+
+fn body<T: serde::Serialize>(value: &T) -> Result<String, EmError> {
+    xml::to_xml(value).map_err(|e| EmError::BadAnswer(format!("cannot write the EM request: {e}")))
+}
+
+/// EM's error answer as a typed error, with EM's own message where it sent one.
+fn refusal(status: StatusCode, text: &str) -> EmError {
+    let parsed = xml::from_xml::<xml::Error>(text).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|e| e.message.clone().or(e.first_chance_exception_message.clone()))
+        .filter(|m| !m.is_empty());
+    match message {
+        Some(message) => {
+            // EM answers 500 for a task it does not know in this session.
+            if status == StatusCode::INTERNAL_SERVER_ERROR
+                && message.contains("task with id")
+                && message.starts_with("There is no")
+            {
+                let id = message
+                    .split(['[', ']'])
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                return EmError::TaskUnknown(id);
+            }
+            EmError::Refused {
+                status: status.as_u16(),
+                message,
+            }
+        }
+        None if status.is_server_error() => EmError::Refused {
+            status: status.as_u16(),
+            message: format!(
+                "{} (no EM error body)",
+                status.canonical_reason().unwrap_or("error")
+            ),
+        },
+        None => EmError::BadAnswer(format!(
+            "HTTP {} without an EM error body",
+            status.as_u16()
+        )),
+    }
+}
+
+/// A transport error without URLs' query strings or anything secret.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "the connection failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}

@@ -1,0 +1,417 @@
+//! Enterprise Manager's XML documents, with EM's element names and EM's element order.
+//!
+//! Request bodies (`CreateCloudGatewaySpec`, `CreateCloudGatewayPoolSpec`, and the `CloudGateway` /
+//! `CloudGatewayPool` entities that EM takes on PUT) are serialized field by field in schema order:
+//! EM's .NET deserializer follows the XSD sequence, so the field order of each struct below *is*
+//! the wire order. Answers are read leniently (unknown elements are skipped) because EM adds
+//! elements between versions.
+
+use serde::{Deserialize, Serialize};
+
+/// EM's default namespace; every root element carries it.
+pub const NAMESPACE: &str = "http://www.veeam.com/ent/v1.0";
+
+const DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
+
+/// Serializes a request body: XML declaration, then the root element with EM's namespace.
+pub fn to_xml<T: Serialize>(body: &T) -> Result<String, quick_xml::SeError> {
+    let mut out = String::from(DECLARATION);
+    out.push_str(&quick_xml::se::to_string(body)?);
+    Ok(out)
+}
+
+/// Parses one of EM's answers.
+pub fn from_xml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, quick_xml::DeError> {
+    quick_xml::de::from_str(text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------------
+
+/// `NetworkType` in the create spec, `NetworkMode` in the entity: same two values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    Direct,
+    #[serde(rename = "NAT")]
+    Nat,
+}
+
+/// `POST /cloud/gateways`. Note `ExternalIp` and `NetworkType` (the entity says `ExternalIP` and
+/// `NetworkMode`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename = "CreateCloudGatewaySpec")]
+pub struct CreateCloudGatewaySpec {
+    #[serde(rename = "@xmlns")]
+    pub xmlns: Namespace,
+    #[serde(rename = "ServerHostName")]
+    pub server_host_name: String,
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "ExternalIp", skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<String>,
+    #[serde(rename = "ExternalPort", skip_serializing_if = "Option::is_none")]
+    pub external_port: Option<u16>,
+    #[serde(rename = "NetworkType")]
+    pub network_type: NetworkMode,
+    #[serde(rename = "InternalPort", skip_serializing_if = "Option::is_none")]
+    pub internal_port: Option<u16>,
+    #[serde(rename = "BackupServerUid")]
+    pub backup_server_uid: String,
+}
+
+/// `POST /cloud/gatewayPools`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename = "CreateCloudGatewayPoolSpec")]
+pub struct CreateCloudGatewayPoolSpec {
+    #[serde(rename = "@xmlns")]
+    pub xmlns: Namespace,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "CloudGateways")]
+    pub cloud_gateways: CloudGatewayUids,
+    #[serde(rename = "CloudTenants", skip_serializing_if = "Option::is_none")]
+    pub cloud_tenants: Option<CloudTenantUids>,
+    #[serde(rename = "BackupServerUid")]
+    pub backup_server_uid: String,
+}
+
+/// `PUT /cloud/gateways/{id}`: the entity's element names, without `Links`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename = "CloudGateway")]
+pub struct CloudGatewayEdit {
+    #[serde(rename = "@xmlns")]
+    pub xmlns: Namespace,
+    #[serde(rename = "Enabled", skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(rename = "NetworkMode")]
+    pub network_mode: NetworkMode,
+    #[serde(rename = "ExternalIP", skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<String>,
+    #[serde(rename = "ExternalPort", skip_serializing_if = "Option::is_none")]
+    pub external_port: Option<u16>,
+    #[serde(rename = "InternalPort", skip_serializing_if = "Option::is_none")]
+    pub internal_port: Option<u16>,
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `PUT /cloud/gatewayPools/{id}`: the new name travels in the `Name` attribute; the gateway and
+/// tenant lists replace the pool's lists whole.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename = "CloudGatewayPool")]
+pub struct CloudGatewayPoolEdit {
+    #[serde(rename = "@xmlns")]
+    pub xmlns: Namespace,
+    #[serde(rename = "@Name")]
+    pub name: String,
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "CloudGateways")]
+    pub cloud_gateways: CloudGatewayUids,
+    #[serde(rename = "CloudTenants")]
+    pub cloud_tenants: CloudTenantUids,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CloudGatewayUids {
+    #[serde(rename = "CloudGatewayUid", default)]
+    pub uids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CloudTenantUids {
+    #[serde(rename = "CloudTenantUid", default)]
+    pub uids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CloudGatewayPoolUids {
+    #[serde(rename = "CloudGatewayPoolUid", default)]
+    pub uids: Vec<String>,
+}
+
+/// The `xmlns` attribute of a request root: always EM's namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Namespace;
+
+impl Serialize for Namespace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(NAMESPACE)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Links {
+    #[serde(rename = "Link", default)]
+    pub links: Vec<Link>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Link {
+    #[serde(rename = "@Href")]
+    pub href: String,
+    #[serde(rename = "@Rel", default)]
+    pub rel: Option<String>,
+    #[serde(rename = "@Type", default)]
+    pub type_: Option<String>,
+    #[serde(rename = "@Name", default)]
+    pub name: Option<String>,
+}
+
+impl Links {
+    /// The first link with this `Rel` (and, when given, this `Type`).
+    pub fn find(&self, rel: &str, type_: Option<&str>) -> Option<&Link> {
+        self.links.iter().find(|l| {
+            l.rel.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                && type_.is_none_or(|t| l.type_.as_deref().is_some_and(|lt| lt.eq_ignore_ascii_case(t)))
+        })
+    }
+}
+
+/// `State` of an EM task. `OperationFinished` means the backup server is done but EM's database
+/// does not have the result yet: still in progress for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TaskState {
+    Running,
+    OperationFinished,
+    Finished,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename = "Task")]
+pub struct Task {
+    #[serde(rename = "@Href", default)]
+    pub href: Option<String>,
+    #[serde(rename = "Links", default)]
+    pub links: Links,
+    #[serde(rename = "TaskId")]
+    pub task_id: String,
+    #[serde(rename = "State")]
+    pub state: TaskState,
+    #[serde(rename = "Operation", default)]
+    pub operation: String,
+    #[serde(rename = "Result", default)]
+    pub result: Option<TaskResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskResult {
+    #[serde(rename = "@Success")]
+    pub success: bool,
+    #[serde(rename = "Message", default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "Tasks")]
+pub struct Tasks {
+    #[serde(rename = "Task", default)]
+    pub tasks: Vec<Task>,
+}
+
+/// EM's `Error` body.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename = "Error")]
+pub struct Error {
+    #[serde(rename = "@Message", default)]
+    pub message: Option<String>,
+    #[serde(rename = "@StatusCode", default)]
+    pub status_code: Option<u16>,
+    #[serde(rename = "FirstChanceExceptionMessage", default)]
+    pub first_chance_exception_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename = "LogonSession")]
+pub struct LogonSession {
+    #[serde(rename = "@Href", default)]
+    pub href: Option<String>,
+    #[serde(rename = "UserName", default)]
+    pub user_name: Option<String>,
+    #[serde(rename = "SessionId")]
+    pub session_id: String,
+}
+
+/// A reference (`Ref` in lists, `EntityRef` alone).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Reference {
+    #[serde(rename = "@UID")]
+    pub uid: String,
+    #[serde(rename = "@Name", default)]
+    pub name: String,
+    #[serde(rename = "@Href", default)]
+    pub href: Option<String>,
+    #[serde(rename = "@Type", default)]
+    pub type_: Option<String>,
+    #[serde(rename = "Links", default)]
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "EntityReferences")]
+pub struct EntityReferences {
+    #[serde(rename = "Ref", default)]
+    pub refs: Vec<Reference>,
+}
+
+/// `CloudGateway` entity (`?format=Entity`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CloudGateway {
+    #[serde(rename = "@Name", default)]
+    pub name: String,
+    #[serde(rename = "@UID")]
+    pub uid: String,
+    #[serde(rename = "Links", default)]
+    pub links: Links,
+    #[serde(rename = "Enabled", default)]
+    pub enabled: Option<bool>,
+    #[serde(rename = "NetworkMode")]
+    pub network_mode: NetworkMode,
+    #[serde(rename = "ExternalIP", default)]
+    pub external_ip: Option<String>,
+    #[serde(rename = "ExternalPort", default)]
+    pub external_port: Option<u16>,
+    #[serde(rename = "InternalPort", default)]
+    pub internal_port: Option<u16>,
+    #[serde(rename = "Description", default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "CloudGateways")]
+pub struct CloudGateways {
+    #[serde(rename = "CloudGateway", default)]
+    pub items: Vec<CloudGateway>,
+}
+
+/// `CloudGatewayPool` entity.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CloudGatewayPool {
+    #[serde(rename = "@Name", default)]
+    pub name: String,
+    #[serde(rename = "@UID")]
+    pub uid: String,
+    #[serde(rename = "Links", default)]
+    pub links: Links,
+    #[serde(rename = "Description", default)]
+    pub description: Option<String>,
+    #[serde(rename = "CloudGateways", default)]
+    pub cloud_gateways: CloudGatewayUids,
+    #[serde(rename = "CloudTenants", default)]
+    pub cloud_tenants: CloudTenantUids,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "CloudGatewayPools")]
+pub struct CloudGatewayPools {
+    #[serde(rename = "CloudGatewayPool", default)]
+    pub items: Vec<CloudGatewayPool>,
+}
+
+/// `BackupServer` entity.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BackupServer {
+    #[serde(rename = "@Name", default)]
+    pub name: String,
+    #[serde(rename = "@UID")]
+    pub uid: String,
+    #[serde(rename = "Description", default)]
+    pub description: Option<String>,
+    #[serde(rename = "Port", default)]
+    pub port: Option<u16>,
+    #[serde(rename = "Version", default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "BackupServers")]
+pub struct BackupServers {
+    #[serde(rename = "BackupServer", default)]
+    pub items: Vec<BackupServer>,
+}
+
+/// `CloudTenant` entity: only what a provisioning portal needs of it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CloudTenant {
+    #[serde(rename = "@Name", default)]
+    pub name: String,
+    #[serde(rename = "@UID")]
+    pub uid: String,
+    #[serde(rename = "Links", default)]
+    pub links: Links,
+    #[serde(rename = "Description", default)]
+    pub description: Option<String>,
+    #[serde(rename = "Enabled", default)]
+    pub enabled: Option<bool>,
+    #[serde(rename = "CloudGatewayPools", default)]
+    pub cloud_gateway_pools: CloudGatewayPoolUids,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "CloudTenants")]
+pub struct CloudTenants {
+    #[serde(rename = "CloudTenant", default)]
+    pub items: Vec<CloudTenant>,
+}
+
+/// The bare guid at the end of a `urn:veeam:<Type>:<guid>` UID (or of an Href path).
+pub fn id_of(uid_or_href: &str) -> &str {
+    let path = uid_or_href.split(['?', '#']).next().unwrap_or(uid_or_href);
+    path.rsplit([':', '/']).next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_of_takes_the_guid_from_uids_and_hrefs() {
+        assert_eq!(id_of("urn:veeam:CloudGateway:abc-1"), "abc-1");
+        assert_eq!(id_of("https://em:9398/api/cloud/gateways/abc-1?format=Entity"), "abc-1");
+        assert_eq!(id_of("abc-1"), "abc-1");
+    }
+
+    #[test]
+    fn reads_a_finished_task_with_its_related_link() {
+        let xml = r#"<Task xmlns="http://www.veeam.com/ent/v1.0" Href="https://em/api/tasks/task-4" Type="Task">
+  <Links>
+    <Link Href="https://em/api/tasks/task-4" Rel="Delete"/>
+    <Link Href="https://em/api/cloud/gateways/3f2a?format=Entity" Name="" Type="CloudGateway" Rel="Related"/>
+  </Links>
+  <TaskId>task-4</TaskId><State>Finished</State><Operation>CreateCloudGateway</Operation>
+  <Result Success="true"><Message>Ok</Message></Result></Task>"#;
+        let task: Task = from_xml(xml).unwrap();
+        assert_eq!(task.state, TaskState::Finished);
+        assert!(task.result.as_ref().unwrap().success);
+        let related = task.links.find("Related", None).unwrap();
+        assert_eq!(id_of(&related.href), "3f2a");
+    }
+
+    #[test]
+    fn an_unknown_task_state_does_not_fail_the_parse() {
+        let xml = r#"<Task><TaskId>task-1</TaskId><State>Queued</State><Operation>X</Operation></Task>"#;
+        let task: Task = from_xml(xml).unwrap();
+        assert_eq!(task.state, TaskState::Unknown);
+        assert!(task.result.is_none());
+    }
+
+    #[test]
+    fn reads_an_error_body() {
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?>
+<Error xmlns="http://www.veeam.com/ent/v1.0" Message="Cloud gateway pool name must be unique." StatusCode="400">
+  <FirstChanceExceptionMessage>Cloud gateway pool name must be unique.</FirstChanceExceptionMessage>
+</Error>"#;
+        let err: Error = from_xml(xml).unwrap();
+        assert_eq!(err.status_code, Some(400));
+        assert_eq!(err.message.as_deref(), Some("Cloud gateway pool name must be unique."));
+    }
+}

@@ -1,0 +1,195 @@
+//! `em-sim`: a faithful Enterprise Manager REST API for tests, benchmarks and the demo.
+//!
+//! It follows `em-api.md`: logon sessions with idle expiry and cookie-over-header precedence,
+//! session-scoped tasks that finish after a set time with EM's `Related` links, EM's business-rule
+//! failures, EM's `Error` bodies, XML with strict element order, JSON by content negotiation,
+//! seeded backup servers and tenants, `/query` with filters, and fault injection through a
+//! control API (see [`control`]).
+
+pub mod body;
+pub mod control;
+pub mod query;
+pub mod render;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use serde::{Deserialize, Serialize};
+
+pub use state::Seed;
+use state::World;
+use views::Hrefs;
+
+/// How the simulator starts.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Base of the Hrefs it writes (EM's idea of its own host), e.g. `https://em.example:9398`.
+    /// Default: the address it listens on.
+    pub public_url: Option<String>,
+    pub username: String,
+    pub password: String,
+    /// How long an operation runs before its task finishes.
+    pub task_time: Duration,
+    /// How long a finished operation shows `OperationFinished` before `Finished`.
+    pub operation_finished_time: Duration,
+    /// Idle time after which a logon session expires (EM: 15 minutes).
+    pub session_idle: Duration,
+    pub seed: Seed,
+    pub faults: Faults,
+    pub workers: usize,
+}
+
+impl SimConfig {
+    pub fn new(listen: SocketAddr, username: &str, password: &str) -> Self {
+        SimConfig {
+            listen,
+            public_url: None,
+            username: username.into(),
+            password: password.into(),
+            task_time: Duration::from_millis(500),
+            operation_finished_time: Duration::ZERO,
+            session_idle: Duration::from_secs(15 * 60),
+            seed: Seed::default(),
+            faults: Faults::default(),
+            workers: 2,
+        }
+    }
+}
+
+/// Fault injection, changeable at run time through `PUT /_sim/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every EM request.
+    pub latency_ms: u64,
+    /// Share of EM requests answered with `error_status` before anything is done (0..1).
+    pub error_rate: f64,
+    pub error_status: u16,
+    /// Share of EM requests whose connection is dropped after they were processed (0..1).
+    pub drop_rate: f64,
+    /// Share of operations whose task finishes with `Success="false"` (0..1).
+    pub task_failure_rate: f64,
+    /// JSON answers with camelCase keys, as some v13 builds send.
+    pub camel_case_json: bool,
+    /// `Type="Task"` on a task's Delete link (the hand-written docs have it, real EM does not).
+    pub task_delete_link_type: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            error_rate: 0.0,
+            error_status: 503,
+            drop_rate: 0.0,
+            task_failure_rate: 0.0,
+            camel_case_json: false,
+            task_delete_link_type: false,
+        }
+    }
+}
+
+impl Faults {
+    pub fn checked(self) -> Result<Self, String> {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("drop_rate", self.drop_rate),
+            ("task_failure_rate", self.task_failure_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1"));
+            }
+        }
+        if !(500..=599).contains(&self.error_status) {
+            return Err("error_status must be a 5xx status".into());
+        }
+        Ok(self)
+    }
+}
+
+/// The simulator's shared state.
+pub struct Sim {
+    world: Mutex<World>,
+    faults: Mutex<Faults>,
+    hrefs: Hrefs,
+    username: String,
+    password: String,
+}
+
+impl Sim {
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock must not take the simulator down with it.
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    /// EM's base URL including `/api` (what `EMGW_EM_URL` takes).
+    pub api_url: String,
+    pub handle: actix_web::dev::ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningSim {
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+    }
+}
+
+/// Binds and starts the simulator on the current tokio runtime.
+pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<RunningSim> {
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    let addr = listener.local_addr()?;
+    let public = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let api_url = format!("{}/api", public.trim_end_matches('/'));
+    let mut world = World::new(config.seed, config.session_idle, config.task_time);
+    world.operation_finished_time = config.operation_finished_time;
+    let sim = web::Data::new(Sim {
+        world: Mutex::new(world),
+        faults: Mutex::new(config.faults),
+        hrefs: Hrefs {
+            base: api_url.clone(),
+        },
+        username: config.username,
+        password: config.password,
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(sim.clone())
+            .app_data(web::PayloadConfig::new(1024 * 1024))
+            .default_service(web::to(routes::dispatch))
+    })
+    .workers(config.workers.max(1))
+    .listen(listener)?;
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    let server = server.shutdown_timeout(5).run();
+    let handle = server.handle();
+    Ok(RunningSim {
+        addr,
+        api_url,
+        handle,
+        server: tokio::spawn(server),
+    })
+}

@@ -1,0 +1,652 @@
+//! What the simulated Enterprise Manager knows: backup servers, tenants, cloud gateways and
+//! pools, logon sessions and their tasks, and operations in flight.
+//!
+//! Operations are applied lazily: every request first calls [`World::advance`], which applies
+//! each operation whose time has come, in order. That keeps the simulator deterministic and free
+//! of timers, and an operation still completes after its session is gone (as on a real EM, where
+//! the backup server does the work whoever is watching).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    Direct,
+    #[serde(rename = "NAT")]
+    Nat,
+}
+
+impl NetworkMode {
+    pub fn as_em(&self) -> &'static str {
+        match self {
+            NetworkMode::Direct => "Direct",
+            NetworkMode::Nat => "NAT",
+        }
+    }
+
+    pub fn from_em(text: &str) -> Option<Self> {
+        match text {
+            "Direct" => Some(NetworkMode::Direct),
+            "NAT" => Some(NetworkMode::Nat),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupServer {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_backup_port")]
+    pub port: u16,
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Servers that can take the gateway role. `None`: any host name is a managed server.
+    #[serde(default)]
+    pub managed_servers: Option<Vec<String>>,
+}
+
+fn default_backup_port() -> u16 {
+    9392
+}
+
+fn default_version() -> String {
+    "13.0.1.1071".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub backup_server: Uuid,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The objects the simulator starts with (`--seed FILE`, JSON in this shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seed {
+    pub backup_servers: Vec<BackupServer>,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        let vbr01 = Uuid::from_u128(0x29e5d158_1f58_44bc_bbaa_2752d787a91d);
+        let vbr02 = Uuid::from_u128(0x8c88c6d6_931f_4044_8c0b_7a0c5f188b00);
+        Seed {
+            backup_servers: vec![
+                BackupServer {
+                    id: vbr01,
+                    name: "vbr01.example.local".into(),
+                    description: "Cloud Connect backup server (any host can take the gateway role)"
+                        .into(),
+                    port: 9392,
+                    version: default_version(),
+                    managed_servers: None,
+                },
+                BackupServer {
+                    id: vbr02,
+                    name: "vbr02.example.local".into(),
+                    description: "Backup server with two managed servers".into(),
+                    port: 9392,
+                    version: default_version(),
+                    managed_servers: Some(vec![
+                        "gw-a.example.local".into(),
+                        "gw-b.example.local".into(),
+                    ]),
+                },
+            ],
+            tenants: vec![
+                Tenant {
+                    id: Uuid::from_u128(0x5cf540af_512a_5ba8_9f12_77fba51207e0),
+                    name: "acme".into(),
+                    backup_server: vbr01,
+                    description: "Acme Corp".into(),
+                    enabled: true,
+                },
+                Tenant {
+                    id: Uuid::from_u128(0x3f2a1c10_0000_4000_8000_00000000e902),
+                    name: "globex".into(),
+                    backup_server: vbr01,
+                    description: "Globex".into(),
+                    enabled: true,
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    pub id: Uuid,
+    pub created: u64,
+    pub backup_server: Uuid,
+    pub name: String,
+    pub enabled: bool,
+    pub network_mode: NetworkMode,
+    pub external_ip: String,
+    pub external_port: u16,
+    pub internal_port: u16,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub id: Uuid,
+    pub created: u64,
+    pub backup_server: Uuid,
+    pub name: String,
+    pub description: String,
+    pub gateways: Vec<Uuid>,
+    pub tenants: Vec<Uuid>,
+}
+
+/// A change to a gateway, as read from a PUT: `None` keeps the current value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayChange {
+    pub enabled: Option<bool>,
+    pub network_mode: Option<NetworkMode>,
+    pub external_ip: Option<String>,
+    pub external_port: Option<u16>,
+    pub internal_port: Option<u16>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub gateways: Vec<Uuid>,
+    pub tenants: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    CreateGateway(Gateway),
+    EditGateway(Uuid, GatewayChange),
+    DeleteGateway(Uuid),
+    CreatePool(Pool),
+    EditPool(Uuid, PoolChange),
+    DeletePool(Uuid),
+}
+
+impl Change {
+    /// EM's `Operation` name.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Change::CreateGateway(_) => "CreateCloudGateway",
+            Change::EditGateway(..) => "EditCloudGateway",
+            Change::DeleteGateway(_) => "DeleteCloudGateway",
+            Change::CreatePool(_) => "CreateCloudGatewayPool",
+            Change::EditPool(..) => "UpdateCloudGatewayPool",
+            Change::DeletePool(_) => "DeleteCloudGatewayPool",
+        }
+    }
+}
+
+/// What a finished operation links to (`Related` link), as a path below `/api`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Related {
+    pub type_: &'static str,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Option<Related>),
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct Operation {
+    pub name: &'static str,
+    pub due: Instant,
+    change: Option<Change>,
+    forced_failure: Option<String>,
+    pub outcome: Option<(Instant, Outcome)>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub session_id: Uuid,
+    pub user: String,
+    pub last_used: Instant,
+    pub tasks: BTreeMap<u64, u64>,
+    next_task: u64,
+}
+
+/// A task as a session sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub number: u64,
+    pub operation: &'static str,
+    pub state: &'static str,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counters {
+    pub logons: u64,
+    pub requests: u64,
+    pub requests_by_route: BTreeMap<String, u64>,
+}
+
+pub struct World {
+    pub backup_servers: Vec<BackupServer>,
+    pub tenants: Vec<Tenant>,
+    pub gateways: HashMap<Uuid, Gateway>,
+    pub pools: HashMap<Uuid, Pool>,
+    sessions: HashMap<String, Session>,
+    operations: HashMap<u64, Operation>,
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_operation: u64,
+    next_created: u64,
+    pub counters: Counters,
+    pub session_idle: Duration,
+    pub task_time: Duration,
+    pub operation_finished_time: Duration,
+}
+
+impl World {
+    pub fn new(seed: Seed, session_idle: Duration, task_time: Duration) -> Self {
+        World {
+            backup_servers: seed.backup_servers,
+            tenants: seed.tenants,
+            gateways: HashMap::new(),
+            pools: HashMap::new(),
+            sessions: HashMap::new(),
+            operations: HashMap::new(),
+            due: BinaryHeap::new(),
+            next_operation: 1,
+            next_created: 1,
+            counters: Counters::default(),
+            session_idle,
+            task_time,
+            operation_finished_time: Duration::ZERO,
+        }
+    }
+
+    // -- sessions ------------------------------------------------------------------------------
+
+    /// A new logon session: a random `SessionId` and a distinct opaque token.
+    pub fn log_on(&mut self, user: &str, now: Instant) -> (String, Uuid) {
+        let session_id = Uuid::new_v4();
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(Uuid::new_v4().to_string());
+        self.sessions.insert(
+            token.clone(),
+            Session {
+                session_id,
+                user: user.to_string(),
+                last_used: now,
+                tasks: BTreeMap::new(),
+                next_task: 1,
+            },
+        );
+        self.counters.logons += 1;
+        (token, session_id)
+    }
+
+    /// The session of a token, if it exists and has not idled out; using it resets its idle
+    /// clock. An expired session is dropped with its tasks.
+    pub fn session(&mut self, token: &str, now: Instant) -> Option<&mut Session> {
+        let expired = self
+            .sessions
+            .get(token)
+            .is_some_and(|s| now.duration_since(s.last_used) > self.session_idle);
+        if expired {
+            self.sessions.remove(token);
+            return None;
+        }
+        let session = self.sessions.get_mut(token)?;
+        session.last_used = now;
+        Some(session)
+    }
+
+    pub fn sessions_of(&self, user: &str) -> Vec<(Uuid, String)> {
+        let mut list: Vec<(Uuid, String)> = self
+            .sessions
+            .values()
+            .filter(|s| s.user == user)
+            .map(|s| (s.session_id, s.user.clone()))
+            .collect();
+        list.sort();
+        list
+    }
+
+    pub fn log_off(&mut self, session_id: Uuid) -> bool {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| s.session_id != session_id);
+        before != self.sessions.len()
+    }
+
+    pub fn expire_all_sessions(&mut self) -> usize {
+        let n = self.sessions.len();
+        self.sessions.clear();
+        n
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn operations_pending(&self) -> usize {
+        self.due.len()
+    }
+
+    // -- tasks ---------------------------------------------------------------------------------
+
+    /// Starts an operation in a session: its task is `task-N` of that session.
+    pub fn start(&mut self, token: &str, change: Change, forced_failure: Option<String>, now: Instant) -> Option<TaskView> {
+        let id = self.next_operation;
+        let due = now + self.task_time;
+        let name = change.operation();
+        let session = self.sessions.get_mut(token)?;
+        self.next_operation += 1;
+        let number = session.next_task;
+        session.next_task += 1;
+        session.tasks.insert(number, id);
+        self.operations.insert(
+            id,
+            Operation {
+                name,
+                due,
+                change: Some(change),
+                forced_failure,
+                outcome: None,
+            },
+        );
+        self.due.push(Reverse((due, id)));
+        Some(TaskView {
+            number,
+            operation: name,
+            state: "Running",
+            outcome: None,
+        })
+    }
+
+    pub fn tasks_of(&self, token: &str, now: Instant) -> Vec<TaskView> {
+        let Some(session) = self.sessions.get(token) else {
+            return Vec::new();
+        };
+        session
+            .tasks
+            .iter()
+            .filter_map(|(number, op)| self.view(*number, *op, now))
+            .collect()
+    }
+
+    pub fn task_of(&self, token: &str, number: u64, now: Instant) -> Option<TaskView> {
+        let op = *self.sessions.get(token)?.tasks.get(&number)?;
+        self.view(number, op, now)
+    }
+
+    pub fn remove_task(&mut self, token: &str, number: u64) -> bool {
+        self.sessions
+            .get_mut(token)
+            .is_some_and(|s| s.tasks.remove(&number).is_some())
+    }
+
+    fn view(&self, number: u64, op: u64, now: Instant) -> Option<TaskView> {
+        let op = self.operations.get(&op)?;
+        let (state, outcome) = match &op.outcome {
+            None => ("Running", None),
+            Some((at, outcome)) if now < *at + self.operation_finished_time => {
+                ("OperationFinished", Some(outcome.clone()))
+            }
+            Some((_, outcome)) => ("Finished", Some(outcome.clone())),
+        };
+        Some(TaskView {
+            number,
+            operation: op.name,
+            state,
+            outcome,
+        })
+    }
+
+    /// Applies every operation that is due, oldest first.
+    pub fn advance(&mut self, now: Instant) {
+        while let Some(Reverse((due, id))) = self.due.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.due.pop();
+            let Some(op) = self.operations.get_mut(&id) else {
+                continue;
+            };
+            let change = op.change.take();
+            let forced = op.forced_failure.take();
+            let outcome = match (forced, change) {
+                (Some(message), _) => Outcome::Failed(message),
+                (None, Some(change)) => self.apply(change),
+                (None, None) => continue,
+            };
+            if let Some(op) = self.operations.get_mut(&id) {
+                op.outcome = Some((due, outcome));
+            }
+        }
+    }
+
+    /// Forgets sessions and tasks; objects stay, and operations under way still complete.
+    pub fn restart(&mut self) {
+        self.sessions.clear();
+    }
+
+    // -- objects -------------------------------------------------------------------------------
+
+    pub fn backup_server(&self, id: Uuid) -> Option<&BackupServer> {
+        self.backup_servers.iter().find(|b| b.id == id)
+    }
+
+    pub fn backup_server_by_name(&self, name: &str) -> Option<&BackupServer> {
+        self.backup_servers
+            .iter()
+            .find(|b| b.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn tenant(&self, id: Uuid) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+
+    pub fn gateways_sorted(&self) -> Vec<&Gateway> {
+        let mut list: Vec<&Gateway> = self.gateways.values().collect();
+        list.sort_by_key(|g| g.created);
+        list
+    }
+
+    pub fn pools_sorted(&self) -> Vec<&Pool> {
+        let mut list: Vec<&Pool> = self.pools.values().collect();
+        list.sort_by_key(|p| p.created);
+        list
+    }
+
+    pub fn pool_of_gateway(&self, gateway: Uuid) -> Option<&Pool> {
+        self.pools.values().find(|p| p.gateways.contains(&gateway))
+    }
+
+    pub fn next_created(&mut self) -> u64 {
+        self.next_created += 1;
+        self.next_created
+    }
+
+    fn apply(&mut self, change: Change) -> Outcome {
+        match self.try_apply(change) {
+            Ok(related) => Outcome::Succeeded(related),
+            Err(message) => Outcome::Failed(message),
+        }
+    }
+
+    /// EM's business rules, checked when the operation runs (not when it is accepted).
+    fn try_apply(&mut self, change: Change) -> Result<Option<Related>, String> {
+        match change {
+            Change::CreateGateway(gateway) => {
+                let server = self
+                    .backup_server(gateway.backup_server)
+                    .ok_or("Backup server was not found.")?;
+                if let Some(managed) = &server.managed_servers
+                    && !managed.iter().any(|m| m.eq_ignore_ascii_case(&gateway.name))
+                {
+                    return Err(format!(
+                        "Server {} is not added to the backup infrastructure.",
+                        gateway.name
+                    ));
+                }
+                if self.gateways.values().any(|g| {
+                    g.backup_server == gateway.backup_server
+                        && g.name.eq_ignore_ascii_case(&gateway.name)
+                }) {
+                    return Err(format!(
+                        "Server {} is already a cloud gateway.",
+                        gateway.name
+                    ));
+                }
+                let id = gateway.id;
+                self.gateways.insert(id, gateway);
+                Ok(Some(Related {
+                    type_: "CloudGateway",
+                    path: format!("cloud/gateways/{id}?format=Entity"),
+                }))
+            }
+            Change::EditGateway(id, change) => {
+                let gateway = self
+                    .gateways
+                    .get_mut(&id)
+                    .ok_or_else(|| format!("Cloud gateway [{id}] was not found."))?;
+                let mut next = gateway.clone();
+                if let Some(v) = change.enabled {
+                    next.enabled = v;
+                }
+                if let Some(v) = change.network_mode {
+                    next.network_mode = v;
+                }
+                if let Some(v) = change.external_ip {
+                    next.external_ip = v;
+                }
+                if let Some(v) = change.external_port {
+                    next.external_port = v;
+                }
+                if let Some(v) = change.internal_port {
+                    next.internal_port = v;
+                }
+                if let Some(v) = change.description {
+                    next.description = v;
+                }
+                if next.network_mode == NetworkMode::Nat && next.external_ip.is_empty() {
+                    return Err("External IP address must be specified for NAT mode.".into());
+                }
+                *gateway = next;
+                Ok(None)
+            }
+            Change::DeleteGateway(id) => {
+                let gateway = self
+                    .gateways
+                    .get(&id)
+                    .ok_or_else(|| format!("Cloud gateway [{id}] was not found."))?;
+                if let Some(pool) = self.pool_of_gateway(id) {
+                    return Err(format!(
+                        "Cloud gateway {} is a member of cloud gateway pool {}. Remove it from the pool first.",
+                        gateway.name, pool.name
+                    ));
+                }
+                self.gateways.remove(&id);
+                Ok(None)
+            }
+            Change::CreatePool(pool) => {
+                self.check_pool(None, pool.backup_server, &pool.name, &pool.gateways, &pool.tenants)?;
+                let id = pool.id;
+                self.pools.insert(id, pool);
+                Ok(Some(Related {
+                    type_: "CloudGatewayPool",
+                    path: format!("cloud/gatewayPools/{id}?format=Entity"),
+                }))
+            }
+            Change::EditPool(id, change) => {
+                let pool = self
+                    .pools
+                    .get(&id)
+                    .ok_or_else(|| format!("Cloud gateway pool [{id}] was not found."))?;
+                let name = change.name.clone().unwrap_or_else(|| pool.name.clone());
+                let server = pool.backup_server;
+                self.check_pool(Some(id), server, &name, &change.gateways, &change.tenants)?;
+                if let Some(pool) = self.pools.get_mut(&id) {
+                    pool.name = name;
+                    if let Some(d) = change.description {
+                        pool.description = d;
+                    }
+                    pool.gateways = change.gateways;
+                    pool.tenants = change.tenants;
+                }
+                Ok(None)
+            }
+            Change::DeletePool(id) => {
+                self.pools
+                    .remove(&id)
+                    .ok_or_else(|| format!("Cloud gateway pool [{id}] was not found."))?;
+                Ok(Some(Related {
+                    type_: "CloudGatewayPoolList",
+                    path: "cloud/gatewayPools?format=Entity".into(),
+                }))
+            }
+        }
+    }
+
+    fn check_pool(
+        &self,
+        this: Option<Uuid>,
+        server: Uuid,
+        name: &str,
+        gateways: &[Uuid],
+        tenants: &[Uuid],
+    ) -> Result<(), String> {
+        if self.pools.values().any(|p| {
+            Some(p.id) != this && p.backup_server == server && p.name.eq_ignore_ascii_case(name)
+        }) {
+            return Err("Cloud gateway pool name must be unique.".into());
+        }
+        for id in gateways {
+            let gateway = self
+                .gateways
+                .get(id)
+                .ok_or_else(|| format!("Cloud gateway [urn:veeam:CloudGateway:{id}] was not found."))?;
+            if gateway.backup_server != server {
+                return Err(format!(
+                    "Cloud gateway {} belongs to another backup server.",
+                    gateway.name
+                ));
+            }
+            if let Some(other) = self
+                .pools
+                .values()
+                .find(|p| Some(p.id) != this && p.gateways.contains(id))
+            {
+                return Err(format!(
+                    "Cloud gateway {} is already included in cloud gateway pool {}.",
+                    gateway.name, other.name
+                ));
+            }
+        }
+        for id in tenants {
+            if self.tenant(*id).is_none() {
+                return Err(format!(
+                    "Cloud tenant [urn:veeam:CloudTenant:{id}] was not found."
+                ));
+            }
+        }
+        Ok(())
+    }
+}
