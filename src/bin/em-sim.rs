@@ -24,7 +24,12 @@ struct Args {
     #[arg(long, default_value = "admin", env = "EMSIM_USERNAME")]
     username: String,
     /// Password accepted at logon.
-    #[arg(long, default_value = "secret", env = "EMSIM_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        default_value = "secret",
+        env = "EMSIM_PASSWORD",
+        hide_env_values = true
+    )]
     password: String,
     /// Milliseconds an operation runs before its task finishes.
     #[arg(long, default_value_t = 500)]
@@ -67,8 +72,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -110,15 +114,26 @@ fn run(args: Args) -> Result<(), String> {
     config.seed = seed.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let running = sim::start(config, true).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let running = sim::start(config, true)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         println!("em-sim: Enterprise Manager API at {}", running.api_url);
         println!("em-sim: logon user {}", args.username);
         for b in &seed.backup_servers {
-            println!("em-sim: backup server {:<22} urn:veeam:BackupServer:{}", b.name, b.id);
+            println!(
+                "em-sim: backup server {:<22} urn:veeam:BackupServer:{}",
+                b.name, b.id
+            );
         }
         for t in &seed.tenants {
-            println!("em-sim: cloud tenant   {:<22} urn:veeam:CloudTenant:{}", t.name, t.id);
+            println!(
+                "em-sim: cloud tenant   {:<22} urn:veeam:CloudTenant:{}",
+                t.name, t.id
+            );
         }
-        running.server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+        running
+            .server
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     })
 }

@@ -227,8 +227,12 @@ impl EmClient {
         edit: &xml::CloudGatewayPoolEdit,
     ) -> Result<Submitted, EmError> {
         let id = id.to_string();
-        self.submit(Method::PUT, &["cloud", "gatewayPools", &id], Some(body(edit)?))
-            .await
+        self.submit(
+            Method::PUT,
+            &["cloud", "gatewayPools", &id],
+            Some(body(edit)?),
+        )
+        .await
     }
 
     pub async fn delete_cloud_gateway_pool(&self, id: Uuid) -> Result<Submitted, EmError> {
@@ -596,7 +600,11 @@ fn refusal(status: StatusCode, text: &str) -> EmError {
     let parsed = xml::from_xml::<xml::Error>(text).ok();
     let message = parsed
         .as_ref()
-        .and_then(|e| e.message.clone().or(e.first_chance_exception_message.clone()))
+        .and_then(|e| {
+            e.message
+                .clone()
+                .or(e.first_chance_exception_message.clone())
+        })
         .filter(|m| !m.is_empty());
     match message {
         Some(message) => {
@@ -624,10 +632,7 @@ fn refusal(status: StatusCode, text: &str) -> EmError {
                 status.canonical_reason().unwrap_or("error")
             ),
         },
-        None => EmError::BadAnswer(format!(
-            "HTTP {} without an EM error body",
-            status.as_u16()
-        )),
+        None => EmError::BadAnswer(format!("HTTP {} without an EM error body", status.as_u16())),
     }
 }
 

@@ -11,7 +11,9 @@ pub enum EmError {
 
     /// A write was sent but no answer came back (timeout, dropped connection). EM may or may not
     /// have started the operation; the caller must look at EM's objects instead of repeating it.
-    #[error("Enterprise Manager did not answer a {method} to {path}; its outcome is unknown: {reason}")]
+    #[error(
+        "Enterprise Manager did not answer a {method} to {path}; its outcome is unknown: {reason}"
+    )]
     OutcomeUnknown {
         method: String,
         path: String,
@@ -54,7 +56,10 @@ impl EmError {
     pub fn is_not_found(&self) -> bool {
         match self {
             EmError::Refused { status: 404, .. } => true,
-            EmError::Refused { status: 400 | 500, message } => {
+            EmError::Refused {
+                status: 400 | 500,
+                message,
+            } => {
                 let m = message.to_ascii_lowercase();
                 m.contains("not found") || m.contains("does not exist")
             }

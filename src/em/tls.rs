@@ -221,7 +221,10 @@ mod tests {
     fn fingerprints_parse_with_or_without_colons() {
         let plain = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
         let colons = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
-        assert_eq!(parse_fingerprint(plain).unwrap(), parse_fingerprint(colons).unwrap());
+        assert_eq!(
+            parse_fingerprint(plain).unwrap(),
+            parse_fingerprint(colons).unwrap()
+        );
         assert!(parse_fingerprint("abc").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
     }

@@ -169,8 +169,14 @@ impl Links {
     /// The first link with this `Rel` (and, when given, this `Type`).
     pub fn find(&self, rel: &str, type_: Option<&str>) -> Option<&Link> {
         self.links.iter().find(|l| {
-            l.rel.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(rel))
-                && type_.is_none_or(|t| l.type_.as_deref().is_some_and(|lt| lt.eq_ignore_ascii_case(t)))
+            l.rel
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                && type_.is_none_or(|t| {
+                    l.type_
+                        .as_deref()
+                        .is_some_and(|lt| lt.eq_ignore_ascii_case(t))
+                })
         })
     }
 }
@@ -376,7 +382,10 @@ mod tests {
     #[test]
     fn id_of_takes_the_guid_from_uids_and_hrefs() {
         assert_eq!(id_of("urn:veeam:CloudGateway:abc-1"), "abc-1");
-        assert_eq!(id_of("https://em:9398/api/cloud/gateways/abc-1?format=Entity"), "abc-1");
+        assert_eq!(
+            id_of("https://em:9398/api/cloud/gateways/abc-1?format=Entity"),
+            "abc-1"
+        );
         assert_eq!(id_of("abc-1"), "abc-1");
     }
 
@@ -398,7 +407,8 @@ mod tests {
 
     #[test]
     fn an_unknown_task_state_does_not_fail_the_parse() {
-        let xml = r#"<Task><TaskId>task-1</TaskId><State>Queued</State><Operation>X</Operation></Task>"#;
+        let xml =
+            r#"<Task><TaskId>task-1</TaskId><State>Queued</State><Operation>X</Operation></Task>"#;
         let task: Task = from_xml(xml).unwrap();
         assert_eq!(task.state, TaskState::Unknown);
         assert!(task.result.is_none());
@@ -412,6 +422,9 @@ mod tests {
 </Error>"#;
         let err: Error = from_xml(xml).unwrap();
         assert_eq!(err.status_code, Some(400));
-        assert_eq!(err.message.as_deref(), Some("Cloud gateway pool name must be unique."));
+        assert_eq!(
+            err.message.as_deref(),
+            Some("Cloud gateway pool name must be unique.")
+        );
     }
 }

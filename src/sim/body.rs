@@ -6,10 +6,10 @@
 //! [`Schema`]: the root's name and namespace, each element's position in the sequence, required
 //! elements, and each value's type.
 
+use quick_xml::NsReader;
 use quick_xml::escape::{resolve_predefined_entity, unescape};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
 
 use crate::em::xml::NAMESPACE;
 
@@ -108,7 +108,9 @@ pub fn parse_xml(text: &str) -> Result<Element, String> {
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&text),
                     None if text.trim().is_empty() => {}
-                    None => return Err("The request body has text outside its root element.".into()),
+                    None => {
+                        return Err("The request body has text outside its root element.".into());
+                    }
                 }
             }
             Event::CData(c) => {
@@ -143,13 +145,16 @@ pub fn parse_xml(text: &str) -> Result<Element, String> {
 
 fn close(
     element: Element,
-    stack: &mut Vec<Element>,
+    stack: &mut [Element],
     root: &mut Option<Element>,
 ) -> Result<(), String> {
     let mut element = element;
     if !element.children.is_empty() {
         if !element.text.trim().is_empty() {
-            return Err(format!("Element <{}> mixes text and elements.", element.name));
+            return Err(format!(
+                "Element <{}> mixes text and elements.",
+                element.name
+            ));
         }
         element.text.clear();
     }
@@ -296,7 +301,10 @@ impl Schema {
             ..Element::default()
         };
         for (key, value) in object {
-            let field = self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(key));
+            let field = self
+                .fields
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(key));
             let Some(field) = field else {
                 if ["name", "uid", "href", "type", "links"]
                     .iter()
@@ -427,9 +435,9 @@ fn check_value(field: &Field, element: &Element) -> Result<(), String> {
 
 /// `urn:veeam:<Type>:<guid>`, with the XSD's character rules (so no spaces).
 pub fn check_uid(element: &str, uid_type: &str, text: &str) -> Result<(), String> {
-    parse_uid(uid_type, text)
-        .map(|_| ())
-        .ok_or_else(|| format!("The value [{text}] of element <{element}> is not a valid {uid_type} UID."))
+    parse_uid(uid_type, text).map(|_| ()).ok_or_else(|| {
+        format!("The value [{text}] of element <{element}> is not a valid {uid_type} UID.")
+    })
 }
 
 /// The guid of a `urn:veeam:<uid_type>:<guid>` UID, or of a bare guid.
@@ -469,7 +477,8 @@ mod tests {
 
     #[test]
     fn accepts_a_body_in_order() {
-        let ok = format!(r#"<Spec xmlns="{NAMESPACE}"><A>x &amp; y</A><B>6180</B><C>NAT</C></Spec>"#);
+        let ok =
+            format!(r#"<Spec xmlns="{NAMESPACE}"><A>x &amp; y</A><B>6180</B><C>NAT</C></Spec>"#);
         check(&ok).unwrap();
         let root = parse_xml(&ok).unwrap();
         assert_eq!(root.child_text("A"), Some("x & y"));
@@ -478,15 +487,42 @@ mod tests {
     #[test]
     fn names_the_problem() {
         let cases = [
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><C>NAT</C><A>x</A></Spec>"#), "out of order"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><B>1</B><C>NAT</C></Spec>"#), "<A> is missing"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A></Spec>"#), "<C> is missing"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><Z/><C>NAT</C></Spec>"#), "<Z> is not expected"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><B>0</B><C>NAT</C></Spec>"#), "port number"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><C>Nat</C></Spec>"#), "one of Direct, NAT"),
-            (format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><A>y</A><C>NAT</C></Spec>"#), "more than once"),
-            (r#"<Spec><A>x</A><C>NAT</C></Spec>"#.to_string(), "namespace"),
-            (format!(r#"<Other xmlns="{NAMESPACE}"/>"#), "root element must be <Spec>"),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><C>NAT</C><A>x</A></Spec>"#),
+                "out of order",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><B>1</B><C>NAT</C></Spec>"#),
+                "<A> is missing",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A></Spec>"#),
+                "<C> is missing",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><Z/><C>NAT</C></Spec>"#),
+                "<Z> is not expected",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><B>0</B><C>NAT</C></Spec>"#),
+                "port number",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><C>Nat</C></Spec>"#),
+                "one of Direct, NAT",
+            ),
+            (
+                format!(r#"<Spec xmlns="{NAMESPACE}"><A>x</A><A>y</A><C>NAT</C></Spec>"#),
+                "more than once",
+            ),
+            (
+                r#"<Spec><A>x</A><C>NAT</C></Spec>"#.to_string(),
+                "namespace",
+            ),
+            (
+                format!(r#"<Other xmlns="{NAMESPACE}"/>"#),
+                "root element must be <Spec>",
+            ),
             ("<Spec><A>".to_string(), "ends inside"),
             ("not xml".to_string(), "root"),
         ];

@@ -41,7 +41,10 @@ pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
                     target.insert(k.clone(), v.clone());
                 }
             }
-            match serde_json::from_value::<Faults>(merged).map_err(|e| e.to_string()).and_then(Faults::checked) {
+            match serde_json::from_value::<Faults>(merged)
+                .map_err(|e| e.to_string())
+                .and_then(Faults::checked)
+            {
                 Ok(faults) => {
                     sim.set_faults(faults.clone());
                     HttpResponse::Ok().json(faults)
@@ -61,7 +64,10 @@ pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
             sim.world().counters = Default::default();
             HttpResponse::NoContent().finish()
         }
-        _ => problem(StatusCode::NOT_FOUND, "no such control call; see GET /_sim/state"),
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "no such control call; see GET /_sim/state",
+        ),
     }
 }
 

@@ -129,7 +129,10 @@ impl Sim {
     }
 
     fn faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_faults(&self, faults: Faults) {

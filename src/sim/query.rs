@@ -5,7 +5,11 @@
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
-    Compare { field: String, op: Op, value: String },
+    Compare {
+        field: String,
+        op: Op,
+        value: String,
+    },
     And(Vec<Filter>),
     Or(Vec<Filter>),
 }
@@ -52,7 +56,11 @@ impl Parser {
             self.at += 1;
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::Or(parts)
+        })
     }
 
     fn and(&mut self) -> Result<Filter, String> {
@@ -61,7 +69,11 @@ impl Parser {
             self.at += 1;
             parts.push(self.atom()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::And(parts)
+        })
     }
 
     fn atom(&mut self) -> Result<Filter, String> {
@@ -188,9 +200,15 @@ mod tests {
     fn filters_and_or_and_group() {
         let r = record();
         assert!(matches(&parse(r#"name=="eu pool""#).unwrap(), &r));
-        assert!(matches(&parse("BackupServerUId==abc;Port>9000").unwrap(), &r));
+        assert!(matches(
+            &parse("BackupServerUId==abc;Port>9000").unwrap(),
+            &r
+        ));
         assert!(!matches(&parse("Port<9000;Name==x").unwrap(), &r));
-        assert!(matches(&parse("(Port<9000,Name==\"EU pool\");Port>=9392").unwrap(), &r));
+        assert!(matches(
+            &parse("(Port<9000,Name==\"EU pool\");Port>=9392").unwrap(),
+            &r
+        ));
         assert!(matches(&parse("Name!=other").unwrap(), &r));
         assert!(!matches(&parse("Missing==x").unwrap(), &r));
     }

@@ -175,7 +175,9 @@ impl Node {
                     object.insert(child.name.to_string(), child.json_value());
                 }
             }
-            Content::List { items, bare: true, .. } => {
+            Content::List {
+                items, bare: true, ..
+            } => {
                 return Value::Array(items.iter().map(Node::json_value).collect());
             }
             Content::List { item, items, .. } => {
@@ -208,7 +210,13 @@ pub fn camel_case(key: &str) -> String {
     chars
         .iter()
         .enumerate()
-        .map(|(i, c)| if i < lower_up_to { c.to_ascii_lowercase() } else { *c })
+        .map(|(i, c)| {
+            if i < lower_up_to {
+                c.to_ascii_lowercase()
+            } else {
+                *c
+            }
+        })
         .collect()
 }
 
@@ -246,7 +254,11 @@ mod tests {
         let xml = task().to_xml();
         assert!(xml.starts_with(r#"<?xml version="1.0" encoding="utf-8"?>"#));
         assert_eq!(xml.matches("xmlns=").count(), 1);
-        assert!(xml.contains(r#"<Links><Link Href="http://em/api/tasks/task-1" Rel="Delete" /></Links>"#));
+        assert!(
+            xml.contains(
+                r#"<Links><Link Href="http://em/api/tasks/task-1" Rel="Delete" /></Links>"#
+            )
+        );
         assert!(xml.contains("<TaskId>task-1</TaskId>"));
     }
 
@@ -255,7 +267,11 @@ mod tests {
         let json = task().to_json(false);
         assert_eq!(json["TaskId"], "task-1");
         assert_eq!(json["Links"][0]["Rel"], "Delete");
-        let refs = Node::list("EntityReferences", "Ref", vec![Node::new("Ref").attr("UID", "u")]);
+        let refs = Node::list(
+            "EntityReferences",
+            "Ref",
+            vec![Node::new("Ref").attr("UID", "u")],
+        );
         assert_eq!(refs.to_json(false)["Refs"][0]["UID"], "u");
         let empty = Node::list("CloudTenants", "CloudTenantUid", vec![]);
         assert_eq!(empty.to_json(false), serde_json::json!({}));

@@ -23,7 +23,7 @@ pub enum Reply {
     LoggedOn {
         token: String,
         session_id: Uuid,
-        node: Node,
+        node: Box<Node>,
     },
 }
 
@@ -78,10 +78,13 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
     let json = accepts_json(&req);
     let camel = faults.camel_case_json;
     if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
-        let status = StatusCode::from_u16(faults.error_status)
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let status =
+            StatusCode::from_u16(faults.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return write(
-            error(status, "The service is temporarily unavailable (fault injection)."),
+            error(
+                status,
+                "The service is temporarily unavailable (fault injection).",
+            ),
             json,
             camel,
         );
@@ -130,9 +133,13 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
 /// after the request was processed (the worst case for a client).
 fn dropped() -> HttpResponse {
     let failing = futures_util::stream::once(async {
-        Err::<web::Bytes, std::io::Error>(std::io::Error::other("connection dropped (fault injection)"))
+        Err::<web::Bytes, std::io::Error>(std::io::Error::other(
+            "connection dropped (fault injection)",
+        ))
     });
-    HttpResponse::Ok().content_type("application/xml").streaming(failing)
+    HttpResponse::Ok()
+        .content_type("application/xml")
+        .streaming(failing)
 }
 
 fn accepts_json(req: &HttpRequest) -> bool {
@@ -198,7 +205,7 @@ fn write(reply: Reply, json: bool, camel: bool) -> HttpResponse {
             token,
             session_id,
             node,
-        } => (StatusCode::CREATED, node, Some((token, session_id))),
+        } => (StatusCode::CREATED, *node, Some((token, session_id))),
         Reply::Error(status, message) => return write_error(status, &message, json),
     };
     let mut resp = HttpResponse::build(status);
@@ -210,7 +217,10 @@ fn write(reply: Reply, json: bool, camel: bool) -> HttpResponse {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| session_id.to_string());
         resp.insert_header(("X-RestSvcSessionId", token.clone()))
-            .insert_header(("Set-Cookie", format!("X-RestSvcSessionId={token}; Path=/api;")))
+            .insert_header((
+                "Set-Cookie",
+                format!("X-RestSvcSessionId={token}; Path=/api;"),
+            ))
             .insert_header(("Location", location));
     }
     if json {
@@ -290,7 +300,10 @@ fn log_on(sim: &Sim, world: &mut World, call: &Call, now: Instant) -> Reply {
         Some(other) => return bad_request(format!("Unsupported API version [{other}].")),
     }
     let Some((user, password)) = &call.basic else {
-        return error(StatusCode::UNAUTHORIZED, "Authorization header expected but not found.");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Authorization header expected but not found.",
+        );
     };
     if user != &sim.username || password != &sim.password {
         return error(StatusCode::UNAUTHORIZED, "Invalid user name or password.");
@@ -299,7 +312,7 @@ fn log_on(sim: &Sim, world: &mut World, call: &Call, now: Instant) -> Reply {
     Reply::LoggedOn {
         token,
         session_id,
-        node: views::logon_session(&sim.hrefs, session_id, user),
+        node: Box::new(views::logon_session(&sim.hrefs, session_id, user)),
     }
 }
 
@@ -315,7 +328,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                 .iter()
                 .map(|(id, user)| views::logon_session(h, *id, user))
                 .collect();
-            Reply::Doc(StatusCode::OK, Node::list("LogonSessions", "LogonSession", items))
+            Reply::Doc(
+                StatusCode::OK,
+                Node::list("LogonSessions", "LogonSession", items),
+            )
         }
         ["logonsessions", id] => {
             let id = Uuid::parse_str(id).ok();
@@ -375,15 +391,16 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                     }
                 })
                 .collect();
-            Reply::Doc(StatusCode::OK, list(entity, "BackupServers", "BackupServer", items))
+            Reply::Doc(
+                StatusCode::OK,
+                list(entity, "BackupServers", "BackupServer", items),
+            )
         }
-        ["backupservers", id] if get => {
-            match parse_id(id).and_then(|id| world.backup_server(id)) {
-                Some(b) if entity => Reply::Doc(StatusCode::OK, views::backup_server_entity(h, b)),
-                Some(b) => Reply::Doc(StatusCode::OK, views::backup_server_ref(h, b, "EntityRef")),
-                None => not_found(format!("Backup server [{id}] was not found.")),
-            }
-        }
+        ["backupservers", id] if get => match parse_id(id).and_then(|id| world.backup_server(id)) {
+            Some(b) if entity => Reply::Doc(StatusCode::OK, views::backup_server_entity(h, b)),
+            Some(b) => Reply::Doc(StatusCode::OK, views::backup_server_ref(h, b, "EntityRef")),
+            None => not_found(format!("Backup server [{id}] was not found.")),
+        },
         ["cloud"] if get => Reply::Doc(StatusCode::OK, cloud_service(h)),
         ["cloud", "gateways"] if get => {
             let items = world
@@ -397,7 +414,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                     }
                 })
                 .collect();
-            Reply::Doc(StatusCode::OK, list(entity, "CloudGateways", "CloudGateway", items))
+            Reply::Doc(
+                StatusCode::OK,
+                list(entity, "CloudGateways", "CloudGateway", items),
+            )
         }
         ["cloud", "gateways"] if m == Method::POST => create_gateway(world, ctx, call),
         ["cloud", "gateways", id] => {
@@ -408,9 +428,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                 Method::GET if entity => {
                     Reply::Doc(StatusCode::OK, views::gateway_entity(h, world, &gateway))
                 }
-                Method::GET => {
-                    Reply::Doc(StatusCode::OK, views::gateway_ref(h, world, &gateway, "EntityRef"))
-                }
+                Method::GET => Reply::Doc(
+                    StatusCode::OK,
+                    views::gateway_ref(h, world, &gateway, "EntityRef"),
+                ),
                 Method::PUT => edit_gateway(world, ctx, call, gateway.id),
                 Method::DELETE => start(world, ctx, Change::DeleteGateway(gateway.id)),
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed."),
@@ -442,9 +463,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                 (Method::GET, []) if entity => {
                     Reply::Doc(StatusCode::OK, views::pool_entity(h, world, &pool))
                 }
-                (Method::GET, []) => {
-                    Reply::Doc(StatusCode::OK, views::pool_ref(h, world, &pool, "EntityRef"))
-                }
+                (Method::GET, []) => Reply::Doc(
+                    StatusCode::OK,
+                    views::pool_ref(h, world, &pool, "EntityRef"),
+                ),
                 (Method::GET, ["gateways"]) => {
                     let items = pool
                         .gateways
@@ -481,7 +503,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                     }
                 })
                 .collect();
-            Reply::Doc(StatusCode::OK, list(entity, "CloudTenants", "CloudTenant", items))
+            Reply::Doc(
+                StatusCode::OK,
+                list(entity, "CloudTenants", "CloudTenant", items),
+            )
         }
         ["cloud", "tenants", id, rest @ ..] if get => {
             let Some(tenant) = parse_id(id).and_then(|id| world.tenant(id)).cloned() else {
@@ -489,7 +514,10 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
             };
             match rest {
                 [] if entity => Reply::Doc(StatusCode::OK, views::tenant_entity(h, world, &tenant)),
-                [] => Reply::Doc(StatusCode::OK, views::tenant_ref(h, world, &tenant, "EntityRef")),
+                [] => Reply::Doc(
+                    StatusCode::OK,
+                    views::tenant_ref(h, world, &tenant, "EntityRef"),
+                ),
                 ["gatewaypools"] => {
                     let items = world
                         .pools_sorted()
@@ -672,13 +700,20 @@ fn create_gateway(world: &mut World, ctx: &Ctx, call: &Call) -> Reply {
         Ok(root) => root,
         Err(reply) => return reply,
     };
-    let server = match (root.child_text("BackupServerUid"), root.child_text("BackupServerIdOrName")) {
-        (Some(uid), _) => body::parse_uid("BackupServer", uid).and_then(|id| world.backup_server(id)),
+    let server = match (
+        root.child_text("BackupServerUid"),
+        root.child_text("BackupServerIdOrName"),
+    ) {
+        (Some(uid), _) => {
+            body::parse_uid("BackupServer", uid).and_then(|id| world.backup_server(id))
+        }
         (None, Some(id_or_name)) => body::parse_uid("BackupServer", id_or_name)
             .and_then(|id| world.backup_server(id))
             .or_else(|| world.backup_server_by_name(id_or_name)),
         (None, None) => {
-            return bad_request("Element <BackupServerUid> is missing in <CreateCloudGatewaySpec>.");
+            return bad_request(
+                "Element <BackupServerUid> is missing in <CreateCloudGatewaySpec>.",
+            );
         }
     };
     let Some(server) = server.map(|s| s.id) else {
@@ -693,13 +728,25 @@ fn create_gateway(world: &mut World, ctx: &Ctx, call: &Call) -> Reply {
         .map(str::trim)
         .filter(|ip| !ip.is_empty());
     if mode == NetworkMode::Nat && external_ip.is_none() {
-        return bad_request("Element <ExternalIp> must be specified for a cloud gateway in NAT mode.");
+        return bad_request(
+            "Element <ExternalIp> must be specified for a cloud gateway in NAT mode.",
+        );
     }
-    let host = root.child_text("ServerHostName").unwrap_or_default().trim().to_string();
+    let host = root
+        .child_text("ServerHostName")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let description = root
         .child_text("Description")
         .map(str::to_string)
-        .unwrap_or_else(|| format!("Created by {} at {}", ctx.user, chrono::Utc::now().format("%-m/%-d/%Y %-I:%M %p")));
+        .unwrap_or_else(|| {
+            format!(
+                "Created by {} at {}",
+                ctx.user,
+                chrono::Utc::now().format("%-m/%-d/%Y %-I:%M %p")
+            )
+        });
     let gateway = Gateway {
         id: Uuid::new_v4(),
         created: world.next_created(),
@@ -722,7 +769,9 @@ fn edit_gateway(world: &mut World, ctx: &Ctx, call: &Call, id: Uuid) -> Reply {
     };
     let change = GatewayChange {
         enabled: root.child_text("Enabled").map(|t| t == "true" || t == "1"),
-        network_mode: root.child_text("NetworkMode").and_then(NetworkMode::from_em),
+        network_mode: root
+            .child_text("NetworkMode")
+            .and_then(NetworkMode::from_em),
         external_ip: root.child_text("ExternalIP").map(str::to_string),
         external_port: port(&root, "ExternalPort"),
         internal_port: port(&root, "InternalPort"),
@@ -748,8 +797,15 @@ fn create_pool(world: &mut World, ctx: &Ctx, call: &Call) -> Reply {
         id: Uuid::new_v4(),
         created: world.next_created(),
         backup_server: server,
-        name: root.child_text("Name").unwrap_or_default().trim().to_string(),
-        description: root.child_text("Description").unwrap_or_default().to_string(),
+        name: root
+            .child_text("Name")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        description: root
+            .child_text("Description")
+            .unwrap_or_default()
+            .to_string(),
         gateways: uids(&root, "CloudGateways", "CloudGateway"),
         tenants: uids(&root, "CloudTenants", "CloudTenant"),
     };
@@ -789,7 +845,12 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         None => None,
     };
     let h = ctx.h;
-    let server_name = |id: Uuid| world.backup_server(id).map(|b| b.name.clone()).unwrap_or_default();
+    let server_name = |id: Uuid| {
+        world
+            .backup_server(id)
+            .map(|b| b.name.clone())
+            .unwrap_or_default()
+    };
     // (record, reference, entity, plural root)
     let rows: Vec<(Record, Node, Node)> = match kind.to_ascii_lowercase().as_str() {
         "cloudgateway" => world
@@ -801,10 +862,17 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ("Name", g.name.clone()),
                     ("Enabled", g.enabled.to_string()),
                     ("Description", g.description.clone()),
-                    ("BackupServerUid", views::uid("BackupServer", g.backup_server)),
+                    (
+                        "BackupServerUid",
+                        views::uid("BackupServer", g.backup_server),
+                    ),
                     ("BackupServerName", server_name(g.backup_server)),
                 ];
-                (record, views::gateway_ref(h, world, g, "Ref"), views::gateway_entity(h, world, g))
+                (
+                    record,
+                    views::gateway_ref(h, world, g, "Ref"),
+                    views::gateway_entity(h, world, g),
+                )
             })
             .collect(),
         "cloudgatewaypool" => world
@@ -815,10 +883,17 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ("UID", views::uid("CloudGatewayPool", p.id)),
                     ("Name", p.name.clone()),
                     ("Description", p.description.clone()),
-                    ("BackupServerUid", views::uid("BackupServer", p.backup_server)),
+                    (
+                        "BackupServerUid",
+                        views::uid("BackupServer", p.backup_server),
+                    ),
                     ("BackupServerName", server_name(p.backup_server)),
                 ];
-                (record, views::pool_ref(h, world, p, "Ref"), views::pool_entity(h, world, p))
+                (
+                    record,
+                    views::pool_ref(h, world, p, "Ref"),
+                    views::pool_entity(h, world, p),
+                )
             })
             .collect(),
         "cloudtenant" => world
@@ -829,11 +904,18 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ("UID", views::uid("CloudTenant", t.id)),
                     ("Name", t.name.clone()),
                     ("Enabled", t.enabled.to_string()),
-                    ("BackupServerUid", views::uid("BackupServer", t.backup_server)),
+                    (
+                        "BackupServerUid",
+                        views::uid("BackupServer", t.backup_server),
+                    ),
                     ("BackupServerName", server_name(t.backup_server)),
                     ("Type", "Standalone".to_string()),
                 ];
-                (record, views::tenant_ref(h, world, t, "Ref"), views::tenant_entity(h, world, t))
+                (
+                    record,
+                    views::tenant_ref(h, world, t, "Ref"),
+                    views::tenant_entity(h, world, t),
+                )
             })
             .collect(),
         "backupserver" => world
@@ -848,7 +930,11 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ("Port", b.port.to_string()),
                     ("Version", b.version.clone()),
                 ];
-                (record, views::backup_server_ref(h, b, "Ref"), views::backup_server_entity(h, b))
+                (
+                    record,
+                    views::backup_server_ref(h, b, "Ref"),
+                    views::backup_server_entity(h, b),
+                )
             })
             .collect(),
         "task" => world
@@ -897,7 +983,9 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, pages);
-    let entities = call.param("format").is_some_and(|f| f.eq_ignore_ascii_case("Entities"));
+    let entities = call
+        .param("format")
+        .is_some_and(|f| f.eq_ignore_ascii_case("Entities"));
     let items: Vec<Node> = rows
         .into_iter()
         .skip((page - 1) * page_size)
@@ -935,6 +1023,12 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         .attr("PageNum", page.to_string())
         .attr("PageSize", page_size.to_string())
         .attr("PagesCount", pages.to_string())
-        .child(Node::links(vec![page_link(1, "First"), page_link(pages, "Last")]));
-    Reply::Doc(StatusCode::OK, Node::new("QueryResult").child(body).child(paging))
+        .child(Node::links(vec![
+            page_link(1, "First"),
+            page_link(pages, "Last"),
+        ]));
+    Reply::Doc(
+        StatusCode::OK,
+        Node::new("QueryResult").child(body).child(paging),
+    )
 }

@@ -286,8 +286,7 @@ impl World {
     /// A new logon session: a random `SessionId` and a distinct opaque token.
     pub fn log_on(&mut self, user: &str, now: Instant) -> (String, Uuid) {
         let session_id = Uuid::new_v4();
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(Uuid::new_v4().to_string());
+        let token = base64::engine::general_purpose::STANDARD.encode(Uuid::new_v4().to_string());
         self.sessions.insert(
             token.clone(),
             Session {
@@ -352,7 +351,13 @@ impl World {
     // -- tasks ---------------------------------------------------------------------------------
 
     /// Starts an operation in a session: its task is `task-N` of that session.
-    pub fn start(&mut self, token: &str, change: Change, forced_failure: Option<String>, now: Instant) -> Option<TaskView> {
+    pub fn start(
+        &mut self,
+        token: &str,
+        change: Change,
+        forced_failure: Option<String>,
+        now: Instant,
+    ) -> Option<TaskView> {
         let id = self.next_operation;
         let due = now + self.task_time;
         let name = change.operation();
@@ -499,7 +504,9 @@ impl World {
                     .backup_server(gateway.backup_server)
                     .ok_or("Backup server was not found.")?;
                 if let Some(managed) = &server.managed_servers
-                    && !managed.iter().any(|m| m.eq_ignore_ascii_case(&gateway.name))
+                    && !managed
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case(&gateway.name))
                 {
                     return Err(format!(
                         "Server {} is not added to the backup infrastructure.",
@@ -567,7 +574,13 @@ impl World {
                 Ok(None)
             }
             Change::CreatePool(pool) => {
-                self.check_pool(None, pool.backup_server, &pool.name, &pool.gateways, &pool.tenants)?;
+                self.check_pool(
+                    None,
+                    pool.backup_server,
+                    &pool.name,
+                    &pool.gateways,
+                    &pool.tenants,
+                )?;
                 let id = pool.id;
                 self.pools.insert(id, pool);
                 Ok(Some(Related {
@@ -619,10 +632,9 @@ impl World {
             return Err("Cloud gateway pool name must be unique.".into());
         }
         for id in gateways {
-            let gateway = self
-                .gateways
-                .get(id)
-                .ok_or_else(|| format!("Cloud gateway [urn:veeam:CloudGateway:{id}] was not found."))?;
+            let gateway = self.gateways.get(id).ok_or_else(|| {
+                format!("Cloud gateway [urn:veeam:CloudGateway:{id}] was not found.")
+            })?;
             if gateway.backup_server != server {
                 return Err(format!(
                     "Cloud gateway {} belongs to another backup server.",

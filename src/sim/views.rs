@@ -37,20 +37,36 @@ pub fn enterprise_manager(h: &Hrefs) -> Node {
     let versions = ["v1_5", "v1_6", "v1_7"]
         .iter()
         .map(|v| {
-            Node::new("SupportedVersion").attr("Name", *v).child(Node::links(vec![link(
-                h.at(&format!("sessionMngr/?v={v}")),
-                None,
-                Some("LogonSession"),
-                "Create",
-            )]))
+            Node::new("SupportedVersion")
+                .attr("Name", *v)
+                .child(Node::links(vec![link(
+                    h.at(&format!("sessionMngr/?v={v}")),
+                    None,
+                    Some("LogonSession"),
+                    "Create",
+                )]))
         })
         .collect();
     Node::new("EnterpriseManager")
         .child(Node::links(vec![
-            link(h.at("logonSessions"), None, Some("LogonSessionList"), "Down"),
-            link(h.at("sessionMngr/?v=latest"), None, Some("LogonSession"), "Create"),
+            link(
+                h.at("logonSessions"),
+                None,
+                Some("LogonSessionList"),
+                "Down",
+            ),
+            link(
+                h.at("sessionMngr/?v=latest"),
+                None,
+                Some("LogonSession"),
+                "Create",
+            ),
         ]))
-        .child(Node::list("SupportedVersions", "SupportedVersion", versions))
+        .child(Node::list(
+            "SupportedVersions",
+            "SupportedVersion",
+            versions,
+        ))
 }
 
 pub fn logon_session(h: &Hrefs, session_id: Uuid, user: &str) -> Node {
@@ -60,7 +76,12 @@ pub fn logon_session(h: &Hrefs, session_id: Uuid, user: &str) -> Node {
         .attr("Type", "LogonSession")
         .child(Node::links(vec![
             link(h.at(""), None, Some("EnterpriseManager"), "Up"),
-            link(h.at("backupServers"), None, Some("BackupServerReferenceList"), "Down"),
+            link(
+                h.at("backupServers"),
+                None,
+                Some("BackupServerReferenceList"),
+                "Down",
+            ),
             link(h.at("tasks"), None, Some("TaskList"), "Down"),
             link(h.at("cloud"), None, Some("CloudConnectService"), "Down"),
             link(me, None, None, "Delete"),
@@ -78,7 +99,12 @@ pub fn task(h: &Hrefs, view: &TaskView, delete_link_type: bool) -> Node {
         "Delete",
     )];
     if let Some(Outcome::Succeeded(Some(related))) = &view.outcome {
-        links.push(link(h.at(&related.path), Some(""), Some(related.type_), "Related"));
+        links.push(link(
+            h.at(&related.path),
+            Some(""),
+            Some(related.type_),
+            "Related",
+        ));
     }
     let mut node = Node::new("Task")
         .attr("Href", me)
@@ -117,7 +143,12 @@ pub fn backup_server_ref(h: &Hrefs, b: &BackupServer, root: &'static str) -> Nod
         .attr("UID", uid("BackupServer", b.id))
         .child(Node::links(vec![
             link(format!("{me}/jobs"), None, Some("JobReferenceList"), "Down"),
-            link(format!("{me}?format=Entity"), Some(&b.name), Some("BackupServer"), "Alternate"),
+            link(
+                format!("{me}?format=Entity"),
+                Some(&b.name),
+                Some("BackupServer"),
+                "Alternate",
+            ),
         ]))
 }
 
@@ -163,7 +194,12 @@ pub fn gateway_ref(h: &Hrefs, world: &World, g: &Gateway, root: &'static str) ->
         .attr("UID", uid("CloudGateway", g.id))
         .child(Node::links(vec![
             up_link(h, world, g.backup_server),
-            link(format!("{me}?format=Entity"), Some(&g.name), Some("CloudGateway"), "Alternate"),
+            link(
+                format!("{me}?format=Entity"),
+                Some(&g.name),
+                Some("CloudGateway"),
+                "Alternate",
+            ),
         ]))
 }
 
@@ -171,8 +207,18 @@ pub fn gateway_entity(h: &Hrefs, world: &World, g: &Gateway) -> Node {
     let me = h.at(&format!("cloud/gateways/{}", g.id));
     let mut links = vec![
         up_link(h, world, g.backup_server),
-        link(me.clone(), Some(&g.name), Some("CloudGatewayReference"), "Alternate"),
-        link(me.clone(), Some(&g.name), Some("CloudGatewayReference"), "Edit"),
+        link(
+            me.clone(),
+            Some(&g.name),
+            Some("CloudGatewayReference"),
+            "Alternate",
+        ),
+        link(
+            me.clone(),
+            Some(&g.name),
+            Some("CloudGatewayReference"),
+            "Edit",
+        ),
         link(me.clone(), None, None, "Delete"),
     ];
     if let Some(pool) = world.pool_of_gateway(g.id) {
@@ -192,8 +238,14 @@ pub fn gateway_entity(h: &Hrefs, world: &World, g: &Gateway) -> Node {
         .child(Node::value("Enabled", Scalar::Bool(g.enabled)))
         .child(Node::text("NetworkMode", g.network_mode.as_em()))
         .child(Node::text("ExternalIP", g.external_ip.clone()))
-        .child(Node::value("ExternalPort", Scalar::Int(i64::from(g.external_port))))
-        .child(Node::value("InternalPort", Scalar::Int(i64::from(g.internal_port))))
+        .child(Node::value(
+            "ExternalPort",
+            Scalar::Int(i64::from(g.external_port)),
+        ))
+        .child(Node::value(
+            "InternalPort",
+            Scalar::Int(i64::from(g.internal_port)),
+        ))
         .child(Node::text("Description", g.description.clone()))
 }
 
@@ -208,7 +260,12 @@ pub fn pool_ref(h: &Hrefs, world: &World, p: &Pool, root: &'static str) -> Node 
         .attr("Type", "CloudGatewayPoolReference")
         .child(Node::links(vec![
             up_link(h, world, p.backup_server),
-            link(format!("{me}?format=Entity"), Some(&p.name), Some("CloudGatewayPool"), "Alternate"),
+            link(
+                format!("{me}?format=Entity"),
+                Some(&p.name),
+                Some("CloudGatewayPool"),
+                "Alternate",
+            ),
         ]))
 }
 
@@ -231,11 +288,31 @@ pub fn pool_entity(h: &Hrefs, world: &World, p: &Pool) -> Node {
         .attr("UID", uid("CloudGatewayPool", p.id))
         .child(Node::links(vec![
             up_link(h, world, p.backup_server),
-            link(me.clone(), Some(&p.name), Some("CloudGatewayPoolReference"), "Alternate"),
-            link(me.clone(), Some(&p.name), Some("CloudGatewayPoolReference"), "Edit"),
+            link(
+                me.clone(),
+                Some(&p.name),
+                Some("CloudGatewayPoolReference"),
+                "Alternate",
+            ),
+            link(
+                me.clone(),
+                Some(&p.name),
+                Some("CloudGatewayPoolReference"),
+                "Edit",
+            ),
             link(me.clone(), None, None, "Delete"),
-            link(format!("{me}/gateways"), None, Some("CloudGatewayReferenceList"), "Down"),
-            link(format!("{me}/tenants"), None, Some("CloudTenantReferenceList"), "Related"),
+            link(
+                format!("{me}/gateways"),
+                None,
+                Some("CloudGatewayReferenceList"),
+                "Down",
+            ),
+            link(
+                format!("{me}/tenants"),
+                None,
+                Some("CloudTenantReferenceList"),
+                "Related",
+            ),
         ]))
         .child(Node::text("Description", p.description.clone()))
         .child(Node::list("CloudGateways", "CloudGatewayUid", gateways))
@@ -253,7 +330,12 @@ pub fn tenant_ref(h: &Hrefs, world: &World, t: &Tenant, root: &'static str) -> N
         .attr("UID", uid("CloudTenant", t.id))
         .child(Node::links(vec![
             up_link(h, world, t.backup_server),
-            link(format!("{me}?format=Entity"), Some(&t.name), Some("CloudTenant"), "Alternate"),
+            link(
+                format!("{me}?format=Entity"),
+                Some(&t.name),
+                Some("CloudTenant"),
+                "Alternate",
+            ),
         ]))
 }
 
@@ -272,11 +354,25 @@ pub fn tenant_entity(h: &Hrefs, world: &World, t: &Tenant) -> Node {
         .attr("UID", uid("CloudTenant", t.id))
         .child(Node::links(vec![
             up_link(h, world, t.backup_server),
-            link(me.clone(), Some(&t.name), Some("CloudTenantReference"), "Alternate"),
-            link(format!("{me}/gatewayPools"), None, Some("CloudGatewayPoolReferenceList"), "Down"),
+            link(
+                me.clone(),
+                Some(&t.name),
+                Some("CloudTenantReference"),
+                "Alternate",
+            ),
+            link(
+                format!("{me}/gatewayPools"),
+                None,
+                Some("CloudGatewayPoolReferenceList"),
+                "Down",
+            ),
         ]))
         .child(Node::empty("Password"))
         .child(Node::text("Description", t.description.clone()))
         .child(Node::value("Enabled", Scalar::Bool(t.enabled)))
-        .child(Node::list("CloudGatewayPools", "CloudGatewayPoolUid", pools))
+        .child(Node::list(
+            "CloudGatewayPools",
+            "CloudGatewayPoolUid",
+            pools,
+        ))
 }
