@@ -3,5 +3,13 @@
 //! Data flows one way: HTTP request → validated domain value → EM call ([`em`]) → stored task →
 //! poller → webhook. [`sim`] is a faithful Enterprise Manager for tests and the demo.
 
+pub mod access;
+pub mod api;
+pub mod config;
+pub mod domain;
 pub mod em;
+pub mod operations;
+pub mod poller;
 pub mod sim;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,103 @@
+//! The HTTP API: JSON in, problem+json out, every `/v1` route behind an API key.
+
+mod gateways;
+mod health;
+mod inventory;
+pub mod openapi;
+mod pools;
+pub mod problem;
+mod request;
+mod tasks;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, web};
+use secrecy::SecretString;
+
+use crate::access::Authenticator;
+use crate::domain::Scope;
+use crate::em::EmClient;
+use crate::operations::Operations;
+use crate::store::{ApiKeyRecord, Store};
+use problem::ApiError;
+
+pub use tasks::TaskView;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub em: Arc<EmClient>,
+    pub operations: Operations,
+    pub auth: Authenticator,
+}
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/cloud-gateways", web::post().to(gateways::create))
+            .route("/cloud-gateway-pools", web::post().to(pools::create))
+            .route("/tasks", web::get().to(tasks::list))
+            .route("/tasks/{id}", web::get().to(tasks::get))
+            .route("/backup-servers", web::get().to(inventory::backup_servers))
+            .route("/cloud-tenants", web::get().to(inventory::cloud_tenants)),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/openapi.json", web::get().to(openapi::serve))
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    )
+    .route("/docs", web::get().to(openapi::docs_redirect))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// The calling API key, which must allow `needed`.
+pub async fn caller(
+    req: &HttpRequest,
+    state: &AppState,
+    needed: Scope,
+) -> Result<ApiKeyRecord, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "send Authorization: Bearer <api key>",
+        ))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(|t| SecretString::from(t.trim().to_string()))
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be Bearer <api key>",
+        ))?;
+    let key = state
+        .auth
+        .check(&token)
+        .await?
+        .ok_or(ApiError::Unauthorized(
+            "the API key is unknown, revoked or expired",
+        ))?;
+    if !key.scope.allows(needed) {
+        return Err(ApiError::Forbidden {
+            have: key.scope,
+            needed,
+        });
+    }
+    Ok(key)
+}

@@ -1,0 +1,185 @@
+//! Every error the HTTP API answers, as `application/problem+json` (RFC 9457).
+//! Nothing a client sends maps to a 500.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{FieldError, Scope};
+use crate::em::EmError;
+use crate::operations::SubmitError;
+use crate::store::StoreError;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"type": "https://em-gateway.dev/problems/invalid-request", "title": "The request is invalid", "status": 422, "detail": "1 field is invalid", "errors": [{"field": "network_type", "message": "must be direct or nat"}]}))]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// One entry per invalid field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// What Enterprise Manager answered, when EM refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub em: Option<EmRefusal>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EmRefusal {
+    /// EM's HTTP status.
+    pub status: u16,
+    /// EM's own message.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this API key's scope is {have}; this call needs {needed}")]
+    Forbidden { have: Scope, needed: Scope },
+    #[error("{0}")]
+    NotFound(String),
+    /// Broken JSON, unknown fields, wrong types: 400.
+    #[error("{detail}")]
+    Malformed {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// Well-formed but invalid values: 422.
+    #[error("{}", invalid_detail(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Em(#[from] EmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid_detail(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("{}: {}", one.field, one.message),
+        many => format!("{} fields are invalid", many.len()),
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Em(e) => ApiError::Em(e),
+            SubmitError::Store(e) => ApiError::Store(e),
+            SubmitError::NotFound(m) => ApiError::NotFound(m),
+        }
+    }
+}
+
+impl ApiError {
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => ("unauthorized", "A valid API key is required"),
+            ApiError::Forbidden { .. } => ("forbidden", "The API key's scope is too small"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Malformed { .. } => ("malformed-request", "The request is malformed"),
+            ApiError::Invalid(_) => ("invalid-request", "The request is invalid"),
+            ApiError::TooLarge(_) => ("payload-too-large", "The request body is too large"),
+            ApiError::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::Em(EmError::Refused { .. }) => {
+                ("em-refused", "Enterprise Manager refused the request")
+            }
+            ApiError::Em(EmError::Unreachable(_)) => {
+                ("em-unavailable", "Enterprise Manager is unavailable")
+            }
+            ApiError::Em(EmError::LogonRefused { .. }) => (
+                "em-logon-refused",
+                "The gateway cannot log on to Enterprise Manager",
+            ),
+            ApiError::Em(_) => (
+                "em-bad-answer",
+                "Enterprise Manager's answer could not be understood",
+            ),
+            ApiError::Store(_) => ("database-unavailable", "The database is unavailable"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Em(e) => match e {
+                // EM's own client errors reach the caller as they are (EM found the request bad).
+                EmError::Refused { status, .. }
+                    if (400..500).contains(status) && *status != 401 =>
+                {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                EmError::Refused { status: 503, .. } | EmError::Unreachable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (slug, title) = self.kind();
+        let errors = match self {
+            ApiError::Malformed { errors, .. } | ApiError::Invalid(errors) => errors.clone(),
+            _ => Vec::new(),
+        };
+        let em = match self {
+            ApiError::Em(
+                EmError::Refused { status, message } | EmError::LogonRefused { status, message },
+            ) => Some(EmRefusal {
+                status: *status,
+                message: message.clone(),
+            }),
+            _ => None,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self, %status, "request failed");
+        }
+        let body = Problem {
+            type_: format!("https://em-gateway.dev/problems/{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+            em,
+        };
+        let mut resp = HttpResponse::build(status);
+        resp.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        resp.body(serde_json::to_string(&body).unwrap_or_default())
+    }
+}

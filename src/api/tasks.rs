@@ -1,0 +1,187 @@
+//! `GET /v1/tasks/{id}` and `GET /v1/tasks`.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::problem::{ApiError, Problem};
+use super::{AppState, caller};
+use crate::domain::{FieldError, Operation, ResourceType, Scope, TaskId, TaskState};
+use crate::store::{TaskFilter, TaskRecord};
+
+/// A write accepted by the gateway, followed until Enterprise Manager settles it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5c4-8f2e-7cc1-9d7e-3b1f3c2a9e10", "operation": "create_cloud_gateway",
+    "state": "running", "em_task_id": "task-7", "message": null, "resource": null,
+    "metadata": {"order": "42"}, "created_at": "2026-11-24T10:00:00.000Z",
+    "updated_at": "2026-11-24T10:00:00.000Z", "finished_at": null}))]
+pub struct TaskView {
+    pub id: Uuid,
+    pub operation: Operation,
+    pub state: TaskState,
+    /// EM's own task id (`task-N`), once EM accepted the request.
+    pub em_task_id: Option<String>,
+    /// Why it failed (EM's message), or how it was settled when EM lost track of it.
+    pub message: Option<String>,
+    /// The EM object created, changed or deleted; null until known.
+    pub resource: Option<ResourceView>,
+    /// The caller's own data, as sent.
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceView {
+    #[serde(rename = "type")]
+    pub type_: ResourceType,
+    /// The bare guid (the id in `/v1/cloud-gateways/{id}`).
+    pub id: Uuid,
+    /// EM's UID.
+    pub uid: String,
+}
+
+impl From<&TaskRecord> for TaskView {
+    fn from(t: &TaskRecord) -> Self {
+        TaskView {
+            id: t.id.uuid(),
+            operation: t.operation,
+            state: t.state,
+            em_task_id: t.em_task_id.clone(),
+            message: t.message.clone(),
+            resource: t.resource.map(|r| ResourceView {
+                type_: r.type_,
+                id: r.id,
+                uid: r.uid(),
+            }),
+            metadata: t.metadata.as_map().clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            finished_at: t.finished_at,
+        }
+    }
+}
+
+/// 202 Accepted with `Location` and the task: the answer to every write.
+pub fn accepted(task: &TaskRecord) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/v1/tasks/{}", task.id)))
+        .json(TaskView::from(task))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<TaskView>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Reads one task.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = Uuid, Path, description = "The task id")),
+    responses(
+        (status = 200, body = TaskView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let not_found = || ApiError::NotFound(format!("no task {id}"));
+    let task_id = TaskId::parse(&id).ok_or_else(not_found)?;
+    let task = state.store.task(task_id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(TaskView::from(&task)))
+}
+
+/// Lists tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
+    params(
+        ("state" = Option<TaskState>, Query, description = "Only tasks in this state"),
+        ("operation" = Option<Operation>, Query, description = "Only tasks of this operation"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = TaskPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let mut filter = TaskFilter {
+        limit: 50,
+        ..TaskFilter::default()
+    };
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, message: &str| {
+        errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        })
+    };
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "state" => match TaskState::parse(&v) {
+                Some(s) => filter.state = Some(s),
+                None => bad("state", "must be running, succeeded or failed"),
+            },
+            "operation" => match Operation::parse(&v) {
+                Some(o) => filter.operation = Some(o),
+                None => bad("operation", "is not a known operation"),
+            },
+            "limit" => match v.parse::<u32>() {
+                Ok(n) if (1..=500).contains(&n) => filter.limit = n,
+                _ => bad("limit", "must be a number from 1 to 500"),
+            },
+            "cursor" => match decode_cursor(&v) {
+                Some(id) => filter.before = Some(id),
+                None => bad("cursor", "is not a cursor this API gave out"),
+            },
+            other => bad(other, "is not a known query parameter"),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Malformed {
+            detail: format!("{} query parameter(s) are invalid", errors.len()),
+            errors,
+        });
+    }
+    // One more than asked tells whether another page exists.
+    let limit = filter.limit;
+    filter.limit += 1;
+    let mut tasks = state.store.list_tasks(&filter).await?;
+    let more = tasks.len() > limit as usize;
+    tasks.truncate(limit as usize);
+    let next_cursor = if more {
+        tasks.last().map(|t| encode_cursor(t.id))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(TaskPage {
+        items: tasks.iter().map(TaskView::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn encode_cursor(id: TaskId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+fn decode_cursor(text: &str) -> Option<TaskId> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    TaskId::parse(std::str::from_utf8(&bytes).ok()?)
+}

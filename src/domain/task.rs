@@ -1,0 +1,127 @@
+//! The task: what a caller follows after a write was accepted.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Our task id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        TaskId(Uuid::now_v7())
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(TaskId)
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a task does on EM.
+    Operation {
+        CreateCloudGateway = "create_cloud_gateway",
+        UpdateCloudGateway = "update_cloud_gateway",
+        DeleteCloudGateway = "delete_cloud_gateway",
+        CreateCloudGatewayPool = "create_cloud_gateway_pool",
+        UpdateCloudGatewayPool = "update_cloud_gateway_pool",
+        DeleteCloudGatewayPool = "delete_cloud_gateway_pool",
+    }
+);
+
+string_enum!(
+    /// `running` until EM settles it; then `succeeded` or `failed`, for good.
+    TaskState {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+);
+
+string_enum!(
+    /// The kind of EM object a task is about.
+    ResourceType {
+        CloudGateway = "cloud_gateway",
+        CloudGatewayPool = "cloud_gateway_pool",
+    }
+);
+
+impl Operation {
+    pub fn resource_type(&self) -> ResourceType {
+        match self {
+            Operation::CreateCloudGateway
+            | Operation::UpdateCloudGateway
+            | Operation::DeleteCloudGateway => ResourceType::CloudGateway,
+            _ => ResourceType::CloudGatewayPool,
+        }
+    }
+}
+
+impl ResourceType {
+    /// EM's type name in UIDs.
+    pub fn em_name(&self) -> &'static str {
+        match self {
+            ResourceType::CloudGateway => "CloudGateway",
+            ResourceType::CloudGatewayPool => "CloudGatewayPool",
+        }
+    }
+}
+
+/// The EM object a task created, changed or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    pub type_: ResourceType,
+    pub id: Uuid,
+}
+
+impl Resource {
+    pub fn uid(&self) -> String {
+        format!("urn:veeam:{}:{}", self.type_.em_name(), self.id)
+    }
+}

@@ -1,0 +1,154 @@
+//! Builds the service from settings and runs it: the HTTP API, the poller and the EM
+//! keep-alive side by side in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::access::Authenticator;
+use crate::api::{self, AppState};
+use crate::config::{ConfigError, EmConfig, Settings};
+use crate::em::{EmClient, EmSettings};
+use crate::operations::Operations;
+use crate::poller::{Poller, PollerConfig};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Enterprise Manager client: {0}")]
+    Em(#[from] crate::em::client::EmSetupError),
+    #[error("EMGW_EM_URL is not a URL: {0}")]
+    EmUrl(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+pub fn em_client(em: &EmConfig) -> Result<EmClient, StartError> {
+    let url = reqwest::Url::parse(&em.url).map_err(|e| StartError::EmUrl(e.to_string()))?;
+    let mut settings = EmSettings::new(url, em.username.clone(), em.password.clone());
+    settings.sessions = em.sessions;
+    settings.tls = em.tls.clone();
+    settings.request_timeout = em.request_timeout;
+    settings.max_in_flight = (em.sessions * 16).max(16);
+    if em.tls.insecure && em.tls.cert_sha256.is_none() {
+        tracing::warn!(
+            "EMGW_EM_TLS_INSECURE=true: Enterprise Manager's certificate is NOT verified; pin it with EMGW_EM_CERT_SHA256 instead"
+        );
+    }
+    Ok(EmClient::new(settings)?)
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    stop: watch::Sender<bool>,
+    poller: JoinHandle<()>,
+    keepalive: JoinHandle<()>,
+    em: Arc<EmClient>,
+    store: Store,
+    owner: String,
+}
+
+impl Application {
+    /// Connects, migrates, binds (port 0 picks a free one) and starts the background work.
+    pub async fn build(settings: &Settings, handle_signals: bool) -> Result<Self, StartError> {
+        let em_config = settings
+            .em
+            .as_ref()
+            .ok_or(ConfigError::Missing("EMGW_EM_URL"))?;
+        let store = Store::connect(settings.database_url.expose_secret()).await?;
+        store.migrate().await?;
+        let em = Arc::new(em_client(em_config)?);
+        let owner = uuid::Uuid::new_v4().to_string();
+        let listener =
+            std::net::TcpListener::bind(settings.listen).map_err(|e| StartError::Listen {
+                addr: settings.listen.to_string(),
+                reason: e.to_string(),
+            })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+
+        let poller = Poller::new(
+            store.clone(),
+            em.clone(),
+            owner.clone(),
+            PollerConfig {
+                interval: settings.poll_interval,
+                grace: settings.settle_grace,
+                unsent_after: em_config.request_timeout + Duration::from_secs(5),
+            },
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let poller = tokio::spawn(poller.run(stop_rx));
+        let keepalive = tokio::spawn(em.clone().keep_alive_loop());
+
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            em: em.clone(),
+            operations: Operations::new(store.clone(), em.clone(), owner.clone()),
+            auth: Authenticator::new(store.clone()),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(state.clone())
+                .configure(api::configure)
+        })
+        .client_request_timeout(Duration::from_secs(10))
+        .shutdown_timeout(20)
+        .listen(listener)
+        .map_err(|e| StartError::Listen {
+            addr: settings.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !handle_signals {
+            server = server.disable_signals();
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            stop,
+            poller,
+            keepalive,
+            em,
+            store,
+            owner,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT or the handle), then finishes requests in flight,
+    /// stops the poller, logs off EM and gives this replica's sessions up.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let _ = self.stop.send(true);
+        let _ = self.poller.await;
+        self.keepalive.abort();
+        self.em.log_off_all().await;
+        if let Err(e) = self.store.release_sessions(&self.owner).await {
+            tracing::warn!(error = %e, "could not release this replica's EM sessions");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}

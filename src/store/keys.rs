@@ -1,0 +1,116 @@
+//! API keys: only a hash of each key is stored.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError, now_ms, to_time};
+use crate::domain::Scope;
+
+const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, expires_at, revoked_at";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// The key's first characters, to recognise it in a list; never enough to use it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    pub fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub prefix: String,
+    pub hash: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn decode(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
+    let scope: String = row.try_get("scope")?;
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        scope: Scope::parse(&scope).ok_or_else(|| StoreError::Corrupt("api key scope".into()))?,
+        prefix: row.try_get("prefix")?,
+        created_at: to_time(row.try_get("created_at")?),
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(to_time),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(to_time),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_time),
+    })
+}
+
+impl Store {
+    pub async fn insert_api_key(&self, key: &NewApiKey) -> Result<ApiKeyRecord, StoreError> {
+        let sql = format!(
+            "INSERT INTO api_keys (id, name, scope, prefix, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(key.id.as_str())
+            .bind(key.name.as_str())
+            .bind(key.scope.as_str())
+            .bind(key.prefix.as_str())
+            .bind(key.hash.as_str())
+            .bind(now_ms())
+            .bind(key.expires_at.map(|e| e.timestamp_millis()))
+            .fetch_one(&self.pool)
+            .await?;
+        decode(&row)
+    }
+
+    pub async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE hash = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// `false` when there is no such key or it was already revoked.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records use at most once a minute per key, so reads do not become writes.
+    pub async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now - 60_000)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

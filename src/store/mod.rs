@@ -1,0 +1,155 @@
+//! Persistence: Postgres in production (several replicas), SQLite embedded (one replica).
+//!
+//! Both go through sqlx's `Any` driver with the same SQL: ids are text, timestamps Unix
+//! milliseconds, JSON is text, so every bound value is a string or an integer that both backends
+//! read the same way. The one Postgres-only clause is `FOR UPDATE SKIP LOCKED` on lease claims
+//! (SQLite has a single writer and a single replica). Each backend has its own migrations folder,
+//! free to diverge.
+
+mod keys;
+mod sessions;
+mod tasks;
+
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use keys::{ApiKeyRecord, NewApiKey};
+pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The store failed; never carries connection secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("DATABASE_URL must start with postgres:// or sqlite://")]
+    UnsupportedUrl,
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("a stored row is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::Decode(_) => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Unavailable(redact(&other.to_string())),
+        }
+    }
+}
+
+/// Database errors can quote the URL; keep any password out.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…{}", &text[..scheme], &text[at..])
+        }
+        _ => text.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else if url.starts_with("sqlite:") {
+            // Create the file on first use.
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Postgres => 16,
+                Backend::Sqlite => 4,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout queues writers.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match self.backend {
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await
+            }
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+        };
+        result.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(crate) fn to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_errors() {
+        let text = super::redact("error connecting to postgres://emgw:hunter2@db:5432/emgw");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("@db:5432"));
+    }
+}

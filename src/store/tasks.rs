@@ -1,0 +1,262 @@
+//! Tasks: recorded before EM is called (the intent), given EM's task id when EM accepts, settled
+//! exactly once.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::{Backend, Store, StoreError, now_ms, to_time};
+use crate::domain::{Metadata, Operation, Resource, ResourceType, TaskId, TaskState};
+
+const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
+     em_session_id, em_owner, resource_type, resource_id, message, api_key_id, created_at, \
+     updated_at, finished_at";
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub operation: Operation,
+    pub state: TaskState,
+    /// The EM object an update or delete is about.
+    pub target_id: Option<Uuid>,
+    /// The validated request, as JSON (what settling by EM's objects compares against).
+    pub request: serde_json::Value,
+    pub metadata: Metadata,
+    pub em_task_id: Option<String>,
+    pub em_session_id: Option<String>,
+    /// The replica whose EM session owns the task.
+    pub em_owner: Option<String>,
+    pub resource: Option<Resource>,
+    pub message: Option<String>,
+    pub api_key_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A task about to be sent to EM.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: TaskId,
+    pub operation: Operation,
+    pub target_id: Option<Uuid>,
+    pub request: serde_json::Value,
+    pub metadata: Metadata,
+    pub api_key_id: Option<String>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub state: TaskState,
+    pub message: Option<String>,
+    pub resource: Option<Resource>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub operation: Option<Operation>,
+    /// Only tasks older than this one (the list runs newest first).
+    pub before: Option<TaskId>,
+    pub limit: u32,
+}
+
+fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("task {what}"));
+    let id: String = row.try_get("id")?;
+    let operation: String = row.try_get("operation")?;
+    let state: String = row.try_get("state")?;
+    let target: Option<String> = row.try_get("target_id")?;
+    let request: String = row.try_get("request")?;
+    let metadata: String = row.try_get("metadata")?;
+    let resource_type: Option<String> = row.try_get("resource_type")?;
+    let resource_id: Option<String> = row.try_get("resource_id")?;
+    let resource = match (resource_type, resource_id) {
+        (Some(t), Some(id)) => Some(Resource {
+            type_: ResourceType::parse(&t).ok_or_else(|| corrupt("resource type"))?,
+            id: Uuid::parse_str(&id).map_err(|_| corrupt("resource id"))?,
+        }),
+        _ => None,
+    };
+    Ok(TaskRecord {
+        id: TaskId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation"))?,
+        state: TaskState::parse(&state).ok_or_else(|| corrupt("state"))?,
+        target_id: target
+            .map(|t| Uuid::parse_str(&t).map_err(|_| corrupt("target")))
+            .transpose()?,
+        request: serde_json::from_str(&request).map_err(|_| corrupt("request"))?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?,
+        em_task_id: row.try_get("em_task_id")?,
+        em_session_id: row.try_get("em_session_id")?,
+        em_owner: row.try_get("em_owner")?,
+        resource,
+        message: row.try_get("message")?,
+        api_key_id: row.try_get("api_key_id")?,
+        created_at: to_time(row.try_get("created_at")?),
+        updated_at: to_time(row.try_get("updated_at")?),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(to_time),
+    })
+}
+
+impl Store {
+    /// Records the intent before EM is called: a crash after EM accepted still leaves a row,
+    /// which the poller settles by looking at EM's objects.
+    pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO tasks (id, operation, state, target_id, request, metadata, api_key_id, \
+             created_at, updated_at) VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $7) \
+             RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(task.id.to_string())
+            .bind(task.operation.as_str())
+            .bind(task.target_id.map(|t| t.to_string()))
+            .bind(task.request.to_string())
+            .bind(serde_json::to_string(&task.metadata).unwrap_or_else(|_| "{}".into()))
+            .bind(task.api_key_id.clone())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        decode(&row)
+    }
+
+    /// EM accepted: remember its task id and the session (and replica) that can see it.
+    pub async fn attach_em_task(
+        &self,
+        id: TaskId,
+        em_task_id: &str,
+        em_session_id: &str,
+        owner: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE tasks SET em_task_id = $2, em_session_id = $3, em_owner = $4, updated_at = $5 \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(em_task_id)
+            .bind(em_session_id)
+            .bind(owner)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// EM refused synchronously, or was never reached: nothing was accepted, so no task.
+    pub async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tasks WHERE id = $1 AND em_task_id IS NULL")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Newest first; `before` continues a previous page.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tasks WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR operation = $2) AND ($3 IS NULL OR id < $3) \
+             ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.operation.map(|o| o.as_str()))
+            .bind(filter.before.map(|b| b.to_string()))
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The running tasks whose EM session this replica holds.
+    pub async fn running_tasks_of(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tasks WHERE state = 'running' AND em_owner = $1 \
+             AND em_session_id IS NOT NULL ORDER BY id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Ends a task, once: `None` when it was already settled (by another replica, say).
+    pub async fn settle_task(
+        &self,
+        id: TaskId,
+        settlement: &Settlement,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE tasks SET state = $2, message = $3, resource_type = $4, resource_id = $5, \
+             finished_at = $6, updated_at = $6, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND state = 'running' RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(settlement.state.as_str())
+            .bind(settlement.message.clone())
+            .bind(settlement.resource.map(|r| r.type_.as_str()))
+            .bind(settlement.resource.map(|r| r.id.to_string()))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Leases running tasks that can no longer be followed on EM: sent but unanswered for
+    /// longer than `unsent_before`, or whose EM session is lost or whose replica stopped
+    /// heartbeating before `heartbeat_before`. A lease keeps other replicas off the task until
+    /// `lease_ms` passes; an inconclusive look at EM's objects simply lets it lapse.
+    pub async fn claim_orphans(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        unsent_before: i64,
+        heartbeat_before: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let now = now_ms();
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE id IN ( \
+               SELECT t.id FROM tasks t WHERE t.state = 'running' \
+               AND (t.lease_until IS NULL OR t.lease_until < $3) \
+               AND ((t.em_session_id IS NULL AND t.created_at < $4) \
+                 OR (t.em_session_id IS NOT NULL AND NOT EXISTS ( \
+                   SELECT 1 FROM em_sessions s WHERE s.session_id = t.em_session_id \
+                   AND s.lost_at IS NULL AND s.heartbeat_at > $5))) \
+               ORDER BY t.id LIMIT $6 {lock}) \
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(unsent_before)
+            .bind(heartbeat_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+}
