@@ -19,7 +19,7 @@ use crate::domain::{
     Operation, Resource, ResourceType, TaskState,
 };
 use crate::em::xml::{self, TaskState as EmTaskState};
-use crate::em::{EmClient, EmError, SessionRef};
+use crate::em::{EmClient, EmError};
 use crate::store::{Settlement, Store, StoreError, TaskRecord, now_ms};
 
 #[derive(Debug, Clone)]
@@ -165,8 +165,8 @@ impl Poller {
         let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(i64::MAX);
         let unsent_ms = i64::try_from(self.config.unsent_after.as_millis()).unwrap_or(i64::MAX);
         // A replica that missed this many heartbeats is gone.
-        let stale_ms = (interval_ms * 10).max(10_000);
-        let lease_ms = (interval_ms * 5).max(5_000);
+        let stale_ms = (interval_ms * 10).max(1_000);
+        let lease_ms = (interval_ms * 5).max(1_000);
         let orphans = self
             .store
             .claim_orphans(&self.owner, lease_ms, now - unsent_ms, now - stale_ms, 200)
@@ -489,10 +489,4 @@ impl EmView {
         }
         Ok(self.pools.as_deref().unwrap_or_default())
     }
-}
-
-/// A task's EM session, as the client knows it.
-pub fn session_of(task: &TaskRecord, live: &[SessionRef]) -> Option<SessionRef> {
-    let id = task.em_session_id.as_deref()?;
-    live.iter().find(|s| s.session_id == id).cloned()
 }

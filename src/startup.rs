@@ -68,6 +68,10 @@ impl Application {
         let store = Store::connect(settings.database_url.expose_secret()).await?;
         store.migrate().await?;
         let em = Arc::new(em_client(em_config)?);
+        // Log on now so that bad credentials show at start; EM being down must not stop us.
+        if let Err(e) = em.warm_up().await {
+            tracing::warn!(error = %e, "could not log on to Enterprise Manager yet; will retry on use");
+        }
         let owner = uuid::Uuid::new_v4().to_string();
         let listener =
             std::net::TcpListener::bind(settings.listen).map_err(|e| StartError::Listen {

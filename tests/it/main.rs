@@ -1,6 +1,8 @@
 //! Black-box tests over real HTTP on loopback.
 
 mod em_client;
+mod gateway;
 mod golden;
 mod simulator;
+mod store;
 mod support;

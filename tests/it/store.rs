@@ -1,0 +1,229 @@
+//! The store, straight: the same suite on SQLite and on Postgres.
+
+use em_gateway::domain::{Metadata, Operation, Resource, ResourceType, Scope, TaskId, TaskState};
+use em_gateway::store::{NewTask, Settlement, Store, TaskFilter, now_ms};
+
+use crate::both_databases;
+use crate::support::*;
+
+both_databases!(
+    a_task_is_settled_exactly_once,
+    orphans_are_leased_to_one_replica_at_a_time,
+    sessions_heartbeat_and_get_lost,
+    api_keys_are_stored_as_hashes_and_revoked,
+    migrations_run_twice_without_harm,
+);
+
+async fn store(db: Db) -> Store {
+    let store = Store::connect(&fresh_database(db).await)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+fn new_task() -> NewTask {
+    NewTask {
+        id: TaskId::new(),
+        operation: Operation::CreateCloudGateway,
+        target_id: None,
+        request: serde_json::json!({"host": "gw.example"}),
+        metadata: Metadata::default(),
+        api_key_id: None,
+    }
+}
+
+async fn a_task_is_settled_exactly_once(db: Db) {
+    let store = store(db).await;
+    let task = store.insert_task(&new_task()).await.unwrap();
+    assert_eq!(task.state, TaskState::Running);
+    let attached = store
+        .attach_em_task(task.id, "task-9", "session-a", "replica-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attached.em_task_id.as_deref(), Some("task-9"));
+    assert_eq!(store.running_tasks_of("replica-1").await.unwrap().len(), 1);
+    assert_eq!(store.running_tasks_of("replica-2").await.unwrap().len(), 0);
+
+    let resource = Resource {
+        type_: ResourceType::CloudGateway,
+        id: uuid::Uuid::new_v4(),
+    };
+    let ok = Settlement {
+        state: TaskState::Succeeded,
+        message: None,
+        resource: Some(resource),
+    };
+    let settled = store
+        .settle_task(task.id, &ok)
+        .await
+        .unwrap()
+        .expect("first settle wins");
+    assert_eq!(settled.resource, Some(resource));
+    assert!(settled.finished_at.is_some());
+    let again = Settlement {
+        state: TaskState::Failed,
+        message: Some("late".into()),
+        resource: None,
+    };
+    assert!(
+        store.settle_task(task.id, &again).await.unwrap().is_none(),
+        "a settled task stays settled"
+    );
+    assert_eq!(
+        store.task(task.id).await.unwrap().unwrap().state,
+        TaskState::Succeeded
+    );
+
+    // An intent EM never took can be dropped; one EM took cannot.
+    let unsent = store.insert_task(&new_task()).await.unwrap();
+    store.delete_task(unsent.id).await.unwrap();
+    assert!(store.task(unsent.id).await.unwrap().is_none());
+    store.delete_task(task.id).await.unwrap();
+    assert!(store.task(task.id).await.unwrap().is_some());
+
+    let all = store
+        .list_tasks(&TaskFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
+    let store = store(db).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let t = store.insert_task(&new_task()).await.unwrap();
+        store
+            .attach_em_task(t.id, "task-1", "gone-session", "dead-replica")
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    let now = now_ms();
+    let (a, b) = tokio::join!(
+        store.claim_orphans("replica-a", 60_000, now, now, 4),
+        store.claim_orphans("replica-b", 60_000, now, now, 4),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut claimed: Vec<TaskId> = a.iter().chain(b.iter()).map(|t| t.id).collect();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), a.len() + b.len(), "no task leased twice");
+    assert_eq!(claimed.len(), 6, "all orphans leased between the two");
+    assert!(
+        store
+            .claim_orphans("replica-c", 60_000, now, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leases hold"
+    );
+
+    // A lease that has run out frees the task for the next replica.
+    let other = store.insert_task(&new_task()).await.unwrap();
+    store
+        .attach_em_task(other.id, "task-2", "gone-session", "dead-replica")
+        .await
+        .unwrap();
+    let brief = store
+        .claim_orphans("replica-d", -1, now, now, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        brief.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![other.id]
+    );
+    let next = store
+        .claim_orphans("replica-e", 60_000, now_ms(), now_ms(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![other.id]
+    );
+}
+
+async fn sessions_heartbeat_and_get_lost(db: Db) {
+    let store = store(db).await;
+    let t = store.insert_task(&new_task()).await.unwrap();
+    store
+        .attach_em_task(t.id, "task-1", "s1", "r1")
+        .await
+        .unwrap();
+    store
+        .heartbeat_sessions("r1", &[(0, "s1".into())])
+        .await
+        .unwrap();
+    let fresh = now_ms() - 60_000;
+    assert!(
+        store
+            .claim_orphans("r2", 1_000, 0, fresh, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live session's task is no orphan"
+    );
+    // The slot logged on again: s1 is lost, its task is an orphan at once.
+    store
+        .heartbeat_sessions("r1", &[(0, "s2".into())])
+        .await
+        .unwrap();
+    let orphans = store
+        .claim_orphans("r2", 1_000, 0, fresh, 10)
+        .await
+        .unwrap();
+    assert_eq!(orphans.len(), 1);
+    store.release_sessions("r1").await.unwrap();
+    assert_eq!(store.prune_sessions(now_ms() + 1).await.unwrap(), 2);
+}
+
+async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
+    let store = store(db).await;
+    let issued = em_gateway::access::issue(&store, "portal", Scope::Write, None)
+        .await
+        .unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&issued.token).to_string();
+    assert!(token.starts_with("emgw_") && token.len() > 40);
+    assert!(token.starts_with(&issued.record.prefix));
+    let found = store
+        .api_key_by_hash(&em_gateway::access::hash(&token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.scope, Scope::Write);
+    let listed = store.list_api_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        !format!("{listed:?}").contains(&token),
+        "a list never holds the key"
+    );
+    let auth = em_gateway::access::Authenticator::new(store.clone());
+    assert!(auth.check(&token.clone().into()).await.unwrap().is_some());
+    assert!(auth.revoke(&issued.record.id).await.unwrap());
+    assert!(
+        auth.check(&token.clone().into()).await.unwrap().is_none(),
+        "revoked at once"
+    );
+    assert!(!store.revoke_api_key(&issued.record.id).await.unwrap());
+    let expired = em_gateway::access::issue(
+        &store,
+        "old",
+        Scope::Read,
+        Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+    )
+    .await
+    .unwrap();
+    let expired_token = secrecy::ExposeSecret::expose_secret(&expired.token).to_string();
+    assert!(auth.check(&expired_token.into()).await.unwrap().is_none());
+}
+
+async fn migrations_run_twice_without_harm(db: Db) {
+    let store = store(db).await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
