@@ -5,10 +5,20 @@ use serde_json::json;
 
 use super::AppState;
 
+/// 200 while the process lives.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", example = json!({"status": "ok"}))))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// 200 when the database and Enterprise Manager answer; 503 naming the one that does not.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", example = json!({"database": "ok", "enterprise_manager": "ok"})),
+        (status = 503, description = "Not ready; says which dependency failed",
+            example = json!({"database": "ok", "enterprise_manager": "Enterprise Manager is unreachable: could not connect"})),
+    ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (db, em) = tokio::join!(state.store.ping(), state.em.ping());
     let show = |r: &Result<(), String>| match r {

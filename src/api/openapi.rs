@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{gateways, inventory, pools, problem, tasks};
+use super::{gateways, health, inventory, pools, problem, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use super::{gateways, inventory, pools, problem, tasks};
         tasks::list,
         inventory::backup_servers,
         inventory::cloud_tenants,
+        health::healthz,
+        health::readyz,
     ),
     components(schemas(problem::Problem, crate::domain::FieldError)),
     modifiers(&BearerAuth),
@@ -29,6 +31,7 @@ use super::{gateways, inventory, pools, problem, tasks};
         (name = "cloud gateway pools", description = "Groups of gateways assigned to tenants"),
         (name = "tasks", description = "Writes accepted and followed until EM settles them"),
         (name = "inventory", description = "Backup servers and tenants, for filling in UIDs"),
+        (name = "operations", description = "Health and readiness, without authentication"),
     )
 )]
 pub struct ApiDoc;

@@ -248,14 +248,20 @@ impl EmClient {
         body: Option<String>,
     ) -> Result<Submitted, EmError> {
         let url = self.url(path, &[]);
-        let (session, status, text) = self.call(Via::AnySession, method, url, body).await?;
-        if status != StatusCode::ACCEPTED && !status.is_success() {
-            return Err(refusal(status, &text));
+        let span = tracing::info_span!("em_submit", %method, path = %url.path(), em_task_id = tracing::field::Empty);
+        async {
+            let (session, status, text) = self.call(Via::AnySession, method, url, body).await?;
+            if status != StatusCode::ACCEPTED && !status.is_success() {
+                return Err(refusal(status, &text));
+            }
+            let task: xml::Task = xml::from_xml(&text)
+                .map_err(|e| EmError::BadAnswer(format!("expected a Task after {status}: {e}")))?;
+            tracing::Span::current().record("em_task_id", task.task_id.as_str());
+            tracing::info!(operation = %task.operation, "EM accepted the operation");
+            Ok(Submitted { task, session })
         }
-        let task: xml::Task = xml::from_xml(&text)
-            .map_err(|e| EmError::BadAnswer(format!("expected a Task after {status}: {e}")))?;
-        tracing::info!(em_task_id = %task.task_id, operation = %task.operation, "EM accepted the operation");
-        Ok(Submitted { task, session })
+        .instrument(span)
+        .await
     }
 
     // -----------------------------------------------------------------------------------------

@@ -596,3 +596,87 @@ fn the_committed_openapi_document_is_the_generated_one() {
         "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_asks_em_once_per_session_not_once_per_task() {
+    let (sim, app) = setup(Db::Sqlite, |c| c.task_time = Duration::from_millis(800)).await;
+    sim_control(&sim, Method::POST, "/_sim/counters/reset", None).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let t: Value = app
+            .post(
+                "/v1/cloud-gateways",
+                &app.write_key,
+                gateway(&format!("poll{i}.example")),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(app.settled(id).await["state"], "succeeded");
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let state = sim_state(&sim).await;
+    let routes = &state["counters"]["requests_by_route"];
+    assert!(
+        routes.get("GET /tasks/{id}").is_none(),
+        "never one call per task: {routes}"
+    );
+    let lists = routes["GET /tasks"].as_u64().unwrap_or(0);
+    // Two sessions, one list each per 50 ms tick at most (plus a tick of slack each).
+    let bound = (elapsed_ms / 50 + 2) * 2;
+    assert!(
+        lists <= bound,
+        "{lists} task lists in {elapsed_ms} ms (bound {bound})"
+    );
+    assert_eq!(
+        state["counters"]["logons"], 0,
+        "sessions were logged on at start, not per request"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn the_docs_work_offline_and_serve_the_committed_document() {
+    let (sim, app) = setup(Db::Sqlite, |_| {}).await;
+    let served = http()
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served, em_gateway::api::openapi::document());
+    let page = http().get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "no CDN: {html}"
+    );
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let resp = http().get(app.url(asset)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{asset} is bundled");
+    }
+    let init = http()
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    app.stop().await;
+    sim.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Black-box tests over real HTTP on loopback.
 
+mod cli;
 mod em_client;
 mod gateway;
 mod golden;

@@ -1,0 +1,173 @@
+//! The binaries as users run them.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::*;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_em-gateway");
+const SIM: &str = env!("CARGO_BIN_EXE_em-sim");
+
+fn temp_sqlite() -> String {
+    let path = std::env::temp_dir().join(format!("emgw_t_{}.db", uuid::Uuid::new_v4().simple()));
+    format!("sqlite://{}", path.display())
+}
+
+async fn gateway(args: &[&str], database_url: &str) -> std::process::Output {
+    Command::new(GATEWAY)
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("em-gateway runs")
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked_from_the_command_line() {
+    let db = temp_sqlite();
+    let out = gateway(&["migrate"], &db).await;
+    assert!(out.status.success(), "{out:?}");
+
+    let out = gateway(
+        &["keys", "create", "--name", "ci portal", "--scope", "write"],
+        &db,
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let key = *lines.last().unwrap();
+    assert!(
+        key.starts_with("emgw_") && !key.contains(' '),
+        "the key alone on the last line: {stdout}"
+    );
+    let id = lines[0].split_whitespace().nth(3).unwrap().to_string();
+
+    let out = gateway(&["keys", "list"], &db).await;
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.contains("ci portal") && listed.contains(&id) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(key), "never the secret");
+
+    let out = gateway(&["keys", "revoke", &id], &db).await;
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(gateway(&["keys", "list"], &db).await.stdout).unwrap();
+    assert!(listed.contains("revoked"), "{listed}");
+
+    let again = gateway(&["keys", "revoke", &id], &db).await;
+    assert!(!again.status.success());
+    let stderr = String::from_utf8(again.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one-line reason: {stderr}");
+
+    let bad = gateway(&["keys", "create", "--name", "x", "--scope", "root"], &db).await;
+    assert!(!bad.status.success());
+}
+
+#[tokio::test]
+async fn commands_explain_themselves_and_fail_in_one_line() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["demo", "--help"],
+        &["keys", "create", "--help"],
+        &["openapi", "--help"],
+    ] {
+        let out = gateway(args, "sqlite://unused.db").await;
+        assert!(out.status.success(), "{args:?}");
+    }
+    let sim_help = Command::new(SIM).arg("--help").output().await.unwrap();
+    let help = String::from_utf8(sim_help.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--username",
+        "--password",
+        "--task-ms",
+        "--seed",
+        "--session-idle-secs",
+        "--error-rate",
+        "--drop-rate",
+    ] {
+        assert!(help.contains(flag), "em-sim --help documents {flag}");
+    }
+    let out = gateway(&["serve"], &temp_sqlite()).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("EMGW_EM_URL is required"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let openapi = gateway(&["openapi"], "sqlite://unused.db").await;
+    assert_eq!(
+        String::from_utf8(openapi.stdout).unwrap(),
+        em_gateway::api::openapi::document()
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_and_settles_a_gateway() {
+    let mut child = Command::new(GATEWAY)
+        .arg("demo")
+        .env_clear()
+        .env("EMGW_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", temp_sqlite())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut base = None;
+    let key = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.trim().strip_prefix("base URL") {
+                base = Some(url.trim().to_string());
+            }
+            if line.starts_with("emgw_") {
+                return line;
+            }
+        }
+        panic!("the demo ended before printing a key");
+    })
+    .await
+    .expect("the demo prints its key");
+    let base = base.expect("the demo prints its base URL");
+    let resp = http()
+        .post(format!("{base}/v1/cloud-gateways"))
+        .bearer_auth(&key)
+        .json(&json!({"backup_server_uid": VBR01, "server_host_name": "demo.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let task: Value = resp.json().await.unwrap();
+    let url = format!("{base}/v1/tasks/{}", task["id"].as_str().unwrap());
+    let done = eventually(
+        "the demo's task to settle",
+        Duration::from_secs(20),
+        || async {
+            let t: Value = http()
+                .get(&url)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (t["state"] != "running").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let docs = http().get(format!("{base}/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    child.kill().await.ok();
+}
