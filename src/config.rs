@@ -51,6 +51,7 @@ pub struct Settings {
     pub settle_grace: Duration,
     pub webhook_allow_private: bool,
     pub webhook_retry_schedule: Vec<Duration>,
+    pub webhook_timeout: Duration,
     pub log_format: Option<LogFormat>,
     pub log_filter: String,
 }
@@ -203,6 +204,13 @@ impl Settings {
                 .collect(),
             |v| v.split(',').map(parse_duration).collect(),
         )?;
+        let webhook_timeout = s.parse("EMGW_WEBHOOK_TIMEOUT_MS", Duration::from_secs(10), |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 100)
+                .map(Duration::from_millis)
+                .ok_or_else(|| "expected milliseconds, at least 100".into())
+        })?;
         let log_format = s.parse("EMGW_LOG_FORMAT", None, |v| match v {
             "json" => Ok(Some(LogFormat::Json)),
             "pretty" => Ok(Some(LogFormat::Pretty)),
@@ -216,6 +224,7 @@ impl Settings {
             settle_grace,
             webhook_allow_private: s.parse("EMGW_WEBHOOK_ALLOW_PRIVATE", false, parse_bool)?,
             webhook_retry_schedule,
+            webhook_timeout,
             log_format,
             log_filter: s.get("RUST_LOG").unwrap_or_else(|| "info".into()),
         })

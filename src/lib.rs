@@ -13,3 +13,4 @@ pub mod poller;
 pub mod sim;
 pub mod startup;
 pub mod store;
+pub mod webhooks;

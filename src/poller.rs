@@ -51,24 +51,25 @@ pub struct Poller {
     em: Arc<EmClient>,
     owner: String,
     config: PollerConfig,
-    /// Called with each task the poller ends (the webhook outbox hangs here).
+    /// Woken when a task is settled: its webhook deliveries are waiting.
     settled: Arc<Notify>,
 }
 
 impl Poller {
-    pub fn new(store: Store, em: Arc<EmClient>, owner: String, config: PollerConfig) -> Self {
+    pub fn new(
+        store: Store,
+        em: Arc<EmClient>,
+        owner: String,
+        config: PollerConfig,
+        settled: Arc<Notify>,
+    ) -> Self {
         Poller {
             store,
             em,
             owner,
             config,
-            settled: Arc::new(Notify::new()),
+            settled,
         }
-    }
-
-    /// Woken whenever a task is settled.
-    pub fn settled_signal(&self) -> Arc<Notify> {
-        self.settled.clone()
     }
 
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -144,7 +145,7 @@ impl Poller {
                             .is_some()
                         {
                             report.settled += 1;
-                            self.settled.notify_waiters();
+                            self.settled.notify_one();
                         }
                     }
                 }
@@ -186,7 +187,7 @@ impl Poller {
                         .is_some()
                     {
                         report.orphans_settled += 1;
-                        self.settled.notify_waiters();
+                        self.settled.notify_one();
                     }
                 }
                 Ok(None) => {}

@@ -17,6 +17,7 @@ use crate::em::{EmClient, EmSettings};
 use crate::operations::Operations;
 use crate::poller::{Poller, PollerConfig};
 use crate::store::{Store, StoreError};
+use crate::webhooks::{Deliverer, DelivererConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -28,6 +29,8 @@ pub enum StartError {
     Em(#[from] crate::em::client::EmSetupError),
     #[error("EMGW_EM_URL is not a URL: {0}")]
     EmUrl(String),
+    #[error("webhook deliverer: {0}")]
+    Webhooks(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
 }
@@ -52,6 +55,7 @@ pub struct Application {
     server: Server,
     stop: watch::Sender<bool>,
     poller: JoinHandle<()>,
+    deliverer: JoinHandle<()>,
     keepalive: JoinHandle<()>,
     em: Arc<EmClient>,
     store: Store,
@@ -80,6 +84,7 @@ impl Application {
             })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
 
+        let wake_deliverer = Arc::new(tokio::sync::Notify::new());
         let poller = Poller::new(
             store.clone(),
             em.clone(),
@@ -89,9 +94,23 @@ impl Application {
                 grace: settings.settle_grace,
                 unsent_after: em_config.request_timeout + Duration::from_secs(5),
             },
+            wake_deliverer.clone(),
         );
+        let deliverer = Deliverer::new(
+            store.clone(),
+            owner.clone(),
+            DelivererConfig {
+                schedule: settings.webhook_retry_schedule.clone(),
+                timeout: settings.webhook_timeout,
+                allow_private: settings.webhook_allow_private,
+                concurrency: 64,
+            },
+            wake_deliverer.clone(),
+        )
+        .map_err(StartError::Webhooks)?;
         let (stop, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poller.run(stop_rx));
+        let poller = tokio::spawn(poller.run(stop_rx.clone()));
+        let deliverer = tokio::spawn(Arc::new(deliverer).run(stop_rx));
         let keepalive = tokio::spawn(em.clone().keep_alive_loop());
 
         let state = web::Data::new(AppState {
@@ -99,6 +118,10 @@ impl Application {
             em: em.clone(),
             operations: Operations::new(store.clone(), em.clone(), owner.clone()),
             auth: Authenticator::new(store.clone()),
+            webhooks: api::WebhookSettings {
+                allow_private: settings.webhook_allow_private,
+                wake: wake_deliverer,
+            },
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -121,6 +144,7 @@ impl Application {
             server: server.run(),
             stop,
             poller,
+            deliverer,
             keepalive,
             em,
             store,
@@ -146,6 +170,7 @@ impl Application {
         let result = self.server.await;
         let _ = self.stop.send(true);
         let _ = self.poller.await;
+        let _ = self.deliverer.await;
         self.keepalive.abort();
         self.em.log_off_all().await;
         if let Err(e) = self.store.release_sessions(&self.owner).await {

@@ -7,11 +7,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
-use super::tasks::{TaskView, accepted};
+use super::tasks::accepted;
 use super::{AppState, caller, request};
 use crate::domain::{
     BackupServerUid, Description, FieldErrors, HostName, Metadata, Network, NewCloudGateway, Port,
-    Scope,
+    Scope, TaskView,
 };
 use crate::operations::Requester;
 

@@ -8,6 +8,7 @@ mod pools;
 pub mod problem;
 mod request;
 mod tasks;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -21,14 +22,19 @@ use crate::operations::Operations;
 use crate::store::{ApiKeyRecord, Store};
 use problem::ApiError;
 
-pub use tasks::TaskView;
-
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,
     pub em: Arc<EmClient>,
     pub operations: Operations,
     pub auth: Authenticator,
+    pub webhooks: WebhookSettings,
+}
+
+pub struct WebhookSettings {
+    pub allow_private: bool,
+    /// Wakes the deliverer (a retry asked for through the API).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The largest request body accepted.
@@ -42,7 +48,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tasks", web::get().to(tasks::list))
             .route("/tasks/{id}", web::get().to(tasks::get))
             .route("/backup-servers", web::get().to(inventory::backup_servers))
-            .route("/cloud-tenants", web::get().to(inventory::cloud_tenants)),
+            .route("/cloud-tenants", web::get().to(inventory::cloud_tenants))
+            .route("/webhooks", web::post().to(webhooks::create))
+            .route("/webhooks", web::get().to(webhooks::list))
+            .route("/webhooks/{id}", web::get().to(webhooks::get))
+            .route("/webhooks/{id}", web::delete().to(webhooks::delete))
+            .route(
+                "/webhooks/{id}/rotate-secret",
+                web::post().to(webhooks::rotate_secret),
+            )
+            .route(
+                "/webhooks/{id}/deliveries",
+                web::get().to(webhooks::deliveries),
+            )
+            .route(
+                "/webhooks/{id}/deliveries/{delivery_id}/retry",
+                web::post().to(webhooks::retry),
+            ),
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{gateways, health, inventory, pools, problem, tasks};
+use super::{gateways, health, inventory, pools, problem, tasks, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,13 @@ use super::{gateways, health, inventory, pools, problem, tasks};
         tasks::list,
         inventory::backup_servers,
         inventory::cloud_tenants,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
+        webhooks::retry,
         health::healthz,
         health::readyz,
     ),
@@ -31,6 +38,7 @@ use super::{gateways, health, inventory, pools, problem, tasks};
         (name = "cloud gateway pools", description = "Groups of gateways assigned to tenants"),
         (name = "tasks", description = "Writes accepted and followed until EM settles them"),
         (name = "inventory", description = "Backup servers and tenants, for filling in UIDs"),
+        (name = "webhooks", description = "Signed notifications when tasks settle (Standard Webhooks)"),
         (name = "operations", description = "Health and readiness, without authentication"),
     )
 )]

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::gateways::required;
 use super::problem::{ApiError, Problem};
-use super::tasks::{TaskView, accepted};
+use super::tasks::accepted;
 use super::{AppState, caller, request};
 use crate::domain::{
     BackupServerUid, CloudGateway, CloudTenant, Description, FieldErrors, Metadata,
-    NewCloudGatewayPool, PoolName, Scope, parse_uid_list,
+    NewCloudGatewayPool, PoolName, Scope, TaskView, parse_uid_list,
 };
 use crate::operations::Requester;
 

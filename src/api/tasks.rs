@@ -1,79 +1,20 @@
 //! `GET /v1/tasks/{id}` and `GET /v1/tasks`.
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::problem::{ApiError, Problem};
 use super::{AppState, caller};
-use crate::domain::{FieldError, Operation, ResourceType, Scope, TaskId, TaskState};
+use crate::domain::{FieldError, Operation, Scope, TaskId, TaskState, TaskView};
 use crate::store::{TaskFilter, TaskRecord};
-
-/// A write accepted by the gateway, followed until Enterprise Manager settles it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": "0193a5c4-8f2e-7cc1-9d7e-3b1f3c2a9e10", "operation": "create_cloud_gateway",
-    "state": "running", "em_task_id": "task-7", "message": null, "resource": null,
-    "metadata": {"order": "42"}, "created_at": "2026-11-24T10:00:00.000Z",
-    "updated_at": "2026-11-24T10:00:00.000Z", "finished_at": null}))]
-pub struct TaskView {
-    pub id: Uuid,
-    pub operation: Operation,
-    pub state: TaskState,
-    /// EM's own task id (`task-N`), once EM accepted the request.
-    pub em_task_id: Option<String>,
-    /// Why it failed (EM's message), or how it was settled when EM lost track of it.
-    pub message: Option<String>,
-    /// The EM object created, changed or deleted; null until known.
-    pub resource: Option<ResourceView>,
-    /// The caller's own data, as sent.
-    pub metadata: BTreeMap<String, String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ResourceView {
-    #[serde(rename = "type")]
-    pub type_: ResourceType,
-    /// The bare guid (the id in `/v1/cloud-gateways/{id}`).
-    pub id: Uuid,
-    /// EM's UID.
-    pub uid: String,
-}
-
-impl From<&TaskRecord> for TaskView {
-    fn from(t: &TaskRecord) -> Self {
-        TaskView {
-            id: t.id.uuid(),
-            operation: t.operation,
-            state: t.state,
-            em_task_id: t.em_task_id.clone(),
-            message: t.message.clone(),
-            resource: t.resource.map(|r| ResourceView {
-                type_: r.type_,
-                id: r.id,
-                uid: r.uid(),
-            }),
-            metadata: t.metadata.as_map().clone(),
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-            finished_at: t.finished_at,
-        }
-    }
-}
 
 /// 202 Accepted with `Location` and the task: the answer to every write.
 pub fn accepted(task: &TaskRecord) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/tasks/{}", task.id)))
-        .json(TaskView::from(task))
+        .json(task.view())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,7 +42,7 @@ pub async fn get(
     let not_found = || ApiError::NotFound(format!("no task {id}"));
     let task_id = TaskId::parse(&id).ok_or_else(not_found)?;
     let task = state.store.task(task_id).await?.ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(TaskView::from(&task)))
+    Ok(HttpResponse::Ok().json(task.view()))
 }
 
 /// Lists tasks, newest first.
@@ -170,7 +111,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         None
     };
     Ok(HttpResponse::Ok().json(TaskPage {
-        items: tasks.iter().map(TaskView::from).collect(),
+        items: tasks.iter().map(|t| t.view()).collect(),
         next_cursor,
     }))
 }

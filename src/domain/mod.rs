@@ -13,7 +13,7 @@ pub use gateway::{CloudGatewayChange, Network, NewCloudGateway};
 pub use pool::parse_uid_list;
 pub use pool::{CloudGatewayPoolChange, NewCloudGatewayPool};
 pub use scope::Scope;
-pub use task::{Operation, Resource, ResourceType, TaskId, TaskState};
+pub use task::{Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView};
 pub use uid::{
     BackupServer, BackupServerUid, CloudGateway, CloudGatewayPool, CloudGatewayPoolUid,
     CloudGatewayUid, CloudTenant, CloudTenantUid, Uid, UidKind,

@@ -1,8 +1,11 @@
 //! The task: what a caller follows after a write was accepted.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Our task id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
@@ -124,4 +127,38 @@ impl Resource {
     pub fn uid(&self) -> String {
         format!("urn:veeam:{}:{}", self.type_.em_name(), self.id)
     }
+}
+
+/// A write accepted by the gateway, followed until Enterprise Manager settles it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5c4-8f2e-7cc1-9d7e-3b1f3c2a9e10", "operation": "create_cloud_gateway",
+    "state": "running", "em_task_id": "task-7", "message": null, "resource": null,
+    "metadata": {"order": "42"}, "created_at": "2026-11-24T10:00:00.000Z",
+    "updated_at": "2026-11-24T10:00:00.000Z", "finished_at": null}))]
+pub struct TaskView {
+    pub id: Uuid,
+    pub operation: Operation,
+    pub state: TaskState,
+    /// EM's own task id (`task-N`), once EM accepted the request.
+    pub em_task_id: Option<String>,
+    /// Why it failed (EM's message), or how it was settled when EM lost track of it.
+    pub message: Option<String>,
+    /// The EM object created, changed or deleted; null until known.
+    pub resource: Option<ResourceView>,
+    /// The caller's own data, as sent.
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceView {
+    #[serde(rename = "type")]
+    pub type_: ResourceType,
+    /// The bare guid (the id in `/v1/cloud-gateways/{id}`).
+    pub id: Uuid,
+    /// EM's UID.
+    pub uid: String,
 }

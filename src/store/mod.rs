@@ -9,6 +9,7 @@
 mod keys;
 mod sessions;
 mod tasks;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -20,6 +21,9 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord};
+pub use webhooks::{
+    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, WebhookRecord,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -101,6 +105,7 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())
                 })

@@ -7,7 +7,9 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{Backend, Store, StoreError, now_ms, to_time};
-use crate::domain::{Metadata, Operation, Resource, ResourceType, TaskId, TaskState};
+use crate::domain::{
+    Metadata, Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView,
+};
 
 const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
      em_session_id, em_owner, resource_type, resource_id, message, api_key_id, created_at, \
@@ -34,6 +36,28 @@ pub struct TaskRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRecord {
+    /// The task as callers see it, in the API and in webhooks.
+    pub fn view(&self) -> TaskView {
+        TaskView {
+            id: self.id.uuid(),
+            operation: self.operation,
+            state: self.state,
+            em_task_id: self.em_task_id.clone(),
+            message: self.message.clone(),
+            resource: self.resource.map(|r| ResourceView {
+                type_: r.type_,
+                id: r.id,
+                uid: r.uid(),
+            }),
+            metadata: self.metadata.as_map().clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        }
+    }
 }
 
 /// A task about to be sent to EM.
@@ -196,13 +220,15 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// Ends a task, once: `None` when it was already settled (by another replica, say).
+    /// Ends a task, once: `None` when it was already settled (by another replica, say). The
+    /// task's webhook event and deliveries are written in the same transaction.
     pub async fn settle_task(
         &self,
         id: TaskId,
         settlement: &Settlement,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let sql = format!(
             "UPDATE tasks SET state = $2, message = $3, resource_type = $4, resource_id = $5, \
              finished_at = $6, updated_at = $6, lease_owner = NULL, lease_until = NULL \
@@ -215,9 +241,16 @@ impl Store {
             .bind(settlement.resource.map(|r| r.type_.as_str()))
             .bind(settlement.resource.map(|r| r.id.to_string()))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(decode).transpose()
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let task = decode(&row)?;
+        super::webhooks::enqueue_task_event(&mut tx, &task.view()).await?;
+        tx.commit().await?;
+        Ok(Some(task))
     }
 
     /// Leases running tasks that can no longer be followed on EM: sent but unanswered for

@@ -7,3 +7,4 @@ mod golden;
 mod simulator;
 mod store;
 mod support;
+mod webhooks;

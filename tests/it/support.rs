@@ -170,7 +170,16 @@ pub struct TestApp {
 
 /// Settings for a gateway in front of `sim`, fast enough for tests.
 pub fn test_settings(sim: &RunningSim, database_url: &str) -> Settings {
-    let vars: Vec<(String, String)> = vec![
+    test_settings_with(sim, database_url, &[])
+}
+
+/// The same, with some variables set or overridden.
+pub fn test_settings_with(
+    sim: &RunningSim,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Settings {
+    let mut vars: Vec<(String, String)> = vec![
         ("EMGW_LISTEN".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), database_url.into()),
         ("EMGW_EM_URL".into(), sim.api_url.clone()),
@@ -180,7 +189,17 @@ pub fn test_settings(sim: &RunningSim, database_url: &str) -> Settings {
         ("EMGW_EM_TIMEOUT_MS".into(), "2000".into()),
         ("EMGW_POLL_INTERVAL_MS".into(), "50".into()),
         ("EMGW_SETTLE_GRACE_MS".into(), "3000".into()),
+        ("EMGW_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
+        (
+            "EMGW_WEBHOOK_RETRY_SCHEDULE".into(),
+            "200ms,400ms,600ms".into(),
+        ),
+        ("EMGW_WEBHOOK_TIMEOUT_MS".into(), "500".into()),
     ];
+    for (k, v) in extra {
+        vars.retain(|(n, _)| n != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
     Settings::from_source(
         None,
         Box::new(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())),
@@ -283,4 +302,146 @@ macro_rules! both_databases {
             async fn $name() { super::$name($crate::support::Db::Postgres).await }) +
         }
     };
+}
+
+// -------------------------------------------------------------------------------------------
+// A webhook receiver whose answer can be switched
+// -------------------------------------------------------------------------------------------
+
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Ok,
+    /// Answers 500 this many times, then 200.
+    FailFirst(u32),
+    Gone,
+    /// 503 with `Retry-After: n`, then 200.
+    RetryAfterOnce(u64),
+    /// Holds the request this long before answering 200.
+    Hang(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+    pub at: std::time::Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    answer: Arc<Mutex<Answer>>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start(answer: Answer) -> Receiver {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let answer = Arc::new(Mutex::new(answer));
+        let got: Arc<Mutex<Vec<Received>>> = Arc::new(Mutex::new(Vec::new()));
+        let (a, g) = (answer.clone(), got.clone());
+        let server = HttpServer::new(move || {
+            let (a, g) = (a.clone(), g.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (a, g) = (a.clone(), g.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                        })
+                        .collect();
+                    g.lock().unwrap().push(Received {
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        at: std::time::Instant::now(),
+                    });
+                    let answer = a.lock().unwrap().clone();
+                    match answer {
+                        Answer::Ok => HttpResponse::Ok().body("thanks"),
+                        Answer::FailFirst(0) => HttpResponse::Ok().finish(),
+                        Answer::FailFirst(n) => {
+                            *a.lock().unwrap() = Answer::FailFirst(n - 1);
+                            HttpResponse::InternalServerError().body("not yet")
+                        }
+                        Answer::Gone => HttpResponse::Gone().finish(),
+                        Answer::RetryAfterOnce(secs) => {
+                            *a.lock().unwrap() = Answer::Ok;
+                            HttpResponse::ServiceUnavailable()
+                                .insert_header(("Retry-After", secs.to_string()))
+                                .finish()
+                        }
+                        Answer::Hang(d) => {
+                            tokio::time::sleep(d).await;
+                            HttpResponse::Ok().finish()
+                        }
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            answer,
+            got,
+        }
+    }
+
+    pub fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(
+            &format!("{n} webhook request(s)"),
+            Duration::from_secs(15),
+            || async {
+                let got = self.received();
+                (got.len() >= n).then_some(got)
+            },
+        )
+        .await
+    }
+}
+
+/// Checks a delivery's signature with RustCrypto's HMAC, independently of the gateway's own
+/// code (which uses ring), exactly as the Standard Webhooks specification describes.
+pub fn verify_signature(secret: &str, received: &Received) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let id = &received.headers["webhook-id"];
+    let ts = &received.headers["webhook-timestamp"];
+    let now = chrono::Utc::now().timestamp();
+    let sent: i64 = ts.parse().unwrap();
+    if (now - sent).abs() > 300 {
+        return false;
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{}", received.body).as_bytes());
+    let expected = b64.encode(mac.finalize().into_bytes());
+    received.headers["webhook-signature"]
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == expected)
 }

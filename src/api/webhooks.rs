@@ -1,0 +1,405 @@
+//! `/v1/webhooks`: subscriptions, secret rotation, the delivery log and manual retries.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::problem::{ApiError, Problem};
+use super::{AppState, caller, request};
+use crate::domain::{FieldErrors, Scope};
+use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
+use crate::webhooks::{EVENT_TYPES, signature, target};
+
+/// Subscribes a URL to task events.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://portal.example.com/hooks/em", "event_types": ["task.succeeded", "task.failed"], "description": "portal"}))]
+pub struct CreateWebhookRequest {
+    /// An http(s) URL on the public internet (private addresses need
+    /// `EMGW_WEBHOOK_ALLOW_PRIVATE=true`).
+    #[schema(required = true)]
+    pub url: Option<String>,
+    /// `task.succeeded`, `task.failed`; empty or absent: all.
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
+/// A subscription. The secret is shown only when created or rotated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    /// `whsec_…`; only in the answers to create and rotate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Until then, deliveries are signed with the previous secret too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Set when the endpoint answered 410 Gone: nothing more is sent to it.
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl WebhookView {
+    fn of(w: &WebhookRecord, with_secret: bool) -> Self {
+        WebhookView {
+            id: w.id.clone(),
+            url: w.url.clone(),
+            event_types: w.event_types.clone(),
+            description: w.description.clone(),
+            secret: with_secret.then(|| w.secret.expose_secret().to_string()),
+            previous_secret_expires_at: w.previous_secret_until.filter(|t| *t > Utc::now()),
+            disabled_at: w.disabled_at,
+            disabled_reason: w.disabled_reason.clone(),
+            created_at: w.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<WebhookView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// How long the old secret keeps signing too, 0 to 604800 (default 86400).
+    pub overlap_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    /// The `webhook-id` header of every attempt.
+    pub event_id: String,
+    pub event_type: String,
+    pub task_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<DeliveryRecord> for DeliveryView {
+    fn from(d: DeliveryRecord) -> Self {
+        DeliveryView {
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            task_id: d.task_id,
+            state: d.state,
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
+            attempts: d
+                .attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    status_code: a.status_code,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                    started_at: a.started_at,
+                    finished_at: a.finished_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
+    state
+        .store
+        .webhook(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no webhook {id}")))
+}
+
+/// Subscribes a URL to task events; the answer holds the signing secret, once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
+    responses(
+        (status = 201, body = WebhookView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = caller(&req, &state, Scope::Write).await?;
+    let body: CreateWebhookRequest = request::json(&req, payload).await?;
+    let mut e = FieldErrors::new();
+    let url = match body.url.as_deref() {
+        Some(u) => e.check("url", target::check_url(u, state.webhooks.allow_private)),
+        None => {
+            e.add("url", "is required");
+            None
+        }
+    };
+    let mut event_types = body.event_types.unwrap_or_default();
+    for (i, t) in event_types.iter().enumerate() {
+        if !EVENT_TYPES.contains(&t.as_str()) {
+            e.add(
+                format!("event_types[{i}]"),
+                format!("must be one of {}", EVENT_TYPES.join(", ")),
+            );
+        }
+    }
+    event_types.sort();
+    event_types.dedup();
+    if let Some(d) = &body.description
+        && (d.chars().count() > 1024 || d.chars().any(char::is_control))
+    {
+        e.add(
+            "description",
+            "must be at most 1024 characters without control characters",
+        );
+    }
+    let (Some(url), true) = (url, e.is_empty()) else {
+        return Err(ApiError::Invalid(e.into_vec()));
+    };
+    let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
+    let hook = state
+        .store
+        .insert_webhook(&NewWebhook {
+            url: url.to_string(),
+            event_types,
+            description: body.description,
+            secret,
+            api_key_id: Some(key.id),
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/webhooks/{}", hook.id)))
+        .json(WebhookView::of(&hook, true)))
+}
+
+/// Lists subscriptions (never their secrets).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, body = WebhookList), (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let items = state
+        .store
+        .list_webhooks()
+        .await?
+        .iter()
+        .map(|w| WebhookView::of(w, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(WebhookList { items }))
+}
+
+/// Reads one subscription.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = WebhookView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let hook = find(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(WebhookView::of(&hook, false)))
+}
+
+/// Deletes a subscription; its pending deliveries are dropped.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Write).await?;
+    if !state.store.delete_webhook(&id).await? {
+        return Err(ApiError::NotFound(format!("no webhook {id}")));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Issues a new secret. During the overlap both secrets sign every delivery (the
+/// `webhook-signature` header carries two `v1,` entries), so consumers can switch without loss.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path)), request_body(content = Option<RotateSecretRequest>),
+    responses(
+        (status = 200, body = WebhookView, description = "The new secret, shown once"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn rotate_secret(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Write).await?;
+    let has_body = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "0");
+    let overlap = if has_body {
+        let body: RotateSecretRequest = request::json(&req, payload).await?;
+        body.overlap_seconds.unwrap_or(86_400)
+    } else {
+        86_400
+    };
+    if !(0..=604_800).contains(&overlap) {
+        let mut e = FieldErrors::new();
+        e.add("overlap_seconds", "must be from 0 to 604800");
+        return Err(ApiError::Invalid(e.into_vec()));
+    }
+    let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
+    let until = crate::store::now_ms() + overlap * 1000;
+    let hook = state
+        .store
+        .rotate_webhook_secret(&id, &secret, until)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no webhook {id}")))?;
+    Ok(HttpResponse::Ok().json(WebhookView::of(&hook, true)))
+}
+
+/// The delivery log: each delivery with every attempt, newest first.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(
+        ("id" = String, Path),
+        ("limit" = Option<u32>, Query, description = "1 to 200 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = DeliveryPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    find(&state, &id).await?;
+    let mut limit = 50u32;
+    let mut before: Option<String> = None;
+    let mut e = FieldErrors::new();
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "limit" => match v.parse::<u32>() {
+                Ok(n) if (1..=200).contains(&n) => limit = n,
+                _ => e.add("limit", "must be a number from 1 to 200"),
+            },
+            "cursor" => match base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            {
+                Some(c) => before = Some(c),
+                None => e.add("cursor", "is not a cursor this API gave out"),
+            },
+            other => e.add(other, "is not a known query parameter"),
+        }
+    }
+    if !e.is_empty() {
+        return Err(ApiError::Malformed {
+            detail: "invalid query parameters".into(),
+            errors: e.into_vec(),
+        });
+    }
+    let mut items = state
+        .store
+        .list_deliveries(&id, before.as_deref(), limit + 1)
+        .await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| {
+            items
+                .last()
+                .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.id))
+        })
+        .flatten();
+    Ok(HttpResponse::Ok().json(DeliveryPage {
+        items: items.into_iter().map(DeliveryView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Sends a delivery again now, whatever became of it.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+    params(("id" = String, Path), ("delivery_id" = String, Path)),
+    responses(
+        (status = 202, description = "Queued"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The subscription is disabled"),
+    ),
+    security(("api_key" = [])))]
+pub async fn retry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Write).await?;
+    let (id, delivery_id) = path.into_inner();
+    let hook = find(&state, &id).await?;
+    if hook.disabled_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "webhook {id} is disabled ({}); create a new subscription",
+            hook.disabled_reason.unwrap_or_default()
+        )));
+    }
+    if !state.store.retry_delivery(&id, &delivery_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "no delivery {delivery_id} for webhook {id}"
+        )));
+    }
+    state.webhooks.wake.notify_one();
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"id": delivery_id, "state": "pending"})))
+}

@@ -1,0 +1,11 @@
+//! Completion webhooks: signed per the Standard Webhooks specification, delivered at least once
+//! from a durable outbox that the poller fills in the transaction that settles a task.
+
+pub mod deliverer;
+pub mod signature;
+pub mod target;
+
+pub use deliverer::{Deliverer, DelivererConfig};
+
+/// The event types a subscription can ask for.
+pub const EVENT_TYPES: &[&str] = &["task.succeeded", "task.failed"];

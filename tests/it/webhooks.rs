@@ -1,0 +1,445 @@
+//! Webhooks end to end: a real receiver on loopback, signatures checked independently.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_databases;
+use crate::support::*;
+
+both_databases!(
+    a_settled_task_is_delivered_signed,
+    failures_are_retried_in_order_with_one_webhook_id,
+    a_410_disables_the_subscription,
+    a_hanging_consumer_times_out_and_is_retried,
+    a_restarted_gateway_still_delivers,
+);
+
+fn gateway(host: &str) -> Value {
+    json!({"backup_server_uid": VBR01, "server_host_name": host, "metadata": {"order": "7"}})
+}
+
+async fn subscribe(app: &TestApp, url: &str, types: Value) -> Value {
+    let resp = app
+        .post(
+            "/v1/webhooks",
+            &app.write_key,
+            json!({"url": url, "event_types": types, "description": "test"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn create(app: &TestApp, host: &str) -> String {
+    let t: Value = app
+        .post("/v1/cloud-gateways", &app.write_key, gateway(host))
+        .await
+        .json()
+        .await
+        .unwrap();
+    t["id"].as_str().unwrap().to_string()
+}
+
+async fn start(db: Db, extra: &[(&str, &str)]) -> (em_gateway::sim::RunningSim, TestApp) {
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(db).await;
+    let app = spawn_app(&test_settings_with(&sim, &url, extra)).await;
+    (sim, app)
+}
+
+async fn log(app: &TestApp, hook: &Value) -> Vec<Value> {
+    let page = app
+        .get_json(&format!(
+            "/v1/webhooks/{}/deliveries",
+            hook["id"].as_str().unwrap()
+        ))
+        .await;
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn a_settled_task_is_delivered_signed(db: Db) {
+    let (sim, app) = start(db, &[]).await;
+    let receiver = Receiver::start(Answer::Ok);
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    let secret = hook["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+    let listed = app.get_json("/v1/webhooks").await;
+    assert!(
+        listed["items"][0].get("secret").is_none(),
+        "the secret is shown only once"
+    );
+
+    let task_id = create(&app, "hooked.example").await;
+    let got = receiver.wait_for(1).await;
+    let delivery = &got[0];
+    assert_eq!(delivery.headers["content-type"], "application/json");
+    assert!(delivery.headers["webhook-id"].starts_with("msg_"));
+    assert!(
+        verify_signature(secret, delivery),
+        "signature checks out independently"
+    );
+    let body = delivery.json();
+    assert_eq!(body["type"], "task.succeeded");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["data"]["id"], task_id.as_str());
+    assert_eq!(body["data"]["state"], "succeeded");
+    assert_eq!(body["data"]["resource"]["type"], "cloud_gateway");
+    assert_eq!(body["data"]["metadata"]["order"], "7");
+    // The task the API shows is the one the webhook carried.
+    let task = app.get_json(&format!("/v1/tasks/{task_id}")).await;
+    assert_eq!(task, body["data"]);
+
+    let entries = eventually(
+        "the attempt to be logged",
+        Duration::from_secs(5),
+        || async {
+            let entries = log(&app, &hook).await;
+            (entries.first().is_some_and(|d| d["state"] == "delivered")).then_some(entries)
+        },
+    )
+    .await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["event_type"], "task.succeeded");
+    assert_eq!(
+        entries[0]["event_id"],
+        delivery.headers["webhook-id"].as_str()
+    );
+    assert_eq!(entries[0]["attempts"][0]["attempt"], 1);
+    assert_eq!(entries[0]["attempts"][0]["status_code"], 200);
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn failures_are_retried_in_order_with_one_webhook_id(db: Db) {
+    let (sim, app) = start(db, &[]).await;
+    let receiver = Receiver::start(Answer::FailFirst(2));
+    let hook = subscribe(&app, &receiver.url, json!(["task.succeeded"])).await;
+    create(&app, "retry.example").await;
+    let got = receiver.wait_for(3).await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one webhook-id for every retry: {ids:?}"
+    );
+    // Schedule 200 ms then 400 ms, ±20% jitter.
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(150),
+        "{:?}",
+        got[1].at - got[0].at
+    );
+    assert!(
+        got[2].at - got[1].at >= Duration::from_millis(300),
+        "{:?}",
+        got[2].at - got[1].at
+    );
+    for r in &got {
+        assert!(verify_signature(hook["secret"].as_str().unwrap(), r));
+    }
+    let entries = eventually(
+        "the log to show delivery",
+        Duration::from_secs(5),
+        || async {
+            let e = log(&app, &hook).await;
+            (e.first().is_some_and(|d| d["state"] == "delivered")).then_some(e)
+        },
+    )
+    .await;
+    let attempts: Vec<(u64, u64)> = entries[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts, vec![(1, 500), (2, 500), (3, 200)]);
+    assert_eq!(entries[0]["attempts"][0]["error"], "HTTP 500: not yet");
+
+    // Manual retry: sent again, same event id, logged as the next attempt.
+    let delivery_id = entries[0]["id"].as_str().unwrap();
+    let resp = app
+        .post(
+            &format!(
+                "/v1/webhooks/{}/deliveries/{delivery_id}/retry",
+                hook["id"].as_str().unwrap()
+            ),
+            &app.write_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let got = receiver.wait_for(4).await;
+    assert_eq!(got[3].headers["webhook-id"], got[0].headers["webhook-id"]);
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn a_410_disables_the_subscription(db: Db) {
+    let (sim, app) = start(db, &[]).await;
+    let gone = Receiver::start(Answer::Gone);
+    let fine = Receiver::start(Answer::Ok);
+    let hook = subscribe(&app, &gone.url, json!([])).await;
+    create(&app, "gone1.example").await;
+    gone.wait_for(1).await;
+    let disabled = eventually(
+        "the subscription to be disabled",
+        Duration::from_secs(5),
+        || async {
+            let h = app
+                .get_json(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()))
+                .await;
+            h["disabled_at"].is_string().then_some(h)
+        },
+    )
+    .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
+    // A later event reaches the other subscriber but not the disabled one.
+    subscribe(&app, &fine.url, json!([])).await;
+    create(&app, "gone2.example").await;
+    fine.wait_for(1).await;
+    assert_eq!(gone.received().len(), 1);
+    let entries = log(&app, &hook).await;
+    assert_eq!(entries[0]["state"], "failed");
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn a_hanging_consumer_times_out_and_is_retried(db: Db) {
+    let (sim, app) = start(db, &[]).await;
+    let receiver = Receiver::start(Answer::Hang(Duration::from_secs(3)));
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    create(&app, "hang.example").await;
+    receiver.wait_for(1).await;
+    receiver.set(Answer::Ok);
+    let entries = eventually(
+        "a retry after the timeout",
+        Duration::from_secs(10),
+        || async {
+            let e = log(&app, &hook).await;
+            (e.first().is_some_and(|d| d["state"] == "delivered")).then_some(e)
+        },
+    )
+    .await;
+    let first = &entries[0]["attempts"][0];
+    assert!(first["status_code"].is_null());
+    assert!(
+        first["error"].as_str().unwrap().contains("timed out"),
+        "{first}"
+    );
+    assert!(first["duration_ms"].as_u64().unwrap() >= 450);
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn a_restarted_gateway_still_delivers(db: Db) {
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(db).await;
+    let settings = test_settings_with(&sim, &url, &[("EMGW_WEBHOOK_RETRY_SCHEDULE", "1s")]);
+    let receiver = Receiver::start(Answer::FailFirst(1));
+    let first = spawn_app(&settings).await;
+    subscribe(&first, &receiver.url, json!([])).await;
+    create(&first, "restart-hook.example").await;
+    receiver.wait_for(1).await;
+    first.stop().await;
+    let second = spawn_app(&settings).await;
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"]);
+    second.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_types_filter_what_a_subscription_gets() {
+    let (sim, app) = start(Db::Sqlite, &[]).await;
+    let failures = Receiver::start(Answer::Ok);
+    let everything = Receiver::start(Answer::Ok);
+    subscribe(&app, &failures.url, json!(["task.failed"])).await;
+    subscribe(&app, &everything.url, json!([])).await;
+    create(&app, "filter.example").await;
+    everything.wait_for(1).await;
+    create(&app, "filter.example").await; // the same host again: fails on EM
+    let got = everything.wait_for(2).await;
+    let failed = failures.wait_for(1).await;
+    assert_eq!(failed[0].json()["type"], "task.failed");
+    assert_eq!(
+        failed[0].json()["data"]["message"],
+        "Server filter.example is already a cloud gateway."
+    );
+    assert_eq!(got.len(), 2);
+    assert_eq!(failures.received().len(), 1);
+    let bad = app
+        .post(
+            "/v1/webhooks",
+            &app.write_key,
+            json!({"url": everything.url, "event_types": ["task.exploded"]}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let (sim, app) = start(Db::Sqlite, &[]).await;
+    let receiver = Receiver::start(Answer::RetryAfterOnce(1));
+    subscribe(&app, &receiver.url, json!([])).await;
+    create(&app, "later.example").await;
+    let got = receiver.wait_for(2).await;
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited {gap:?}, asked for 1 s"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_targets_are_refused_unless_allowed() {
+    let (sim, app) = start(Db::Sqlite, &[("EMGW_WEBHOOK_ALLOW_PRIVATE", "false")]).await;
+    let receiver = Receiver::start(Answer::Ok);
+    let resp = app
+        .post("/v1/webhooks", &app.write_key, json!({"url": receiver.url}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "url");
+    for url in [
+        "ftp://example.com/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+    ] {
+        let resp = app
+            .post("/v1/webhooks", &app.write_key, json!({"url": url}))
+            .await;
+        assert_eq!(resp.status(), 422, "{url}");
+    }
+    // A name that resolves to loopback passes the URL check but not the connection.
+    let sneaky = receiver.url.replace("127.0.0.1", "localhost");
+    let hook = subscribe(&app, &sneaky, json!([])).await;
+    create(&app, "private.example").await;
+    let entries = eventually(
+        "the refused attempt to be logged",
+        Duration::from_secs(10),
+        || async {
+            let e = log(&app, &hook).await;
+            (e.first()
+                .is_some_and(|d| !d["attempts"].as_array().unwrap().is_empty()))
+            .then_some(e)
+        },
+    )
+    .await;
+    let error = entries[0]["attempts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("no public address"), "{error}");
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the private address"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_overlaps_with_the_old_one() {
+    let (sim, app) = start(Db::Sqlite, &[]).await;
+    let receiver = Receiver::start(Answer::Ok);
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    let id = hook["id"].as_str().unwrap();
+    let old = hook["secret"].as_str().unwrap().to_string();
+    let resp = app
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            &app.write_key,
+            json!({"overlap_seconds": 600}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let rotated: Value = resp.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    create(&app, "rotate.example").await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].headers["webhook-signature"].split(' ').count(), 2);
+    assert!(verify_signature(&new, &got[0]) && verify_signature(&old, &got[0]));
+
+    assert_eq!(
+        http()
+            .delete(app.url(&format!("/v1/webhooks/{id}")))
+            .bearer_auth(&app.write_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/v1/webhooks/{id}"), &app.read_key)
+            .await
+            .status(),
+        404
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_each_event_once() {
+    let sim = spawn_sim(|c| c.task_time = Duration::from_millis(200));
+    let url = fresh_database(Db::Postgres).await;
+    let settings = test_settings(&sim, &url);
+    let a = spawn_app(&settings).await;
+    let b = spawn_app(&settings).await;
+    let receiver = Receiver::start(Answer::Ok);
+    subscribe(&a, &receiver.url, json!([])).await;
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        create(app, &format!("once{i}.example")).await;
+    }
+    let got = receiver.wait_for(20).await;
+    // Let any duplicate arrive before counting: every task is settled and logged by now.
+    eventually(
+        "all deliveries to be logged",
+        Duration::from_secs(10),
+        || async {
+            let hooks = a.get_json("/v1/webhooks").await;
+            let id = hooks["items"][0]["id"].as_str().unwrap().to_string();
+            let page = a
+                .get_json(&format!("/v1/webhooks/{id}/deliveries?limit=200"))
+                .await;
+            let items = page["items"].as_array().unwrap().clone();
+            (items.len() == 20 && items.iter().all(|d| d["state"] == "delivered")).then_some(())
+        },
+    )
+    .await;
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        20,
+        "no event sent twice ({} requests)",
+        got.len()
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    a.stop().await;
+    b.stop().await;
+    sim.stop().await;
+}
