@@ -316,6 +316,8 @@ pub enum Answer {
     /// Answers 500 this many times, then 200.
     FailFirst(u32),
     Gone,
+    /// 302 to another URL.
+    Redirect(String),
     /// 503 with `Retry-After: n`, then 200.
     RetryAfterOnce(u64),
     /// Holds the request this long before answering 200.
@@ -374,6 +376,9 @@ impl Receiver {
                             HttpResponse::InternalServerError().body("not yet")
                         }
                         Answer::Gone => HttpResponse::Gone().finish(),
+                        Answer::Redirect(to) => HttpResponse::Found()
+                            .insert_header(("Location", to))
+                            .finish(),
                         Answer::RetryAfterOnce(secs) => {
                             *a.lock().unwrap() = Answer::Ok;
                             HttpResponse::ServiceUnavailable()

@@ -443,3 +443,58 @@ async fn two_replicas_deliver_each_event_once() {
     b.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_fails_after_its_last_attempt() {
+    let (sim, app) = start(
+        Db::Sqlite,
+        &[("EMGW_WEBHOOK_RETRY_SCHEDULE", "100ms,100ms")],
+    )
+    .await;
+    let receiver = Receiver::start(Answer::FailFirst(u32::MAX));
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    create(&app, "never.example").await;
+    let entries = eventually(
+        "the delivery to fail for good",
+        Duration::from_secs(10),
+        || async {
+            let e = log(&app, &hook).await;
+            (e.first().is_some_and(|d| d["state"] == "failed")).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(
+        entries[0]["attempts"].as_array().unwrap().len(),
+        3,
+        "1 + one per scheduled retry"
+    );
+    assert!(entries[0]["next_attempt_at"].is_null());
+    assert_eq!(receiver.received().len(), 3);
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let (sim, app) = start(Db::Sqlite, &[("EMGW_WEBHOOK_RETRY_SCHEDULE", "100ms")]).await;
+    let elsewhere = Receiver::start(Answer::Ok);
+    let redirecting = Receiver::start(Answer::Redirect(elsewhere.url.clone()));
+    let hook = subscribe(&app, &redirecting.url, json!([])).await;
+    create(&app, "redirect.example").await;
+    let entries = eventually(
+        "both attempts to be logged",
+        Duration::from_secs(10),
+        || async {
+            let e = log(&app, &hook).await;
+            (e.first().is_some_and(|d| d["state"] == "failed")).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(entries[0]["attempts"][0]["status_code"], 302);
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect target was never called"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
