@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::em::xml::{self, Namespace, NetworkMode};
 use crate::em::{EmClient, EmError, Submitted};
-use crate::store::{NewTask, Store, StoreError, TaskRecord};
+use crate::store::{IdempotencyKey, NewTask, Store, StoreError, TaskRecord, accepted_answer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -35,6 +35,8 @@ pub enum SubmitError {
 pub struct Requester {
     pub api_key_id: Option<String>,
     pub metadata: Metadata,
+    /// The request's Idempotency-Key: the task and the answer are recorded under it.
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 pub struct Operations {
@@ -157,16 +159,18 @@ impl Operations {
             metadata: by.metadata,
             api_key_id: by.api_key_id,
         };
-        let task = self.store.insert_task(&intent).await?;
+        let key = by.idempotency.as_ref();
+        let task = self.store.insert_task_for(&intent, key).await?;
         match call().await {
             Ok(submitted) => {
                 let attached = self
                     .store
-                    .attach_em_task(
+                    .attach_em_task_for(
                         task.id,
                         &submitted.task.task_id,
                         &submitted.session.session_id,
                         &self.owner,
+                        key,
                     )
                     .await;
                 match attached {
@@ -181,6 +185,14 @@ impl Operations {
             }
             Err(EmError::OutcomeUnknown { reason, .. }) => {
                 tracing::warn!(task_id = %task.id, %reason, "EM's answer was lost; the task will be settled from EM's objects");
+                if let Some(key) = key
+                    && let Err(e) = self
+                        .store
+                        .finish_idempotency(key, &accepted_answer(&task))
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not store the answer under its Idempotency-Key");
+                }
                 Ok(task)
             }
             Err(e) => {

@@ -53,6 +53,7 @@ pub struct Poller {
     config: PollerConfig,
     /// Woken when a task is settled: its webhook deliveries are waiting.
     settled: Arc<Notify>,
+    last_housekeeping: std::sync::atomic::AtomicI64,
 }
 
 impl Poller {
@@ -69,6 +70,7 @@ impl Poller {
             owner,
             config,
             settled,
+            last_housekeeping: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -104,7 +106,27 @@ impl Poller {
             .collect();
         self.store.heartbeat_sessions(&self.owner, &live).await?;
         self.settle_orphans(&mut report).await?;
+        self.housekeeping().await;
         Ok(report)
+    }
+
+    /// Once a minute: drop expired Idempotency-Key answers and long-lost EM sessions.
+    async fn housekeeping(&self) {
+        let now = now_ms();
+        let last = self
+            .last_housekeeping
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 60_000 {
+            return;
+        }
+        self.last_housekeeping
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.store.purge_idempotency(now).await {
+            tracing::warn!(error = %e, "could not purge old Idempotency-Key answers");
+        }
+        if let Err(e) = self.store.prune_sessions(now - 24 * 3600 * 1000).await {
+            tracing::warn!(error = %e, "could not prune old EM sessions");
+        }
     }
 
     async fn poll_own_sessions(&self, report: &mut TickReport) -> Result<(), PollError> {

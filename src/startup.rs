@@ -122,6 +122,7 @@ impl Application {
                 allow_private: settings.webhook_allow_private,
                 wake: wake_deliverer,
             },
+            idempotency_stale: em_config.request_timeout * 2 + Duration::from_secs(1),
         });
         let mut server = HttpServer::new(move || {
             App::new()

@@ -6,12 +6,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use uuid::Uuid;
+
 use super::problem::{ApiError, Problem};
 use super::tasks::accepted;
-use super::{AppState, caller, request};
+use super::views::{CloudGatewayView, Page, Query, page, uid_filter};
+use super::{AppState, caller, idempotency, request};
 use crate::domain::{
-    BackupServerUid, Description, FieldErrors, HostName, Metadata, Network, NewCloudGateway, Port,
-    Scope, TaskView,
+    BackupServerUid, CloudGatewayChange, Description, FieldErrors, HostName, Metadata, Network,
+    NewCloudGateway, Port, Scope, TaskView,
 };
 use crate::operations::Requester;
 
@@ -159,12 +162,217 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
-    let body: CreateCloudGatewayRequest = request::json(&req, payload).await?;
-    let (command, metadata) = body.parse()?;
-    let by = Requester {
-        api_key_id: Some(key.id),
-        metadata,
-    };
-    let task = state.operations.create_cloud_gateway(&command, by).await?;
-    Ok(accepted(&task))
+    let body = request::body(&req, payload).await?;
+    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
+        let (command, metadata) = request::parse::<CreateCloudGatewayRequest>(&body)?.parse()?;
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata,
+            idempotency,
+        };
+        let task = state.operations.create_cloud_gateway(&command, by).await?;
+        Ok(accepted(&task))
+    })
+    .await
+}
+
+/// Changes a cloud gateway. Fields left out keep what EM has.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false, "description": "maintenance window"}))]
+pub struct UpdateCloudGatewayRequest {
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+    /// `direct` or `nat`; `nat` needs `external_ip`.
+    pub network_type: Option<String>,
+    pub external_ip: Option<String>,
+    pub external_port: Option<i64>,
+    pub internal_port: Option<i64>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl UpdateCloudGatewayRequest {
+    pub fn parse(self) -> Result<(CloudGatewayChange, Metadata), ApiError> {
+        let mut e = FieldErrors::new();
+        let description = self
+            .description
+            .as_deref()
+            .and_then(|d| e.check("description", Description::parse(d)));
+        let network = match (self.network_type.as_deref(), self.external_ip.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                e.add("external_ip", "needs network_type (nat) beside it");
+                None
+            }
+            (Some(kind), ip) => network(&mut e, Some(kind), ip),
+        };
+        let external_port = self
+            .external_port
+            .and_then(|p| e.check("external_port", Port::parse(p)));
+        let internal_port = self
+            .internal_port
+            .and_then(|p| e.check("internal_port", Port::parse(p)));
+        let metadata = Metadata::parse(self.metadata.unwrap_or_default(), &mut e);
+        let change = CloudGatewayChange {
+            enabled: self.enabled,
+            description,
+            network,
+            external_port,
+            internal_port,
+        };
+        if e.is_empty() && change == CloudGatewayChange::default() {
+            e.add("body", "names nothing to change");
+        }
+        if !e.is_empty() {
+            return Err(ApiError::Invalid(e.into_vec()));
+        }
+        Ok((change, metadata))
+    }
+}
+
+pub(super) fn path_id<K: crate::domain::UidKind>(text: &str, what: &str) -> Result<Uuid, ApiError> {
+    crate::domain::Uid::<K>::parse(text)
+        .map(|u| u.id())
+        .map_err(|_| ApiError::NotFound(format!("no {what} {text}")))
+}
+
+/// Lists cloud gateways, with filters.
+#[utoipa::path(get, path = "/v1/cloud-gateways", tag = "cloud gateways",
+    params(
+        ("backup_server_uid" = Option<String>, Query, description = "Only gateways of this backup server"),
+        ("pool_uid" = Option<String>, Query, description = "Only gateways in this pool"),
+        ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
+        ("enabled" = Option<bool>, Query),
+        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, body = Page<CloudGatewayView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let mut q = Query::of(&req);
+    let server = q.take(
+        "backup_server_uid",
+        uid_filter::<crate::domain::BackupServer>,
+    );
+    let pool = q.take("pool_uid", uid_filter::<crate::domain::CloudGatewayPool>);
+    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let enabled = q.take("enabled", |v| {
+        v.parse::<bool>()
+            .map_err(|_| "must be true or false".to_string())
+    });
+    let (limit, cursor) = q.paging();
+    q.finish()?;
+    let items: Vec<CloudGatewayView> = state
+        .em
+        .cloud_gateways()
+        .await?
+        .iter()
+        .map(CloudGatewayView::from)
+        .filter(|g| server.is_none_or(|s| g.backup_server.as_ref().is_some_and(|b| b.id == s)))
+        .filter(|g| pool.is_none_or(|p| g.pool.as_ref().is_some_and(|x| x.id == p)))
+        .filter(|g| {
+            name.as_ref()
+                .is_none_or(|n| g.name.to_lowercase().contains(n))
+        })
+        .filter(|g| enabled.is_none_or(|e| g.enabled == Some(e)))
+        .collect();
+    Ok(HttpResponse::Ok().json(page(items, |g| g.id, limit, cursor)))
+}
+
+/// Reads one cloud gateway.
+#[utoipa::path(get, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
+    params(("id" = String, Path, description = "The gateway's guid or UID")),
+    responses(
+        (status = 200, body = CloudGatewayView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
+    let gateway = state
+        .em
+        .cloud_gateway(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cloud gateway {id}")))?;
+    Ok(HttpResponse::Ok().json(CloudGatewayView::from(&gateway)))
+}
+
+/// Changes a cloud gateway (EM's PUT of the whole entity). Answers at once with a task.
+#[utoipa::path(patch, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
+    params(("id" = String, Path)), request_body = UpdateCloudGatewayRequest,
+    responses(
+        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn update(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = caller(&req, &state, Scope::Write).await?;
+    let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
+    let body = request::body(&req, payload).await?;
+    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
+        let (change, metadata) = request::parse::<UpdateCloudGatewayRequest>(&body)?.parse()?;
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata,
+            idempotency,
+        };
+        let task = state
+            .operations
+            .update_cloud_gateway(id, &change, by)
+            .await?;
+        Ok(accepted(&task))
+    })
+    .await
+}
+
+/// Deletes a cloud gateway (not while it is in a pool: EM fails the task). Answers with a task.
+#[utoipa::path(delete, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = caller(&req, &state, Scope::Write).await?;
+    let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
+    idempotency::once(&req, &state, &key.id, b"", |idempotency| async {
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata: Metadata::default(),
+            idempotency,
+        };
+        let task = state.operations.delete_cloud_gateway(id, by).await?;
+        Ok(accepted(&task))
+    })
+    .await
 }

@@ -1,56 +1,22 @@
-//! What a portal needs to fill in UIDs: `/v1/backup-servers` and `/v1/cloud-tenants`.
+//! What a portal needs to fill in UIDs: backup servers and Cloud Connect tenants.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Serialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
 
+use super::gateways::path_id;
 use super::problem::{ApiError, Problem};
+use super::views::{BackupServerView, CloudTenantView, Page, Query, page, uid_filter};
 use super::{AppState, caller};
-use crate::domain::Scope;
-use crate::em::xml;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BackupServerView {
-    /// The bare guid.
-    pub id: Uuid,
-    /// EM's UID, as `backup_server_uid` takes it.
-    pub uid: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub port: Option<u16>,
-    pub version: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CloudTenantView {
-    pub id: Uuid,
-    pub uid: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub enabled: Option<bool>,
-    /// Pools assigned to the tenant.
-    pub cloud_gateway_pool_uids: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BackupServerList {
-    pub items: Vec<BackupServerView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CloudTenantList {
-    pub items: Vec<CloudTenantView>,
-}
-
-fn guid(uid: &str) -> Uuid {
-    Uuid::parse_str(xml::id_of(uid)).unwrap_or_default()
-}
+use crate::domain::{BackupServer, CloudTenant, Scope};
 
 /// Lists the backup servers EM manages.
 #[utoipa::path(get, path = "/v1/backup-servers", tag = "inventory",
+    params(
+        ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
+        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query),
+    ),
     responses(
-        (status = 200, body = BackupServerList),
+        (status = 200, body = Page<BackupServerView>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -60,27 +26,58 @@ pub async fn backup_servers(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
-    let items = state
+    let mut q = Query::of(&req);
+    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let (limit, cursor) = q.paging();
+    q.finish()?;
+    let items: Vec<BackupServerView> = state
         .em
         .backup_servers()
         .await?
         .into_iter()
-        .map(|b| BackupServerView {
-            id: guid(&b.uid),
-            uid: b.uid,
-            name: b.name,
-            description: b.description,
-            port: b.port,
-            version: b.version,
+        .map(BackupServerView::from)
+        .filter(|b| {
+            name.as_ref()
+                .is_none_or(|n| b.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(BackupServerList { items }))
+    Ok(HttpResponse::Ok().json(page(items, |b| b.id, limit, cursor)))
+}
+
+/// Reads one backup server.
+#[utoipa::path(get, path = "/v1/backup-servers/{id}", tag = "inventory",
+    params(("id" = String, Path, description = "The backup server's guid or UID")),
+    responses(
+        (status = 200, body = BackupServerView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn backup_server(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let id = path_id::<BackupServer>(&id, "backup server")?;
+    let server = state
+        .em
+        .backup_server(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no backup server {id}")))?;
+    Ok(HttpResponse::Ok().json(BackupServerView::from(server)))
 }
 
 /// Lists the Cloud Connect tenants.
 #[utoipa::path(get, path = "/v1/cloud-tenants", tag = "inventory",
+    params(
+        ("backup_server_uid" = Option<String>, Query, description = "Only tenants of this backup server"),
+        ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
+        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query),
+    ),
     responses(
-        (status = 200, body = CloudTenantList),
+        (status = 200, body = Page<CloudTenantView>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -90,19 +87,46 @@ pub async fn cloud_tenants(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
-    let items = state
+    let mut q = Query::of(&req);
+    let server = q.take("backup_server_uid", uid_filter::<BackupServer>);
+    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let (limit, cursor) = q.paging();
+    q.finish()?;
+    let items: Vec<CloudTenantView> = state
         .em
         .cloud_tenants()
         .await?
         .into_iter()
-        .map(|t| CloudTenantView {
-            id: guid(&t.uid),
-            uid: t.uid,
-            name: t.name,
-            description: t.description,
-            enabled: t.enabled,
-            cloud_gateway_pool_uids: t.cloud_gateway_pools.uids,
+        .map(CloudTenantView::from)
+        .filter(|t| server.is_none_or(|s| t.backup_server.as_ref().is_some_and(|b| b.id == s)))
+        .filter(|t| {
+            name.as_ref()
+                .is_none_or(|n| t.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(CloudTenantList { items }))
+    Ok(HttpResponse::Ok().json(page(items, |t| t.id, limit, cursor)))
+}
+
+/// Reads one tenant.
+#[utoipa::path(get, path = "/v1/cloud-tenants/{id}", tag = "inventory",
+    params(("id" = String, Path, description = "The tenant's guid or UID")),
+    responses(
+        (status = 200, body = CloudTenantView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn cloud_tenant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let id = path_id::<CloudTenant>(&id, "cloud tenant")?;
+    let tenant = state
+        .em
+        .cloud_tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cloud tenant {id}")))?;
+    Ok(HttpResponse::Ok().json(CloudTenantView::from(tenant)))
 }

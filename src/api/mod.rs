@@ -2,12 +2,14 @@
 
 mod gateways;
 mod health;
+pub mod idempotency;
 mod inventory;
 pub mod openapi;
 mod pools;
 pub mod problem;
 mod request;
 mod tasks;
+mod views;
 mod webhooks;
 
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub operations: Operations,
     pub auth: Authenticator,
     pub webhooks: WebhookSettings,
+    /// An Idempotency-Key claim this old whose request never reached EM may be taken over.
+    pub idempotency_stale: std::time::Duration,
 }
 
 pub struct WebhookSettings {
@@ -44,11 +48,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .route("/cloud-gateways", web::post().to(gateways::create))
+            .route("/cloud-gateways", web::get().to(gateways::list))
+            .route("/cloud-gateways/{id}", web::get().to(gateways::get))
+            .route("/cloud-gateways/{id}", web::patch().to(gateways::update))
+            .route("/cloud-gateways/{id}", web::delete().to(gateways::delete))
             .route("/cloud-gateway-pools", web::post().to(pools::create))
+            .route("/cloud-gateway-pools", web::get().to(pools::list))
+            .route("/cloud-gateway-pools/{id}", web::get().to(pools::get))
+            .route("/cloud-gateway-pools/{id}", web::patch().to(pools::update))
+            .route("/cloud-gateway-pools/{id}", web::delete().to(pools::delete))
             .route("/tasks", web::get().to(tasks::list))
             .route("/tasks/{id}", web::get().to(tasks::get))
             .route("/backup-servers", web::get().to(inventory::backup_servers))
+            .route(
+                "/backup-servers/{id}",
+                web::get().to(inventory::backup_server),
+            )
             .route("/cloud-tenants", web::get().to(inventory::cloud_tenants))
+            .route(
+                "/cloud-tenants/{id}",
+                web::get().to(inventory::cloud_tenant),
+            )
             .route("/webhooks", web::post().to(webhooks::create))
             .route("/webhooks", web::get().to(webhooks::list))
             .route("/webhooks/{id}", web::get().to(webhooks::get))

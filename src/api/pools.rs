@@ -6,13 +6,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::gateways::required;
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::gateways::{path_id, required};
 use super::problem::{ApiError, Problem};
 use super::tasks::accepted;
-use super::{AppState, caller, request};
+use super::views::{CloudGatewayPoolView, Page, Query, guid, page, uid_filter};
+use super::{AppState, caller, idempotency, request};
 use crate::domain::{
-    BackupServerUid, CloudGateway, CloudTenant, Description, FieldErrors, Metadata,
-    NewCloudGatewayPool, PoolName, Scope, TaskView, parse_uid_list,
+    BackupServerUid, CloudGateway, CloudGatewayPoolChange, CloudTenant, Description, FieldErrors,
+    Metadata, NewCloudGatewayPool, PoolName, Scope, TaskView, parse_uid_list,
 };
 use crate::operations::Requester;
 
@@ -101,15 +106,212 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
-    let body: CreateCloudGatewayPoolRequest = request::json(&req, payload).await?;
-    let (command, metadata) = body.parse()?;
-    let by = Requester {
-        api_key_id: Some(key.id),
-        metadata,
-    };
-    let task = state
-        .operations
-        .create_cloud_gateway_pool(&command, by)
-        .await?;
-    Ok(accepted(&task))
+    let body = request::body(&req, payload).await?;
+    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
+        let (command, metadata) =
+            request::parse::<CreateCloudGatewayPoolRequest>(&body)?.parse()?;
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata,
+            idempotency,
+        };
+        let task = state
+            .operations
+            .create_cloud_gateway_pool(&command, by)
+            .await?;
+        Ok(accepted(&task))
+    })
+    .await
+}
+
+/// Changes a pool. Lists given replace the pool's lists; fields left out keep what EM has.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "EU pool (primary)", "cloud_tenant_uids": []}))]
+pub struct UpdateCloudGatewayPoolRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// At least one.
+    pub cloud_gateway_uids: Option<Vec<String>>,
+    pub cloud_tenant_uids: Option<Vec<String>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl UpdateCloudGatewayPoolRequest {
+    pub fn parse(self) -> Result<(CloudGatewayPoolChange, Metadata), ApiError> {
+        let mut e = FieldErrors::new();
+        let change = CloudGatewayPoolChange {
+            name: self
+                .name
+                .as_deref()
+                .and_then(|n| e.check("name", PoolName::parse(n))),
+            description: self
+                .description
+                .as_deref()
+                .and_then(|d| e.check("description", Description::parse(d))),
+            gateways: self
+                .cloud_gateway_uids
+                .as_deref()
+                .map(|l| parse_uid_list::<CloudGateway>("cloud_gateway_uids", l, 1, &mut e)),
+            tenants: self
+                .cloud_tenant_uids
+                .as_deref()
+                .map(|l| parse_uid_list::<CloudTenant>("cloud_tenant_uids", l, 0, &mut e)),
+        };
+        let metadata = Metadata::parse(self.metadata.unwrap_or_default(), &mut e);
+        if e.is_empty() && change == CloudGatewayPoolChange::default() {
+            e.add("body", "names nothing to change");
+        }
+        if !e.is_empty() {
+            return Err(ApiError::Invalid(e.into_vec()));
+        }
+        Ok((change, metadata))
+    }
+}
+
+/// Names for gateway and tenant UIDs, from EM's reference lists.
+async fn names(state: &AppState) -> Result<HashMap<Uuid, String>, ApiError> {
+    let (gateways, tenants) = tokio::join!(state.em.cloud_gateways(), state.em.cloud_tenants());
+    let mut names: HashMap<Uuid, String> = HashMap::new();
+    for g in gateways? {
+        names.insert(guid(&g.uid), g.name);
+    }
+    for t in tenants? {
+        names.insert(guid(&t.uid), t.name);
+    }
+    Ok(names)
+}
+
+/// Lists cloud gateway pools with their gateways and tenants.
+#[utoipa::path(get, path = "/v1/cloud-gateway-pools", tag = "cloud gateway pools",
+    params(
+        ("backup_server_uid" = Option<String>, Query, description = "Only pools of this backup server"),
+        ("tenant_uid" = Option<String>, Query, description = "Only pools assigned to this tenant"),
+        ("gateway_uid" = Option<String>, Query, description = "Only the pool holding this gateway"),
+        ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
+        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, body = Page<CloudGatewayPoolView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let mut q = Query::of(&req);
+    let server = q.take(
+        "backup_server_uid",
+        uid_filter::<crate::domain::BackupServer>,
+    );
+    let tenant = q.take("tenant_uid", uid_filter::<CloudTenant>);
+    let gateway = q.take("gateway_uid", uid_filter::<CloudGateway>);
+    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let (limit, cursor) = q.paging();
+    q.finish()?;
+    let (pools, names) = tokio::join!(state.em.cloud_gateway_pools(), names(&state));
+    let names = names?;
+    let items: Vec<CloudGatewayPoolView> = pools?
+        .iter()
+        .map(|p| CloudGatewayPoolView::of(p, &names))
+        .filter(|p| server.is_none_or(|s| p.backup_server.as_ref().is_some_and(|b| b.id == s)))
+        .filter(|p| tenant.is_none_or(|t| p.cloud_tenants.iter().any(|x| x.id == t)))
+        .filter(|p| gateway.is_none_or(|g| p.cloud_gateways.iter().any(|x| x.id == g)))
+        .filter(|p| {
+            name.as_ref()
+                .is_none_or(|n| p.name.to_lowercase().contains(n))
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(page(items, |p| p.id, limit, cursor)))
+}
+
+/// Reads one pool with its gateways and tenants.
+#[utoipa::path(get, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
+    params(("id" = String, Path, description = "The pool's guid or UID")),
+    responses(
+        (status = 200, body = CloudGatewayPoolView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller(&req, &state, Scope::Read).await?;
+    let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
+    let (pool, names) = tokio::join!(state.em.cloud_gateway_pool(id), names(&state));
+    let pool = pool?.ok_or_else(|| ApiError::NotFound(format!("no cloud gateway pool {id}")))?;
+    Ok(HttpResponse::Ok().json(CloudGatewayPoolView::of(&pool, &names?)))
+}
+
+/// Changes a pool (EM's PUT of the whole entity). Answers at once with a task.
+#[utoipa::path(patch, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
+    params(("id" = String, Path)), request_body = UpdateCloudGatewayPoolRequest,
+    responses(
+        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn update(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = caller(&req, &state, Scope::Write).await?;
+    let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
+    let body = request::body(&req, payload).await?;
+    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
+        let (change, metadata) = request::parse::<UpdateCloudGatewayPoolRequest>(&body)?.parse()?;
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata,
+            idempotency,
+        };
+        let task = state
+            .operations
+            .update_cloud_gateway_pool(id, &change, by)
+            .await?;
+        Ok(accepted(&task))
+    })
+    .await
+}
+
+/// Deletes a pool; its gateways stay. Answers at once with a task.
+#[utoipa::path(delete, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = caller(&req, &state, Scope::Write).await?;
+    let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
+    idempotency::once(&req, &state, &key.id, b"", |idempotency| async {
+        let by = Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata: Metadata::default(),
+            idempotency,
+        };
+        let task = state.operations.delete_cloud_gateway_pool(id, by).await?;
+        Ok(accepted(&task))
+    })
+    .await
 }

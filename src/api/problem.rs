@@ -61,6 +61,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Conflict(String),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyMismatch,
     #[error(transparent)]
     Em(#[from] EmError),
     #[error(transparent)]
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::TooLarge(_) => ("payload-too-large", "The request body is too large"),
             ApiError::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
             ApiError::Em(EmError::Refused { .. }) => {
                 ("em-refused", "Enterprise Manager refused the request")
             }
@@ -125,6 +128,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Em(e) => match e {
                 // EM's own client errors reach the caller as they are (EM found the request bad).
                 EmError::Refused { status, .. }

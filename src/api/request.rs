@@ -7,12 +7,8 @@ use super::MAX_BODY;
 use super::problem::ApiError;
 use crate::domain::FieldError;
 
-/// Reads and parses a JSON body. Syntax errors, unknown fields and wrong types are 400s that
-/// name the field; values are checked afterwards by the domain parsers (422).
-pub async fn json<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<T, ApiError> {
+/// Reads a JSON body's bytes (size-limited; the content type must be JSON).
+pub async fn body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, ApiError> {
     let is_json = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -38,7 +34,7 @@ pub async fn json<T: DeserializeOwned>(
         }
         Err(_) => return Err(ApiError::TooLarge(MAX_BODY)),
     };
-    parse(&body)
+    Ok(body)
 }
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -12,9 +12,23 @@ use crate::store::{TaskFilter, TaskRecord};
 
 /// 202 Accepted with `Location` and the task: the answer to every write.
 pub fn accepted(task: &TaskRecord) -> HttpResponse {
-    HttpResponse::Accepted()
-        .insert_header(("Location", format!("/v1/tasks/{}", task.id)))
-        .json(task.view())
+    answer(&crate::store::accepted_answer(task))
+}
+
+/// A stored answer, as sent the first time.
+pub fn answer(stored: &crate::store::StoredAnswer) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(stored.status)
+        .unwrap_or(actix_web::http::StatusCode::ACCEPTED);
+    let mut resp = HttpResponse::build(status);
+    if let Some(location) = &stored.location {
+        resp.insert_header(("Location", location.clone()));
+    }
+    let content_type = if status.is_client_error() || status.is_server_error() {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    resp.content_type(content_type).body(stored.body.clone())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

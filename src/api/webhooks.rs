@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
-use super::{AppState, caller, request};
+use super::{AppState, caller, idempotency, request};
 use crate::domain::{FieldErrors, Scope};
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
 use crate::webhooks::{EVENT_TYPES, signature, target};
@@ -155,7 +155,19 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
-    let body: CreateWebhookRequest = request::json(&req, payload).await?;
+    let body = request::body(&req, payload).await?;
+    idempotency::once(&req, &state, &key.id, &body, |_| async {
+        let body: CreateWebhookRequest = request::parse(&body)?;
+        subscribe(&state, body, &key.id).await
+    })
+    .await
+}
+
+async fn subscribe(
+    state: &AppState,
+    body: CreateWebhookRequest,
+    api_key_id: &str,
+) -> Result<HttpResponse, ApiError> {
     let mut e = FieldErrors::new();
     let url = match body.url.as_deref() {
         Some(u) => e.check("url", target::check_url(u, state.webhooks.allow_private)),
@@ -194,7 +206,7 @@ pub async fn create(
             event_types,
             description: body.description,
             secret,
-            api_key_id: Some(key.id),
+            api_key_id: Some(api_key_id.to_string()),
         })
         .await?;
     Ok(HttpResponse::Created()
@@ -252,11 +264,14 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Write).await?;
-    if !state.store.delete_webhook(&id).await? {
-        return Err(ApiError::NotFound(format!("no webhook {id}")));
-    }
-    Ok(HttpResponse::NoContent().finish())
+    let key = caller(&req, &state, Scope::Write).await?;
+    idempotency::once(&req, &state, &key.id, b"", |_| async {
+        if !state.store.delete_webhook(&id).await? {
+            return Err(ApiError::NotFound(format!("no webhook {id}")));
+        }
+        Ok(HttpResponse::NoContent().finish())
+    })
+    .await
 }
 
 /// Issues a new secret. During the overlap both secrets sign every delivery (the
@@ -277,18 +292,31 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Write).await?;
+    let key = caller(&req, &state, Scope::Write).await?;
     let has_body = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v != "0");
-    let overlap = if has_body {
-        let body: RotateSecretRequest = request::json(&req, payload).await?;
-        body.overlap_seconds.unwrap_or(86_400)
+    let body = if has_body {
+        request::body(&req, payload).await?
     } else {
-        86_400
+        web::Bytes::new()
     };
+    idempotency::once(&req, &state, &key.id, &body, |_| async {
+        let overlap = if body.is_empty() {
+            86_400
+        } else {
+            request::parse::<RotateSecretRequest>(&body)?
+                .overlap_seconds
+                .unwrap_or(86_400)
+        };
+        rotate(&state, &id, overlap).await
+    })
+    .await
+}
+
+async fn rotate(state: &AppState, id: &str, overlap: i64) -> Result<HttpResponse, ApiError> {
     if !(0..=604_800).contains(&overlap) {
         let mut e = FieldErrors::new();
         e.add("overlap_seconds", "must be from 0 to 604800");
@@ -298,7 +326,7 @@ pub async fn rotate_secret(
     let until = crate::store::now_ms() + overlap * 1000;
     let hook = state
         .store
-        .rotate_webhook_secret(&id, &secret, until)
+        .rotate_webhook_secret(id, &secret, until)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no webhook {id}")))?;
     Ok(HttpResponse::Ok().json(WebhookView::of(&hook, true)))
@@ -386,16 +414,27 @@ pub async fn retry(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Write).await?;
+    let key = caller(&req, &state, Scope::Write).await?;
     let (id, delivery_id) = path.into_inner();
-    let hook = find(&state, &id).await?;
+    idempotency::once(&req, &state, &key.id, b"", |_| {
+        retry_now(&state, &id, &delivery_id)
+    })
+    .await
+}
+
+async fn retry_now(
+    state: &AppState,
+    id: &str,
+    delivery_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let hook = find(state, id).await?;
     if hook.disabled_at.is_some() {
         return Err(ApiError::Conflict(format!(
             "webhook {id} is disabled ({}); create a new subscription",
             hook.disabled_reason.unwrap_or_default()
         )));
     }
-    if !state.store.retry_delivery(&id, &delivery_id).await? {
+    if !state.store.retry_delivery(id, delivery_id).await? {
         return Err(ApiError::NotFound(format!(
             "no delivery {delivery_id} for webhook {id}"
         )));

@@ -6,6 +6,7 @@
 //! (SQLite has a single writer and a single replica). Each backend has its own migrations folder,
 //! free to diverge.
 
+mod idempotency;
 mod keys;
 mod sessions;
 mod tasks;
@@ -19,8 +20,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
-pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord};
+pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, WebhookRecord,
 };

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
+use super::idempotency::{IdempotencyKey, StoredAnswer};
 use super::{Backend, Store, StoreError, now_ms, to_time};
 use crate::domain::{
     Metadata, Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView,
@@ -57,6 +58,15 @@ impl TaskRecord {
             updated_at: self.updated_at,
             finished_at: self.finished_at,
         }
+    }
+}
+
+/// The 202 a write answers with: the task, and where to follow it.
+pub fn accepted_answer(task: &TaskRecord) -> StoredAnswer {
+    StoredAnswer {
+        status: 202,
+        body: serde_json::to_string(&task.view()).unwrap_or_default(),
+        location: Some(format!("/v1/tasks/{}", task.id)),
     }
 }
 
@@ -130,12 +140,26 @@ impl Store {
     /// Records the intent before EM is called: a crash after EM accepted still leaves a row,
     /// which the poller settles by looking at EM's objects.
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
+        self.insert_task_for(task, None).await
+    }
+
+    /// The same, linking the task to the request's Idempotency-Key in the same transaction, so
+    /// a repeat of a request whose answer was lost finds the task instead of starting another.
+    pub async fn insert_task_for(
+        &self,
+        task: &NewTask,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<TaskRecord, StoreError> {
         let now = now_ms();
         let sql = format!(
             "INSERT INTO tasks (id, operation, state, target_id, request, metadata, api_key_id, \
-             created_at, updated_at) VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $7) \
-             RETURNING {COLUMNS}"
+             created_at, updated_at, resource_type, resource_id) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $7, $8, $3) RETURNING {COLUMNS}"
         );
+        // An update or delete names its object from the start; a create learns it from EM.
+        let resource_type = task
+            .target_id
+            .map(|_| task.operation.resource_type().as_str());
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(task.id.to_string())
             .bind(task.operation.as_str())
@@ -144,8 +168,13 @@ impl Store {
             .bind(serde_json::to_string(&task.metadata).unwrap_or_else(|_| "{}".into()))
             .bind(task.api_key_id.clone())
             .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(resource_type);
+        let mut tx = self.pool.begin().await?;
+        let row = row.fetch_one(&mut *tx).await?;
+        if let Some(key) = key {
+            super::idempotency::link_task_in(&mut tx, key, task.id).await?;
+        }
+        tx.commit().await?;
         decode(&row)
     }
 
@@ -157,6 +186,20 @@ impl Store {
         em_session_id: &str,
         owner: &str,
     ) -> Result<Option<TaskRecord>, StoreError> {
+        self.attach_em_task_for(id, em_task_id, em_session_id, owner, None)
+            .await
+    }
+
+    /// The same, storing the 202 answer under the request's Idempotency-Key in the same
+    /// transaction.
+    pub async fn attach_em_task_for(
+        &self,
+        id: TaskId,
+        em_task_id: &str,
+        em_session_id: &str,
+        owner: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<TaskRecord>, StoreError> {
         let sql = format!(
             "UPDATE tasks SET em_task_id = $2, em_session_id = $3, em_owner = $4, updated_at = $5 \
              WHERE id = $1 RETURNING {COLUMNS}"
@@ -166,10 +209,15 @@ impl Store {
             .bind(em_task_id)
             .bind(em_session_id)
             .bind(owner)
-            .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+            .bind(now_ms());
+        let mut tx = self.pool.begin().await?;
+        let row = row.fetch_optional(&mut *tx).await?;
+        let task = row.as_ref().map(decode).transpose()?;
+        if let (Some(key), Some(task)) = (key, &task) {
+            super::idempotency::finish_in(&mut tx, key, &accepted_answer(task)).await?;
+        }
+        tx.commit().await?;
+        Ok(task)
     }
 
     /// EM refused synchronously, or was never reached: nothing was accepted, so no task.

@@ -537,14 +537,55 @@ async fn keys_and_scopes_guard_every_route(db: Db) {
 async fn inventory_lists_backup_servers_and_tenants(db: Db) {
     let (sim, app) = setup(db, |_| {}).await;
     let servers = app.get_json("/v1/backup-servers").await;
-    assert_eq!(servers["items"][0]["uid"], VBR01);
+    let vbr01 = servers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["uid"] == VBR01)
+        .unwrap()
+        .clone();
+    assert_eq!(vbr01["id"], "29e5d158-1f58-44bc-bbaa-2752d787a91d");
+    assert_eq!(vbr01["name"], "vbr01.example.local");
     assert_eq!(
-        servers["items"][0]["id"],
-        "29e5d158-1f58-44bc-bbaa-2752d787a91d"
+        app.get_json("/v1/backup-servers/29e5d158-1f58-44bc-bbaa-2752d787a91d")
+            .await,
+        vbr01
     );
+    assert_eq!(
+        app.get_json(&format!("/v1/backup-servers/{VBR01}")).await,
+        vbr01,
+        "a UID works as the id too"
+    );
+    let named = app.get_json("/v1/backup-servers?name=VBR02").await;
+    assert_eq!(named["items"].as_array().unwrap().len(), 1);
+
     let tenants = app.get_json("/v1/cloud-tenants").await;
-    assert_eq!(tenants["items"][0]["uid"], ACME);
-    assert_eq!(tenants["items"][0]["name"], "acme");
+    let acme = tenants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["uid"] == ACME)
+        .unwrap()
+        .clone();
+    assert_eq!(acme["name"], "acme");
+    assert_eq!(acme["backup_server"]["uid"], VBR01);
+    assert_eq!(
+        app.get_json(&format!("/v1/cloud-tenants/{ACME}")).await,
+        acme
+    );
+    let missing = app
+        .get(
+            "/v1/cloud-tenants/00000000-0000-4000-8000-000000000009",
+            &app.read_key,
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        app.get("/v1/backup-servers?colour=red", &app.read_key)
+            .await
+            .status(),
+        400
+    );
     app.stop().await;
     sim.stop().await;
 }

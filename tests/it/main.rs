@@ -7,4 +7,5 @@ mod golden;
 mod simulator;
 mod store;
 mod support;
+mod surface;
 mod webhooks;

@@ -227,3 +227,40 @@ async fn migrations_run_twice_without_harm(db: Db) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn idempotency_answers_are_purged_after_a_day() {
+    use em_gateway::store::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
+    let store = store(Db::Sqlite).await;
+    let key = IdempotencyKey {
+        api_key_id: "k".into(),
+        key: "a".into(),
+    };
+    assert_eq!(
+        store.claim_idempotency(&key, "f", 1000).await.unwrap(),
+        Claim::Fresh
+    );
+    let answer = StoredAnswer {
+        status: 202,
+        body: "{}".into(),
+        location: None,
+    };
+    store.finish_idempotency(&key, &answer).await.unwrap();
+    assert_eq!(
+        store.claim_idempotency(&key, "f", 1000).await.unwrap(),
+        Claim::Replay(answer)
+    );
+    assert_eq!(store.purge_idempotency(now_ms()).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .purge_idempotency(now_ms() + KEEP_MS + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.claim_idempotency(&key, "other", 1000).await.unwrap(),
+        Claim::Fresh,
+        "a purged key is new again"
+    );
+}

@@ -161,6 +161,7 @@ pub async fn fresh_database(db: Db) -> String {
 
 pub struct TestApp {
     pub base: String,
+    pub store: em_gateway::store::Store,
     pub admin_key: String,
     pub write_key: String,
     pub read_key: String,
@@ -231,6 +232,7 @@ pub async fn spawn_app(settings: &Settings) -> TestApp {
     let join = tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
+        store,
         admin_key,
         write_key,
         read_key,

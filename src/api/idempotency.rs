@@ -1,0 +1,140 @@
+//! `Idempotency-Key` (IETF httpapi draft) on every POST, PATCH and DELETE: scoped to the API
+//! key, kept 24 hours. A repeat replays the first answer with `Idempotent-Replayed: true`; the
+//! same key with another request is 422; a repeat while the first is still at work is 409.
+//! Answers of 500 and above are not kept, so the request can be tried again.
+
+use std::future::Future;
+
+use actix_web::body::MessageBody;
+use actix_web::http::header::HeaderValue;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use super::AppState;
+use super::problem::ApiError;
+use super::tasks::answer;
+use crate::domain::FieldError;
+use crate::store::{Claim, IdempotencyKey, StoredAnswer, accepted_answer};
+
+pub const HEADER: &str = "Idempotency-Key";
+const REPLAYED: &str = "Idempotent-Replayed";
+
+fn key_of(req: &HttpRequest, api_key_id: &str) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim_matches('"');
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ApiError::Malformed {
+            detail: "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            errors: vec![FieldError {
+                field: HEADER.into(),
+                message: "must be 1 to 255 printable ASCII characters".into(),
+            }],
+        });
+    }
+    Ok(Some(IdempotencyKey {
+        api_key_id: api_key_id.to_string(),
+        key: text.to_string(),
+    }))
+}
+
+/// What makes two requests "the same": method, path and query, body.
+pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String {
+    let mut data = Vec::with_capacity(body.len() + 64);
+    data.extend_from_slice(method.as_bytes());
+    data.push(b'\n');
+    data.extend_from_slice(path.as_bytes());
+    data.push(b'?');
+    data.extend_from_slice(query.as_bytes());
+    data.push(b'\n');
+    data.extend_from_slice(body);
+    crate::em::tls::sha256_hex(&data)
+}
+
+fn replayed(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers_mut().insert(
+        REPLAYED.parse().expect("a valid header name"),
+        HeaderValue::from_static("true"),
+    );
+    resp
+}
+
+/// Runs a write at most once per key. `run` gets the key to record its task under.
+pub async fn once<F, Fut>(
+    req: &HttpRequest,
+    state: &AppState,
+    api_key_id: &str,
+    body: &[u8],
+    run: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Option<IdempotencyKey>) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let Some(key) = key_of(req, api_key_id)? else {
+        return run(None).await;
+    };
+    let stale_ms = i64::try_from(state.idempotency_stale.as_millis()).unwrap_or(i64::MAX);
+    match state
+        .store
+        .claim_idempotency(
+            &key,
+            &fingerprint(
+                req.method().as_str(),
+                req.uri().path(),
+                req.query_string(),
+                body,
+            ),
+            stale_ms,
+        )
+        .await?
+    {
+        Claim::Replay(stored) => return Ok(replayed(answer(&stored))),
+        Claim::Mismatch => {
+            return Err(ApiError::IdempotencyMismatch);
+        }
+        Claim::InProgress {
+            task_id,
+            started_at,
+        } => {
+            // The first request died after recording its task (its answer may have been lost
+            // with it): that task is the answer, and the poller settles it from EM's objects.
+            let stale = started_at < crate::store::now_ms() - stale_ms;
+            if let (Some(task_id), true) = (task_id, stale)
+                && let Some(task) = state.store.task(task_id).await?
+            {
+                let stored = accepted_answer(&task);
+                state.store.finish_idempotency(&key, &stored).await?;
+                return Ok(replayed(answer(&stored)));
+            }
+            return Err(ApiError::Conflict(
+                "a request with this Idempotency-Key is still in progress; retry shortly".into(),
+            ));
+        }
+        Claim::Fresh => {}
+    }
+    let result = run(Some(key.clone())).await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => e.error_response(),
+    };
+    let status = resp.status();
+    if status.is_server_error() {
+        state.store.release_idempotency(&key).await?;
+        return Ok(resp);
+    }
+    let location = resp
+        .headers()
+        .get("Location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (head, body) = resp.into_parts();
+    let bytes = body.try_into_bytes().unwrap_or_default();
+    let stored = StoredAnswer {
+        status: status.as_u16(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        location,
+    };
+    state.store.finish_idempotency(&key, &stored).await?;
+    Ok(head.set_body(actix_web::body::BoxBody::new(bytes)))
+}

@@ -1,0 +1,285 @@
+//! EM's objects as callers see them: bare guid ids with the full UID beside, snake_case names,
+//! related objects named as well as identified.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::em::xml;
+
+/// Another EM object, named.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ObjectRef {
+    pub id: Uuid,
+    pub uid: String,
+    pub name: Option<String>,
+}
+
+impl ObjectRef {
+    fn from_link(link: &xml::Link, kind: &str) -> Option<Self> {
+        let id = Uuid::parse_str(xml::id_of(&link.href)).ok()?;
+        Some(ObjectRef {
+            id,
+            uid: format!("urn:veeam:{kind}:{id}"),
+            name: link.name.clone().filter(|n| !n.is_empty()),
+        })
+    }
+
+    fn from_uid(uid: &str, names: &HashMap<Uuid, String>) -> Option<Self> {
+        let id = Uuid::parse_str(xml::id_of(uid)).ok()?;
+        Some(ObjectRef {
+            id,
+            uid: uid.to_string(),
+            name: names.get(&id).cloned(),
+        })
+    }
+}
+
+pub fn guid(uid: &str) -> Uuid {
+    Uuid::parse_str(xml::id_of(uid)).unwrap_or_default()
+}
+
+/// A cloud gateway as EM reports it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "4b0c5e24-df15-4263-b510-acad4fe73406", "uid": "urn:veeam:CloudGateway:4b0c5e24-df15-4263-b510-acad4fe73406",
+    "name": "gw01.example.local", "backup_server": {"id": "29e5d158-1f58-44bc-bbaa-2752d787a91d",
+    "uid": "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d", "name": "vbr01.example.local"},
+    "enabled": true, "network_type": "direct", "external_ip": "gw01.example.local", "external_port": 6180,
+    "internal_port": 6180, "description": "Frankfurt", "pool": null}))]
+pub struct CloudGatewayView {
+    pub id: Uuid,
+    pub uid: String,
+    /// The server's DNS name or IP address.
+    pub name: String,
+    pub backup_server: Option<ObjectRef>,
+    pub enabled: Option<bool>,
+    /// `direct` or `nat`.
+    pub network_type: String,
+    pub external_ip: Option<String>,
+    pub external_port: Option<u16>,
+    pub internal_port: Option<u16>,
+    pub description: Option<String>,
+    /// The pool the gateway is in, if any.
+    pub pool: Option<ObjectRef>,
+}
+
+impl From<&xml::CloudGateway> for CloudGatewayView {
+    fn from(g: &xml::CloudGateway) -> Self {
+        CloudGatewayView {
+            id: guid(&g.uid),
+            uid: g.uid.clone(),
+            name: g.name.clone(),
+            backup_server: g
+                .links
+                .find("Up", Some("BackupServerReference"))
+                .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
+            enabled: g.enabled,
+            network_type: match g.network_mode {
+                xml::NetworkMode::Direct => "direct".into(),
+                xml::NetworkMode::Nat => "nat".into(),
+            },
+            external_ip: g.external_ip.clone(),
+            external_port: g.external_port,
+            internal_port: g.internal_port,
+            description: g.description.clone(),
+            pool: g
+                .links
+                .find("Related", Some("CloudGatewayPoolReference"))
+                .and_then(|l| ObjectRef::from_link(l, "CloudGatewayPool")),
+        }
+    }
+}
+
+/// A cloud gateway pool with its gateways and tenants.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CloudGatewayPoolView {
+    pub id: Uuid,
+    pub uid: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub backup_server: Option<ObjectRef>,
+    pub cloud_gateways: Vec<ObjectRef>,
+    pub cloud_tenants: Vec<ObjectRef>,
+}
+
+impl CloudGatewayPoolView {
+    pub fn of(p: &xml::CloudGatewayPool, names: &HashMap<Uuid, String>) -> Self {
+        CloudGatewayPoolView {
+            id: guid(&p.uid),
+            uid: p.uid.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            backup_server: p
+                .links
+                .find("Up", Some("BackupServerReference"))
+                .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
+            cloud_gateways: p
+                .cloud_gateways
+                .uids
+                .iter()
+                .filter_map(|u| ObjectRef::from_uid(u, names))
+                .collect(),
+            cloud_tenants: p
+                .cloud_tenants
+                .uids
+                .iter()
+                .filter_map(|u| ObjectRef::from_uid(u, names))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupServerView {
+    /// The bare guid.
+    pub id: Uuid,
+    /// EM's UID, as `backup_server_uid` takes it.
+    pub uid: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub port: Option<u16>,
+    pub version: Option<String>,
+}
+
+impl From<xml::BackupServer> for BackupServerView {
+    fn from(b: xml::BackupServer) -> Self {
+        BackupServerView {
+            id: guid(&b.uid),
+            uid: b.uid,
+            name: b.name,
+            description: b.description,
+            port: b.port,
+            version: b.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CloudTenantView {
+    pub id: Uuid,
+    pub uid: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub backup_server: Option<ObjectRef>,
+    /// Pools assigned to the tenant.
+    pub cloud_gateway_pool_uids: Vec<String>,
+}
+
+impl From<xml::CloudTenant> for CloudTenantView {
+    fn from(t: xml::CloudTenant) -> Self {
+        CloudTenantView {
+            id: guid(&t.uid),
+            backup_server: t
+                .links
+                .find("Up", Some("BackupServerReference"))
+                .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
+            uid: t.uid,
+            name: t.name,
+            description: t.description,
+            enabled: t.enabled,
+            cloud_gateway_pool_uids: t.cloud_gateway_pools.uids,
+        }
+    }
+}
+
+/// A page of a list EM returns whole: sorted by id, continued after the cursor's id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Query-string reading: every parameter named, every problem reported at once.
+pub struct Query {
+    pairs: Vec<(String, String)>,
+    errors: crate::domain::FieldErrors,
+}
+
+impl Query {
+    pub fn of(req: &actix_web::HttpRequest) -> Self {
+        Query {
+            pairs: form_urlencoded::parse(req.query_string().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            errors: crate::domain::FieldErrors::new(),
+        }
+    }
+
+    /// The parameter's value, parsed; consumed so that leftovers can be refused.
+    pub fn take<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let at = self.pairs.iter().position(|(k, _)| k == name)?;
+        let (_, v) = self.pairs.remove(at);
+        self.errors.check(name, parse(&v))
+    }
+
+    /// `limit` (1..=500, default 100) and `cursor`.
+    pub fn paging(&mut self) -> (usize, Option<Uuid>) {
+        let limit = self
+            .take("limit", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| "must be a number from 1 to 500".to_string())
+            })
+            .unwrap_or(100);
+        let cursor = self.take("cursor", |v| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| Uuid::parse_str(&s).ok())
+                .ok_or_else(|| "is not a cursor this API gave out".to_string())
+        });
+        (limit, cursor)
+    }
+
+    pub fn finish(mut self) -> Result<(), super::problem::ApiError> {
+        for (k, _) in std::mem::take(&mut self.pairs) {
+            self.errors.add(k, "is not a known query parameter");
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(super::problem::ApiError::Malformed {
+                detail: "invalid query parameters".into(),
+                errors: self.errors.into_vec(),
+            })
+        }
+    }
+}
+
+/// Sorts by id and cuts one page after `cursor`.
+pub fn page<T>(
+    mut items: Vec<T>,
+    id: impl Fn(&T) -> Uuid,
+    limit: usize,
+    cursor: Option<Uuid>,
+) -> Page<T> {
+    use base64::Engine;
+    items.sort_by_key(|i| id(i));
+    let start = cursor.map_or(0, |c| items.partition_point(|i| id(i) <= c));
+    let mut rest: Vec<T> = items.into_iter().skip(start).collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let next_cursor = more
+        .then(|| {
+            rest.last()
+                .map(|i| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(i).to_string()))
+        })
+        .flatten();
+    Page {
+        items: rest,
+        next_cursor,
+    }
+}
+
+/// A UID filter value: urn or bare guid of the given kind.
+pub fn uid_filter<K: crate::domain::UidKind>(v: &str) -> Result<Uuid, String> {
+    crate::domain::Uid::<K>::parse(v).map(|u| u.id())
+}

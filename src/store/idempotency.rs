@@ -1,0 +1,187 @@
+//! Idempotency-Key claims: the first request under a key does the work; repeats get its answer.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Store, StoreError, now_ms};
+use crate::domain::TaskId;
+
+/// How long an answer is kept.
+pub const KEEP_MS: i64 = 24 * 3600 * 1000;
+
+/// A key, scoped to the API key that sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub api_key_id: String,
+    pub key: String,
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// First time: do the work.
+    Fresh,
+    /// Done before: answer the same.
+    Replay(StoredAnswer),
+    /// The same key with another request.
+    Mismatch,
+    /// Still being worked on, since `started_at` (ms); `task_id` once the task is recorded.
+    InProgress {
+        task_id: Option<TaskId>,
+        started_at: i64,
+    },
+}
+
+impl Store {
+    /// Claims a key for a request with this fingerprint. A claim older than `stale_ms` whose
+    /// task was never recorded is taken over: its request cannot have reached EM.
+    pub async fn claim_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        stale_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND expires_at < $3",
+        )
+        .bind(key.api_key_id.as_str())
+        .bind(key.key.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO NOTHING",
+        )
+        .bind(key.api_key_id.as_str())
+        .bind(key.key.as_str())
+        .bind(fingerprint)
+        .bind(now)
+        .bind(now + KEEP_MS)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::Fresh);
+        }
+        let row = sqlx::query(
+            "SELECT fingerprint, state, task_id, status, body, location, created_at \
+             FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
+        )
+        .bind(key.api_key_id.as_str())
+        .bind(key.key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            // Purged between the insert and the read: try once more.
+            return Box::pin(self.claim_idempotency(key, fingerprint, stale_ms)).await;
+        };
+        if row.try_get::<String, _>("fingerprint")? != fingerprint {
+            return Ok(Claim::Mismatch);
+        }
+        let state: String = row.try_get("state")?;
+        if state == "done" {
+            return Ok(Claim::Replay(StoredAnswer {
+                status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
+                    .unwrap_or(500),
+                body: row
+                    .try_get::<Option<String>, _>("body")?
+                    .unwrap_or_default(),
+                location: row.try_get("location")?,
+            }));
+        }
+        let task_id = row
+            .try_get::<Option<String>, _>("task_id")?
+            .and_then(|t| TaskId::parse(&t));
+        let started_at: i64 = row.try_get("created_at")?;
+        if task_id.is_none() && started_at < now - stale_ms {
+            let taken = sqlx::query(
+                "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
+                 AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
+            )
+            .bind(key.api_key_id.as_str())
+            .bind(key.key.as_str())
+            .bind(now)
+            .bind(started_at)
+            .execute(&self.pool)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(Claim::Fresh);
+            }
+        }
+        Ok(Claim::InProgress {
+            task_id,
+            started_at,
+        })
+    }
+
+    /// Stores the answer (once: a later call does not overwrite it).
+    pub async fn finish_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        answer: &StoredAnswer,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        finish_in(&mut tx, key, answer).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives the key up (the work failed in a way worth retrying).
+    pub async fn release_idempotency(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'")
+            .bind(key.api_key_id.as_str())
+            .bind(key.key.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops answers kept past their 24 hours, as of `now` (ms).
+    pub async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+pub(super) async fn finish_in(
+    tx: &mut Transaction<'static, Any>,
+    key: &IdempotencyKey,
+    answer: &StoredAnswer,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
+         WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
+    )
+    .bind(key.api_key_id.as_str())
+    .bind(key.key.as_str())
+    .bind(i64::from(answer.status))
+    .bind(answer.body.as_str())
+    .bind(answer.location.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn link_task_in(
+    tx: &mut Transaction<'static, Any>,
+    key: &IdempotencyKey,
+    task: TaskId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE idempotency_keys SET task_id = $3 WHERE api_key_id = $1 AND key = $2")
+        .bind(key.api_key_id.as_str())
+        .bind(key.key.as_str())
+        .bind(task.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
