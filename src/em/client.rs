@@ -248,14 +248,19 @@ impl EmClient {
         body: Option<String>,
     ) -> Result<Submitted, EmError> {
         let url = self.url(path, &[]);
+        let (method_name, path_name) = (method.to_string(), url.path().to_string());
         let span = tracing::info_span!("em_submit", %method, path = %url.path(), em_task_id = tracing::field::Empty);
         async {
             let (session, status, text) = self.call(Via::AnySession, method, url, body).await?;
             if status != StatusCode::ACCEPTED && !status.is_success() {
                 return Err(refusal(status, &text));
             }
-            let task: xml::Task = xml::from_xml(&text)
-                .map_err(|e| EmError::BadAnswer(format!("expected a Task after {status}: {e}")))?;
+            // EM said yes but the answer is unreadable: it may have started the operation.
+            let task: xml::Task = xml::from_xml(&text).map_err(|e| EmError::OutcomeUnknown {
+                method: method_name.clone(),
+                path: path_name.clone(),
+                reason: format!("EM answered {status} with something that is not a Task: {e}"),
+            })?;
             tracing::Span::current().record("em_task_id", task.task_id.as_str());
             tracing::info!(operation = %task.operation, "EM accepted the operation");
             Ok(Submitted { task, session })
@@ -325,7 +330,7 @@ impl EmClient {
         self.entity(&["cloud", "tenants", &id.to_string()]).await
     }
 
-    async fn entities<T: for<'de> serde::Deserialize<'de>>(
+    async fn entities<T: for<'de> serde::Deserialize<'de> + xml::Document>(
         &self,
         path: &[&str],
     ) -> Result<T, EmError> {
@@ -333,7 +338,7 @@ impl EmClient {
             .await
     }
 
-    async fn entity<T: for<'de> serde::Deserialize<'de>>(
+    async fn entity<T: for<'de> serde::Deserialize<'de> + xml::Document>(
         &self,
         path: &[&str],
     ) -> Result<Option<T>, EmError> {
@@ -344,7 +349,7 @@ impl EmClient {
         }
     }
 
-    async fn read<T: for<'de> serde::Deserialize<'de>>(
+    async fn read<T: for<'de> serde::Deserialize<'de> + xml::Document>(
         &self,
         via: Via<'_>,
         url: Url,

@@ -20,9 +20,45 @@ pub fn to_xml<T: Serialize>(body: &T) -> Result<String, quick_xml::SeError> {
     Ok(out)
 }
 
-/// Parses one of EM's answers.
-pub fn from_xml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, quick_xml::DeError> {
+/// One of EM's answer documents, by its root element.
+pub trait Document {
+    const ROOT: &'static str;
+}
+
+/// Parses one of EM's answers. The root element must be the expected one: the reader itself
+/// would take any document (an HTML error page included) as an empty answer.
+pub fn from_xml<'de, T: Deserialize<'de> + Document>(
+    text: &'de str,
+) -> Result<T, quick_xml::DeError> {
+    let root = root_name(text);
+    if root.as_deref() != Some(T::ROOT) {
+        return Err(quick_xml::DeError::Custom(format!(
+            "expected a <{}> document, got {}",
+            T::ROOT,
+            root.map_or("no XML".to_string(), |r| format!("<{r}>"))
+        )));
+    }
     quick_xml::de::from_str(text)
+}
+
+/// The local name of the first element.
+fn root_name(text: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return Some(e.local_name().as_ref().to_string());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+macro_rules! documents {
+    ($($t:ty => $root:literal),+ $(,)?) => {
+        $(impl Document for $t { const ROOT: &'static str = $root; })+
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +405,22 @@ pub struct CloudTenants {
     pub items: Vec<CloudTenant>,
 }
 
+documents!(
+    Task => "Task",
+    Tasks => "Tasks",
+    Error => "Error",
+    LogonSession => "LogonSession",
+    EntityReferences => "EntityReferences",
+    CloudGateway => "CloudGateway",
+    CloudGateways => "CloudGateways",
+    CloudGatewayPool => "CloudGatewayPool",
+    CloudGatewayPools => "CloudGatewayPools",
+    BackupServer => "BackupServer",
+    BackupServers => "BackupServers",
+    CloudTenant => "CloudTenant",
+    CloudTenants => "CloudTenants",
+);
+
 /// The bare guid at the end of a `urn:veeam:<Type>:<guid>` UID (or of an Href path).
 pub fn id_of(uid_or_href: &str) -> &str {
     let path = uid_or_href.split(['?', '#']).next().unwrap_or(uid_or_href);
@@ -412,6 +464,18 @@ mod tests {
         let task: Task = from_xml(xml).unwrap();
         assert_eq!(task.state, TaskState::Unknown);
         assert!(task.result.is_none());
+    }
+
+    #[test]
+    fn an_answer_with_another_root_is_refused() {
+        let html = "<html><body><h1>Welcome</h1></body></html>";
+        let err = from_xml::<BackupServers>(html).unwrap_err().to_string();
+        assert!(
+            err.contains("expected a <BackupServers> document, got <html>"),
+            "{err}"
+        );
+        assert!(from_xml::<Tasks>("not xml at all").is_err());
+        assert!(from_xml::<Tasks>(r#"<?xml version="1.0"?><!-- c --><Tasks xmlns="x"/>"#).is_ok());
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct Faults {
     pub drop_rate: f64,
     /// Share of operations whose task finishes with `Success="false"` (0..1).
     pub task_failure_rate: f64,
+    /// Share of EM requests answered 200 with an HTML page instead (a proxy or a wrong port).
+    pub garbage_rate: f64,
     /// JSON answers with camelCase keys, as some v13 builds send.
     pub camel_case_json: bool,
     /// `Type="Task"` on a task's Delete link (the hand-written docs have it, real EM does not).
@@ -89,6 +91,7 @@ impl Default for Faults {
             error_status: 503,
             drop_rate: 0.0,
             task_failure_rate: 0.0,
+            garbage_rate: 0.0,
             camel_case_json: false,
             task_delete_link_type: false,
         }
@@ -101,6 +104,7 @@ impl Faults {
             ("error_rate", self.error_rate),
             ("drop_rate", self.drop_rate),
             ("task_failure_rate", self.task_failure_rate),
+            ("garbage_rate", self.garbage_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1"));

@@ -89,6 +89,11 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
             camel,
         );
     }
+    if faults.garbage_rate > 0.0 && fastrand::f64() < faults.garbage_rate {
+        return HttpResponse::Ok()
+            .content_type("text/html")
+            .body("<html><body><h1>Welcome</h1>(fault injection)</body></html>");
+    }
     let Some(rest) = path.strip_prefix("/api") else {
         return write(not_found("The resource was not found."), json, camel);
     };

@@ -667,3 +667,51 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
     app.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_em_answer_is_a_502_for_reads_and_an_open_question_for_writes() {
+    let (sim, app) = setup(Db::Sqlite).await;
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"garbage_rate": 1.0})),
+    )
+    .await;
+    let resp = app.get("/v1/backup-servers", &app.read_key).await;
+    assert_eq!(resp.status(), 502);
+    let problem: Value = resp.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("cannot read"),
+        "{problem}"
+    );
+    // A write EM answered 200-but-unreadable may have been taken: accepted, settled from EM.
+    let (status, task, _) = send(
+        &app,
+        Method::POST,
+        "/v1/cloud-gateways",
+        None,
+        Some(json!({"backup_server_uid": VBR01, "server_host_name": "garbled.example"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(task["em_task_id"].is_null());
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"garbage_rate": 0.0})),
+    )
+    .await;
+    let done = app.settled(task["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "failed", "EM never did it: {done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("no cloud gateway for garbled.example appeared"),
+        "{done}"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
