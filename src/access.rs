@@ -1,7 +1,9 @@
 //! API keys: issued as random tokens with a recognisable prefix, stored only as a hash.
 //!
-//! The tokens carry 256 random bits, so a fast hash (SHA-256) is the right one: there is nothing
-//! to brute-force, and checking a key costs microseconds on every request.
+//! The tokens carry 256 random bits, so a fast keyed hash (HMAC-SHA256) is the right one: there
+//! is nothing to brute-force, and checking a key costs microseconds on every request. The hash
+//! key is `EMGW_API_KEY_PEPPER` when set (then a copy of the database alone cannot check keys),
+//! else a fixed domain-separation key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,8 +40,27 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
+const DEFAULT_PEPPER: &[u8] = b"em-gateway api key v1";
+
+static PEPPER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Sets the hash key for this process, once, before any key is checked or issued.
+pub fn set_pepper(pepper: &SecretString) {
+    let _ = PEPPER.set(pepper.expose_secret().as_bytes().to_vec());
+}
+
+/// The stored form of a key.
 pub fn hash(token: &str) -> String {
-    crate::em::tls::sha256_hex(token.as_bytes())
+    hash_with(PEPPER.get().map_or(DEFAULT_PEPPER, |p| p.as_slice()), token)
+}
+
+pub fn hash_with(pepper: &[u8], token: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pepper);
+    ring::hmac::sign(&key, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn check_name(name: &str) -> Result<String, KeyError> {

@@ -54,6 +54,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     pub log_format: Option<LogFormat>,
     pub log_filter: String,
+    /// Keys the hash of stored API keys.
+    pub api_key_pepper: Option<SecretString>,
 }
 
 /// Looks a variable up (the process environment, or a test's map).
@@ -227,6 +229,7 @@ impl Settings {
             webhook_timeout,
             log_format,
             log_filter: s.get("RUST_LOG").unwrap_or_else(|| "info".into()),
+            api_key_pepper: s.get("EMGW_API_KEY_PEPPER").map(SecretString::from),
         })
     }
 }

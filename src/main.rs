@@ -68,6 +68,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     init_logging(&settings);
+    if let Some(pepper) = &settings.api_key_pepper {
+        access::set_pepper(pepper);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),

@@ -4,6 +4,7 @@ mod gateways;
 mod health;
 pub mod idempotency;
 mod inventory;
+mod keys;
 pub mod openapi;
 mod pools;
 pub mod problem;
@@ -84,7 +85,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/webhooks/{id}/deliveries/{delivery_id}/retry",
                 web::post().to(webhooks::retry),
-            ),
+            )
+            .route("/api-keys", web::post().to(keys::create))
+            .route("/api-keys", web::get().to(keys::list))
+            .route("/api-keys/{id}", web::delete().to(keys::revoke)),
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{gateways, health, inventory, pools, problem, tasks, webhooks};
+use super::{gateways, health, inventory, keys, pools, problem, tasks, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,9 @@ use super::{gateways, health, inventory, pools, problem, tasks, webhooks};
         webhooks::rotate_secret,
         webhooks::deliveries,
         webhooks::retry,
+        keys::create,
+        keys::list,
+        keys::revoke,
         health::healthz,
         health::readyz,
     ),
@@ -49,6 +52,7 @@ use super::{gateways, health, inventory, pools, problem, tasks, webhooks};
         (name = "tasks", description = "Writes accepted and followed until EM settles them"),
         (name = "inventory", description = "Backup servers and tenants, for filling in UIDs"),
         (name = "webhooks", description = "Signed notifications when tasks settle (Standard Webhooks)"),
+        (name = "api keys", description = "Key management (admin scope)"),
         (name = "operations", description = "Health and readiness, without authentication"),
     )
 )]

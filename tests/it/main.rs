@@ -1,5 +1,6 @@
 //! Black-box tests over real HTTP on loopback.
 
+mod access;
 mod cli;
 mod em_client;
 mod gateway;

@@ -272,7 +272,11 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let resp = self.get(path, &self.read_key).await;
+        self.get_json_with(path, &self.read_key).await
+    }
+
+    pub async fn get_json_with(&self, path: &str, key: &str) -> serde_json::Value {
+        let resp = self.get(path, key).await;
         assert_eq!(resp.status(), 200, "GET {path}");
         resp.json().await.unwrap()
     }
