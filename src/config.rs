@@ -52,10 +52,42 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     pub webhook_retry_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
+    /// A client that has not sent its whole request head by then gets 408.
+    pub client_timeout: Duration,
     pub log_format: Option<LogFormat>,
     pub log_filter: String,
     /// Keys the hash of stored API keys.
     pub api_key_pepper: Option<SecretString>,
+}
+
+/// Every variable the service reads (the file takes them in lower case without `EMGW_`).
+pub const VARIABLES: &[&str] = &[
+    "EMGW_LISTEN",
+    "DATABASE_URL",
+    "EMGW_EM_URL",
+    "EMGW_EM_USERNAME",
+    "EMGW_EM_PASSWORD",
+    "EMGW_EM_CA_FILE",
+    "EMGW_EM_CERT_SHA256",
+    "EMGW_EM_TLS_INSECURE",
+    "EMGW_EM_SESSIONS",
+    "EMGW_EM_TIMEOUT_MS",
+    "EMGW_POLL_INTERVAL_MS",
+    "EMGW_SETTLE_GRACE_MS",
+    "EMGW_CLIENT_TIMEOUT_MS",
+    "EMGW_WEBHOOK_ALLOW_PRIVATE",
+    "EMGW_WEBHOOK_RETRY_SCHEDULE",
+    "EMGW_WEBHOOK_TIMEOUT_MS",
+    "EMGW_API_KEY_PEPPER",
+    "EMGW_LOG_FORMAT",
+    "RUST_LOG",
+];
+
+fn file_key(variable: &str) -> String {
+    variable
+        .strip_prefix("EMGW_")
+        .unwrap_or(variable)
+        .to_ascii_lowercase()
 }
 
 /// Looks a variable up (the process environment, or a test's map).
@@ -72,11 +104,10 @@ impl Source {
         if let Some(v) = (self.env)(env_name).filter(|v| !v.is_empty()) {
             return Some(v);
         }
-        let key = env_name
-            .strip_prefix("EMGW_")
-            .unwrap_or(env_name)
-            .to_ascii_lowercase();
-        self.file.get(&key).cloned()
+        self.file
+            .get(&file_key(env_name))
+            .filter(|v| !v.is_empty())
+            .cloned()
     }
 
     fn parse<T>(
@@ -213,6 +244,15 @@ impl Settings {
                 .map(Duration::from_millis)
                 .ok_or_else(|| "expected milliseconds, at least 100".into())
         })?;
+        // actix reads its request deadlines off a clock cached every 500 ms: below a second
+        // they misfire.
+        let client_timeout = s.parse("EMGW_CLIENT_TIMEOUT_MS", Duration::from_secs(10), |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1000)
+                .map(Duration::from_millis)
+                .ok_or_else(|| "expected milliseconds, at least 1000".into())
+        })?;
         let log_format = s.parse("EMGW_LOG_FORMAT", None, |v| match v {
             "json" => Ok(Some(LogFormat::Json)),
             "pretty" => Ok(Some(LogFormat::Pretty)),
@@ -227,6 +267,7 @@ impl Settings {
             webhook_allow_private: s.parse("EMGW_WEBHOOK_ALLOW_PRIVATE", false, parse_bool)?,
             webhook_retry_schedule,
             webhook_timeout,
+            client_timeout,
             log_format,
             log_filter: s.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             api_key_pepper: s.get("EMGW_API_KEY_PEPPER").map(SecretString::from),
@@ -261,7 +302,11 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
                 .join(","),
             other => return Err(err(format!("{k}: unsupported value {other:?}"))),
         };
-        out.insert(k.to_ascii_lowercase(), v);
+        let k = k.to_ascii_lowercase();
+        if !VARIABLES.iter().any(|var| file_key(var) == k) {
+            return Err(err(format!("unknown key {k:?}")));
+        }
+        out.insert(k, v);
     }
     Ok(out)
 }
@@ -298,6 +343,44 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(s.poll_interval, Duration::from_millis(250));
         assert_eq!(s.em.unwrap().sessions, 4);
+    }
+
+    #[test]
+    fn the_example_file_sets_every_key_it_documents() {
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+                .unwrap();
+        let uncommented: String = example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| l.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = std::env::temp_dir().join(format!("emgw-example-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, &uncommented).unwrap();
+        // The password belongs in the environment; the example leaves it empty.
+        let loaded = Settings::from_source(Some(&path), env(&[("EMGW_EM_PASSWORD", "x")]));
+        std::fs::remove_file(&path).ok();
+        let loaded = loaded.unwrap();
+        assert!(loaded.em.is_some());
+        for var in VARIABLES {
+            assert!(
+                uncommented.contains(&format!("{} =", file_key(var))),
+                "config.example.toml lacks {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let path = std::env::temp_dir().join(format!("emgw-typo-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "poll_intervall_ms = 5\n").unwrap();
+        let err = Settings::from_source(Some(&path), env(&[])).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(err.to_string().contains("poll_intervall_ms"), "{err}");
     }
 
     #[test]

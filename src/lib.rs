@@ -13,4 +13,5 @@ pub mod poller;
 pub mod sim;
 pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod webhooks;

@@ -96,6 +96,7 @@ impl Poller {
     }
 
     pub async fn tick(&self) -> Result<TickReport, PollError> {
+        let started = std::time::Instant::now();
         let mut report = TickReport::default();
         self.poll_own_sessions(&mut report).await?;
         let live: Vec<(usize, String)> = self
@@ -107,6 +108,8 @@ impl Poller {
         self.store.heartbeat_sessions(&self.owner, &live).await?;
         self.settle_orphans(&mut report).await?;
         self.housekeeping().await;
+        let in_flight = self.store.count_running().await?;
+        crate::telemetry::poller_tick(started.elapsed(), in_flight);
         Ok(report)
     }
 
@@ -166,6 +169,7 @@ impl Poller {
                             .await?
                             .is_some()
                         {
+                            crate::telemetry::task_settled(settlement.state.as_str(), "em");
                             report.settled += 1;
                             self.settled.notify_one();
                         }
@@ -208,6 +212,7 @@ impl Poller {
                         .await?
                         .is_some()
                     {
+                        crate::telemetry::task_settled(settlement.state.as_str(), "objects");
                         report.orphans_settled += 1;
                         self.settled.notify_one();
                     }

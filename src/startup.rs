@@ -65,6 +65,8 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, binds (port 0 picks a free one) and starts the background work.
     pub async fn build(settings: &Settings, handle_signals: bool) -> Result<Self, StartError> {
+        // Before anything is recorded (the logons just below included).
+        crate::telemetry::install();
         let em_config = settings
             .em
             .as_ref()
@@ -126,11 +128,14 @@ impl Application {
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(api::limit_request_head))
+                .wrap(actix_web::middleware::from_fn(api::record_metrics))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
                 .configure(api::configure)
         })
-        .client_request_timeout(Duration::from_secs(10))
+        .client_request_timeout(settings.client_timeout)
+        .client_disconnect_timeout(Duration::from_secs(2))
         .shutdown_timeout(20)
         .listen(listener)
         .map_err(|e| StartError::Listen {
@@ -176,6 +181,9 @@ impl Application {
         self.em.log_off_all().await;
         if let Err(e) = self.store.release_sessions(&self.owner).await {
             tracing::warn!(error = %e, "could not release this replica's EM sessions");
+        }
+        if let Err(e) = self.store.release_leases(&self.owner).await {
+            tracing::warn!(error = %e, "could not release this replica's leases");
         }
         self.store.close().await;
         tracing::info!("stopped");

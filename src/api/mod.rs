@@ -92,6 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(metrics))
     .route("/openapi.json", web::get().to(openapi::serve))
     .service(
         utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
@@ -99,6 +100,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/docs", web::get().to(openapi::docs_redirect))
     .default_service(web::to(not_found));
+}
+
+async fn metrics() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::render())
+}
+
+/// Counts and times every request by its route pattern (never its concrete path).
+pub async fn record_metrics(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let res = next.call(req).await?;
+    crate::telemetry::http_request(&route, &method, res.status().as_u16(), started.elapsed());
+    Ok(res)
+}
+
+/// The most header bytes (names and values) a request may carry.
+pub const MAX_HEADERS: usize = 16 * 1024;
+/// The longest path and query accepted.
+pub const MAX_URI: usize = 4 * 1024;
+
+/// Bounds the request head before any handler runs: 431 for oversized headers, 414 for an
+/// oversized path.
+pub async fn limit_request_head(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.as_bytes().len())
+        .sum();
+    let problem = if header_bytes > MAX_HEADERS {
+        Some(ApiError::HeadTooLarge(
+            "the request headers are larger than 16 KiB",
+        ))
+    } else if req.uri().to_string().len() > MAX_URI {
+        Some(ApiError::UriTooLong)
+    } else {
+        None
+    };
+    match problem {
+        Some(e) => Ok(req.into_response(e.error_response())),
+        None => next.call(req).await,
+    }
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -60,6 +60,10 @@ pub enum ApiError {
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
     #[error("{0}")]
+    HeadTooLarge(&'static str),
+    #[error("the request path is longer than 4 KiB")]
+    UriTooLong,
+    #[error("{0}")]
     Conflict(String),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
@@ -96,6 +100,8 @@ impl ApiError {
             ApiError::Invalid(_) => ("invalid-request", "The request is invalid"),
             ApiError::TooLarge(_) => ("payload-too-large", "The request body is too large"),
             ApiError::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::HeadTooLarge(_) => ("headers-too-large", "Request headers too large"),
+            ApiError::UriTooLong => ("uri-too-long", "Request path too long"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
             ApiError::Em(EmError::Refused { .. }) => {
@@ -127,6 +133,8 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Em(e) => match e {

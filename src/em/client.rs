@@ -417,7 +417,14 @@ impl EmClient {
         if let Some(session) = self.pool.current(slot) {
             return Ok(session);
         }
-        let session = Arc::new(self.log_on().await?);
+        let session = match self.log_on().await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                crate::telemetry::em_logon("failed");
+                return Err(e);
+            }
+        };
+        crate::telemetry::em_logon("ok");
         tracing::info!(slot, "logged on to Enterprise Manager");
         self.pool.install(slot, session.clone());
         Ok(session)
@@ -499,7 +506,9 @@ impl EmClient {
             Via::Session(r) => r.slot,
         };
         let span = tracing::info_span!("em_call", %method, path = %url.path(), slot);
-        async {
+        let operation = crate::telemetry::em_operation(method.as_str(), url.path());
+        let started = std::time::Instant::now();
+        let result = async {
             let mut session = self.pinned_or_any(via, slot).await?;
             for attempt in 0..2 {
                 let (status, text) = self
@@ -524,7 +533,14 @@ impl EmClient {
             Err(EmError::SessionLost)
         }
         .instrument(span)
-        .await
+        .await;
+        let outcome = match &result {
+            Ok((_, status, _)) if status.is_success() => "ok".to_string(),
+            Ok((_, status, _)) => format!("http_{}", status.as_u16()),
+            Err(e) => e.kind().to_string(),
+        };
+        crate::telemetry::em_call(&operation, &outcome, started.elapsed());
+        result
     }
 
     async fn pinned_or_any(&self, via: Via<'_>, slot: usize) -> Result<Arc<Session>, EmError> {

@@ -43,6 +43,19 @@ pub enum EmError {
 }
 
 impl EmError {
+    /// A short, bounded name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EmError::Unreachable(_) => "unreachable",
+            EmError::OutcomeUnknown { .. } => "outcome_unknown",
+            EmError::LogonRefused { .. } => "logon_refused",
+            EmError::Refused { .. } => "refused",
+            EmError::SessionLost => "session_lost",
+            EmError::TaskUnknown(_) => "task_unknown",
+            EmError::BadAnswer(_) => "bad_answer",
+        }
+    }
+
     /// EM's HTTP status, where EM answered with one.
     pub fn em_status(&self) -> Option<u16> {
         match self {

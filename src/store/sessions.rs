@@ -47,6 +47,23 @@ impl Store {
         Ok(())
     }
 
+    /// On shutdown: the tasks and deliveries this replica leased are free for others at once.
+    pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Forgets sessions lost long ago.
     pub async fn prune_sessions(&self, lost_before: i64) -> Result<u64, StoreError> {
         let done =

@@ -268,6 +268,14 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
+    /// How many tasks are still running.
+    pub async fn count_running(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state = 'running'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
     /// Ends a task, once: `None` when it was already settled (by another replica, say). The
     /// task's webhook event and deliveries are written in the same transaction.
     pub async fn settle_task(

@@ -59,6 +59,8 @@ pub struct DeliveryJob {
     /// Attempts made before this one.
     pub attempts: u32,
     pub disabled: bool,
+    /// When the delivery was queued (the task settled), ms.
+    pub created_at: i64,
 }
 
 /// One HTTP try of a delivery.
@@ -272,7 +274,7 @@ impl Store {
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(
-                "SELECT d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.payload, w.url, \
+                "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, e.type, e.payload, w.url, \
                  w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
                  FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
                  JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
@@ -299,6 +301,7 @@ impl Store {
                 secrets,
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
                 disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+                created_at: row.try_get("created_at")?,
             });
         }
         Ok(jobs)

@@ -159,6 +159,18 @@ impl Deliverer {
                 }
             },
         };
+        let outcome = match &result {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::RetryAt(_) => "retry",
+            AttemptResult::Failed => "failed",
+            AttemptResult::Gone => "gone",
+        };
+        let delay = (attempt_no == 1).then(|| {
+            Duration::from_millis(
+                u64::try_from(started_at.timestamp_millis() - job.created_at).unwrap_or(0),
+            )
+        });
+        crate::telemetry::webhook_attempt(outcome, delay);
         tracing::info!(
             webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = attempt_no,
             status = ?status, ?result, duration_ms, "webhook attempt"

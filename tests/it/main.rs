@@ -5,6 +5,7 @@ mod cli;
 mod em_client;
 mod gateway;
 mod golden;
+mod operations;
 mod simulator;
 mod store;
 mod support;

@@ -1,0 +1,167 @@
+//! Metrics in the Prometheus text format, served at `/metrics`. Labels are route patterns,
+//! operations and outcomes — never ids, keys or anything secret.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static LAST_POLL_MS: AtomicI64 = AtomicI64::new(0);
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the process's metrics recorder (once; later calls share it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "emgw_http_requests_total",
+        "HTTP requests by route, method and status"
+    );
+    describe_histogram!(
+        "emgw_http_request_duration_seconds",
+        "HTTP request latency by route and method"
+    );
+    describe_counter!(
+        "emgw_em_calls_total",
+        "Enterprise Manager calls by operation and outcome"
+    );
+    describe_histogram!(
+        "emgw_em_call_duration_seconds",
+        "Enterprise Manager call latency by operation"
+    );
+    describe_counter!(
+        "emgw_em_logons_total",
+        "Enterprise Manager logons by outcome"
+    );
+    describe_gauge!("emgw_tasks_in_flight", "Tasks not yet settled");
+    describe_counter!(
+        "emgw_tasks_settled_total",
+        "Tasks settled, by final state and how (em, objects)"
+    );
+    describe_histogram!(
+        "emgw_poller_tick_duration_seconds",
+        "Time one poller tick takes"
+    );
+    describe_gauge!(
+        "emgw_poller_lag_seconds",
+        "Time since the poller last finished a tick"
+    );
+    describe_counter!(
+        "emgw_webhook_attempts_total",
+        "Webhook delivery attempts by outcome"
+    );
+    describe_histogram!(
+        "emgw_webhook_delay_seconds",
+        "From a task settling to its webhook's first attempt"
+    );
+}
+
+/// The metrics, rendered for a scrape.
+pub fn render() -> String {
+    let last = LAST_POLL_MS.load(Ordering::Relaxed);
+    if last > 0 {
+        let lag = (crate::store::now_ms() - last).max(0) as f64 / 1000.0;
+        gauge!("emgw_poller_lag_seconds").set(lag);
+    }
+    install().map(|h| h.render()).unwrap_or_default()
+}
+
+pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
+    counter!("emgw_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    histogram!("emgw_http_request_duration_seconds", "route" => route.to_string(), "method" => method.to_string()).record(took.as_secs_f64());
+}
+
+pub fn em_call(operation: &str, outcome: &str, took: Duration) {
+    counter!("emgw_em_calls_total", "operation" => operation.to_string(), "outcome" => outcome.to_string()).increment(1);
+    histogram!("emgw_em_call_duration_seconds", "operation" => operation.to_string())
+        .record(took.as_secs_f64());
+}
+
+pub fn em_logon(outcome: &'static str) {
+    counter!("emgw_em_logons_total", "outcome" => outcome).increment(1);
+}
+
+pub fn poller_tick(took: Duration, in_flight: i64) {
+    histogram!("emgw_poller_tick_duration_seconds").record(took.as_secs_f64());
+    gauge!("emgw_tasks_in_flight").set(in_flight as f64);
+    LAST_POLL_MS.store(crate::store::now_ms(), Ordering::Relaxed);
+}
+
+pub fn task_settled(state: &'static str, how: &'static str) {
+    counter!("emgw_tasks_settled_total", "state" => state, "how" => how).increment(1);
+}
+
+pub fn webhook_attempt(outcome: &'static str, first_attempt_delay: Option<Duration>) {
+    counter!("emgw_webhook_attempts_total", "outcome" => outcome).increment(1);
+    if let Some(d) = first_attempt_delay {
+        histogram!("emgw_webhook_delay_seconds").record(d.as_secs_f64());
+    }
+}
+
+/// `GET /cloud/gateways/{id}`: an EM path with its ids folded, for a bounded label.
+pub fn em_operation(method: &str, path: &str) -> String {
+    let folded: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "api")
+        .map(|s| {
+            if uuid::Uuid::parse_str(s).is_ok() || s.starts_with("task-") {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!("{method} /{}", folded.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn em_operations_fold_ids() {
+        assert_eq!(
+            super::em_operation(
+                "GET",
+                "/api/cloud/gateways/3f2a1c10-0000-4000-8000-00000000c701"
+            ),
+            "GET /cloud/gateways/{id}"
+        );
+        assert_eq!(
+            super::em_operation("GET", "/api/tasks/task-12"),
+            "GET /tasks/{id}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod install_tests {
+    #[test]
+    fn the_recorder_installs_and_renders() {
+        let handle = super::install();
+        assert!(handle.is_some(), "the recorder installs");
+        super::em_logon("ok");
+        assert!(
+            super::render().contains("emgw_em_logons_total"),
+            "{}",
+            super::render()
+        );
+    }
+}

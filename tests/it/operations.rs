@@ -1,0 +1,389 @@
+//! Running it: metrics, logs without secrets, graceful shutdown, limits, packaging.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_em-gateway");
+const SIM: &str = env!("CARGO_BIN_EXE_em-sim");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cover_http_em_tasks_and_webhooks() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let receiver = Receiver::start(Answer::Ok);
+    app.post("/v1/webhooks", &app.write_key, json!({"url": receiver.url}))
+        .await;
+    let task: Value = app
+        .post(
+            "/v1/cloud-gateways",
+            &app.write_key,
+            json!({"backup_server_uid": VBR01, "server_host_name": "metrics.example"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.settled(task["id"].as_str().unwrap()).await;
+    receiver.wait_for(1).await;
+    let text = eventually(
+        "the webhook attempt to be counted",
+        Duration::from_secs(5),
+        || async {
+            let text = http()
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains(r#"emgw_webhook_attempts_total{outcome="delivered"}"#)
+                .then_some(text)
+        },
+    )
+    .await;
+    for expected in [
+        r#"emgw_http_requests_total{route="/v1/cloud-gateways",method="POST",status="202"}"#,
+        r#"emgw_http_request_duration_seconds_bucket{route="/v1/tasks/{id}",method="GET""#,
+        r#"emgw_em_calls_total{operation="POST /cloud/gateways",outcome="ok"}"#,
+        r#"emgw_em_call_duration_seconds_bucket{operation="GET /tasks""#,
+        r#"emgw_em_logons_total{outcome="ok"}"#,
+        "emgw_tasks_in_flight",
+        r#"emgw_tasks_settled_total{state="succeeded",how="em"}"#,
+        "emgw_poller_lag_seconds",
+        "emgw_poller_tick_duration_seconds_bucket",
+        "emgw_webhook_delay_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "/metrics lacks {expected}");
+    }
+    for secret in [
+        app.admin_key.as_str(),
+        app.write_key.as_str(),
+        app.read_key.as_str(),
+        PASSWORD,
+    ] {
+        assert!(!text.contains(secret), "a secret in /metrics");
+    }
+    assert!(
+        !text.contains(task["id"].as_str().unwrap()),
+        "no ids as labels"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// The real binary, with a marker password, at debug level: no log line carries a secret; a
+/// SIGTERM stops it cleanly, logging its EM sessions off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_the_logs_and_sigterm_stops_cleanly() {
+    let marker = "Marker-Pa55-7f3e91";
+    let sim = spawn_sim(|c| c.password = marker.to_string());
+    let db = format!(
+        "sqlite://{}",
+        std::env::temp_dir()
+            .join(format!("emgw_t_{}.db", uuid::Uuid::new_v4().simple()))
+            .display()
+    );
+    let envs = |cmd: &mut tokio::process::Command| {
+        cmd.env_clear()
+            .env("DATABASE_URL", &db)
+            .env("EMGW_LISTEN", "127.0.0.1:0")
+            .env("EMGW_EM_URL", &sim.api_url)
+            .env("EMGW_EM_USERNAME", USER)
+            .env("EMGW_EM_PASSWORD", marker)
+            .env("EMGW_POLL_INTERVAL_MS", "50")
+            .env("EMGW_WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("EMGW_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug");
+    };
+    let mut create = tokio::process::Command::new(GATEWAY);
+    create.args(["keys", "create", "--name", "logs", "--scope", "admin"]);
+    envs(&mut create);
+    let out = create.output().await.unwrap();
+    let key = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let mut logs = String::from_utf8(out.stderr).unwrap();
+
+    let mut serve = tokio::process::Command::new(GATEWAY);
+    serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    envs(&mut serve);
+    let mut child = serve.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // The port is in the log line "em-gateway listening".
+    let mut seen = String::new();
+    let port = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stderr.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway exited: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(line) = seen.lines().find(|l| l.contains("em-gateway listening")) {
+                let v: Value = serde_json::from_str(line).unwrap();
+                return v["port"].as_u64().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let receiver = Receiver::start(Answer::Ok);
+    let hook: Value = http()
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let webhook_secret = hook["secret"].as_str().unwrap().to_string();
+    let task: Value = http()
+        .post(format!("{base}/v1/cloud-gateways"))
+        .bearer_auth(&key)
+        .json(&json!({"backup_server_uid": VBR01, "server_host_name": "logs.example"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wrong = "emgw_WrongMarkerKey0000000000000000000000000";
+    assert_eq!(
+        http()
+            .get(format!("{base}/v1/tasks"))
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    receiver.wait_for(1).await;
+    assert_eq!(task["state"], "running");
+    assert_eq!(sim_state(&sim).await["sessions"], 4, "the pool logged on");
+
+    // SIGTERM: requests finish, EM sessions are logged off, the process exits 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    stderr.read_to_string(&mut seen).await.unwrap();
+    logs.push_str(&seen);
+    assert_eq!(
+        sim_state(&sim).await["sessions"],
+        0,
+        "EM sessions were logged off"
+    );
+    assert!(logs.contains("\"stopped\""), "the shutdown is logged");
+
+    for secret in [marker, key.as_str(), wrong, webhook_secret.as_str()] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "a secret in the logs: {leaks:?}");
+    }
+    assert!(
+        logs.lines().count() > 20,
+        "the run was logged at debug level"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_slow_requests_are_cut_off() {
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(Db::Sqlite).await;
+    let app = spawn_app(&test_settings_with(
+        &sim,
+        &url,
+        &[("EMGW_CLIENT_TIMEOUT_MS", "1000")],
+    ))
+    .await;
+    let huge_header = http()
+        .get(app.url("/v1/tasks"))
+        .bearer_auth(&app.read_key)
+        .header("X-Padding", "x".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge_header.status(), 431);
+    assert_eq!(
+        huge_header.headers()["content-type"],
+        "application/problem+json"
+    );
+    let long_path = http()
+        .get(app.url(&format!("/v1/tasks/{}", "a".repeat(5 * 1024))))
+        .bearer_auth(&app.read_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long_path.status(), 414);
+    // Far beyond: the HTTP layer itself refuses or hangs up; either way nothing is served.
+    let absurd = http()
+        .get(app.url("/v1/tasks"))
+        .header("X-Padding", "x".repeat(512 * 1024))
+        .send()
+        .await;
+    if let Ok(resp) = absurd {
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    // A client that never finishes its request head is answered 408 and dropped.
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server hangs up")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(
+        http()
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still serving"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// No Docker engine runs here, so the compose file is checked against the binaries instead:
+/// every command, flag and variable it uses must exist.
+#[tokio::test]
+async fn the_compose_file_uses_only_what_the_binaries_have() {
+    let compose =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+            .unwrap();
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    for service in [
+        "postgres:",
+        "em-sim:",
+        "gateway:",
+        "healthcheck:",
+        "depends_on:",
+    ] {
+        assert!(
+            compose.contains(service),
+            "docker-compose.yml lacks {service}"
+        );
+    }
+    // Variables set for the gateway.
+    let mut in_env = false;
+    let mut vars = Vec::new();
+    for line in compose.lines() {
+        let trimmed = line.trim();
+        if trimmed == "environment:" {
+            in_env = true;
+            continue;
+        }
+        if in_env {
+            match trimmed.split_once(':') {
+                Some((k, _))
+                    if k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !k.is_empty() =>
+                {
+                    vars.push(k.to_string())
+                }
+                _ => in_env = false,
+            }
+        }
+    }
+    let known = em_gateway::config::VARIABLES;
+    let gateway_vars: Vec<&String> = vars
+        .iter()
+        .filter(|v| v.starts_with("EMGW_") || *v == "DATABASE_URL")
+        .collect();
+    assert!(gateway_vars.len() >= 5, "{vars:?}");
+    for v in gateway_vars {
+        assert!(
+            known.contains(&v.as_str()),
+            "docker-compose.yml sets {v}, which em-gateway does not read"
+        );
+    }
+    // Commands and flags, as JSON arrays.
+    let arrays: Vec<Vec<String>> = compose
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("command:")
+                .or_else(|| l.trim().strip_prefix("entrypoint:"))
+        })
+        .filter_map(|a| serde_json::from_str::<Vec<String>>(a.trim()).ok())
+        .collect();
+    let sim_help = String::from_utf8(
+        tokio::process::Command::new(SIM)
+            .arg("--help")
+            .output()
+            .await
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let gateway_help = String::from_utf8(
+        tokio::process::Command::new(GATEWAY)
+            .arg("--help")
+            .output()
+            .await
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut checked = 0;
+    for array in arrays {
+        for word in array {
+            if word.starts_with("--") {
+                assert!(
+                    sim_help.contains(&word) || gateway_help.contains(&word),
+                    "unknown flag {word}"
+                );
+                checked += 1;
+            } else if word == "serve" || word == "em-sim" {
+                assert!(gateway_help.contains("serve") || word == "em-sim");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "the compose file's commands were not found");
+    for bin in ["em-gateway", "em-sim"] {
+        assert!(
+            dockerfile.contains(&format!("--bin {bin}")),
+            "the Dockerfile builds {bin}"
+        );
+    }
+    let healthy = compose.matches("/readyz").count() + compose.matches("/api/").count();
+    assert!(healthy >= 2, "health checks use /readyz and EM's /api/");
+}
