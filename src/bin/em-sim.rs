@@ -66,6 +66,18 @@ struct Args {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Serve HTTPS with a self-signed certificate generated at start (marked as a CA, like
+    /// EM's default); its SHA-256 fingerprint is printed for `EMGW_EM_CERT_SHA256`.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: issue the certificate from a generated CA instead, which clients can trust
+    /// as a CA file.
+    #[arg(long, requires = "tls")]
+    tls_ca: bool,
+    /// With --tls: write the PEM clients should trust (the CA, or the self-signed certificate)
+    /// to this file.
+    #[arg(long, requires = "tls")]
+    tls_cert_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -112,11 +124,24 @@ fn run(args: Args) -> Result<(), String> {
     config.faults = faults;
     config.workers = args.workers;
     config.seed = seed.clone();
+    config.tls = match (args.tls, args.tls_ca) {
+        (false, _) => None,
+        (true, false) => Some(sim::tls::TlsMode::SelfSigned),
+        (true, true) => Some(sim::tls::TlsMode::CaIssued),
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let running = sim::start(config, true)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         println!("em-sim: Enterprise Manager API at {}", running.api_url);
+        if let Some((fingerprint, pem)) = &running.tls {
+            println!("em-sim: certificate SHA-256 {fingerprint}");
+            if let Some(path) = &args.tls_cert_out {
+                std::fs::write(path, pem)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                println!("em-sim: trust PEM written to {}", path.display());
+            }
+        }
         println!("em-sim: logon user {}", args.username);
         for b in &seed.backup_servers {
             println!(

@@ -12,6 +12,7 @@ pub mod query;
 pub mod render;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ pub struct SimConfig {
     pub seed: Seed,
     pub faults: Faults,
     pub workers: usize,
+    /// Serve HTTPS with a generated certificate.
+    pub tls: Option<tls::TlsMode>,
 }
 
 impl SimConfig {
@@ -58,6 +61,7 @@ impl SimConfig {
             seed: Seed::default(),
             faults: Faults::default(),
             workers: 2,
+            tls: None,
         }
     }
 }
@@ -151,6 +155,8 @@ pub struct RunningSim {
     pub api_url: String,
     pub handle: actix_web::dev::ServerHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// With TLS: the certificate's fingerprint and the PEM clients can trust.
+    pub tls: Option<(String, String)>,
 }
 
 impl RunningSim {
@@ -164,10 +170,15 @@ impl RunningSim {
 pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<RunningSim> {
     let listener = std::net::TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let public = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let api_url = format!("{}/api", public.trim_end_matches('/'));
     let mut world = World::new(config.seed, config.session_idle, config.task_time);
     world.operation_finished_time = config.operation_finished_time;
@@ -180,14 +191,30 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
         username: config.username,
         password: config.password,
     });
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(sim.clone())
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .default_service(web::to(routes::dispatch))
     })
-    .workers(config.workers.max(1))
-    .listen(listener)?;
+    .workers(config.workers.max(1));
+    let mut tls_info = None;
+    let mut server = match config.tls {
+        None => server.listen(listener)?,
+        Some(mode) => {
+            let mut names = vec!["localhost".to_string(), addr.ip().to_string()];
+            if let Some(host) = reqwest::Url::parse(&public)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                && !names.contains(&host)
+            {
+                names.push(host);
+            }
+            let material = tls::generate(mode, &names).map_err(std::io::Error::other)?;
+            tls_info = Some((material.fingerprint, material.trust_pem));
+            server.listen_rustls_0_23(listener, material.server)?
+        }
+    };
     if !handle_signals {
         server = server.disable_signals();
     }
@@ -198,5 +225,6 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
         api_url,
         handle,
         server: tokio::spawn(server),
+        tls: tls_info,
     })
 }

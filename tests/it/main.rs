@@ -10,4 +10,5 @@ mod simulator;
 mod store;
 mod support;
 mod surface;
+mod tls;
 mod webhooks;
