@@ -3,6 +3,8 @@
 mod access;
 mod cli;
 mod em_client;
+mod faults;
+mod fuzz;
 mod gateway;
 mod golden;
 mod operations;

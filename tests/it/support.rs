@@ -456,3 +456,89 @@ pub fn verify_signature(secret: &str, received: &Received) -> bool {
         .filter_map(|s| s.strip_prefix("v1,"))
         .any(|s| s == expected)
 }
+
+// -------------------------------------------------------------------------------------------
+// The gateway as a separate process, for tests that kill it
+// -------------------------------------------------------------------------------------------
+
+/// A running `em-gateway serve` process.
+pub struct GatewayProcess {
+    pub child: tokio::process::Child,
+    pub base: String,
+}
+
+impl GatewayProcess {
+    /// Starts `em-gateway serve` with these variables (plus a free port) and waits until it
+    /// listens.
+    pub async fn start(vars: &[(String, String)]) -> GatewayProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_em-gateway"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("EMGW_LISTEN", "127.0.0.1:0")
+            .env("EMGW_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("em-gateway starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("em-gateway listening") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    return v["port"].as_u64().unwrap();
+                }
+            }
+            panic!("em-gateway exited before listening");
+        })
+        .await
+        .expect("em-gateway listens in time");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        GatewayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no logoff, leases left behind.
+    pub async fn kill(mut self) {
+        self.child.kill().await.ok();
+    }
+}
+
+/// The variables a gateway process needs to run in front of `sim` on `database_url`.
+pub fn process_vars(
+    sim: &RunningSim,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url),
+        ("EMGW_EM_URL", sim.api_url.as_str()),
+        ("EMGW_EM_USERNAME", USER),
+        ("EMGW_EM_PASSWORD", PASSWORD),
+        ("EMGW_EM_SESSIONS", "2"),
+        ("EMGW_EM_TIMEOUT_MS", "500"),
+        ("EMGW_POLL_INTERVAL_MS", "50"),
+        ("EMGW_SETTLE_GRACE_MS", "5000"),
+        ("EMGW_WEBHOOK_ALLOW_PRIVATE", "true"),
+        (
+            "EMGW_WEBHOOK_RETRY_SCHEDULE",
+            "200ms,200ms,500ms,1s,1s,2s,2s",
+        ),
+        ("EMGW_WEBHOOK_TIMEOUT_MS", "1000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.retain(|(n, _)| n != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    vars
+}

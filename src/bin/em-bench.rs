@@ -1,0 +1,694 @@
+//! `em-bench`: the benchmark harness. Starts `em-sim` and `em-gateway` (release builds, separate
+//! processes), drives them with its own load generator and webhook receiver, and writes
+//! `BENCHMARKS.md` with the machine, the commands and every figure beside its target.
+//!
+//! Run: `cargo build --release --bins && target/release/em-bench` (PostgreSQL as for the tests:
+//! `EMGW_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Measures em-gateway against em-sim and writes BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "em-bench")]
+struct Args {
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// A small run (seconds, not minutes) to check that the harness works.
+    #[arg(long)]
+    quick: bool,
+    /// Tasks in flight at once in the scale phase.
+    #[arg(long, default_value_t = 10_000)]
+    in_flight: usize,
+}
+
+const VBR01: &str = "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d";
+const SIM_USER: &str = "bench";
+const SIM_PASSWORD: &str = "bench-password";
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("em-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bin(name: &str) -> Result<PathBuf, String> {
+    let dir = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = dir
+        .parent()
+        .map(|d| d.join(name))
+        .ok_or("no binary directory")?;
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo build --release --bins` first",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn http() -> reqwest::Client {
+    let tls = em_gateway::em::tls::client_config(&Default::default()).expect("tls");
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .pool_max_idle_per_host(512)
+        .build()
+        .expect("a client")
+}
+
+/// A started child process and the line it announced itself with.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    async fn kill(mut self) {
+        self.child.kill().await.ok();
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+/// Starts a program and waits for a line containing `marker` on stdout or stderr.
+async fn start(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    marker: &str,
+) -> Result<(Proc, String), String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let mut err = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            tokio::select! {
+                Ok(Some(l)) = out.next_line() => if l.contains(marker) { return Ok(l) },
+                Ok(Some(l)) = err.next_line() => if l.contains(marker) { return Ok(l) },
+                else => return Err(format!("{} exited", program.display())),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("{} did not start", program.display()))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    Ok((Proc { child }, line))
+}
+
+async fn start_sim(task_ms: u64) -> Result<(Proc, String), String> {
+    let task_ms = task_ms.to_string();
+    let (proc_, line) = start(
+        &bin("em-sim")?,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--username",
+            SIM_USER,
+            "--password",
+            SIM_PASSWORD,
+            "--task-ms",
+            &task_ms,
+            "--workers",
+            "1",
+        ],
+        &[("RUST_LOG", "warn".into())],
+        "Enterprise Manager API at",
+    )
+    .await?;
+    let url = line.rsplit(' ').next().unwrap_or_default().to_string();
+    Ok((proc_, url))
+}
+
+async fn start_gateway(sim_api: &str, database_url: &str) -> Result<(Proc, String), String> {
+    let env = [
+        ("EMGW_LISTEN", "127.0.0.1:0".to_string()),
+        ("DATABASE_URL", database_url.to_string()),
+        ("EMGW_EM_URL", sim_api.to_string()),
+        ("EMGW_EM_USERNAME", SIM_USER.to_string()),
+        ("EMGW_EM_PASSWORD", SIM_PASSWORD.to_string()),
+        ("EMGW_WEBHOOK_ALLOW_PRIVATE", "true".to_string()),
+        ("EMGW_LOG_FORMAT", "json".to_string()),
+        ("RUST_LOG", "warn,em_gateway=info".to_string()),
+    ];
+    let (proc_, line) = start(
+        &bin("em-gateway")?,
+        &["serve"],
+        &env,
+        "em-gateway listening",
+    )
+    .await?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    let port = v["port"].as_u64().ok_or("no port in the log line")?;
+    Ok((proc_, format!("http://127.0.0.1:{port}")))
+}
+
+async fn fresh_postgres() -> Result<String, String> {
+    let admin = std::env::var("EMGW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("emgw_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .ok_or("a database in the admin URL")?;
+    Ok(format!("{base}/{name}"))
+}
+
+async fn api_key(database_url: &str) -> Result<String, String> {
+    let out = Command::new(bin("em-gateway")?)
+        .args(["keys", "create", "--name", "bench", "--scope", "admin"])
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(str::to_string)
+        .ok_or_else(|| "no key printed".into())
+}
+
+async fn sim_state(api: &str) -> Value {
+    let base = api.trim_end_matches("/api");
+    match http().get(format!("{base}/_sim/state")).send().await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Run {
+    p50: Duration,
+    p99: Duration,
+    per_second: f64,
+    count: usize,
+    errors: usize,
+}
+
+/// Sends `total` requests from `clients` concurrent clients; `request(i)` makes the i-th.
+async fn load<F, Fut>(clients: usize, total: usize, request: F) -> Run
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (request, next) = (request.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t = Instant::now();
+                if request(i).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((lat, e)) = w.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    let wall = started.elapsed();
+    all.sort();
+    Run {
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        per_second: all.len() as f64 / wall.as_secs_f64(),
+        count: all.len(),
+        errors,
+    }
+}
+
+/// Direct EM: log on a few sessions and POST EM's XML.
+async fn direct_creates(
+    api: &str,
+    clients: usize,
+    total: usize,
+    prefix: &str,
+) -> Result<Run, String> {
+    let client = http();
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let resp = client
+            .post(format!("{api}/sessionMngr/?v=v1_7"))
+            .basic_auth(SIM_USER, Some(SIM_PASSWORD))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = resp
+            .headers()
+            .get("x-restsvcsessionid")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no token")?
+            .to_string();
+        tokens.push(token);
+    }
+    let tokens = Arc::new(tokens);
+    let url = format!("{api}/cloud/gateways");
+    let prefix = prefix.to_string();
+    Ok(load(clients, total, move |i| {
+        let (client, tokens, url) = (client.clone(), tokens.clone(), url.clone());
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><CreateCloudGatewaySpec xmlns="http://www.veeam.com/ent/v1.0"><ServerHostName>{prefix}{i}.bench</ServerHostName><ExternalPort>6180</ExternalPort><NetworkType>Direct</NetworkType><InternalPort>6180</InternalPort><BackupServerUid>{VBR01}</BackupServerUid></CreateCloudGatewaySpec>"#
+        );
+        async move {
+            client
+                .post(url)
+                .header("X-RestSvcSessionId", tokens[i % tokens.len()].as_str())
+                .header("Content-Type", "application/xml")
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 202)
+        }
+    })
+    .await)
+}
+
+/// Through the gateway: POST JSON; `accepted` records each task's acceptance time.
+async fn gateway_creates(
+    base: &str,
+    key: &str,
+    clients: usize,
+    total: usize,
+    prefix: &str,
+    accepted: Option<Arc<Mutex<HashMap<String, Instant>>>>,
+) -> Run {
+    let client = http();
+    let url = format!("{base}/v1/cloud-gateways");
+    let (key, prefix) = (key.to_string(), prefix.to_string());
+    load(clients, total, move |i| {
+        let (client, url, key, accepted) =
+            (client.clone(), url.clone(), key.clone(), accepted.clone());
+        let body =
+            json!({"backup_server_uid": VBR01, "server_host_name": format!("{prefix}{i}.bench")});
+        async move {
+            let Ok(resp) = client.post(url).bearer_auth(key).json(&body).send().await else {
+                return false;
+            };
+            if resp.status() != 202 {
+                return false;
+            }
+            if let Some(accepted) = accepted
+                && let Ok(task) = resp.json::<Value>().await
+                && let Some(id) = task["id"].as_str()
+            {
+                accepted
+                    .lock()
+                    .map(|mut m| m.insert(id.to_string(), Instant::now()))
+                    .ok();
+            }
+            true
+        }
+    })
+    .await
+}
+
+/// A webhook receiver: task id → when its event arrived.
+async fn receiver() -> Result<(String, Arc<Mutex<HashMap<String, Instant>>>), String> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let got: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let g = got.clone();
+    let server = HttpServer::new(move || {
+        let g = g.clone();
+        App::new()
+            .app_data(web::PayloadConfig::new(1 << 20))
+            .default_service(web::to(move |body: web::Bytes| {
+                let g = g.clone();
+                async move {
+                    let now = Instant::now();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body)
+                        && let Some(id) = v["data"]["id"].as_str()
+                        && let Ok(mut m) = g.lock()
+                    {
+                        m.entry(id.to_string()).or_insert(now);
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .map_err(|e| e.to_string())?;
+    let port = server.addrs().first().map(|a| a.port()).ok_or("no port")?;
+    tokio::spawn(server.run());
+    Ok((format!("http://127.0.0.1:{port}/hook"), got))
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} memory, Linux; PostgreSQL on the same machine")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut report = String::new();
+    let started_at = chrono::Utc::now();
+    let scale = if args.quick { 10 } else { 1 };
+    let in_flight = if args.quick {
+        args.in_flight.min(500)
+    } else {
+        args.in_flight
+    };
+
+    // --- Phase 1 and 2: latency, throughput, task reads ------------------------------------
+    eprintln!("em-bench: phase 1: create latency, direct and through the gateway");
+    let (sim, sim_api) = start_sim(60_000).await?;
+    let db = fresh_postgres().await?;
+    let key = api_key(&db).await?;
+    let (gateway, base) = start_gateway(&sim_api, &db).await?;
+    // Warm both paths up.
+    direct_creates(&sim_api, 4, 50, "warm-d").await?;
+    gateway_creates(&base, &key, 4, 50, "warm-g", None).await;
+
+    let mut rows = Vec::new();
+    for clients in [1usize, 32, 256] {
+        let total = (if clients == 1 { 1000 } else { 5000 }) / scale;
+        let direct = direct_creates(&sim_api, clients, total, &format!("d{clients}-")).await?;
+        let through =
+            gateway_creates(&base, &key, clients, total, &format!("g{clients}-"), None).await;
+        eprintln!(
+            "  {clients:>3} clients: direct p50 {} ms, gateway p50 {} ms",
+            ms(direct.p50),
+            ms(through.p50)
+        );
+        rows.push((clients, direct, through));
+    }
+
+    eprintln!("em-bench: phase 2: task reads");
+    let tasks: Value = http()
+        .get(format!("{base}/v1/tasks?limit=1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let task_id = tasks["items"][0]["id"]
+        .as_str()
+        .ok_or("no task to read")?
+        .to_string();
+    let reads = {
+        let client = http();
+        let url = format!("{base}/v1/tasks/{task_id}");
+        let key = key.clone();
+        load(32, 100_000 / scale, move |_| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            async move {
+                client
+                    .get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await
+    };
+    eprintln!(
+        "  {:.0} reads/s, p50 {} ms",
+        reads.per_second,
+        ms(reads.p50)
+    );
+    let logons_phase1 = sim_state(&sim_api).await["counters"]["logons"]
+        .as_u64()
+        .unwrap_or(0);
+    gateway.kill().await;
+    sim.kill().await;
+
+    // --- Phase 3: many tasks in flight -------------------------------------------------------
+    eprintln!("em-bench: phase 3: {in_flight} tasks in flight");
+    let task_ms: u64 = if args.quick { 5_000 } else { 30_000 };
+    let (sim, sim_api) = start_sim(task_ms).await?;
+    let db = fresh_postgres().await?;
+    let key = api_key(&db).await?;
+    let (gateway, base) = start_gateway(&sim_api, &db).await?;
+    let (hook_url, received) = receiver().await?;
+    let resp = http()
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": hook_url}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != 201 {
+        return Err(format!("webhook subscription: {}", resp.status()));
+    }
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let submit_started = Instant::now();
+    let submitted = gateway_creates(&base, &key, 64, in_flight, "f-", Some(accepted.clone())).await;
+    let submit_took = submit_started.elapsed();
+    eprintln!(
+        "  submitted {} in {:.1} s ({} errors)",
+        submitted.count,
+        submit_took.as_secs_f64(),
+        submitted.errors
+    );
+    // Count EM requests over a window in which every task is still running.
+    let first_accept = submit_started;
+    let window_end = first_accept + Duration::from_millis(task_ms);
+    let state_before = sim_state(&sim_api).await;
+    let window_start = Instant::now();
+    let wait = window_end
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_millis(500));
+    tokio::time::sleep(wait).await;
+    let state_after = sim_state(&sim_api).await;
+    let window = window_start.elapsed();
+    let lists = |s: &Value| {
+        s["counters"]["requests_by_route"]["GET /tasks"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let all_requests = |s: &Value| s["counters"]["requests"].as_u64().unwrap_or(0);
+    let intervals = (window.as_secs_f64() / 1.0).max(1.0);
+    let em_requests_per_interval =
+        (all_requests(&state_after) - all_requests(&state_before)) as f64 / intervals;
+    let task_lists_per_interval = (lists(&state_after) - lists(&state_before)) as f64 / intervals;
+    let sessions = state_after["sessions"].as_u64().unwrap_or(4).max(1) as f64;
+    let (rss_in_flight, _) = rss_kib(gateway.pid());
+
+    // Wait for every webhook.
+    let deadline = Instant::now() + Duration::from_millis(task_ms) + Duration::from_secs(120);
+    loop {
+        let n = received.lock().map(|m| m.len()).unwrap_or(0);
+        if n >= submitted.count || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rss_end, rss_peak) = rss_kib(gateway.pid());
+    let mut delays: Vec<Duration> = {
+        let accepted = accepted.lock().map_err(|e| e.to_string())?;
+        let received = received.lock().map_err(|e| e.to_string())?;
+        accepted
+            .iter()
+            .filter_map(|(id, at)| {
+                received
+                    .get(id)
+                    .map(|r| r.saturating_duration_since(*at + Duration::from_millis(task_ms)))
+            })
+            .collect()
+    };
+    delays.sort();
+    let delivered = delays.len();
+    let logons_phase3 = sim_state(&sim_api).await["counters"]["logons"]
+        .as_u64()
+        .unwrap_or(0);
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .unwrap_or_default();
+    gateway.kill().await;
+    sim.kill().await;
+
+    // --- Report ------------------------------------------------------------------------------
+    let (_, d32, g32) = rows
+        .iter()
+        .find(|(c, _, _)| *c == 32)
+        .cloned()
+        .ok_or("no 32-client run")?;
+    let add_p50 = g32.p50.saturating_sub(d32.p50);
+    let add_p99 = g32.p99.saturating_sub(d32.p99);
+    let ratio = g32.per_second / d32.per_second.max(1.0);
+    let p95_delay = percentile(&delays, 0.95);
+    report.push_str("# Benchmarks\n\n");
+    report.push_str(&format!(
+        "Written by `em-bench`{} on {} UTC.\n\n",
+        if args.quick {
+            " --quick (a small smoke run: figures are indicative only)"
+        } else {
+            ""
+        },
+        started_at.format("%Y-%m-%d %H:%M")
+    ));
+    report.push_str(&format!("**Machine**: {}.\n\n", machine()));
+    report.push_str("**Command**: `cargo build --release --bins && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` (PostgreSQL, a fresh database per phase) as separate processes on loopback, and drives them with its own HTTP load generator and webhook receiver; all share the machine's 2 cores.\n\n");
+    report.push_str("## Targets\n\n| target | measured | |\n|---|---|---|\n");
+    report.push_str(&format!("| gateway adds ≤ 1 ms at p50 over direct em-sim (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n", ms(add_p50), ms(g32.p50), ms(d32.p50), verdict(add_p50 <= Duration::from_millis(1))));
+    report.push_str(&format!(
+        "| gateway adds ≤ 5 ms at p99 (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n",
+        ms(add_p99),
+        ms(g32.p99),
+        ms(d32.p99),
+        verdict(add_p99 <= Duration::from_millis(5))
+    ));
+    report.push_str(&format!("| through-gateway throughput ≥ half of direct (32 clients) | {:.0} vs {:.0} creates/s ({:.2}) | {} |\n", g32.per_second, d32.per_second, ratio, verdict(ratio >= 0.5)));
+    report.push_str(&format!(
+        "| task reads ≥ 10,000/s on Postgres | {:.0}/s | {} |\n",
+        reads.per_second,
+        verdict(reads.per_second >= 10_000.0)
+    ));
+    report.push_str(&format!("| ≤ 1 EM request per session per poll interval at {in_flight} in flight | {:.2} task lists per session per interval ({:.2} EM requests of any kind per interval, {} sessions) | {} |\n", task_lists_per_interval / sessions, em_requests_per_interval, sessions, verdict(task_lists_per_interval / sessions <= 1.05)));
+    report.push_str(&format!(
+        "| webhook p95 ≤ poll interval + 250 ms after EM finishes | {} ms | {} |\n",
+        ms(p95_delay),
+        verdict(p95_delay <= Duration::from_millis(1250))
+    ));
+    report.push_str(&format!("| gateway RSS < 64 MiB at {in_flight} in flight | {:.1} MiB while in flight, peak {:.1} MiB | {} |\n", rss_in_flight as f64 / 1024.0, rss_peak as f64 / 1024.0, verdict(rss_peak < 64 * 1024)));
+    report.push_str(&format!("| EM logons ≤ pool size (4) | {logons_phase1} in phase 1, {logons_phase3} in phase 3 | {} |\n\n", verdict(logons_phase1 <= 4 && logons_phase3 <= 4)));
+    report.push_str("## Create a gateway: direct to em-sim and through the gateway\n\n");
+    report.push_str("| clients | direct p50 / p99 ms | direct creates/s | gateway p50 / p99 ms | gateway creates/s | throughput ratio | errors |\n|---|---|---|---|---|---|---|\n");
+    for (c, d, g) in &rows {
+        report.push_str(&format!(
+            "| {c} | {} / {} | {:.0} | {} / {} | {:.0} | {:.2} | {} / {} |\n",
+            ms(d.p50),
+            ms(d.p99),
+            d.per_second,
+            ms(g.p50),
+            ms(g.p99),
+            g.per_second,
+            g.per_second / d.per_second.max(1.0),
+            d.errors,
+            g.errors
+        ));
+    }
+    report.push_str(&format!(
+        "\n## Task reads\n\n`GET /v1/tasks/{{id}}`, 32 clients, {} requests: {:.0}/s, p50 {} ms, p99 {} ms, {} errors.\n",
+        reads.count, reads.per_second, ms(reads.p50), ms(reads.p99), reads.errors
+    ));
+    report.push_str(&format!(
+        "\n## {in_flight} tasks in flight\n\nem-sim tasks run {} s. {} tasks submitted in {:.1} s ({} errors). Over {:.1} s with all of them running: {:.2} EM task-list calls per poll interval over {} sessions, {:.2} EM requests of any kind per interval. Webhooks received for {} tasks; delay from EM finishing to the webhook arriving: p50 {} ms, p95 {} ms, p99 {} ms. Gateway RSS {:.1} MiB in flight, {:.1} MiB at the end, peak {:.1} MiB.\n",
+        task_ms / 1000, submitted.count, submit_took.as_secs_f64(), submitted.errors, window.as_secs_f64(), task_lists_per_interval, sessions, em_requests_per_interval, delivered,
+        ms(percentile(&delays, 0.5)), ms(p95_delay), ms(percentile(&delays, 0.99)),
+        rss_in_flight as f64 / 1024.0, rss_end as f64 / 1024.0, rss_peak as f64 / 1024.0
+    ));
+    let metric_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("emgw_em_logons_total")
+                || l.starts_with("emgw_tasks_settled_total")
+                || l.starts_with("emgw_webhook_attempts_total")
+        })
+        .collect();
+    report.push_str(&format!(
+        "\nThe gateway's own counters at the end of phase 3:\n\n```\n{}\n```\n",
+        metric_lines.join("\n")
+    ));
+    report.push_str("\nEM finishing is taken as the moment the gateway accepted the task plus em-sim's task time (EM accepted it a little earlier, so the delays above are slight overestimates).\n");
+    std::fs::write(&args.out, &report).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("em-bench: wrote {}", args.out.display());
+    print!("{report}");
+    Ok(())
+}
