@@ -153,27 +153,17 @@ impl Poller {
                 Ok(em_tasks) => {
                     let by_id: HashMap<&str, &xml::Task> =
                         em_tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
-                    for task in tasks {
-                        let Some(em_task) = task.em_task_id.as_deref().and_then(|id| by_id.get(id))
-                        else {
-                            // EM no longer lists it: the orphan path will look at the objects.
-                            continue;
-                        };
-                        if em_task.state != EmTaskState::Finished {
-                            continue;
-                        }
-                        let settlement = from_em_result(task, em_task);
-                        if self
-                            .store
-                            .settle_task(task.id, &settlement)
-                            .await?
-                            .is_some()
-                        {
-                            crate::telemetry::task_settled(settlement.state.as_str(), "em");
-                            report.settled += 1;
-                            self.settled.notify_one();
-                        }
-                    }
+                    // Tasks EM no longer lists are left to the orphan path (EM's objects).
+                    let finished: Vec<(&TaskRecord, Settlement)> = tasks
+                        .iter()
+                        .filter_map(|task| {
+                            let em_task =
+                                task.em_task_id.as_deref().and_then(|id| by_id.get(id))?;
+                            (em_task.state == EmTaskState::Finished)
+                                .then(|| (*task, from_em_result(task, em_task)))
+                        })
+                        .collect();
+                    report.settled += self.settle_all(finished, "em").await?;
                 }
                 Err(EmError::SessionLost) => {
                     tracing::info!(
@@ -228,6 +218,39 @@ impl Poller {
             }
         }
         Ok(())
+    }
+
+    /// Settles tasks concurrently (a tick can finish thousands at once), waking the deliverer.
+    async fn settle_all(
+        &self,
+        finished: Vec<(&TaskRecord, Settlement)>,
+        how: &'static str,
+    ) -> Result<usize, PollError> {
+        use futures_util::stream::{self, StreamExt};
+        let jobs: Vec<(crate::domain::TaskId, Settlement)> =
+            finished.into_iter().map(|(task, s)| (task.id, s)).collect();
+        let results: Vec<Result<bool, StoreError>> = stream::iter(jobs)
+            .map(|(id, settlement)| {
+                let (store, wake) = (self.store.clone(), self.settled.clone());
+                async move {
+                    let settled = store.settle_task(id, &settlement).await?.is_some();
+                    if settled {
+                        crate::telemetry::task_settled(settlement.state.as_str(), how);
+                        wake.notify_one();
+                    }
+                    Ok(settled)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut count = 0;
+        for r in results {
+            if r? {
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// Decides a task EM lost track of from EM's objects. `None`: not yet decidable.

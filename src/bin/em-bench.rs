@@ -211,6 +211,18 @@ async fn sim_state(api: &str) -> Value {
     }
 }
 
+/// The gateway's own EM logons, from its /metrics (em-sim's counter also counts the bench's).
+async fn gateway_logons(base: &str) -> u64 {
+    let text = match http().get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("emgw_em_logons_total{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -507,9 +519,7 @@ async fn run(args: Args) -> Result<(), String> {
         reads.per_second,
         ms(reads.p50)
     );
-    let logons_phase1 = sim_state(&sim_api).await["counters"]["logons"]
-        .as_u64()
-        .unwrap_or(0);
+    let logons_phase1 = gateway_logons(&base).await;
     gateway.kill().await;
     sim.kill().await;
 
@@ -589,9 +599,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     delays.sort();
     let delivered = delays.len();
-    let logons_phase3 = sim_state(&sim_api).await["counters"]["logons"]
-        .as_u64()
-        .unwrap_or(0);
+    let logons_phase3 = gateway_logons(&base).await;
     let metrics = http()
         .get(format!("{base}/metrics"))
         .send()

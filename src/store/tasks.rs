@@ -169,11 +169,12 @@ impl Store {
             .bind(task.api_key_id.clone())
             .bind(now)
             .bind(resource_type);
+        let Some(key) = key else {
+            return decode(&row.fetch_one(&self.pool).await?);
+        };
         let mut tx = self.pool.begin().await?;
         let row = row.fetch_one(&mut *tx).await?;
-        if let Some(key) = key {
-            super::idempotency::link_task_in(&mut tx, key, task.id).await?;
-        }
+        super::idempotency::link_task_in(&mut tx, key, task.id).await?;
         tx.commit().await?;
         decode(&row)
     }
@@ -211,6 +212,14 @@ impl Store {
             .bind(owner)
             .bind(now_ms());
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // The intent was committed durably before EM was called; this only adds EM's task
+            // id, so it need not wait for the disk. Were a database crash to lose it, the task
+            // would be an orphan the poller settles from EM's objects.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = row.fetch_optional(&mut *tx).await?;
         let task = row.as_ref().map(decode).transpose()?;
         if let (Some(key), Some(task)) = (key, &task) {
