@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use crate::domain::{
     CloudGatewayChange, CloudGatewayPoolChange, Network, NewCloudGateway, NewCloudGatewayPool,
-    Operation, Resource, ResourceType, TaskState,
+    Operation, Resource, ResourceType, TaskId, TaskState,
 };
 use crate::em::xml::{self, TaskState as EmTaskState};
 use crate::em::{EmClient, EmError};
-use crate::store::{Settlement, Store, StoreError, TaskRecord, now_ms};
+use crate::store::{InFlight, Settlement, Store, StoreError, TaskRecord, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
@@ -138,11 +138,12 @@ impl Poller {
             return Ok(());
         }
         let live = self.em.live_sessions();
-        let mut by_session: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+        let mut by_session: HashMap<&str, Vec<&InFlight>> = HashMap::new();
         for task in &running {
-            if let Some(s) = task.em_session_id.as_deref() {
-                by_session.entry(s).or_default().push(task);
-            }
+            by_session
+                .entry(task.em_session_id.as_str())
+                .or_default()
+                .push(task);
         }
         for session in live {
             let Some(tasks) = by_session.get(session.session_id.as_str()) else {
@@ -154,13 +155,12 @@ impl Poller {
                     let by_id: HashMap<&str, &xml::Task> =
                         em_tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
                     // Tasks EM no longer lists are left to the orphan path (EM's objects).
-                    let finished: Vec<(&TaskRecord, Settlement)> = tasks
+                    let finished: Vec<(TaskId, Settlement)> = tasks
                         .iter()
                         .filter_map(|task| {
-                            let em_task =
-                                task.em_task_id.as_deref().and_then(|id| by_id.get(id))?;
+                            let em_task = by_id.get(task.em_task_id.as_str())?;
                             (em_task.state == EmTaskState::Finished)
-                                .then(|| (*task, from_em_result(task, em_task)))
+                                .then(|| (task.id, from_em_result(task, em_task)))
                         })
                         .collect();
                     report.settled += self.settle_all(finished, "em").await?;
@@ -223,13 +223,11 @@ impl Poller {
     /// Settles tasks concurrently (a tick can finish thousands at once), waking the deliverer.
     async fn settle_all(
         &self,
-        finished: Vec<(&TaskRecord, Settlement)>,
+        finished: Vec<(TaskId, Settlement)>,
         how: &'static str,
     ) -> Result<usize, PollError> {
         use futures_util::stream::{self, StreamExt};
-        let jobs: Vec<(crate::domain::TaskId, Settlement)> =
-            finished.into_iter().map(|(task, s)| (task.id, s)).collect();
-        let results: Vec<Result<bool, StoreError>> = stream::iter(jobs)
+        let results: Vec<Result<bool, StoreError>> = stream::iter(finished)
             .map(|(id, settlement)| {
                 let (store, wake) = (self.store.clone(), self.settled.clone());
                 async move {
@@ -425,7 +423,7 @@ impl Poller {
 }
 
 /// How EM's finished task ends ours.
-fn from_em_result(task: &TaskRecord, em_task: &xml::Task) -> Settlement {
+fn from_em_result(task: &InFlight, em_task: &xml::Task) -> Settlement {
     let result = em_task.result.as_ref();
     let success = result.is_some_and(|r| r.success);
     if !success {

@@ -685,9 +685,20 @@ async fn run(args: Args) -> Result<(), String> {
     let metric_lines: Vec<&str> = metrics
         .lines()
         .filter(|l| {
-            l.starts_with("emgw_em_logons_total")
-                || l.starts_with("emgw_tasks_settled_total")
-                || l.starts_with("emgw_webhook_attempts_total")
+            [
+                "emgw_em_logons_total",
+                "emgw_tasks_settled_total",
+                "emgw_webhook_attempts_total",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+                || l.starts_with("emgw_poller_tick_duration_seconds_sum")
+                || l.starts_with("emgw_poller_tick_duration_seconds_count")
+                || l.starts_with("emgw_webhook_delay_seconds_sum")
+                || l.starts_with("emgw_webhook_delay_seconds_count")
+                || (l.starts_with("emgw_em_call_duration_seconds_sum")
+                    || l.starts_with("emgw_em_call_duration_seconds_count"))
+                    && l.contains("GET /tasks\"")
         })
         .collect();
     report.push_str(&format!(
@@ -695,6 +706,10 @@ async fn run(args: Args) -> Result<(), String> {
         metric_lines.join("\n")
     ));
     report.push_str("\nEM finishing is taken as the moment the gateway accepted the task plus em-sim's task time (EM accepted it a little earlier, so the delays above are slight overestimates).\n");
+    if let Ok(notes) = std::fs::read_to_string("BENCHMARKS.notes.md") {
+        report.push('\n');
+        report.push_str(&notes);
+    }
     std::fs::write(&args.out, &report).map_err(|e| format!("{}: {e}", args.out.display()))?;
     eprintln!("em-bench: wrote {}", args.out.display());
     print!("{report}");

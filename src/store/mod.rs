@@ -22,7 +22,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
-pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
+pub use tasks::{InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, WebhookRecord,
 };
@@ -135,6 +135,20 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Lets a Postgres transaction commit without waiting for the disk. Only for writes whose
+    /// loss in a database crash is recovered by design (see the callers).
+    pub(crate) async fn relax_durability(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 

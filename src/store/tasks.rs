@@ -81,6 +81,16 @@ pub struct NewTask {
     pub api_key_id: Option<String>,
 }
 
+/// A running task as the poller matches it against EM's task list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub id: TaskId,
+    pub operation: Operation,
+    pub target_id: Option<Uuid>,
+    pub em_task_id: String,
+    pub em_session_id: String,
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
@@ -212,14 +222,10 @@ impl Store {
             .bind(owner)
             .bind(now_ms());
         let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // The intent was committed durably before EM was called; this only adds EM's task
-            // id, so it need not wait for the disk. Were a database crash to lose it, the task
-            // would be an orphan the poller settles from EM's objects.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-        }
+        // The intent was committed durably before EM was called; this only adds EM's task id,
+        // so it need not wait for the disk. Were a database crash to lose it, the task would be
+        // an orphan the poller settles from EM's objects.
+        self.relax_durability(&mut tx).await?;
         let row = row.fetch_optional(&mut *tx).await?;
         let task = row.as_ref().map(decode).transpose()?;
         if let (Some(key), Some(task)) = (key, &task) {
@@ -264,17 +270,35 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// The running tasks whose EM session this replica holds.
-    pub async fn running_tasks_of(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tasks WHERE state = 'running' AND em_owner = $1 \
-             AND em_session_id IS NOT NULL ORDER BY id"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode).collect()
+    /// The running tasks whose EM session this replica holds: just what matching them against
+    /// EM's task list needs (the poller reads this every tick, for thousands of tasks).
+    pub async fn running_tasks_of(&self, owner: &str) -> Result<Vec<InFlight>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, operation, target_id, em_task_id, em_session_id FROM tasks \
+             WHERE state = 'running' AND em_owner = $1 AND em_session_id IS NOT NULL",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("task {what}"));
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let operation: String = row.try_get("operation")?;
+                let target: Option<String> = row.try_get("target_id")?;
+                Ok(InFlight {
+                    id: TaskId::parse(&id).ok_or_else(|| corrupt("id"))?,
+                    operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation"))?,
+                    target_id: target.and_then(|t| Uuid::parse_str(&t).ok()),
+                    em_task_id: row
+                        .try_get::<Option<String>, _>("em_task_id")?
+                        .unwrap_or_default(),
+                    em_session_id: row
+                        .try_get::<Option<String>, _>("em_session_id")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// How many tasks are still running.
@@ -294,6 +318,10 @@ impl Store {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        // A settle lost in a database crash puts the task back to running: the poller settles
+        // it again (from EM, or from EM's objects) and its webhook is sent again, which
+        // at-least-once delivery allows. Not waiting for the disk lets thousands settle a second.
+        self.relax_durability(&mut tx).await?;
         let sql = format!(
             "UPDATE tasks SET state = $2, message = $3, resource_type = $4, resource_id = $5, \
              finished_at = $6, updated_at = $6, lease_owner = NULL, lease_until = NULL \

@@ -329,6 +329,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        // Losing this in a database crash only means the delivery is sent again.
+        self.relax_durability(&mut tx).await?;
         let (state, next, finished) = match result {
             AttemptResult::Delivered => ("delivered", now, Some(now)),
             AttemptResult::RetryAt(at) => ("pending", *at, None),
