@@ -271,18 +271,25 @@ impl Store {
         .iter()
         .map(|r| r.try_get::<String, _>("id"))
         .collect::<Result<_, _>>()?;
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = sqlx::query(
-                "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, e.type, e.payload, w.url, \
-                 w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
-                 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-                 JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { continue };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One query for all of them: only placeholders are formatted into the SQL.
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, e.type, e.payload, \
+             w.url, w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+             JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
             let mut secrets = vec![SecretString::from(row.try_get::<String, _>("secret")?)];
             let previous: Option<String> = row.try_get("previous_secret")?;
             let until: Option<i64> = row.try_get("previous_secret_until")?;

@@ -32,6 +32,8 @@ const BODY_LIMIT: usize = 4 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Even with nothing due, look again this often (a crashed replica's leases lapse).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// Deliveries claimed together once the deliverer is busy.
+const CLAIM_BATCH: usize = 16;
 
 pub struct Deliverer {
     store: Store,
@@ -70,8 +72,11 @@ impl Deliverer {
                 break;
             }
             let free = self.slots.available_permits();
+            let busy = self.config.concurrency.max(1) - free.min(self.config.concurrency.max(1));
+            // Claim in batches: one claim per freed slot would cost a round trip per delivery.
+            let batch = CLAIM_BATCH.min(self.config.concurrency.max(1));
             let mut claimed = 0;
-            if free > 0 {
+            if free >= batch || (busy == 0 && free > 0) {
                 match self
                     .store
                     .claim_deliveries(&self.owner, lease_ms, free as u32)
@@ -96,7 +101,10 @@ impl Deliverer {
                 }
             }
             let wait = if claimed > 0 && claimed == free {
-                Duration::ZERO
+                // The queue may hold more: look again as soon as a batch of slots frees up.
+                IDLE_CHECK
+            } else if free < batch && busy > 0 {
+                IDLE_CHECK
             } else {
                 match self.store.next_delivery_due().await {
                     Ok(Some(due)) => {
@@ -107,7 +115,7 @@ impl Deliverer {
                     Err(_) => Duration::from_secs(1),
                 }
             };
-            if wait.is_zero() && self.slots.available_permits() > 0 {
+            if wait.is_zero() && self.slots.available_permits() >= batch {
                 continue;
             }
             tokio::select! {
