@@ -22,6 +22,9 @@ use crate::em::xml::{self, TaskState as EmTaskState};
 use crate::em::{EmClient, EmError};
 use crate::store::{InFlight, Settlement, Store, StoreError, TaskRecord, now_ms};
 
+/// Tasks settled in one transaction.
+const SETTLE_BATCH: usize = 200;
+
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
     pub interval: Duration,
@@ -227,26 +230,28 @@ impl Poller {
         how: &'static str,
     ) -> Result<usize, PollError> {
         use futures_util::stream::{self, StreamExt};
-        let results: Vec<Result<bool, StoreError>> = stream::iter(finished)
-            .map(|(id, settlement)| {
+        let chunks: Vec<Vec<(TaskId, Settlement)>> =
+            finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
+        let results: Vec<Result<usize, StoreError>> = stream::iter(chunks)
+            .map(|chunk| {
                 let (store, wake) = (self.store.clone(), self.settled.clone());
                 async move {
-                    let settled = store.settle_task(id, &settlement).await?.is_some();
-                    if settled {
-                        crate::telemetry::task_settled(settlement.state.as_str(), how);
+                    let settled = store.settle_tasks(&chunk).await?;
+                    for task in &settled {
+                        crate::telemetry::task_settled(task.state.as_str(), how);
+                    }
+                    if !settled.is_empty() {
                         wake.notify_one();
                     }
-                    Ok(settled)
+                    Ok(settled.len())
                 }
             })
-            .buffer_unordered(16)
+            .buffer_unordered(4)
             .collect()
             .await;
         let mut count = 0;
         for r in results {
-            if r? {
-                count += 1;
-            }
+            count += r?;
         }
         Ok(count)
     }

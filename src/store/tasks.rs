@@ -316,6 +316,16 @@ impl Store {
         id: TaskId,
         settlement: &Settlement,
     ) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.settle_tasks(&[(id, settlement.clone())]).await?.pop())
+    }
+
+    /// Ends many tasks in one transaction, each at most once, with their webhook events and
+    /// deliveries: a tick can finish thousands, and a commit per task would not keep up. Returns
+    /// the tasks this call settled (not those already settled elsewhere).
+    pub async fn settle_tasks(
+        &self,
+        batch: &[(TaskId, Settlement)],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         // A settle lost in a database crash puts the task back to running: the poller settles
@@ -327,23 +337,25 @@ impl Store {
              finished_at = $6, updated_at = $6, lease_owner = NULL, lease_until = NULL \
              WHERE id = $1 AND state = 'running' RETURNING {COLUMNS}"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(settlement.state.as_str())
-            .bind(settlement.message.clone())
-            .bind(settlement.resource.map(|r| r.type_.as_str()))
-            .bind(settlement.resource.map(|r| r.id.to_string()))
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let task = decode(&row)?;
-        super::webhooks::enqueue_task_event(&mut tx, &task.view()).await?;
+        let mut settled = Vec::with_capacity(batch.len());
+        for (id, settlement) in batch {
+            let row = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(id.to_string())
+                .bind(settlement.state.as_str())
+                .bind(settlement.message.clone())
+                .bind(settlement.resource.map(|r| r.type_.as_str()))
+                .bind(settlement.resource.map(|r| r.id.to_string()))
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                settled.push(decode(&row)?);
+            }
+        }
+        let views: Vec<TaskView> = settled.iter().map(TaskRecord::view).collect();
+        super::webhooks::enqueue_task_events(&mut tx, &views).await?;
         tx.commit().await?;
-        Ok(Some(task))
+        Ok(settled)
     }
 
     /// Leases running tasks that can no longer be followed on EM: sent but unanswered for

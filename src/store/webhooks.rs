@@ -119,62 +119,110 @@ fn decode_webhook(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
     })
 }
 
-/// Writes the task's event and a delivery per matching, enabled subscription, inside the
-/// transaction that settles the task: a settled task always has its webhooks queued.
-pub(super) async fn enqueue_task_event(
+/// Writes each settled task's event and a delivery per matching, enabled subscription, inside
+/// the transaction that settles the tasks: a settled task always has its webhooks queued.
+pub(super) async fn enqueue_task_events(
     tx: &mut Transaction<'static, Any>,
-    task: &TaskView,
+    tasks: &[TaskView],
 ) -> Result<usize, StoreError> {
-    let event_type = match task.state {
-        TaskState::Succeeded => "task.succeeded",
-        TaskState::Failed => "task.failed",
-        TaskState::Running => return Ok(0),
-    };
+    if tasks.is_empty() {
+        return Ok(0);
+    }
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL"
     )))
     .fetch_all(&mut **tx)
     .await?;
-    let mut targets = Vec::new();
-    for row in &rows {
-        let hook = decode_webhook(row)?;
-        if hook.wants(event_type) {
-            targets.push(hook.id);
-        }
-    }
-    if targets.is_empty() {
+    let hooks: Vec<WebhookRecord> = rows.iter().map(decode_webhook).collect::<Result<_, _>>()?;
+    if hooks.is_empty() {
         return Ok(0);
     }
     let now = now_ms();
-    let event_id = format!("msg_{}", Uuid::now_v7().simple());
-    let payload = serde_json::json!({
-        "type": event_type,
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": task,
-    });
-    sqlx::query(
-        "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event_id.as_str())
-    .bind(event_type)
-    .bind(task.id.to_string())
-    .bind(payload.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    for webhook_id in &targets {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(webhook_id.as_str())
-        .bind(event_id.as_str())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut events: Vec<(String, &'static str, String, String)> = Vec::new();
+    let mut deliveries: Vec<(String, String, String)> = Vec::new();
+    for task in tasks {
+        let event_type = match task.state {
+            TaskState::Succeeded => "task.succeeded",
+            TaskState::Failed => "task.failed",
+            TaskState::Running => continue,
+        };
+        let targets: Vec<&WebhookRecord> = hooks.iter().filter(|h| h.wants(event_type)).collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let event_id = format!("msg_{}", Uuid::now_v7().simple());
+        let payload = serde_json::json!({"type": event_type, "timestamp": timestamp, "data": task});
+        for hook in targets {
+            deliveries.push((
+                Uuid::now_v7().to_string(),
+                hook.id.clone(),
+                event_id.clone(),
+            ));
+        }
+        events.push((
+            event_id,
+            event_type,
+            task.id.to_string(),
+            payload.to_string(),
+        ));
     }
-    Ok(targets.len())
+    for chunk in events.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    i * 5 + 1,
+                    i * 5 + 2,
+                    i * 5 + 3,
+                    i * 5 + 4,
+                    i * 5 + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, kind, task_id, payload) in chunk {
+            query = query
+                .bind(id.as_str())
+                .bind(*kind)
+                .bind(task_id.as_str())
+                .bind(payload.as_str())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for chunk in deliveries.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, 'pending', 0, ${n}, ${n}, ${n})",
+                    i * 4 + 1,
+                    i * 4 + 2,
+                    i * 4 + 3,
+                    n = i * 4 + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, hook, event) in chunk {
+            query = query
+                .bind(id.as_str())
+                .bind(hook.as_str())
+                .bind(event.as_str())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(deliveries.len())
 }
 
 impl Store {

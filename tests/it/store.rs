@@ -12,6 +12,7 @@ both_databases!(
     sessions_heartbeat_and_get_lost,
     api_keys_are_stored_as_hashes_and_revoked,
     migrations_run_twice_without_harm,
+    a_batch_settles_only_what_is_still_running,
 );
 
 async fn store(db: Db) -> Store {
@@ -263,4 +264,28 @@ async fn idempotency_answers_are_purged_after_a_day() {
         Claim::Fresh,
         "a purged key is new again"
     );
+}
+
+async fn a_batch_settles_only_what_is_still_running(db: Db) {
+    let store = store(db).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(store.insert_task(&new_task()).await.unwrap().id);
+    }
+    let done = Settlement {
+        state: TaskState::Succeeded,
+        message: None,
+        resource: None,
+    };
+    store.settle_task(ids[0], &done).await.unwrap().unwrap();
+    let batch: Vec<(TaskId, Settlement)> = ids.iter().map(|id| (*id, done.clone())).collect();
+    let settled = store.settle_tasks(&batch).await.unwrap();
+    assert_eq!(
+        settled.len(),
+        4,
+        "the one settled before is not settled again"
+    );
+    assert!(settled.iter().all(|t| t.id != ids[0]));
+    assert!(store.settle_tasks(&batch).await.unwrap().is_empty());
+    assert_eq!(store.count_running().await.unwrap(), 0);
 }
