@@ -8,6 +8,7 @@ mod fuzz;
 mod gateway;
 mod golden;
 mod operations;
+mod outage;
 mod simulator;
 mod store;
 mod support;
