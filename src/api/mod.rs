@@ -46,49 +46,65 @@ pub struct WebhookSettings {
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // One scope per family and one resource per path: actix matches `{id}` paths by regex, in
+    // order, so a flat list of routes costs a regex test per route on every request.
     cfg.service(
         web::scope("/v1")
-            .route("/cloud-gateways", web::post().to(gateways::create))
-            .route("/cloud-gateways", web::get().to(gateways::list))
-            .route("/cloud-gateways/{id}", web::get().to(gateways::get))
-            .route("/cloud-gateways/{id}", web::patch().to(gateways::update))
-            .route("/cloud-gateways/{id}", web::delete().to(gateways::delete))
-            .route("/cloud-gateway-pools", web::post().to(pools::create))
-            .route("/cloud-gateway-pools", web::get().to(pools::list))
-            .route("/cloud-gateway-pools/{id}", web::get().to(pools::get))
-            .route("/cloud-gateway-pools/{id}", web::patch().to(pools::update))
-            .route("/cloud-gateway-pools/{id}", web::delete().to(pools::delete))
-            .route("/tasks", web::get().to(tasks::list))
-            .route("/tasks/{id}", web::get().to(tasks::get))
-            .route("/backup-servers", web::get().to(inventory::backup_servers))
-            .route(
-                "/backup-servers/{id}",
-                web::get().to(inventory::backup_server),
+            .service(
+                web::scope("/tasks")
+                    .service(web::resource("").get(tasks::list))
+                    .service(web::resource("/{id}").get(tasks::get)),
             )
-            .route("/cloud-tenants", web::get().to(inventory::cloud_tenants))
-            .route(
-                "/cloud-tenants/{id}",
-                web::get().to(inventory::cloud_tenant),
+            .service(
+                web::scope("/cloud-gateways")
+                    .service(web::resource("").get(gateways::list).post(gateways::create))
+                    .service(
+                        web::resource("/{id}")
+                            .get(gateways::get)
+                            .patch(gateways::update)
+                            .delete(gateways::delete),
+                    ),
             )
-            .route("/webhooks", web::post().to(webhooks::create))
-            .route("/webhooks", web::get().to(webhooks::list))
-            .route("/webhooks/{id}", web::get().to(webhooks::get))
-            .route("/webhooks/{id}", web::delete().to(webhooks::delete))
-            .route(
-                "/webhooks/{id}/rotate-secret",
-                web::post().to(webhooks::rotate_secret),
+            .service(
+                web::scope("/cloud-gateway-pools")
+                    .service(web::resource("").get(pools::list).post(pools::create))
+                    .service(
+                        web::resource("/{id}")
+                            .get(pools::get)
+                            .patch(pools::update)
+                            .delete(pools::delete),
+                    ),
             )
-            .route(
-                "/webhooks/{id}/deliveries",
-                web::get().to(webhooks::deliveries),
+            .service(
+                web::scope("/backup-servers")
+                    .service(web::resource("").get(inventory::backup_servers))
+                    .service(web::resource("/{id}").get(inventory::backup_server)),
             )
-            .route(
-                "/webhooks/{id}/deliveries/{delivery_id}/retry",
-                web::post().to(webhooks::retry),
+            .service(
+                web::scope("/cloud-tenants")
+                    .service(web::resource("").get(inventory::cloud_tenants))
+                    .service(web::resource("/{id}").get(inventory::cloud_tenant)),
             )
-            .route("/api-keys", web::post().to(keys::create))
-            .route("/api-keys", web::get().to(keys::list))
-            .route("/api-keys/{id}", web::delete().to(keys::revoke)),
+            .service(
+                web::scope("/webhooks")
+                    .service(web::resource("").get(webhooks::list).post(webhooks::create))
+                    .service(
+                        web::resource("/{id}")
+                            .get(webhooks::get)
+                            .delete(webhooks::delete),
+                    )
+                    .service(web::resource("/{id}/rotate-secret").post(webhooks::rotate_secret))
+                    .service(web::resource("/{id}/deliveries").get(webhooks::deliveries))
+                    .service(
+                        web::resource("/{id}/deliveries/{delivery_id}/retry").post(webhooks::retry),
+                    ),
+            )
+            .service(
+                web::scope("/api-keys")
+                    .service(web::resource("").get(keys::list).post(keys::create))
+                    .service(web::resource("/{id}").delete(keys::revoke)),
+            )
+            .default_service(web::to(not_found)),
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
