@@ -134,6 +134,17 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
+/// A parser for a number of milliseconds, at least `min`.
+fn millis(min: u64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |v| {
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("expected milliseconds, at least {min}"))
+    }
+}
+
 /// `500ms`, `5s`, `5m`, `2h`.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let v = v.trim();
@@ -200,13 +211,7 @@ impl Settings {
                         .ok_or_else(|| "expected a number from 1 to 64".into())
                 })?;
                 let request_timeout =
-                    s.parse("EMGW_EM_TIMEOUT_MS", Duration::from_secs(30), |v| {
-                        v.parse::<u64>()
-                            .ok()
-                            .filter(|n| *n >= 100)
-                            .map(Duration::from_millis)
-                            .ok_or_else(|| "expected milliseconds, at least 100".into())
-                    })?;
+                    s.parse("EMGW_EM_TIMEOUT_MS", Duration::from_secs(30), millis(100))?;
                 Some(EmConfig {
                     url,
                     username,
@@ -217,18 +222,12 @@ impl Settings {
                 })
             }
         };
-        let poll_interval = s.parse("EMGW_POLL_INTERVAL_MS", Duration::from_millis(1000), |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= 10)
-                .map(Duration::from_millis)
-                .ok_or_else(|| "expected milliseconds, at least 10".into())
-        })?;
-        let settle_grace = s.parse("EMGW_SETTLE_GRACE_MS", Duration::from_secs(300), |v| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| "expected milliseconds".into())
-        })?;
+        let poll_interval = s.parse(
+            "EMGW_POLL_INTERVAL_MS",
+            Duration::from_millis(1000),
+            millis(10),
+        )?;
+        let settle_grace = s.parse("EMGW_SETTLE_GRACE_MS", Duration::from_secs(300), millis(0))?;
         let webhook_retry_schedule = s.parse(
             "EMGW_WEBHOOK_RETRY_SCHEDULE",
             ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
@@ -237,22 +236,18 @@ impl Settings {
                 .collect(),
             |v| v.split(',').map(parse_duration).collect(),
         )?;
-        let webhook_timeout = s.parse("EMGW_WEBHOOK_TIMEOUT_MS", Duration::from_secs(10), |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= 100)
-                .map(Duration::from_millis)
-                .ok_or_else(|| "expected milliseconds, at least 100".into())
-        })?;
+        let webhook_timeout = s.parse(
+            "EMGW_WEBHOOK_TIMEOUT_MS",
+            Duration::from_secs(10),
+            millis(100),
+        )?;
         // actix reads its request deadlines off a clock cached every 500 ms: below a second
         // they misfire.
-        let client_timeout = s.parse("EMGW_CLIENT_TIMEOUT_MS", Duration::from_secs(10), |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= 1000)
-                .map(Duration::from_millis)
-                .ok_or_else(|| "expected milliseconds, at least 1000".into())
-        })?;
+        let client_timeout = s.parse(
+            "EMGW_CLIENT_TIMEOUT_MS",
+            Duration::from_secs(10),
+            millis(1000),
+        )?;
         let log_format = s.parse("EMGW_LOG_FORMAT", None, |v| match v {
             "json" => Ok(Some(LogFormat::Json)),
             "pretty" => Ok(Some(LogFormat::Pretty)),
