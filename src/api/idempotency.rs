@@ -16,7 +16,8 @@ use crate::domain::FieldError;
 use crate::store::{Claim, IdempotencyKey, StoredAnswer, accepted_answer};
 
 pub const HEADER: &str = "Idempotency-Key";
-const REPLAYED: &str = "Idempotent-Replayed";
+/// Lower case, as `HeaderName::from_static` requires; sent as `Idempotent-Replayed`.
+const REPLAYED: &str = "idempotent-replayed";
 
 fn key_of(req: &HttpRequest, api_key_id: &str) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = req.headers().get(HEADER) else {
@@ -53,7 +54,7 @@ pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String
 
 fn replayed(mut resp: HttpResponse) -> HttpResponse {
     resp.headers_mut().insert(
-        REPLAYED.parse().expect("a valid header name"),
+        actix_web::http::header::HeaderName::from_static(REPLAYED),
         HeaderValue::from_static("true"),
     );
     resp

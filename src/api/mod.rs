@@ -131,10 +131,13 @@ pub async fn record_metrics(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let method = req.method().to_string();
-    let route = req
+    let res = next.call(req).await?;
+    // Asked after routing, actix follows the matched resource; asked before, it would match the
+    // path against every route's regex again.
+    let route = res
+        .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
-    let res = next.call(req).await?;
     crate::telemetry::http_request(&route, &method, res.status().as_u16(), started.elapsed());
     Ok(res)
 }
