@@ -9,14 +9,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::problem::{ApiError, Problem};
-use super::tasks::accepted;
+use super::tasks::{as_task, no_body};
 use super::views::{CloudGatewayView, Page, Query, page, uid_filter};
-use super::{AppState, caller, idempotency, request};
+use super::{AppState, caller, request};
 use crate::domain::{
     BackupServerUid, CloudGatewayChange, Description, FieldErrors, HostName, Metadata, Network,
     NewCloudGateway, Port, Scope, TaskView,
 };
-use crate::operations::Requester;
 
 /// Creates a cloud gateway (EM's `CreateCloudGatewaySpec`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -163,15 +162,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
     let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
-        let (command, metadata) = request::parse::<CreateCloudGatewayRequest>(&body)?.parse()?;
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata,
-            idempotency,
-        };
-        let task = state.operations.create_cloud_gateway(&command, by).await?;
-        Ok(accepted(&task))
+    let parse = |b: &[u8]| request::parse::<CreateCloudGatewayRequest>(b)?.parse();
+    let ops = &state.operations;
+    as_task(&req, &state, &key, &body, parse, |command, by| async move {
+        ops.create_cloud_gateway(&command, by).await
     })
     .await
 }
@@ -331,18 +325,10 @@ pub async fn update(
     let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
     let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
-        let (change, metadata) = request::parse::<UpdateCloudGatewayRequest>(&body)?.parse()?;
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata,
-            idempotency,
-        };
-        let task = state
-            .operations
-            .update_cloud_gateway(id, &change, by)
-            .await?;
-        Ok(accepted(&task))
+    let parse = |b: &[u8]| request::parse::<UpdateCloudGatewayRequest>(b)?.parse();
+    let ops = &state.operations;
+    as_task(&req, &state, &key, &body, parse, |change, by| async move {
+        ops.update_cloud_gateway(id, &change, by).await
     })
     .await
 }
@@ -365,14 +351,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
-    idempotency::once(&req, &state, &key.id, b"", |idempotency| async {
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata: Metadata::default(),
-            idempotency,
-        };
-        let task = state.operations.delete_cloud_gateway(id, by).await?;
-        Ok(accepted(&task))
+    let ops = &state.operations;
+    as_task(&req, &state, &key, b"", no_body, |(), by| async move {
+        ops.delete_cloud_gateway(id, by).await
     })
     .await
 }

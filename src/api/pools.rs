@@ -12,14 +12,13 @@ use uuid::Uuid;
 
 use super::gateways::{path_id, required};
 use super::problem::{ApiError, Problem};
-use super::tasks::accepted;
+use super::tasks::{as_task, no_body};
 use super::views::{CloudGatewayPoolView, Page, Query, guid, page, uid_filter};
-use super::{AppState, caller, idempotency, request};
+use super::{AppState, caller, request};
 use crate::domain::{
     BackupServerUid, CloudGateway, CloudGatewayPoolChange, CloudTenant, Description, FieldErrors,
     Metadata, NewCloudGatewayPool, PoolName, Scope, TaskView, parse_uid_list,
 };
-use crate::operations::Requester;
 
 /// Creates a cloud gateway pool (EM's `CreateCloudGatewayPoolSpec`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -107,19 +106,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
     let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
-        let (command, metadata) =
-            request::parse::<CreateCloudGatewayPoolRequest>(&body)?.parse()?;
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata,
-            idempotency,
-        };
-        let task = state
-            .operations
-            .create_cloud_gateway_pool(&command, by)
-            .await?;
-        Ok(accepted(&task))
+    let parse = |b: &[u8]| request::parse::<CreateCloudGatewayPoolRequest>(b)?.parse();
+    let ops = &state.operations;
+    as_task(&req, &state, &key, &body, parse, |command, by| async move {
+        ops.create_cloud_gateway_pool(&command, by).await
     })
     .await
 }
@@ -270,18 +260,10 @@ pub async fn update(
     let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
     let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &key.id, &body, |idempotency| async {
-        let (change, metadata) = request::parse::<UpdateCloudGatewayPoolRequest>(&body)?.parse()?;
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata,
-            idempotency,
-        };
-        let task = state
-            .operations
-            .update_cloud_gateway_pool(id, &change, by)
-            .await?;
-        Ok(accepted(&task))
+    let parse = |b: &[u8]| request::parse::<UpdateCloudGatewayPoolRequest>(b)?.parse();
+    let ops = &state.operations;
+    as_task(&req, &state, &key, &body, parse, |change, by| async move {
+        ops.update_cloud_gateway_pool(id, &change, by).await
     })
     .await
 }
@@ -304,14 +286,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
-    idempotency::once(&req, &state, &key.id, b"", |idempotency| async {
-        let by = Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata: Metadata::default(),
-            idempotency,
-        };
-        let task = state.operations.delete_cloud_gateway_pool(id, by).await?;
-        Ok(accepted(&task))
+    let ops = &state.operations;
+    as_task(&req, &state, &key, b"", no_body, |(), by| async move {
+        ops.delete_cloud_gateway_pool(id, by).await
     })
     .await
 }

@@ -10,6 +10,39 @@ use super::{AppState, caller};
 use crate::domain::{FieldError, Operation, Scope, TaskId, TaskState, TaskView};
 use crate::store::{TaskFilter, TaskRecord};
 
+/// A write that becomes an EM task, for the API key `key`: run at most once per
+/// Idempotency-Key, its body parsed into a command and the caller's metadata, and answered 202
+/// with the task.
+pub async fn as_task<C, P, F, Fut>(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &crate::store::ApiKeyRecord,
+    body: &[u8],
+    parse: P,
+    submit: F,
+) -> Result<HttpResponse, ApiError>
+where
+    P: FnOnce(&[u8]) -> Result<(C, crate::domain::Metadata), ApiError>,
+    F: FnOnce(C, crate::operations::Requester) -> Fut,
+    Fut: std::future::Future<Output = Result<TaskRecord, crate::operations::SubmitError>>,
+{
+    super::idempotency::once(req, state, &key.id, body, |idempotency| async move {
+        let (command, metadata) = parse(body)?;
+        let by = crate::operations::Requester {
+            api_key_id: Some(key.id.clone()),
+            metadata,
+            idempotency,
+        };
+        Ok(accepted(&submit(command, by).await?))
+    })
+    .await
+}
+
+/// No body: a delete's command is its path.
+pub fn no_body(_: &[u8]) -> Result<((), crate::domain::Metadata), ApiError> {
+    Ok(((), crate::domain::Metadata::default()))
+}
+
 /// 202 Accepted with `Location` and the task: the answer to every write.
 pub fn accepted(task: &TaskRecord) -> HttpResponse {
     answer(&crate::store::accepted_answer(task))
