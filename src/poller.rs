@@ -286,8 +286,7 @@ impl Poller {
         let resource = |t: ResourceType| target.map(|id| Resource { type_: t, id });
         match task.operation {
             Operation::CreateCloudGateway => {
-                let Ok(command) = serde_json::from_value::<NewCloudGateway>(task.request.clone())
-                else {
+                let Ok(command) = serde_json::from_str::<NewCloudGateway>(&task.request) else {
                     return Ok(decided(
                         TaskState::Failed,
                         "the stored request is unreadable".into(),
@@ -312,9 +311,7 @@ impl Poller {
                 })
             }
             Operation::CreateCloudGatewayPool => {
-                let Ok(command) =
-                    serde_json::from_value::<NewCloudGatewayPool>(task.request.clone())
-                else {
+                let Ok(command) = serde_json::from_str::<NewCloudGatewayPool>(&task.request) else {
                     return Ok(decided(
                         TaskState::Failed,
                         "the stored request is unreadable".into(),
@@ -372,7 +369,7 @@ impl Poller {
             Operation::UpdateCloudGateway => {
                 let (Some(id), Ok(change)) = (
                     target,
-                    serde_json::from_value::<CloudGatewayChange>(task.request.clone()),
+                    serde_json::from_str::<CloudGatewayChange>(&task.request),
                 ) else {
                     return Ok(decided(
                         TaskState::Failed,
@@ -399,7 +396,7 @@ impl Poller {
             Operation::UpdateCloudGatewayPool => {
                 let (Some(id), Ok(change)) = (
                     target,
-                    serde_json::from_value::<CloudGatewayPoolChange>(task.request.clone()),
+                    serde_json::from_str::<CloudGatewayPoolChange>(&task.request),
                 ) else {
                     return Ok(decided(
                         TaskState::Failed,

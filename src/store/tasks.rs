@@ -24,8 +24,9 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// The EM object an update or delete is about.
     pub target_id: Option<Uuid>,
-    /// The validated request, as JSON (what settling by EM's objects compares against).
-    pub request: serde_json::Value,
+    /// The validated request, as JSON text (what settling by EM's objects compares against;
+    /// parsed only then, not on every read).
+    pub request: String,
     pub metadata: Metadata,
     pub em_task_id: Option<String>,
     pub em_session_id: Option<String>,
@@ -132,7 +133,7 @@ fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         target_id: target
             .map(|t| Uuid::parse_str(&t).map_err(|_| corrupt("target")))
             .transpose()?,
-        request: serde_json::from_str(&request).map_err(|_| corrupt("request"))?,
+        request,
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?,
         em_task_id: row.try_get("em_task_id")?,
         em_session_id: row.try_get("em_session_id")?,
