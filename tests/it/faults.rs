@@ -289,10 +289,20 @@ async fn em_errors_drops_and_session_loss_never_reach_clients_as_500() {
     )
     .await;
     let succeeded = check_against_em(&sim, &tasks, &settled).await;
-    assert_eq!(
-        succeeded,
-        hosts.len(),
-        "EM had every create; every task succeeded"
+    // A create written onto a pooled connection em-sim had just dropped may never have reached
+    // EM: the gateway cannot know, keeps the intent and settles it from EM's objects — as
+    // failed when the gateway never appeared. Those are the only failures allowed.
+    for task in settled.values().filter(|t| t["state"] == "failed") {
+        let message = task["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("settled by looking at EM's objects"),
+            "{task}"
+        );
+    }
+    assert!(
+        succeeded >= hosts.len() * 95 / 100,
+        "only {succeeded} of {} succeeded",
+        hosts.len()
     );
     webhooks_cover(&receiver, &settled).await;
     app.stop().await;
