@@ -1,13 +1,13 @@
 //! `GET /v1/tasks/{id}` and `GET /v1/tasks`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
+use super::views::{Query, encode_cursor};
 use super::{AppState, caller};
-use crate::domain::{FieldError, Operation, Scope, TaskId, TaskState, TaskView};
+use crate::domain::{Operation, Scope, TaskId, TaskState, TaskView};
 use crate::store::{TaskFilter, TaskRecord};
 
 /// A write that becomes an EM task, for the API key `key`: run at most once per
@@ -108,52 +108,28 @@ pub async fn get(
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
-    let mut filter = TaskFilter {
-        limit: 50,
-        ..TaskFilter::default()
-    };
-    let mut errors = Vec::new();
-    let mut bad = |field: &str, message: &str| {
-        errors.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        })
-    };
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        match k.as_ref() {
-            "state" => match TaskState::parse(&v) {
-                Some(s) => filter.state = Some(s),
-                None => bad("state", "must be running, succeeded or failed"),
-            },
-            "operation" => match Operation::parse(&v) {
-                Some(o) => filter.operation = Some(o),
-                None => bad("operation", "is not a known operation"),
-            },
-            "limit" => match v.parse::<u32>() {
-                Ok(n) if (1..=500).contains(&n) => filter.limit = n,
-                _ => bad("limit", "must be a number from 1 to 500"),
-            },
-            "cursor" => match decode_cursor(&v) {
-                Some(id) => filter.before = Some(id),
-                None => bad("cursor", "is not a cursor this API gave out"),
-            },
-            other => bad(other, "is not a known query parameter"),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Malformed {
-            detail: format!("{} query parameter(s) are invalid", errors.len()),
-            errors,
-        });
-    }
+    let mut q = Query::of(&req);
+    let state_filter = q.take("state", |v| {
+        TaskState::parse(v).ok_or_else(|| "must be running, succeeded or failed".to_string())
+    });
+    let operation = q.take("operation", |v| {
+        Operation::parse(v).ok_or_else(|| "is not a known operation".to_string())
+    });
+    let limit = q.limit(50, 500);
+    let before = q.cursor_as(TaskId::parse);
+    q.finish()?;
     // One more than asked tells whether another page exists.
-    let limit = filter.limit;
-    filter.limit += 1;
+    let filter = TaskFilter {
+        state: state_filter,
+        operation,
+        before,
+        limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
+    };
     let mut tasks = state.store.list_tasks(&filter).await?;
-    let more = tasks.len() > limit as usize;
-    tasks.truncate(limit as usize);
+    let more = tasks.len() > limit;
+    tasks.truncate(limit);
     let next_cursor = if more {
-        tasks.last().map(|t| encode_cursor(t.id))
+        tasks.last().map(|t| encode_cursor(&t.id.to_string()))
     } else {
         None
     };
@@ -161,15 +137,4 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         items: tasks.iter().map(|t| t.view()).collect(),
         next_cursor,
     }))
-}
-
-fn encode_cursor(id: TaskId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
-}
-
-fn decode_cursor(text: &str) -> Option<TaskId> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    TaskId::parse(std::str::from_utf8(&bytes).ok()?)
 }

@@ -217,26 +217,34 @@ impl Query {
         self.errors.check(name, parse(&v))
     }
 
-    /// `limit` (1..=500, default 100) and `cursor`.
-    pub fn paging(&mut self) -> (usize, Option<Uuid>) {
-        let limit = self
-            .take("limit", |v| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| "must be a number from 1 to 500".to_string())
-            })
-            .unwrap_or(100);
-        let cursor = self.take("cursor", |v| {
+    /// `limit`: 1 to `max`, `default` when absent.
+    pub fn limit(&mut self, default: usize, max: usize) -> usize {
+        self.take("limit", |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("must be a number from 1 to {max}"))
+        })
+        .unwrap_or(default)
+    }
+
+    /// `cursor`, as given out by [`encode_cursor`], read back by `parse`.
+    pub fn cursor_as<T>(&mut self, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        self.take("cursor", |v| {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(v)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| Uuid::parse_str(&s).ok())
+                .and_then(|s| parse(&s))
                 .ok_or_else(|| "is not a cursor this API gave out".to_string())
-        });
-        (limit, cursor)
+        })
+    }
+
+    /// `limit` (1..=500, default 100) and an id `cursor`.
+    pub fn paging(&mut self) -> (usize, Option<Uuid>) {
+        let limit = self.limit(100, 500);
+        (limit, self.cursor_as(|s| Uuid::parse_str(s).ok()))
     }
 
     pub fn finish(mut self) -> Result<(), super::problem::ApiError> {
@@ -254,6 +262,12 @@ impl Query {
     }
 }
 
+/// An opaque cursor for the page after `last`.
+pub fn encode_cursor(last: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
+}
+
 /// Sorts by id and cuts one page after `cursor`.
 pub fn page<T>(
     mut items: Vec<T>,
@@ -261,17 +275,13 @@ pub fn page<T>(
     limit: usize,
     cursor: Option<Uuid>,
 ) -> Page<T> {
-    use base64::Engine;
     items.sort_by_key(|i| id(i));
     let start = cursor.map_or(0, |c| items.partition_point(|i| id(i) <= c));
     let mut rest: Vec<T> = items.into_iter().skip(start).collect();
     let more = rest.len() > limit;
     rest.truncate(limit);
     let next_cursor = more
-        .then(|| {
-            rest.last()
-                .map(|i| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(i).to_string()))
-        })
+        .then(|| rest.last().map(|i| encode_cursor(&id(i).to_string())))
         .flatten();
     Page {
         items: rest,

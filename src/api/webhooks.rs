@@ -1,13 +1,13 @@
 //! `/v1/webhooks`: subscriptions, secret rotation, the delivery log and manual retries.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
+use super::views::{Query, encode_cursor};
 use super::{AppState, caller, idempotency, request};
 use crate::domain::{FieldErrors, Scope};
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
@@ -353,44 +353,22 @@ pub async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
     find(&state, &id).await?;
-    let mut limit = 50u32;
-    let mut before: Option<String> = None;
-    let mut e = FieldErrors::new();
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        match k.as_ref() {
-            "limit" => match v.parse::<u32>() {
-                Ok(n) if (1..=200).contains(&n) => limit = n,
-                _ => e.add("limit", "must be a number from 1 to 200"),
-            },
-            "cursor" => match base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(v.as_bytes())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-            {
-                Some(c) => before = Some(c),
-                None => e.add("cursor", "is not a cursor this API gave out"),
-            },
-            other => e.add(other, "is not a known query parameter"),
-        }
-    }
-    if !e.is_empty() {
-        return Err(ApiError::Malformed {
-            detail: "invalid query parameters".into(),
-            errors: e.into_vec(),
-        });
-    }
+    let mut q = Query::of(&req);
+    let limit = q.limit(50, 200);
+    let before = q.cursor_as(|s| Some(s.to_string()));
+    q.finish()?;
     let mut items = state
         .store
-        .list_deliveries(&id, before.as_deref(), limit + 1)
+        .list_deliveries(
+            &id,
+            before.as_deref(),
+            u32::try_from(limit + 1).unwrap_or(u32::MAX),
+        )
         .await?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
+    let more = items.len() > limit;
+    items.truncate(limit);
     let next_cursor = more
-        .then(|| {
-            items
-                .last()
-                .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.id))
-        })
+        .then(|| items.last().map(|d| encode_cursor(&d.id)))
         .flatten();
     Ok(HttpResponse::Ok().json(DeliveryPage {
         items: items.into_iter().map(DeliveryView::from).collect(),
