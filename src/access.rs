@@ -56,11 +56,7 @@ pub fn hash(token: &str) -> String {
 
 pub fn hash_with(pepper: &[u8], token: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pepper);
-    ring::hmac::sign(&key, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::em::tls::hex(ring::hmac::sign(&key, token.as_bytes()).as_ref())
 }
 
 pub fn check_name(name: &str) -> Result<String, KeyError> {

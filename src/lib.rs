@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod em;
 pub mod operations;
+pub mod outbound;
 pub mod poller;
 pub mod sim;
 pub mod startup;

@@ -175,7 +175,7 @@ impl EmClient {
             .header("Accept", XML)
             .send()
             .await
-            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+            .map_err(|e| EmError::Unreachable(crate::outbound::describe(&e)))?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if status.is_success() {
@@ -444,7 +444,7 @@ impl EmClient {
             .send()
             .instrument(tracing::debug_span!("em_logon"))
             .await
-            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+            .map_err(|e| EmError::Unreachable(crate::outbound::describe(&e)))?;
         let status = resp.status();
         let token = resp
             .headers()
@@ -459,7 +459,7 @@ impl EmClient {
         let text = resp
             .text()
             .await
-            .map_err(|e| EmError::Unreachable(describe(&e)))?;
+            .map_err(|e| EmError::Unreachable(crate::outbound::describe(&e)))?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let message = xml::from_xml::<xml::Error>(&text)
                 .ok()
@@ -589,13 +589,15 @@ impl EmClient {
                     return Err(EmError::OutcomeUnknown {
                         method: method.to_string(),
                         path: url.path().to_string(),
-                        reason: describe(&e),
+                        reason: crate::outbound::describe(&e),
                     });
                 }
             }
         }
         Err(EmError::Unreachable(
-            last_error.map(|e| describe(&e)).unwrap_or_default(),
+            last_error
+                .map(|e| crate::outbound::describe(&e))
+                .unwrap_or_default(),
         ))
     }
 
@@ -660,29 +662,5 @@ fn refusal(status: StatusCode, text: &str) -> EmError {
             ),
         },
         None => EmError::BadAnswer(format!("HTTP {} without an EM error body", status.as_u16())),
-    }
-}
-
-/// A transport error without URLs' query strings or anything secret.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "the answer was cut off"
-    } else {
-        "the connection failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
     }
 }

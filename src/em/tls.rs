@@ -49,11 +49,12 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
 }
 
 pub fn sha256_hex(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// Lower-case hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn provider() -> Arc<CryptoProvider> {

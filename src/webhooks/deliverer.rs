@@ -220,7 +220,7 @@ impl Deliverer {
             .body(job.payload.clone())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| crate::outbound::describe(&e))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -258,26 +258,4 @@ fn snippet(status: u16, body: &str) -> String {
 /// ±20%, so retries from many deliveries do not arrive in lockstep.
 fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(0.8 + fastrand::f64() * 0.4)
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_redirect() {
-        "redirects are not followed"
-    } else {
-        "the request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = None;
-    while let Some(s) = source {
-        detail = Some(s.to_string());
-        source = s.source();
-    }
-    match detail {
-        Some(d) => format!("{kind}: {d}"),
-        None => kind.to_string(),
-    }
 }
