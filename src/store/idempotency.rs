@@ -48,17 +48,13 @@ impl Store {
         stale_ms: i64,
     ) -> Result<Claim, StoreError> {
         let now = now_ms();
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND expires_at < $3",
-        )
-        .bind(key.api_key_id.as_str())
-        .bind(key.key.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO NOTHING",
+             VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO UPDATE \
+             SET fingerprint = excluded.fingerprint, state = 'in_progress', task_id = NULL, \
+             status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
         )
         .bind(key.api_key_id.as_str())
         .bind(key.key.as_str())
