@@ -19,11 +19,14 @@ use crate::domain::{
     Operation, Resource, ResourceType, TaskId, TaskState,
 };
 use crate::em::xml::{self, TaskState as EmTaskState};
-use crate::em::{EmClient, EmError};
+use crate::em::{EmClient, EmError, SessionRef};
 use crate::store::{InFlight, Settlement, Store, StoreError, TaskRecord, now_ms};
 
 /// Tasks settled in one transaction.
 const SETTLE_BATCH: usize = 200;
+/// Settle transactions at once: enough to keep up with a burst, few enough to leave database
+/// connections for the API.
+const SETTLE_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
@@ -136,48 +139,86 @@ impl Poller {
     }
 
     async fn poll_own_sessions(&self, report: &mut TickReport) -> Result<(), PollError> {
+        use futures_util::stream::{self, StreamExt};
         let running = self.store.running_tasks_of(&self.owner).await?;
         if running.is_empty() {
             return Ok(());
         }
-        let live = self.em.live_sessions();
-        let mut by_session: HashMap<&str, Vec<&InFlight>> = HashMap::new();
-        for task in &running {
+        let mut by_session: HashMap<String, Vec<InFlight>> = HashMap::new();
+        for task in running {
             by_session
-                .entry(task.em_session_id.as_str())
+                .entry(task.em_session_id.clone())
                 .or_default()
                 .push(task);
         }
-        for session in live {
-            let Some(tasks) = by_session.get(session.session_id.as_str()) else {
-                continue;
-            };
-            report.em_task_lists += 1;
-            match self.em.tasks(&session).await {
-                Ok(em_tasks) => {
-                    let by_id: HashMap<&str, &xml::Task> =
-                        em_tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
-                    // Tasks EM no longer lists are left to the orphan path (EM's objects).
-                    let finished: Vec<(TaskId, Settlement)> = tasks
-                        .iter()
-                        .filter_map(|task| {
-                            let em_task = by_id.get(task.em_task_id.as_str())?;
-                            (em_task.state == EmTaskState::Finished)
-                                .then(|| (task.id, from_em_result(task, em_task)))
-                        })
-                        .collect();
-                    report.settled += self.settle_all(finished, "em").await?;
-                }
-                Err(EmError::SessionLost) => {
-                    tracing::info!(
-                        slot = session.slot,
-                        "EM session lost; its tasks will be settled from EM's objects"
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "could not read EM's tasks"),
-            }
+        let polls: Vec<_> = self
+            .em
+            .live_sessions()
+            .into_iter()
+            .filter_map(|session| {
+                let tasks = by_session.remove(session.session_id.as_str())?;
+                Some((session, tasks))
+            })
+            .collect();
+        report.em_task_lists += polls.len();
+        // Every session's list is read at once.
+        let lists = polls.len().max(1);
+        let mut finished: Vec<(TaskId, Settlement)> = stream::iter(polls)
+            .map(|(session, tasks)| self.finished_on(session, tasks))
+            .buffer_unordered(lists)
+            .flat_map(stream::iter)
+            .collect()
+            .await;
+        // EM does not say when a task finished. Oldest first: a task that finished long before
+        // this tick has waited longest, and among tasks the oldest most likely finished first,
+        // so its webhook should not queue behind tasks that finished a moment ago. Task ids are
+        // time-ordered.
+        finished.sort_unstable_by_key(|(id, _)| *id);
+        let chunks: Vec<Vec<(TaskId, Settlement)>> =
+            finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
+        let settled: Vec<Result<usize, StoreError>> = stream::iter(chunks)
+            .map(|chunk| self.settle_batch(chunk, "em"))
+            .buffered(SETTLE_CONCURRENCY)
+            .collect()
+            .await;
+        for r in settled {
+            report.settled += r?;
         }
         Ok(())
+    }
+
+    /// One `GET /api/tasks` on a session: its tasks that EM shows finished. Tasks EM no longer
+    /// lists are left to the orphan path (EM's objects).
+    async fn finished_on(
+        &self,
+        session: SessionRef,
+        tasks: Vec<InFlight>,
+    ) -> Vec<(TaskId, Settlement)> {
+        match self.em.tasks(&session).await {
+            Ok(em_tasks) => {
+                let by_id: HashMap<&str, &xml::Task> =
+                    em_tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+                tasks
+                    .iter()
+                    .filter_map(|task| {
+                        let em_task = by_id.get(task.em_task_id.as_str())?;
+                        (em_task.state == EmTaskState::Finished)
+                            .then(|| (task.id, from_em_result(task, em_task)))
+                    })
+                    .collect()
+            }
+            Err(EmError::SessionLost) => {
+                tracing::info!(
+                    slot = session.slot,
+                    "EM session lost; its tasks will be settled from EM's objects"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read EM's tasks");
+                Vec::new()
+            }
+        }
     }
 
     async fn settle_orphans(&self, report: &mut TickReport) -> Result<(), PollError> {
@@ -223,37 +264,20 @@ impl Poller {
         Ok(())
     }
 
-    /// Settles tasks concurrently (a tick can finish thousands at once), waking the deliverer.
-    async fn settle_all(
+    /// Settles one batch in one transaction, waking the deliverer.
+    async fn settle_batch(
         &self,
-        finished: Vec<(TaskId, Settlement)>,
+        batch: Vec<(TaskId, Settlement)>,
         how: &'static str,
-    ) -> Result<usize, PollError> {
-        use futures_util::stream::{self, StreamExt};
-        let chunks: Vec<Vec<(TaskId, Settlement)>> =
-            finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
-        let results: Vec<Result<usize, StoreError>> = stream::iter(chunks)
-            .map(|chunk| {
-                let (store, wake) = (self.store.clone(), self.settled.clone());
-                async move {
-                    let settled = store.settle_tasks(&chunk).await?;
-                    for task in &settled {
-                        crate::telemetry::task_settled(task.state.as_str(), how);
-                    }
-                    if !settled.is_empty() {
-                        wake.notify_one();
-                    }
-                    Ok(settled.len())
-                }
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        let mut count = 0;
-        for r in results {
-            count += r?;
+    ) -> Result<usize, StoreError> {
+        let settled = self.store.settle_tasks(&batch).await?;
+        for task in &settled {
+            crate::telemetry::task_settled(task.state.as_str(), how);
         }
-        Ok(count)
+        if !settled.is_empty() {
+            self.settled.notify_one();
+        }
+        Ok(settled.len())
     }
 
     /// Decides a task EM lost track of from EM's objects. `None`: not yet decidable.

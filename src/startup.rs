@@ -105,7 +105,7 @@ impl Application {
                 schedule: settings.webhook_retry_schedule.clone(),
                 timeout: settings.webhook_timeout,
                 allow_private: settings.webhook_allow_private,
-                concurrency: 64,
+                concurrency: 128,
             },
             wake_deliverer.clone(),
         )

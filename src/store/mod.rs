@@ -24,7 +24,7 @@ pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use tasks::{InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
 pub use webhooks::{
-    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, WebhookRecord,
+    AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, DeliveryRecord, NewWebhook, WebhookRecord,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,18 @@ impl Store {
     }
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `width` values, numbered after the first `skip`
+/// parameters: multi-row statements bind only placeholders, never formatted values.
+pub(crate) fn placeholders(rows: usize, width: usize, skip: usize) -> String {
+    let row = |r: usize| {
+        let values: Vec<String> = (1..=width)
+            .map(|c| format!("${}", skip + r * width + c))
+            .collect();
+        format!("({})", values.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -167,6 +179,12 @@ pub(crate) fn to_time(ms: i64) -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn placeholders_number_rows_after_the_fixed_parameters() {
+        assert_eq!(super::placeholders(2, 3, 1), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(super::placeholders(1, 1, 0), "($1)");
+    }
+
     #[test]
     fn passwords_are_redacted_from_errors() {
         let text = super::redact("error connecting to postgres://emgw:hunter2@db:5432/emgw");

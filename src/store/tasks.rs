@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::idempotency::{IdempotencyKey, StoredAnswer};
-use super::{Backend, Store, StoreError, now_ms, to_time};
+use super::{Backend, Store, StoreError, now_ms, placeholders, to_time};
 use crate::domain::{
     Metadata, Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView,
 };
@@ -15,6 +15,9 @@ use crate::domain::{
 const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
      em_session_id, em_owner, resource_type, resource_id, message, api_key_id, created_at, \
      updated_at, finished_at";
+
+/// Tasks settled per statement (5 parameters each).
+const SETTLE_CHUNK: usize = 200;
 
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,26 +336,34 @@ impl Store {
         // it again (from EM, or from EM's objects) and its webhook is sent again, which
         // at-least-once delivery allows. Not waiting for the disk lets thousands settle a second.
         self.relax_durability(&mut tx).await?;
-        let sql = format!(
-            "UPDATE tasks SET state = $2, message = $3, resource_type = $4, resource_id = $5, \
-             finished_at = $6, updated_at = $6, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND state = 'running' RETURNING {COLUMNS}"
-        );
         let mut settled = Vec::with_capacity(batch.len());
-        for (id, settlement) in batch {
-            let row = sqlx::query(AssertSqlSafe(sql.clone()))
-                .bind(id.to_string())
-                .bind(settlement.state.as_str())
-                .bind(settlement.message.clone())
-                .bind(settlement.resource.map(|r| r.type_.as_str()))
-                .bind(settlement.resource.map(|r| r.id.to_string()))
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = row {
+        for chunk in batch.chunks(SETTLE_CHUNK) {
+            // One statement per chunk; `v`'s columns are named apart from the table's.
+            let sql = format!(
+                "WITH v (v_id, v_state, v_message, v_type, v_resource) AS (VALUES {}) \
+                 UPDATE tasks SET state = v_state, message = v_message, resource_type = v_type, \
+                 resource_id = v_resource, finished_at = $1, updated_at = $1, \
+                 lease_owner = NULL, lease_until = NULL \
+                 FROM v WHERE id = v_id AND state = 'running' RETURNING {COLUMNS}",
+                placeholders(chunk.len(), 5, 1)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (id, settlement) in chunk {
+                query = query
+                    .bind(id.to_string())
+                    .bind(settlement.state.as_str())
+                    .bind(settlement.message.clone())
+                    .bind(settlement.resource.map(|r| r.type_.as_str()))
+                    .bind(settlement.resource.map(|r| r.id.to_string()));
+            }
+            for row in query.fetch_all(&mut *tx).await? {
                 settled.push(decode(&row)?);
             }
         }
+        // In the order given (the poller's oldest first), whatever order the database returned.
+        let order: std::collections::HashMap<TaskId, usize> =
+            batch.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        settled.sort_by_key(|t| order.get(&t.id).copied());
         let views: Vec<TaskView> = settled.iter().map(TaskRecord::view).collect();
         super::webhooks::enqueue_task_events(&mut tx, &views).await?;
         tx.commit().await?;

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, now_ms, to_time};
+use super::{Backend, Store, StoreError, now_ms, placeholders, to_time};
 use crate::domain::{TaskState, TaskView};
 
 const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
@@ -73,6 +73,18 @@ pub struct AttemptRecord {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
+
+/// An attempt made under a lease, to be logged with its delivery moved on.
+#[derive(Debug, Clone)]
+pub struct RecordedAttempt {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub attempt: AttemptRecord,
+    pub result: AttemptResult,
+}
+
+/// Attempts per statement when recording a batch (9 parameters each).
+const RECORD_CHUNK: usize = 200;
 
 /// A delivery with its attempts, for the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,21 +180,9 @@ pub(super) async fn enqueue_task_events(
         ));
     }
     for chunk in events.chunks(200) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    i * 5 + 1,
-                    i * 5 + 2,
-                    i * 5 + 3,
-                    i * 5 + 4,
-                    i * 5 + 5
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES {}",
-            values.join(", ")
+            placeholders(chunk.len(), 5, 0)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (id, kind, task_id, payload) in chunk {
@@ -196,21 +196,11 @@ pub(super) async fn enqueue_task_events(
         query.execute(&mut **tx).await?;
     }
     for chunk in deliveries.chunks(200) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(${}, ${}, ${}, 'pending', 0, ${n}, ${n}, ${n})",
-                    i * 4 + 1,
-                    i * 4 + 2,
-                    i * 4 + 3,
-                    n = i * 4 + 4
-                )
-            })
-            .collect();
+        // Pending, no attempts yet, due at once.
         let sql = format!(
             "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
              next_attempt_at, created_at, updated_at) VALUES {}",
-            values.join(", ")
+            placeholders(chunk.len(), 8, 0)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (id, hook, event) in chunk {
@@ -218,6 +208,10 @@ pub(super) async fn enqueue_task_events(
                 .bind(id.as_str())
                 .bind(hook.as_str())
                 .bind(event.as_str())
+                .bind("pending")
+                .bind(0_i64)
+                .bind(now)
+                .bind(now)
                 .bind(now);
         }
         query.execute(&mut **tx).await?;
@@ -323,13 +317,15 @@ impl Store {
             return Ok(Vec::new());
         }
         // One query for all of them: only placeholders are formatted into the SQL.
-        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, e.type, e.payload, \
              w.url, w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
              FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
              JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
-            placeholders.join(", ")
+            (1..=ids.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for id in &ids {
@@ -372,73 +368,94 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>("due")?)
     }
 
-    /// Logs one attempt and moves the delivery on, in one transaction. Only the lease holder
-    /// may: a replica whose lease lapsed mid-attempt cannot overwrite another's result.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_attempt(
+    /// Logs attempts and moves their deliveries on, all in one transaction (a burst of
+    /// settled tasks means thousands of attempts a second; one transaction each would not keep
+    /// up). Only a delivery's lease holder may: a replica whose lease lapsed mid-attempt cannot
+    /// overwrite another's result, and its attempt is not logged. Returns how many were
+    /// recorded.
+    pub async fn record_attempts(
         &self,
         owner: &str,
-        job: &DeliveryJob,
-        attempt: &AttemptRecord,
-        result: &AttemptResult,
-    ) -> Result<(), StoreError> {
+        batch: &[RecordedAttempt],
+    ) -> Result<usize, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        // Losing this in a database crash only means the delivery is sent again.
+        // Losing this in a database crash only means the deliveries are sent again.
         self.relax_durability(&mut tx).await?;
-        let (state, next, finished) = match result {
-            AttemptResult::Delivered => ("delivered", now, Some(now)),
-            AttemptResult::RetryAt(at) => ("pending", *at, None),
-            AttemptResult::Failed | AttemptResult::Gone => ("failed", now, Some(now)),
-        };
-        let updated = sqlx::query(
-            "UPDATE webhook_deliveries SET state = $3, attempts = $4, next_attempt_at = $5, \
-             last_status = $6, last_error = $7, lease_owner = NULL, lease_until = NULL, \
-             updated_at = $8, finished_at = $9 WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(job.delivery_id.as_str())
-        .bind(owner)
-        .bind(state)
-        .bind(i64::from(attempt.attempt))
-        .bind(next)
-        .bind(attempt.status_code.map(i64::from))
-        .bind(attempt.error.clone())
-        .bind(now)
-        .bind(finished)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(());
+        let mut held = std::collections::HashSet::new();
+        for chunk in batch.chunks(RECORD_CHUNK) {
+            let sql = format!(
+                "WITH v (id, state, attempts, next_attempt_at, last_status, last_error, \
+                 finished_at) AS (VALUES {}) \
+                 UPDATE webhook_deliveries SET state = v.state, attempts = v.attempts, \
+                 next_attempt_at = v.next_attempt_at, last_status = v.last_status, \
+                 last_error = v.last_error, finished_at = v.finished_at, lease_owner = NULL, \
+                 lease_until = NULL, updated_at = $1 FROM v \
+                 WHERE webhook_deliveries.id = v.id AND webhook_deliveries.lease_owner = $2 \
+                 RETURNING webhook_deliveries.id",
+                placeholders(chunk.len(), 7, 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(owner);
+            for r in chunk {
+                let (state, next, finished) = match r.result {
+                    AttemptResult::Delivered => ("delivered", now, Some(now)),
+                    AttemptResult::RetryAt(at) => ("pending", at, None),
+                    AttemptResult::Failed | AttemptResult::Gone => ("failed", now, Some(now)),
+                };
+                query = query
+                    .bind(r.delivery_id.as_str())
+                    .bind(state)
+                    .bind(i64::from(r.attempt.attempt))
+                    .bind(next)
+                    .bind(r.attempt.status_code.map(i64::from))
+                    .bind(r.attempt.error.clone())
+                    .bind(finished);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                held.insert(row.try_get::<String, _>(0)?);
+            }
         }
-        sqlx::query(
-            "INSERT INTO webhook_attempts (id, delivery_id, webhook_id, attempt, status_code, \
-             error, duration_ms, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(job.delivery_id.as_str())
-        .bind(job.webhook_id.as_str())
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.status_code.map(i64::from))
-        .bind(attempt.error.clone())
-        .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-        .bind(attempt.started_at.timestamp_millis())
-        .bind(attempt.finished_at.timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
-        if *result == AttemptResult::Gone {
+        let recorded: Vec<&RecordedAttempt> = batch
+            .iter()
+            .filter(|r| held.contains(&r.delivery_id))
+            .collect();
+        for chunk in recorded.chunks(RECORD_CHUNK) {
+            let sql = format!(
+                "INSERT INTO webhook_attempts (id, delivery_id, webhook_id, attempt, status_code, \
+                 error, duration_ms, started_at, finished_at) VALUES {}",
+                placeholders(chunk.len(), 9, 0)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                query = query
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(r.delivery_id.as_str())
+                    .bind(r.webhook_id.as_str())
+                    .bind(i64::from(r.attempt.attempt))
+                    .bind(r.attempt.status_code.map(i64::from))
+                    .bind(r.attempt.error.clone())
+                    .bind(i64::try_from(r.attempt.duration_ms).unwrap_or(i64::MAX))
+                    .bind(r.attempt.started_at.timestamp_millis())
+                    .bind(r.attempt.finished_at.timestamp_millis());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for gone in recorded.iter().filter(|r| r.result == AttemptResult::Gone) {
             sqlx::query(
                 "UPDATE webhooks SET disabled_at = $2, disabled_reason = $3, updated_at = $2 \
                  WHERE id = $1 AND disabled_at IS NULL",
             )
-            .bind(job.webhook_id.as_str())
+            .bind(gone.webhook_id.as_str())
             .bind(now)
             .bind("the endpoint answered 410 Gone")
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(recorded.len())
     }
 
     /// Fails a delivery without sending it (its subscription is disabled).

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::Url;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot, watch};
 
 use super::signature;
 use super::target;
-use crate::store::{AttemptRecord, AttemptResult, DeliveryJob, Store, now_ms};
+use crate::store::{AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, Store, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct DelivererConfig {
@@ -33,7 +33,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Even with nothing due, look again this often (a crashed replica's leases lapse).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// Deliveries claimed together once the deliverer is busy.
-const CLAIM_BATCH: usize = 16;
+const CLAIM_BATCH: usize = 32;
+/// Attempts recorded in one transaction, at most.
+const RECORD_BATCH: usize = 256;
 
 pub struct Deliverer {
     store: Store,
@@ -42,6 +44,11 @@ pub struct Deliverer {
     client: reqwest::Client,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    /// Finished attempts, on their way to the store: a slot is free again once its attempt is
+    /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
+    /// keeps it from being sent again meanwhile.
+    records: mpsc::Sender<RecordedAttempt>,
+    recorder: Mutex<Option<mpsc::Receiver<RecordedAttempt>>>,
 }
 
 impl Deliverer {
@@ -53,6 +60,7 @@ impl Deliverer {
     ) -> Result<Self, String> {
         let client = target::client(config.allow_private, config.timeout)?;
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let (records, recorder) = mpsc::channel(RECORD_BATCH * 4);
         Ok(Deliverer {
             store,
             owner,
@@ -60,10 +68,56 @@ impl Deliverer {
             client,
             wake,
             slots,
+            records,
+            recorder: Mutex::new(Some(recorder)),
         })
     }
 
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Sends deliveries until stopped; then lets the attempts in flight end and records them.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let Some(records) = self.recorder.lock().await.take() else {
+            return;
+        };
+        let (finish, finished) = oneshot::channel();
+        let recorder = tokio::spawn(self.clone().record(records, finished));
+        self.clone().send_due(stop).await;
+        let all = u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(
+            self.config.timeout + Duration::from_secs(1),
+            self.slots.acquire_many(all),
+        )
+        .await;
+        let _ = finish.send(());
+        let _ = recorder.await;
+    }
+
+    /// Writes finished attempts in batches until told to finish, then writes what is left.
+    async fn record(
+        self: Arc<Self>,
+        mut records: mpsc::Receiver<RecordedAttempt>,
+        mut finish: oneshot::Receiver<()>,
+    ) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                biased;
+                n = records.recv_many(&mut batch, RECORD_BATCH) => if n == 0 { break },
+                _ = &mut finish, if !closing => {
+                    records.close();
+                    closing = true;
+                    continue;
+                }
+            }
+            if let Err(e) = self.store.record_attempts(&self.owner, &batch).await {
+                // The leases lapse and the deliveries are tried again: at least once, never lost.
+                tracing::warn!(error = %e, attempts = batch.len(), "could not record webhook attempts");
+            }
+            batch.clear();
+        }
+    }
+
+    async fn send_due(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let lease_ms = i64::try_from((self.config.timeout * 3).as_millis())
             .unwrap_or(60_000)
             .max(30_000);
@@ -183,21 +237,22 @@ impl Deliverer {
             webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = attempt_no,
             status = ?status, ?result, duration_ms, "webhook attempt"
         );
-        let attempt = AttemptRecord {
-            attempt: attempt_no,
-            status_code: status,
-            error,
-            duration_ms,
-            started_at,
-            finished_at: Utc::now(),
+        let recorded = RecordedAttempt {
+            delivery_id: job.delivery_id,
+            webhook_id: job.webhook_id,
+            attempt: AttemptRecord {
+                attempt: attempt_no,
+                status_code: status,
+                error,
+                duration_ms,
+                started_at,
+                finished_at: Utc::now(),
+            },
+            result,
         };
-        if let Err(e) = self
-            .store
-            .record_attempt(&self.owner, &job, &attempt, &result)
-            .await
-        {
-            // The lease lapses and the delivery is tried again: at least once, never lost.
-            tracing::warn!(error = %e, "could not record a webhook attempt");
+        if self.records.send(recorded).await.is_err() {
+            // Only once stopped; the lease lapses and the delivery is tried again.
+            tracing::warn!("a webhook attempt was made while stopping and is not recorded");
         }
     }
 
