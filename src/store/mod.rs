@@ -24,7 +24,8 @@ pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use tasks::{InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
 pub use webhooks::{
-    AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, DeliveryRecord, NewWebhook, WebhookRecord,
+    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, RecordedAttempt,
+    WebhookRecord,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -361,8 +361,11 @@ impl Store {
             }
         }
         // In the order given (the poller's oldest first), whatever order the database returned.
-        let order: std::collections::HashMap<TaskId, usize> =
-            batch.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        let order: std::collections::HashMap<TaskId, usize> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
         settled.sort_by_key(|t| order.get(&t.id).copied());
         let views: Vec<TaskView> = settled.iter().map(TaskRecord::view).collect();
         super::webhooks::enqueue_task_events(&mut tx, &views).await?;

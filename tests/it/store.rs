@@ -1,7 +1,11 @@
 //! The store, straight: the same suite on SQLite and on Postgres.
 
+use chrono::Utc;
 use em_gateway::domain::{Metadata, Operation, Resource, ResourceType, Scope, TaskId, TaskState};
-use em_gateway::store::{NewTask, Settlement, Store, TaskFilter, now_ms};
+use em_gateway::store::{
+    AttemptRecord, AttemptResult, NewTask, NewWebhook, RecordedAttempt, Settlement, Store,
+    TaskFilter, now_ms,
+};
 
 use crate::both_databases;
 use crate::support::*;
@@ -13,6 +17,7 @@ both_databases!(
     api_keys_are_stored_as_hashes_and_revoked,
     migrations_run_twice_without_harm,
     a_batch_settles_only_what_is_still_running,
+    attempts_are_recorded_in_batches_by_the_lease_holder_only,
 );
 
 async fn store(db: Db) -> Store {
@@ -278,14 +283,130 @@ async fn a_batch_settles_only_what_is_still_running(db: Db) {
         resource: None,
     };
     store.settle_task(ids[0], &done).await.unwrap().unwrap();
-    let batch: Vec<(TaskId, Settlement)> = ids.iter().map(|id| (*id, done.clone())).collect();
+    let failed = Settlement {
+        state: TaskState::Failed,
+        message: Some("host is unreachable".into()),
+        resource: None,
+    };
+    let resource = Resource {
+        type_: ResourceType::CloudGateway,
+        id: uuid::Uuid::new_v4(),
+    };
+    let created = Settlement {
+        state: TaskState::Succeeded,
+        message: None,
+        resource: Some(resource),
+    };
+    // Newest first, each with its own outcome.
+    let mut batch: Vec<(TaskId, Settlement)> = ids.iter().map(|id| (*id, done.clone())).collect();
+    batch.reverse();
+    batch[1].1 = failed.clone();
+    batch[2].1 = created.clone();
     let settled = store.settle_tasks(&batch).await.unwrap();
     assert_eq!(
         settled.len(),
         4,
         "the one settled before is not settled again"
     );
-    assert!(settled.iter().all(|t| t.id != ids[0]));
+    let order: Vec<TaskId> = settled.iter().map(|t| t.id).collect();
+    assert_eq!(
+        order,
+        [ids[4], ids[3], ids[2], ids[1]],
+        "in the order given"
+    );
+    assert_eq!(settled[1].state, TaskState::Failed);
+    assert_eq!(settled[1].message.as_deref(), Some("host is unreachable"));
+    assert_eq!(settled[2].resource, Some(resource));
+    assert_eq!(settled[0].state, TaskState::Succeeded);
+    assert!(settled.iter().all(|t| t.finished_at.is_some()));
     assert!(store.settle_tasks(&batch).await.unwrap().is_empty());
     assert_eq!(store.count_running().await.unwrap(), 0);
+}
+
+async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
+    let store = store(db).await;
+    let mut hooks = Vec::new();
+    for name in ["ok", "gone", "retry"] {
+        let hook = NewWebhook {
+            url: format!("https://{name}.example/hook"),
+            event_types: Vec::new(),
+            description: None,
+            secret: "whsec_c2VjcmV0".into(),
+            api_key_id: None,
+        };
+        hooks.push(store.insert_webhook(&hook).await.unwrap());
+    }
+    let task = store.insert_task(&new_task()).await.unwrap();
+    let done = Settlement {
+        state: TaskState::Succeeded,
+        message: None,
+        resource: None,
+    };
+    store.settle_task(task.id, &done).await.unwrap().unwrap();
+    let jobs = store.claim_deliveries("r1", 60_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 3, "one delivery per subscription");
+    let attempt = |job: &em_gateway::store::DeliveryJob, status: u16, result: AttemptResult| {
+        RecordedAttempt {
+            delivery_id: job.delivery_id.clone(),
+            webhook_id: job.webhook_id.clone(),
+            attempt: AttemptRecord {
+                attempt: 1,
+                status_code: Some(status),
+                error: (status >= 300).then(|| format!("HTTP {status}")),
+                duration_ms: 3,
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+            },
+            result,
+        }
+    };
+    let by_hook = |i: usize| {
+        jobs.iter()
+            .find(|j| j.webhook_id == hooks[i].id)
+            .expect("a job per hook")
+    };
+    let batch = vec![
+        attempt(by_hook(0), 200, AttemptResult::Delivered),
+        attempt(by_hook(1), 410, AttemptResult::Gone),
+        attempt(by_hook(2), 503, AttemptResult::RetryAt(now_ms() + 60_000)),
+    ];
+    assert_eq!(
+        store.record_attempts("r2", &batch).await.unwrap(),
+        0,
+        "a replica without the leases records nothing"
+    );
+    assert_eq!(store.record_attempts("r1", &batch).await.unwrap(), 3);
+    assert_eq!(
+        store.record_attempts("r1", &batch).await.unwrap(),
+        0,
+        "recording gives the leases up"
+    );
+    let expect = [("delivered", 200), ("failed", 410), ("pending", 503)];
+    for (hook, (state, status)) in hooks.iter().zip(expect) {
+        let log = store.list_deliveries(&hook.id, None, 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].state, state, "{}", hook.url);
+        assert_eq!(log[0].attempts.len(), 1, "one attempt logged, not two");
+        assert_eq!(log[0].attempts[0].status_code, Some(status));
+    }
+    let gone = store.webhook(&hooks[1].id).await.unwrap().unwrap();
+    assert!(gone.disabled_at.is_some(), "410 disables the subscription");
+    assert!(
+        store
+            .webhook(&hooks[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none(),
+        "only that one"
+    );
+    assert!(
+        store
+            .claim_deliveries("r1", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the retry is not due yet and the others are over"
+    );
 }
