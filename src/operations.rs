@@ -17,7 +17,9 @@ use crate::domain::{
 };
 use crate::em::xml::{self, Namespace, NetworkMode};
 use crate::em::{EmClient, EmError, Submitted};
-use crate::store::{IdempotencyKey, NewTask, Store, StoreError, TaskRecord, accepted_answer};
+use crate::store::{
+    Batcher, EmAttach, IdempotencyKey, NewTask, Store, StoreError, TaskRecord, accepted_answer,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -42,13 +44,42 @@ pub struct Requester {
 pub struct Operations {
     store: Store,
     em: Arc<EmClient>,
-    /// This replica's id: the owner of the EM sessions it submits through.
-    owner: String,
+    /// Intents, committed durably, many requests to a commit under load.
+    intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
+    /// EM's task ids, recorded the same way.
+    attaches: Batcher<EmAttach, Option<TaskRecord>>,
 }
 
+/// Writes gathered into one transaction, at most.
+const WRITE_BATCH: usize = 64;
+
 impl Operations {
+    /// `owner` is this replica's id: the owner of the EM sessions it submits through. Starts
+    /// the writers, so it must run inside the runtime.
     pub fn new(store: Store, em: Arc<EmClient>, owner: String) -> Self {
-        Operations { store, em, owner }
+        let intents = {
+            let store = store.clone();
+            Batcher::start(
+                WRITE_BATCH,
+                move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
+                    let store = store.clone();
+                    async move { store.insert_tasks(&batch).await }
+                },
+            )
+        };
+        let attaches = {
+            let store = store.clone();
+            Batcher::start(WRITE_BATCH, move |batch: Vec<EmAttach>| {
+                let (store, owner) = (store.clone(), owner.clone());
+                async move { store.attach_em_tasks(&owner, &batch).await }
+            })
+        };
+        Operations {
+            store,
+            em,
+            intents,
+            attaches,
+        }
     }
 
     pub async fn create_cloud_gateway(
@@ -160,18 +191,17 @@ impl Operations {
             api_key_id: by.api_key_id,
         };
         let key = by.idempotency.as_ref();
-        let task = self.store.insert_task_for(&intent, key).await?;
+        let task = self.intents.write((intent, key.cloned())).await?;
         match call().await {
             Ok(submitted) => {
                 let attached = self
-                    .store
-                    .attach_em_task_for(
-                        task.id,
-                        &submitted.task.task_id,
-                        &submitted.session.session_id,
-                        &self.owner,
-                        key,
-                    )
+                    .attaches
+                    .write(EmAttach {
+                        id: task.id,
+                        em_task_id: submitted.task.task_id,
+                        em_session_id: submitted.session.session_id,
+                        key: key.cloned(),
+                    })
                     .await;
                 match attached {
                     Ok(Some(task)) => Ok(task),

@@ -6,6 +6,7 @@
 //! (SQLite has a single writer and a single replica). Each backend has its own migrations folder,
 //! free to diverge.
 
+mod batch;
 mod idempotency;
 mod keys;
 mod sessions;
@@ -20,9 +21,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
-pub use tasks::{InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
+pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, RecordedAttempt,
     WebhookRecord,
@@ -35,7 +37,7 @@ pub enum Backend {
 }
 
 /// The store failed; never carries connection secrets.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

@@ -1,6 +1,8 @@
 //! Tasks: recorded before EM is called (the intent), given EM's task id when EM accepts, settled
 //! exactly once.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -85,6 +87,37 @@ pub struct NewTask {
     pub api_key_id: Option<String>,
 }
 
+/// EM accepted a task: its id, and the session that can see it.
+#[derive(Debug, Clone)]
+pub struct EmAttach {
+    pub id: TaskId,
+    pub em_task_id: String,
+    pub em_session_id: String,
+    /// The request's Idempotency-Key: the 202 answer is stored under it.
+    pub key: Option<IdempotencyKey>,
+}
+
+/// Rows per statement when inserting or attaching in a batch.
+const INSERT_CHUNK: usize = 100;
+
+/// The tasks `rows` returned, in the order of `ids`; every one must be there.
+fn in_order(
+    ids: impl Iterator<Item = TaskId>,
+    rows: &[AnyRow],
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut tasks: HashMap<TaskId, TaskRecord> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let task = decode(row)?;
+        tasks.insert(task.id, task);
+    }
+    ids.map(|id| {
+        tasks
+            .remove(&id)
+            .ok_or_else(|| StoreError::Corrupt(format!("task {id} was not returned")))
+    })
+    .collect()
+}
+
 /// A running task as the poller matches it against EM's task list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InFlight {
@@ -164,33 +197,73 @@ impl Store {
         task: &NewTask,
         key: Option<&IdempotencyKey>,
     ) -> Result<TaskRecord, StoreError> {
+        let mut inserted = self.insert_tasks(&[(task.clone(), key.cloned())]).await?;
+        inserted
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("an inserted task was not returned".into()))
+    }
+
+    /// Records many intents durably at once (see [`super::Batcher`]), each linked to its
+    /// Idempotency-Key, if any. Answers in the order given.
+    pub async fn insert_tasks(
+        &self,
+        batch: &[(NewTask, Option<IdempotencyKey>)],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let now = now_ms();
-        let sql = format!(
-            "INSERT INTO tasks (id, operation, state, target_id, request, metadata, api_key_id, \
-             created_at, updated_at, resource_type, resource_id) \
-             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $7, $8, $3) RETURNING {COLUMNS}"
-        );
-        // An update or delete names its object from the start; a create learns it from EM.
-        let resource_type = task
-            .target_id
-            .map(|_| task.operation.resource_type().as_str());
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(task.id.to_string())
-            .bind(task.operation.as_str())
-            .bind(task.target_id.map(|t| t.to_string()))
-            .bind(task.request.to_string())
-            .bind(serde_json::to_string(&task.metadata).unwrap_or_else(|_| "{}".into()))
-            .bind(task.api_key_id.clone())
-            .bind(now)
-            .bind(resource_type);
-        let Some(key) = key else {
-            return decode(&row.fetch_one(&self.pool).await?);
-        };
-        let mut tx = self.pool.begin().await?;
-        let row = row.fetch_one(&mut *tx).await?;
-        super::idempotency::link_task_in(&mut tx, key, task.id).await?;
-        tx.commit().await?;
-        decode(&row)
+        let statements: Vec<_> = batch
+            .chunks(INSERT_CHUNK)
+            .map(|chunk| {
+                let sql = format!(
+                    "INSERT INTO tasks (id, operation, state, target_id, request, metadata, \
+                     api_key_id, created_at, updated_at, resource_type, resource_id) \
+                     VALUES {} RETURNING {COLUMNS}",
+                    placeholders(chunk.len(), 11, 0)
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (task, _) in chunk {
+                    // An update or delete names its object from the start; a create learns it
+                    // from EM.
+                    let target = task.target_id.map(|t| t.to_string());
+                    let resource_type = task
+                        .target_id
+                        .map(|_| task.operation.resource_type().as_str());
+                    query = query
+                        .bind(task.id.to_string())
+                        .bind(task.operation.as_str())
+                        .bind(TaskState::Running.as_str())
+                        .bind(target.clone())
+                        .bind(task.request.to_string())
+                        .bind(serde_json::to_string(&task.metadata).unwrap_or_else(|_| "{}".into()))
+                        .bind(task.api_key_id.clone())
+                        .bind(now)
+                        .bind(now)
+                        .bind(resource_type)
+                        .bind(target);
+                }
+                query
+            })
+            .collect();
+        let keys: Vec<(&IdempotencyKey, TaskId)> = batch
+            .iter()
+            .filter_map(|(task, key)| key.as_ref().map(|k| (k, task.id)))
+            .collect();
+        let mut rows = Vec::with_capacity(batch.len());
+        if statements.len() == 1 && keys.is_empty() {
+            // One statement is atomic on its own: no transaction round trips.
+            for query in statements {
+                rows.extend(query.fetch_all(&self.pool).await?);
+            }
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for query in statements {
+                rows.extend(query.fetch_all(&mut *tx).await?);
+            }
+            for (key, id) in keys {
+                super::idempotency::link_task_in(&mut tx, key, id).await?;
+            }
+            tx.commit().await?;
+        }
+        in_order(batch.iter().map(|(t, _)| t.id), &rows)
     }
 
     /// EM accepted: remember its task id and the session (and replica) that can see it.
@@ -201,44 +274,62 @@ impl Store {
         em_session_id: &str,
         owner: &str,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        self.attach_em_task_for(id, em_task_id, em_session_id, owner, None)
-            .await
+        let attach = EmAttach {
+            id,
+            em_task_id: em_task_id.to_string(),
+            em_session_id: em_session_id.to_string(),
+            key: None,
+        };
+        Ok(self
+            .attach_em_tasks(owner, &[attach])
+            .await?
+            .pop()
+            .flatten())
     }
 
-    /// The same, storing the 202 answer under the request's Idempotency-Key in the same
-    /// transaction.
-    pub async fn attach_em_task_for(
+    /// Many at once, each storing the 202 answer under its request's Idempotency-Key in the
+    /// same transaction. `None` for a task that no longer exists. Answers in the order given.
+    pub async fn attach_em_tasks(
         &self,
-        id: TaskId,
-        em_task_id: &str,
-        em_session_id: &str,
         owner: &str,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        let sql = format!(
-            "UPDATE tasks SET em_task_id = $2, em_session_id = $3, em_owner = $4, updated_at = $5 \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(em_task_id)
-            .bind(em_session_id)
-            .bind(owner)
-            .bind(now_ms());
+        batch: &[EmAttach],
+    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let now = now_ms();
         let mut tx = self.pool.begin().await?;
         // The intent was committed durably before EM was called; this only adds EM's task id,
         // so it need not wait for the disk. Were a database crash to lose it, the task would be
         // an orphan the poller settles from EM's objects.
         self.relax_durability(&mut tx).await?;
-        let row = row.fetch_optional(&mut *tx).await?;
-        let task = row.as_ref().map(decode).transpose()?;
-        if let (Some(key), Some(task)) = (key, &task) {
-            super::idempotency::finish_in(&mut tx, key, &accepted_answer(task)).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "WITH v (v_id, v_task, v_session) AS (VALUES {}) \
+                 UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
+                 updated_at = $1 FROM v WHERE id = v_id RETURNING {COLUMNS}",
+                placeholders(chunk.len(), 3, 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(owner);
+            for attach in chunk {
+                query = query
+                    .bind(attach.id.to_string())
+                    .bind(attach.em_task_id.as_str())
+                    .bind(attach.em_session_id.as_str());
+            }
+            rows.extend(query.fetch_all(&mut *tx).await?);
+        }
+        let mut tasks: HashMap<TaskId, TaskRecord> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let task = decode(row)?;
+            tasks.insert(task.id, task);
+        }
+        for attach in batch {
+            if let (Some(key), Some(task)) = (&attach.key, tasks.get(&attach.id)) {
+                super::idempotency::finish_in(&mut tx, key, &accepted_answer(task)).await?;
+            }
         }
         tx.commit().await?;
-        Ok(task)
+        Ok(batch.iter().map(|a| tasks.remove(&a.id)).collect())
     }
-
     /// EM refused synchronously, or was never reached: nothing was accepted, so no task.
     pub async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tasks WHERE id = $1 AND em_task_id IS NULL")

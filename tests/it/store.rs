@@ -3,8 +3,8 @@
 use chrono::Utc;
 use em_gateway::domain::{Metadata, Operation, Resource, ResourceType, Scope, TaskId, TaskState};
 use em_gateway::store::{
-    AttemptRecord, AttemptResult, NewTask, NewWebhook, RecordedAttempt, Settlement, Store,
-    TaskFilter, now_ms,
+    AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
+    RecordedAttempt, Settlement, Store, TaskFilter, now_ms,
 };
 
 use crate::both_databases;
@@ -18,6 +18,7 @@ both_databases!(
     migrations_run_twice_without_harm,
     a_batch_settles_only_what_is_still_running,
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
+    intents_and_em_task_ids_are_written_in_batches,
 );
 
 async fn store(db: Db) -> Store {
@@ -409,4 +410,64 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
             .is_empty(),
         "the retry is not due yet and the others are over"
     );
+}
+
+async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
+    let store = store(db).await;
+    let key = IdempotencyKey {
+        api_key_id: "k1".into(),
+        key: "order-7".into(),
+    };
+    assert_eq!(
+        store.claim_idempotency(&key, "fp", 60_000).await.unwrap(),
+        Claim::Fresh
+    );
+    let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..150)
+        .map(|i| (new_task(), (i == 120).then(|| key.clone())))
+        .collect();
+    let inserted = store.insert_tasks(&batch).await.unwrap();
+    let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
+    let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
+    assert_eq!(ids, given, "answers in the order given, across statements");
+    assert!(inserted.iter().all(|t| t.state == TaskState::Running));
+    match store.claim_idempotency(&key, "fp", 60_000).await.unwrap() {
+        Claim::InProgress { task_id, .. } => assert_eq!(task_id, Some(ids[120]), "linked"),
+        other => panic!("expected the key in progress, got {other:?}"),
+    }
+
+    let attach = |id: TaskId, n: usize, key: Option<IdempotencyKey>| EmAttach {
+        id,
+        em_task_id: format!("task-{n}"),
+        em_session_id: format!("session-{}", n % 2),
+        key,
+    };
+    let mut attaches: Vec<EmAttach> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| attach(*id, n, (n == 120).then(|| key.clone())))
+        .collect();
+    attaches.insert(1, attach(TaskId::new(), 999, None));
+    let attached = store.attach_em_tasks("r1", &attaches).await.unwrap();
+    assert_eq!(attached.len(), 151);
+    assert!(attached[1].is_none(), "no such task");
+    for (a, t) in attaches.iter().zip(&attached).filter(|(_, t)| t.is_some()) {
+        let t = t.as_ref().unwrap();
+        assert_eq!(t.id, a.id);
+        assert_eq!(t.em_task_id.as_deref(), Some(a.em_task_id.as_str()));
+        assert_eq!(t.em_session_id.as_deref(), Some(a.em_session_id.as_str()));
+        assert_eq!(t.em_owner.as_deref(), Some("r1"));
+    }
+    match store.claim_idempotency(&key, "fp", 60_000).await.unwrap() {
+        Claim::Replay(answer) => {
+            assert_eq!(answer.status, 202);
+            assert!(
+                answer.body.contains(&ids[120].to_string()),
+                "{}",
+                answer.body
+            );
+            assert!(answer.body.contains("task-120"), "{}", answer.body);
+        }
+        other => panic!("expected the stored answer, got {other:?}"),
+    }
+    assert_eq!(store.running_tasks_of("r1").await.unwrap().len(), 150);
 }
