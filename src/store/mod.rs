@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
@@ -29,6 +29,9 @@ pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, RecordedAttempt,
     WebhookRecord,
 };
+
+/// A pooled connection idle this long is checked before use.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -103,6 +106,18 @@ impl Store {
                 Backend::Sqlite => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out: a round trip before each query, a
+            // third of a task read's. Only one idle for a while may have been cut off (a
+            // database restart, a firewall); a busy one that was is closed by its failed query.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
