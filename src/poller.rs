@@ -18,7 +18,7 @@ use crate::domain::{
     CloudGatewayChange, CloudGatewayPoolChange, Network, NewCloudGateway, NewCloudGatewayPool,
     Operation, Resource, ResourceType, TaskId, TaskState,
 };
-use crate::em::xml::{self, TaskState as EmTaskState};
+use crate::em::xml;
 use crate::em::{EmClient, EmError, SessionRef};
 use crate::store::{InFlight, Settlement, Store, StoreError, TaskRecord, now_ms};
 
@@ -194,19 +194,20 @@ impl Poller {
         session: SessionRef,
         tasks: Vec<InFlight>,
     ) -> Vec<(TaskId, Settlement)> {
-        match self.em.tasks(&session).await {
-            Ok(em_tasks) => {
-                let by_id: HashMap<&str, &xml::Task> =
-                    em_tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
-                tasks
-                    .iter()
-                    .filter_map(|task| {
-                        let em_task = by_id.get(task.em_task_id.as_str())?;
-                        (em_task.state == EmTaskState::Finished)
-                            .then(|| (task.id, from_em_result(task, em_task)))
-                    })
-                    .collect()
-            }
+        let ours: HashMap<&str, &InFlight> =
+            tasks.iter().map(|t| (t.em_task_id.as_str(), t)).collect();
+        match self
+            .em
+            .finished_tasks(&session, |id| ours.contains_key(id))
+            .await
+        {
+            Ok(finished) => finished
+                .iter()
+                .filter_map(|em_task| {
+                    let task = ours.get(em_task.task_id.as_str())?;
+                    Some((task.id, from_em_result(task, em_task)))
+                })
+                .collect(),
             Err(EmError::SessionLost) => {
                 tracing::info!(
                     slot = session.slot,

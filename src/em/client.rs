@@ -281,6 +281,23 @@ impl EmClient {
         Ok(tasks.tasks)
     }
 
+    /// The finished tasks among those `wanted`, from the same one call (see
+    /// [`xml::finished_tasks`]: the others are not built).
+    pub async fn finished_tasks(
+        &self,
+        session: &SessionRef,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<xml::Task>, EmError> {
+        let url = self.url(&["tasks"], &[]);
+        let (_, status, text) = self
+            .call(Via::Session(session), Method::GET, url, None)
+            .await?;
+        if !status.is_success() {
+            return Err(refusal(status, &text));
+        }
+        xml::finished_tasks(&text, wanted).map_err(|e| EmError::BadAnswer(e.to_string()))
+    }
+
     pub async fn task(&self, session: &SessionRef, task_id: &str) -> Result<xml::Task, EmError> {
         self.read(Via::Session(session), self.url(&["tasks", task_id], &[]))
             .await

@@ -41,6 +41,84 @@ pub fn from_xml<'de, T: Deserialize<'de> + Document>(
     quick_xml::de::from_str(text)
 }
 
+/// The finished tasks among those `wanted` in a `<Tasks>` list. A session's list holds every
+/// task EM still keeps for it, thousands when busy, and the poller reads it every interval;
+/// only the few that finished since are wanted whole, so the others are skimmed for their id
+/// and state and never built.
+pub fn finished_tasks(
+    text: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<Task>, quick_xml::DeError> {
+    use quick_xml::events::Event;
+    let bad = |e: &dyn std::fmt::Display| quick_xml::DeError::Custom(e.to_string());
+    let not_a_list = |got: &str| {
+        quick_xml::DeError::Custom(format!("expected a <{}> document, got {got}", Tasks::ROOT))
+    };
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    // The task being read: where its element starts, its id, whether it has finished.
+    let mut task: Option<(usize, Option<String>, bool)> = None;
+    loop {
+        let before = usize::try_from(reader.buffer_position()).map_err(|e| bad(&e))?;
+        match reader.read_event().map_err(|e| bad(&e))? {
+            Event::Start(e) => {
+                let local = e.local_name();
+                let name: &str = local.as_ref();
+                match (depth, name) {
+                    (0, root) if root != Tasks::ROOT => {
+                        return Err(not_a_list(&format!("<{root}>")));
+                    }
+                    (1, "Task") => task = Some((before, None, false)),
+                    (2, "TaskId" | "State") if task.is_some() => {
+                        let value = reader.read_text(e.name()).map_err(|e| bad(&e))?;
+                        if let Some(t) = task.as_mut() {
+                            if name == "TaskId" {
+                                t.1 = Some(value.trim().to_string());
+                            } else {
+                                t.2 = value.trim() == "Finished";
+                            }
+                        }
+                        // The element was read through its end: the depth is unchanged.
+                        continue;
+                    }
+                    _ => {}
+                }
+                depth += 1;
+            }
+            Event::Empty(e) if depth == 0 => {
+                let local = e.local_name();
+                let name: &str = local.as_ref();
+                return if name == Tasks::ROOT {
+                    Ok(found)
+                } else {
+                    Err(not_a_list(&format!("<{name}>")))
+                };
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                match depth {
+                    0 => return Ok(found),
+                    1 => {
+                        if let Some((start, Some(id), true)) = task.take()
+                            && wanted(&id)
+                        {
+                            let end =
+                                usize::try_from(reader.buffer_position()).map_err(|e| bad(&e))?;
+                            let element = text.get(start..end).ok_or_else(|| bad(&"a cut task"))?;
+                            found.push(quick_xml::de::from_str::<Task>(element)?);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof if depth == 0 => return Err(not_a_list("no XML")),
+            Event::Eof => return Err(bad(&"the task list ends early")),
+            _ => {}
+        }
+    }
+}
+
 /// The local name of the first element.
 fn root_name(text: &str) -> Option<String> {
     let mut reader = quick_xml::Reader::from_str(text);
@@ -476,6 +554,59 @@ mod tests {
         );
         assert!(from_xml::<Tasks>("not xml at all").is_err());
         assert!(from_xml::<Tasks>(r#"<?xml version="1.0"?><!-- c --><Tasks xmlns="x"/>"#).is_ok());
+    }
+
+    #[test]
+    fn a_task_list_is_skimmed_for_the_finished_tasks_wanted() {
+        let task = |id: &str, state: &str| {
+            format!(
+                r#"<Task Href="https://em/api/tasks/{id}" Type="Task"><Links><Link Href="https://em/api/cloud/gateways/{id}-gw?format=Entity" Type="CloudGateway" Rel="Related"/></Links><TaskId>{id}</TaskId><State>{state}</State><Operation>CreateCloudGateway</Operation><Result Success="true"><Message>Ok &amp; done</Message></Result></Task>"#
+            )
+        };
+        let list = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Tasks xmlns=\"http://www.veeam.com/ent/v1.0\">\n  {}\n  {}\n  {}\n  {}\n</Tasks>",
+            task("task-1", "Running"),
+            task("task-2", "Finished"),
+            task("task-3", "Finished"),
+            task("task-4", "OperationFinished"),
+        );
+        let skimmed = finished_tasks(&list, |id| id != "task-3").unwrap();
+        let whole: Tasks = from_xml(&list).unwrap();
+        assert_eq!(
+            skimmed,
+            vec![whole.tasks[1].clone()],
+            "as the whole parse reads it"
+        );
+        assert_eq!(
+            skimmed[0].result.as_ref().unwrap().message.as_deref(),
+            Some("Ok & done")
+        );
+        assert_eq!(
+            id_of(&skimmed[0].links.find("Related", None).unwrap().href),
+            "task-2-gw"
+        );
+        assert!(finished_tasks(&list, |_| false).unwrap().is_empty());
+        assert!(
+            finished_tasks(r#"<Tasks xmlns="x"/>"#, |_| true)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            finished_tasks("<Tasks></Tasks>", |_| true)
+                .unwrap()
+                .is_empty()
+        );
+        let html = finished_tasks("<html><body>busy</body></html>", |_| true).unwrap_err();
+        assert!(
+            html.to_string()
+                .contains("expected a <Tasks> document, got <html>"),
+            "{html}"
+        );
+        assert!(finished_tasks("not xml at all", |_| true).is_err());
+        assert!(
+            finished_tasks(&list[..list.len() / 2], |_| true).is_err(),
+            "cut short"
+        );
     }
 
     #[test]
