@@ -39,6 +39,11 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         for reply in replies {
                             let _ = reply.send(Err(e.clone()));
                         }
+                        // The database just failed: what queued meanwhile gets the same answer
+                        // now (nothing of it was written) instead of waiting for its own.
+                        while let Ok((_, reply)) = pending.try_recv() {
+                            let _ = reply.send(Err(e.clone()));
+                        }
                     }
                 }
             }
@@ -99,5 +104,41 @@ mod tests {
             batcher.write(13).await,
             Err(StoreError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_what_queued_behind_it_at_once() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (g, counted) = (gate.clone(), calls.clone());
+        let batcher = Arc::new(Batcher::start(1, move |_: Vec<u32>| {
+            let g = g.clone();
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                g.notified().await;
+                Err::<Vec<u32>, _>(StoreError::Unavailable("down".into()))
+            }
+        }));
+        let writes: Vec<_> = (0..4u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.write(i).await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        for w in writes {
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .expect("answered without a batch of its own");
+            assert!(matches!(answer.unwrap(), Err(StoreError::Unavailable(_))));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the queued writes were not tried"
+        );
     }
 }
