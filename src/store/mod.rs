@@ -178,13 +178,14 @@ impl Store {
 /// `($1, $2), ($3, $4)` for `rows` rows of `width` values, numbered after the first `skip`
 /// parameters: multi-row statements bind only placeholders, never formatted values.
 pub(crate) fn placeholders(rows: usize, width: usize, skip: usize) -> String {
-    let row = |r: usize| {
-        let values: Vec<String> = (1..=width)
-            .map(|c| format!("${}", skip + r * width + c))
-            .collect();
-        format!("({})", values.join(", "))
-    };
+    let row = |r: usize| format!("({})", parameters(width, skip + r * width));
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// `$3, $4` for `count` parameters after the first `skip`: an `IN (…)` list.
+pub(crate) fn parameters(count: usize, skip: usize) -> String {
+    let list: Vec<String> = (skip + 1..=skip + count).map(|n| format!("${n}")).collect();
+    list.join(", ")
 }
 
 pub fn now_ms() -> i64 {
@@ -201,6 +202,7 @@ mod tests {
     fn placeholders_number_rows_after_the_fixed_parameters() {
         assert_eq!(super::placeholders(2, 3, 1), "($2, $3, $4), ($5, $6, $7)");
         assert_eq!(super::placeholders(1, 1, 0), "($1)");
+        assert_eq!(super::parameters(2, 2), "$3, $4");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Which replica holds which EM logon session, and whether it is still alive.
 
-use super::{Store, StoreError, now_ms};
+use sqlx::AssertSqlSafe;
+
+use super::{Store, StoreError, now_ms, parameters};
 
 impl Store {
     /// This replica's live sessions are alive now; any other session it registered is lost
@@ -25,14 +27,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "UPDATE em_sessions SET lost_at = $2 WHERE owner = $1 AND lost_at IS NULL \
-             AND heartbeat_at < $2",
-        )
-        .bind(owner)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        // Every other session of this replica is gone (by name, not by heartbeat time: a slot
+        // may log on again within the millisecond of its last heartbeat).
+        let others = if live.is_empty() {
+            String::new()
+        } else {
+            format!(" AND session_id NOT IN ({})", parameters(live.len(), 2))
+        };
+        let sql = format!(
+            "UPDATE em_sessions SET lost_at = $2 WHERE owner = $1 AND lost_at IS NULL{others}"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(owner).bind(now);
+        for (_, session_id) in live {
+            query = query.bind(session_id.as_str());
+        }
+        query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, now_ms, placeholders, to_time};
+use super::{Backend, Store, StoreError, now_ms, parameters, placeholders, to_time};
 use crate::domain::{TaskState, TaskView};
 
 const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
@@ -322,10 +322,7 @@ impl Store {
              w.url, w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
              FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
              JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
-            (1..=ids.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            parameters(ids.len(), 0)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for id in &ids {
