@@ -52,6 +52,8 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     pub webhook_retry_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
+    /// Webhook attempts in flight at once, across all subscriptions.
+    pub webhook_concurrency: usize,
     /// A client that has not sent its whole request head by then gets 408.
     pub client_timeout: Duration,
     pub log_format: Option<LogFormat>,
@@ -78,6 +80,7 @@ pub const VARIABLES: &[&str] = &[
     "EMGW_WEBHOOK_ALLOW_PRIVATE",
     "EMGW_WEBHOOK_RETRY_SCHEDULE",
     "EMGW_WEBHOOK_TIMEOUT_MS",
+    "EMGW_WEBHOOK_CONCURRENCY",
     "EMGW_API_KEY_PEPPER",
     "EMGW_LOG_FORMAT",
     "RUST_LOG",
@@ -241,6 +244,12 @@ impl Settings {
             Duration::from_secs(10),
             millis(100),
         )?;
+        let webhook_concurrency = s.parse("EMGW_WEBHOOK_CONCURRENCY", 128usize, |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| "expected a number from 1 to 1024".into())
+        })?;
         // actix reads its request deadlines off a clock cached every 500 ms: below a second
         // they misfire.
         let client_timeout = s.parse(
@@ -262,6 +271,7 @@ impl Settings {
             webhook_allow_private: s.parse("EMGW_WEBHOOK_ALLOW_PRIVATE", false, parse_bool)?,
             webhook_retry_schedule,
             webhook_timeout,
+            webhook_concurrency,
             client_timeout,
             log_format,
             log_filter: s.get("RUST_LOG").unwrap_or_else(|| "info".into()),
@@ -325,6 +335,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.poll_interval, Duration::from_millis(1000));
         assert_eq!(s.webhook_retry_schedule.len(), 7);
+        assert_eq!(s.webhook_concurrency, 128);
         assert!(s.em.is_none());
     }
 
@@ -390,6 +401,14 @@ mod tests {
             Settings::from_source(None, env(&[("EMGW_WEBHOOK_RETRY_SCHEDULE", "5s,forever")]))
                 .unwrap_err();
         assert!(err.to_string().contains("forever"), "{err}");
+        let err =
+            Settings::from_source(None, env(&[("EMGW_WEBHOOK_CONCURRENCY", "0")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("EMGW_WEBHOOK_CONCURRENCY"),
+            "{err}"
+        );
+        let s = Settings::from_source(None, env(&[("EMGW_WEBHOOK_CONCURRENCY", "8")])).unwrap();
+        assert_eq!(s.webhook_concurrency, 8);
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Application {
                 schedule: settings.webhook_retry_schedule.clone(),
                 timeout: settings.webhook_timeout,
                 allow_private: settings.webhook_allow_private,
-                concurrency: 128,
+                concurrency: settings.webhook_concurrency,
             },
             wake_deliverer.clone(),
         )

@@ -498,3 +498,25 @@ async fn redirects_are_not_followed() {
     app.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_concurrency_limits_attempts_in_flight() {
+    // With the default limit the three arrive within ~50 ms of each other.
+    let (sim, app) = start(Db::Sqlite, &[("EMGW_WEBHOOK_CONCURRENCY", "1")]).await;
+    let receiver = Receiver::start(Answer::Hang(Duration::from_millis(300)));
+    subscribe(&app, &receiver.url, json!([])).await;
+    for i in 0..3 {
+        create(&app, &format!("one-at-a-time-{i}.example")).await;
+    }
+    let mut got = receiver.wait_for(3).await;
+    got.sort_by_key(|r| r.at);
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(250),
+            "a second attempt started {gap:?} after the first, before it ended"
+        );
+    }
+    app.stop().await;
+    sim.stop().await;
+}
