@@ -100,16 +100,19 @@ pub struct EmAttach {
 /// Rows per statement when inserting or attaching in a batch.
 const INSERT_CHUNK: usize = 100;
 
+/// The tasks a statement returned, by id: `RETURNING` promises no order.
+fn by_id(rows: &[AnyRow]) -> Result<HashMap<TaskId, TaskRecord>, StoreError> {
+    rows.iter()
+        .map(|row| decode(row).map(|task| (task.id, task)))
+        .collect()
+}
+
 /// The tasks `rows` returned, in the order of `ids`; every one must be there.
 fn in_order(
     ids: impl Iterator<Item = TaskId>,
     rows: &[AnyRow],
 ) -> Result<Vec<TaskRecord>, StoreError> {
-    let mut tasks: HashMap<TaskId, TaskRecord> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let task = decode(row)?;
-        tasks.insert(task.id, task);
-    }
+    let mut tasks = by_id(rows)?;
     ids.map(|id| {
         tasks
             .remove(&id)
@@ -317,11 +320,7 @@ impl Store {
             }
             rows.extend(query.fetch_all(&mut *tx).await?);
         }
-        let mut tasks: HashMap<TaskId, TaskRecord> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let task = decode(row)?;
-            tasks.insert(task.id, task);
-        }
+        let mut tasks = by_id(&rows)?;
         for attach in batch {
             if let (Some(key), Some(task)) = (&attach.key, tasks.get(&attach.id)) {
                 super::idempotency::finish_in(&mut tx, key, &accepted_answer(task)).await?;
@@ -427,7 +426,7 @@ impl Store {
         // it again (from EM, or from EM's objects) and its webhook is sent again, which
         // at-least-once delivery allows. Not waiting for the disk lets thousands settle a second.
         self.relax_durability(&mut tx).await?;
-        let mut settled = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(SETTLE_CHUNK) {
             // One statement per chunk; `v`'s columns are named apart from the table's.
             let sql = format!(
@@ -447,17 +446,14 @@ impl Store {
                     .bind(settlement.resource.map(|r| r.type_.as_str()))
                     .bind(settlement.resource.map(|r| r.id.to_string()));
             }
-            for row in query.fetch_all(&mut *tx).await? {
-                settled.push(decode(&row)?);
-            }
+            rows.extend(query.fetch_all(&mut *tx).await?);
         }
-        // In the order given (the poller's oldest first), whatever order the database returned.
-        let order: std::collections::HashMap<TaskId, usize> = batch
+        // In the order given (the poller's oldest first); those settled before are left out.
+        let mut returned = by_id(&rows)?;
+        let settled: Vec<TaskRecord> = batch
             .iter()
-            .enumerate()
-            .map(|(i, (id, _))| (*id, i))
+            .filter_map(|(id, _)| returned.remove(id))
             .collect();
-        settled.sort_by_key(|t| order.get(&t.id).copied());
         let views: Vec<TaskView> = settled.iter().map(TaskRecord::view).collect();
         super::webhooks::enqueue_task_events(&mut tx, &views).await?;
         tx.commit().await?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::Url;
-use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use super::signature;
 use super::target;
@@ -48,7 +48,8 @@ pub struct Deliverer {
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
     records: mpsc::Sender<RecordedAttempt>,
-    recorder: Mutex<Option<mpsc::Receiver<RecordedAttempt>>>,
+    /// Taken by `run`.
+    recorder: std::sync::Mutex<Option<mpsc::Receiver<RecordedAttempt>>>,
 }
 
 impl Deliverer {
@@ -69,13 +70,14 @@ impl Deliverer {
             wake,
             slots,
             records,
-            recorder: Mutex::new(Some(recorder)),
+            recorder: std::sync::Mutex::new(Some(recorder)),
         })
     }
 
     /// Sends deliveries until stopped; then lets the attempts in flight end and records them.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let Some(records) = self.recorder.lock().await.take() else {
+        let taken = self.recorder.lock().ok().and_then(|mut r| r.take());
+        let Some(records) = taken else {
             return;
         };
         let (finish, finished) = oneshot::channel();
