@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use uuid::Uuid;
 
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, Problems};
 use super::tasks::{as_task, no_body};
 use super::views::{CloudGatewayView, Page, Query, page, uid_filter};
 use super::{AppState, caller, request};
@@ -147,12 +147,10 @@ impl CreateCloudGatewayRequest {
         (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
             headers(("Location" = String, description = "/v1/tasks/{id}"))),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON, unknown field or wrong type"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid values, one entry per field"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "EM answered something the gateway cannot read"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "EM or the database is unavailable; see Retry-After"),
+        Problems::<401, 403, 413>,
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -242,9 +240,7 @@ pub(super) fn path_id<K: crate::domain::UidKind>(text: &str, what: &str) -> Resu
     ),
     responses(
         (status = 200, body = Page<CloudGatewayView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -284,8 +280,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     params(("id" = String, Path, description = "The gateway's guid or UID")),
     responses(
         (status = 200, body = CloudGatewayView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn get(
@@ -308,12 +303,7 @@ pub async fn get(
     params(("id" = String, Path)), request_body = UpdateCloudGatewayRequest,
     responses(
         (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 403, 404, 422, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn update(
@@ -338,10 +328,7 @@ pub async fn update(
     params(("id" = String, Path)),
     responses(
         (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403, 404, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn delete(

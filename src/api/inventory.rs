@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::gateways::path_id;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problems};
 use super::views::{BackupServerView, CloudTenantView, Page, Query, page, uid_filter};
 use super::{AppState, caller};
 use crate::domain::{BackupServer, CloudTenant, Scope};
@@ -17,8 +17,7 @@ use crate::domain::{BackupServer, CloudTenant, Scope};
     ),
     responses(
         (status = 200, body = Page<BackupServerView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn backup_servers(
@@ -49,8 +48,7 @@ pub async fn backup_servers(
     params(("id" = String, Path, description = "The backup server's guid or UID")),
     responses(
         (status = 200, body = BackupServerView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn backup_server(
@@ -78,8 +76,7 @@ pub async fn backup_server(
     ),
     responses(
         (status = 200, body = Page<CloudTenantView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn cloud_tenants(
@@ -112,8 +109,7 @@ pub async fn cloud_tenants(
     params(("id" = String, Path, description = "The tenant's guid or UID")),
     responses(
         (status = 200, body = CloudTenantView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn cloud_tenant(

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problems};
 use super::{AppState, caller, idempotency, request};
 use crate::access;
 use crate::domain::{FieldErrors, Scope};
@@ -65,10 +65,7 @@ pub struct ApiKeyList {
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKeyRequest,
     responses(
         (status = 201, body = ApiKeyView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 403, 422>,
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -121,8 +118,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
     responses(
         (status = 200, body = ApiKeyList),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403>,
     ),
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -142,9 +138,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     params(("id" = String, Path)),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn revoke(

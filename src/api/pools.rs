@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::gateways::{path_id, required};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problems};
 use super::tasks::{as_task, no_body};
 use super::views::{CloudGatewayPoolView, Page, Query, guid, page, uid_filter};
 use super::{AppState, caller, request};
@@ -90,13 +90,7 @@ impl CreateCloudGatewayPoolRequest {
     responses(
         (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
             headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 403, 413, 422, 502, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -184,9 +178,7 @@ async fn names(state: &AppState) -> Result<HashMap<Uuid, String>, ApiError> {
     ),
     responses(
         (status = 200, body = Page<CloudGatewayPoolView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -222,8 +214,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     params(("id" = String, Path, description = "The pool's guid or UID")),
     responses(
         (status = 200, body = CloudGatewayPoolView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn get(
@@ -243,12 +234,7 @@ pub async fn get(
     params(("id" = String, Path)), request_body = UpdateCloudGatewayPoolRequest,
     responses(
         (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 403, 404, 422, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn update(
@@ -273,10 +259,7 @@ pub async fn update(
     params(("id" = String, Path)),
     responses(
         (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403, 404, 503>,
     ),
     security(("api_key" = [])))]
 pub async fn delete(

@@ -195,3 +195,46 @@ impl ResponseError for ApiError {
         resp.body(serde_json::to_string(&body).unwrap_or_default())
     }
 }
+
+/// The problem answers a route documents without a word of their own, by status:
+/// `responses(…, Problems::<401, 403, 404>)` (unused places stay 0).
+pub struct Problems<
+    const A: u16,
+    const B: u16 = 0,
+    const C: u16 = 0,
+    const D: u16 = 0,
+    const E: u16 = 0,
+    const F: u16 = 0,
+    const G: u16 = 0,
+>;
+
+impl<
+    const A: u16,
+    const B: u16,
+    const C: u16,
+    const D: u16,
+    const E: u16,
+    const F: u16,
+    const G: u16,
+> utoipa::IntoResponses for Problems<A, B, C, D, E, F, G>
+{
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = ResponseBuilder::new()
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        [A, B, C, D, E, F, G]
+            .into_iter()
+            .filter(|status| *status != 0)
+            .map(|status| (status.to_string(), problem.clone().into()))
+            .collect()
+    }
+}

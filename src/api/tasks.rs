@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problems};
 use super::views::{Query, encode_cursor};
 use super::{AppState, caller};
 use crate::domain::{Operation, Scope, TaskId, TaskState, TaskView};
@@ -76,8 +76,7 @@ pub struct TaskPage {
     params(("id" = Uuid, Path, description = "The task id")),
     responses(
         (status = 200, body = TaskView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn get(
@@ -102,8 +101,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, body = TaskPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401>,
     ),
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, Problems};
 use super::views::{Query, encode_cursor};
 use super::{AppState, caller, idempotency, request};
 use crate::domain::{FieldErrors, Scope};
@@ -143,10 +143,7 @@ async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
     responses(
         (status = 201, body = WebhookView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 403, 422>,
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -216,7 +213,7 @@ async fn subscribe(
 
 /// Lists subscriptions (never their secrets).
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, body = WebhookList), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = WebhookList), Problems::<401>),
     security(("api_key" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
@@ -235,8 +232,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     params(("id" = String, Path)),
     responses(
         (status = 200, body = WebhookView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn get(
@@ -254,9 +250,7 @@ pub async fn get(
     params(("id" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn delete(
@@ -280,10 +274,7 @@ pub async fn delete(
     params(("id" = String, Path)), request_body(content = Option<RotateSecretRequest>),
     responses(
         (status = 200, body = WebhookView, description = "The new secret, shown once"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Problems::<401, 403, 404, 422>,
     ),
     security(("api_key" = [])))]
 pub async fn rotate_secret(
@@ -341,9 +332,7 @@ async fn rotate(state: &AppState, id: &str, overlap: i64) -> Result<HttpResponse
     ),
     responses(
         (status = 200, body = DeliveryPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Problems::<400, 401, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn deliveries(
@@ -381,10 +370,8 @@ pub async fn deliveries(
     params(("id" = String, Path), ("delivery_id" = String, Path)),
     responses(
         (status = 202, description = "Queued"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The subscription is disabled"),
+        Problems::<401, 403, 404>,
     ),
     security(("api_key" = [])))]
 pub async fn retry(
