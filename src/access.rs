@@ -61,7 +61,8 @@ pub fn hash_with(pepper: &[u8], token: &str) -> String {
 
 pub fn check_name(name: &str) -> Result<String, KeyError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    let bad = |c: char| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}';
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(bad) {
         return Err(KeyError::BadName);
     }
     Ok(name.to_string())

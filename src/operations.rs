@@ -12,8 +12,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::domain::{
-    CloudGatewayChange, CloudGatewayPoolChange, Metadata, Network, NewCloudGateway,
-    NewCloudGatewayPool, Operation, TaskId,
+    BackupServerUid, CloudGatewayChange, CloudGatewayPoolChange, FieldError, Metadata, Network,
+    NewCloudGateway, NewCloudGatewayPool, Operation, TaskId,
 };
 use crate::em::xml::{self, Namespace, NetworkMode};
 use crate::em::{EmClient, EmError, Submitted};
@@ -30,6 +30,10 @@ pub enum SubmitError {
     /// The object to change does not exist on EM.
     #[error("{0}")]
     NotFound(String),
+    /// The request names EM objects that EM does not have (checked before anything is
+    /// recorded or sent): one entry per field.
+    #[error("the request conflicts with Enterprise Manager's objects")]
+    Conflicts(Vec<FieldError>),
 }
 
 /// Who asked, for the task's record.
@@ -44,6 +48,7 @@ pub struct Requester {
 pub struct Operations {
     store: Store,
     em: Arc<EmClient>,
+    backup_servers: KnownBackupServers,
     /// Intents, committed durably, many requests to a commit under load.
     intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
     /// EM's task ids, recorded the same way.
@@ -77,6 +82,7 @@ impl Operations {
         Operations {
             store,
             em,
+            backup_servers: KnownBackupServers::default(),
             intents,
             attaches,
         }
@@ -87,6 +93,7 @@ impl Operations {
         command: &NewCloudGateway,
         by: Requester,
     ) -> Result<TaskRecord, SubmitError> {
+        self.check_backup_server(command.backup_server).await?;
         let spec = gateway_spec(command);
         self.submit(Operation::CreateCloudGateway, None, command, by, || {
             self.em.create_cloud_gateway(&spec)
@@ -99,6 +106,7 @@ impl Operations {
         command: &NewCloudGatewayPool,
         by: Requester,
     ) -> Result<TaskRecord, SubmitError> {
+        self.check_backup_server(command.backup_server).await?;
         let spec = pool_spec(command);
         self.submit(Operation::CreateCloudGatewayPool, None, command, by, || {
             self.em.create_cloud_gateway_pool(&spec)
@@ -167,6 +175,24 @@ impl Operations {
             self.em.delete_cloud_gateway_pool(id)
         })
         .await
+    }
+
+    /// Refuses a backup server EM does not manage, before anything is recorded: EM would answer
+    /// 400 for it anyway, but this way the caller learns which field is at fault. When EM's
+    /// list cannot be read, EM judges the request itself: the check must not make a create
+    /// depend on one more EM call succeeding.
+    async fn check_backup_server(&self, uid: BackupServerUid) -> Result<(), SubmitError> {
+        match self.backup_servers.has(&self.em, uid.id()).await {
+            Ok(false) => Err(SubmitError::Conflicts(vec![FieldError {
+                field: "backup_server_uid".into(),
+                message: format!("Enterprise Manager manages no backup server {}", uid.urn()),
+            }])),
+            Ok(true) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read EM's backup servers; EM will judge");
+                Ok(())
+            }
+        }
     }
 
     async fn submit<C, F, Fut>(
@@ -326,5 +352,45 @@ pub fn pool_edit(
             },
             None => current.cloud_tenants.clone(),
         },
+    }
+}
+
+/// The ids of EM's backup servers, read again when an id is not among them (at most once a
+/// second): backup servers are added rarely and almost never removed, so creates do not pay an
+/// EM round trip for the check.
+#[derive(Default)]
+struct KnownBackupServers {
+    known: std::sync::Mutex<(std::collections::HashSet<Uuid>, Option<std::time::Instant>)>,
+}
+
+impl KnownBackupServers {
+    const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+    async fn has(&self, em: &EmClient, id: Uuid) -> Result<bool, EmError> {
+        let stale = {
+            let known = self.lock();
+            if known.0.contains(&id) {
+                return Ok(true);
+            }
+            known.1.is_none_or(|at| at.elapsed() >= Self::REREAD_AFTER)
+        };
+        if !stale {
+            return Ok(false);
+        }
+        let servers = em.backup_servers().await?;
+        let ids: std::collections::HashSet<Uuid> = servers
+            .iter()
+            .filter_map(|b| Uuid::parse_str(xml::id_of(&b.uid)).ok())
+            .collect();
+        let found = ids.contains(&id);
+        *self.lock() = (ids, Some(std::time::Instant::now()));
+        Ok(found)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (std::collections::HashSet<Uuid>, Option<std::time::Instant>)>
+    {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

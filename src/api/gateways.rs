@@ -4,17 +4,18 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use uuid::Uuid;
 
 use super::problem::{ApiError, Problem, Problems};
 use super::tasks::{as_task, no_body};
-use super::views::{CloudGatewayView, Page, Query, page, uid_filter};
+use super::views::{CloudGatewayPage, CloudGatewayView, Paging, Query, page, uid_filter};
 use super::{AppState, caller, request};
 use crate::domain::{
     BackupServerUid, CloudGatewayChange, Description, FieldErrors, HostName, Metadata, Network,
-    NewCloudGateway, Port, Scope, TaskView,
+    NetworkType, NewCloudGateway, Port, Scope, TaskView,
 };
 
 /// Creates a cloud gateway (EM's `CreateCloudGatewaySpec`).
@@ -27,22 +28,28 @@ use crate::domain::{
     "metadata": {"order": "42"}}))]
 pub struct CreateCloudGatewayRequest {
     /// The backup server: `urn:veeam:BackupServer:<guid>` or the bare guid.
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false, value_type = BackupServerUid)]
     pub backup_server_uid: Option<String>,
     /// DNS name or IP address of a managed server of that backup server.
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false, value_type = HostName)]
     pub server_host_name: Option<String>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
     /// `direct` (default) or `nat`.
-    #[schema(example = "direct")]
+    #[schema(value_type = Option<NetworkType>)]
     pub network_type: Option<String>,
     /// The NAT device's external IP address or DNS name; required for `nat`.
+    #[schema(value_type = Option<HostName>)]
     pub external_ip: Option<String>,
     /// Default 6180.
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub external_port: Option<i64>,
     /// Default 6180.
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub internal_port: Option<i64>,
-    /// Your own data, echoed in the task and in webhooks.
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -67,14 +74,47 @@ pub(super) fn port(errors: &mut FieldErrors, field: &str, value: Option<i64>) ->
     }
 }
 
+/// `nat` needs `external_ip`, and `external_ip` is for `nat` only (see [`network`]).
+fn network_rules() -> [serde_json::Value; 2] {
+    use request::{equals, given};
+    [
+        json!({"if": equals("network_type", "nat"), "then": given("external_ip", "string")}),
+        json!({"if": given("external_ip", "string"), "then": equals("network_type", "nat")}),
+    ]
+}
+
+impl request::CrossFieldRules for CreateCloudGatewayRequest {
+    fn rules() -> Vec<serde_json::Value> {
+        network_rules().into()
+    }
+}
+
+impl request::CrossFieldRules for UpdateCloudGatewayRequest {
+    fn rules() -> Vec<serde_json::Value> {
+        let mut rules = Vec::from(network_rules());
+        rules.push(request::one_of_given(&[
+            ("enabled", "boolean"),
+            ("description", "string"),
+            ("network_type", "string"),
+            ("external_port", "integer"),
+            ("internal_port", "integer"),
+        ]));
+        rules
+    }
+}
+
 pub(super) fn network(
     errors: &mut FieldErrors,
     network_type: Option<&str>,
     external_ip: Option<&str>,
 ) -> Option<Network> {
-    match network_type.unwrap_or("direct") {
-        "direct" => Some(Network::Direct),
-        "nat" => match external_ip {
+    match NetworkType::parse(network_type.unwrap_or("direct")) {
+        Some(NetworkType::Direct) if external_ip.is_some() => {
+            errors.add("external_ip", "is only for network_type nat");
+            None
+        }
+        Some(NetworkType::Direct) => Some(Network::Direct),
+        Some(NetworkType::Nat) => match external_ip {
             None => {
                 errors.add("external_ip", "is required when network_type is nat");
                 None
@@ -83,8 +123,11 @@ pub(super) fn network(
                 .check("external_ip", HostName::parse(ip))
                 .map(|external_ip| Network::Nat { external_ip }),
         },
-        _ => {
-            errors.add("network_type", "must be direct or nat");
+        None => {
+            errors.add(
+                "network_type",
+                format!("must be {}", NetworkType::choices()),
+            );
             None
         }
     }
@@ -142,17 +185,16 @@ impl CreateCloudGatewayRequest {
 
 /// Creates a cloud gateway on a backup server. Answers at once with a task; EM does the work.
 #[utoipa::path(post, path = "/v1/cloud-gateways", tag = "cloud gateways",
-    request_body = CreateCloudGatewayRequest,
+    operation_id = "createCloudGateway", request_body = CreateCloudGatewayRequest,
     responses(
         (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
             headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON, unknown field or wrong type"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid values, one entry per field"),
-        (status = 502, body = Problem, content_type = "application/problem+json", description = "EM answered something the gateway cannot read"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "EM or the database is unavailable; see Retry-After"),
-        Problems::<401, 403, 413>,
-    ),
-    security(("api_key" = [])))]
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "Malformed, or EM refused the request (the problem's `em` holds EM's message)"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "A field names an object Enterprise Manager does not have (`errors` says which), or a request with this `Idempotency-Key` is still in progress"),
+        Problems::<502>,
+    ))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -171,15 +213,23 @@ pub async fn create(
 /// Changes a cloud gateway. Fields left out keep what EM has.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"enabled": false, "description": "maintenance window"}))]
+#[schema(example = json!({"enabled": false, "description": "maintenance window"}), min_properties = 1)]
 pub struct UpdateCloudGatewayRequest {
     pub enabled: Option<bool>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
     /// `direct` or `nat`; `nat` needs `external_ip`.
+    #[schema(value_type = Option<NetworkType>)]
     pub network_type: Option<String>,
+    #[schema(value_type = Option<HostName>)]
     pub external_ip: Option<String>,
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub external_port: Option<i64>,
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub internal_port: Option<i64>,
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -230,19 +280,18 @@ pub(super) fn path_id<K: crate::domain::UidKind>(text: &str, what: &str) -> Resu
 
 /// Lists cloud gateways, with filters.
 #[utoipa::path(get, path = "/v1/cloud-gateways", tag = "cloud gateways",
+    operation_id = "listCloudGateways",
     params(
-        ("backup_server_uid" = Option<String>, Query, description = "Only gateways of this backup server"),
-        ("pool_uid" = Option<String>, Query, description = "Only gateways in this pool"),
+        ("backup_server_uid" = Option<Uuid>, Query, description = "Only gateways of this backup server (its guid; the UID is accepted too)"),
+        ("pool_uid" = Option<Uuid>, Query, description = "Only gateways in this pool (its guid; the UID is accepted too)"),
         ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
-        ("enabled" = Option<bool>, Query),
-        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
-        ("cursor" = Option<String>, Query),
+        ("enabled" = Option<bool>, Query, description = "Only enabled (true) or disabled (false) gateways"),
+        Paging,
     ),
     responses(
-        (status = 200, body = Page<CloudGatewayView>),
-        Problems::<400, 401, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudGatewayPage, description = "One page, sorted by id"),
+        Problems::<400, 502>,
+    ))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
     let mut q = Query::of(&req);
@@ -272,17 +321,17 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         })
         .filter(|g| enabled.is_none_or(|e| g.enabled == Some(e)))
         .collect();
-    Ok(HttpResponse::Ok().json(page(items, |g| g.id, limit, cursor)))
+    Ok(HttpResponse::Ok().json(CloudGatewayPage::from(page(items, |g| g.id, limit, cursor))))
 }
 
 /// Reads one cloud gateway.
 #[utoipa::path(get, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
-    params(("id" = String, Path, description = "The gateway's guid or UID")),
+    operation_id = "getCloudGateway",
+    params(("id" = Uuid, Path, description = "The gateway's guid (its UID is accepted too)")),
     responses(
-        (status = 200, body = CloudGatewayView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudGatewayView, description = "The gateway"),
+        Problems::<404, 502>,
+    ))]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -300,12 +349,16 @@ pub async fn get(
 
 /// Changes a cloud gateway (EM's PUT of the whole entity). Answers at once with a task.
 #[utoipa::path(patch, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
-    params(("id" = String, Path)), request_body = UpdateCloudGatewayRequest,
+    operation_id = "updateCloudGateway",
+    params(("id" = Uuid, Path, description = "The gateway's guid (its UID is accepted too)")),
+    request_body = UpdateCloudGatewayRequest,
     responses(
-        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        Problems::<400, 401, 403, 404, 422, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
+            headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "Malformed, or EM refused the request (the problem's `em` holds EM's message)"),
+        Problems::<404, 502>,
+    ))]
 pub async fn update(
     req: HttpRequest,
     payload: web::Payload,
@@ -325,12 +378,13 @@ pub async fn update(
 
 /// Deletes a cloud gateway (not while it is in a pool: EM fails the task). Answers with a task.
 #[utoipa::path(delete, path = "/v1/cloud-gateways/{id}", tag = "cloud gateways",
-    params(("id" = String, Path)),
+    operation_id = "deleteCloudGateway",
+    params(("id" = Uuid, Path, description = "The gateway's guid (its UID is accepted too)")),
     responses(
-        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        Problems::<401, 403, 404, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
+            headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        Problems::<404, 502>,
+    ))]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,

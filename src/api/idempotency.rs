@@ -23,21 +23,42 @@ fn key_of(req: &HttpRequest, api_key_id: &str) -> Result<Option<IdempotencyKey>,
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or("").trim_matches('"');
-    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    let Some(text) = value.to_str().ok().and_then(parse_key) else {
         return Err(ApiError::Malformed {
-            detail: "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            detail: format!("{HEADER} {KEY_RULE}"),
             errors: vec![FieldError {
                 field: HEADER.into(),
-                message: "must be 1 to 255 printable ASCII characters".into(),
+                message: KEY_RULE.into(),
             }],
         });
-    }
+    };
     Ok(Some(IdempotencyKey {
         api_key_id: api_key_id.to_string(),
         key: text.to_string(),
     }))
 }
+
+const KEY_RULE: &str = "must be 1 to 255 printable ASCII characters without quotes, optionally \
+     in double quotes (a Structured Field string), not starting or ending with a space";
+
+/// The key in a header value: bare, or as the draft's Structured Field string (in quotes).
+/// Exactly [`KEY_PATTERN`].
+fn parse_key(value: &str) -> Option<&str> {
+    let key = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let printable = |b: u8| (0x20..0x7f).contains(&b) && b != b'"';
+    let ok = (1..=255).contains(&key.len())
+        && key.bytes().all(printable)
+        && !key.starts_with(' ')
+        && !key.ends_with(' ');
+    ok.then_some(key)
+}
+
+/// [`parse_key`] as a JSON Schema pattern.
+pub const KEY_PATTERN: &str =
+    r#"^("[!#-~]([ !#-~]{0,253}[!#-~])?"|[!#-~]([ !#-~]{0,253}[!#-~])?)$"#;
 
 /// What makes two requests "the same": method, path and query, body.
 pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String {
@@ -138,4 +159,30 @@ where
     };
     state.store.finish_idempotency(&key, &stored).await?;
     Ok(head.set_body(actix_web::body::BoxBody::new(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_key;
+
+    #[test]
+    fn keys_are_bare_or_quoted_printable_ascii() {
+        assert_eq!(parse_key("order-42"), Some("order-42"));
+        assert_eq!(parse_key("\"order 42\""), Some("order 42"));
+        assert_eq!(parse_key(&"k".repeat(255)), Some("k".repeat(255).as_str()));
+        for bad in [
+            "",
+            "\"\"",
+            "\"",
+            "\"a",
+            "a\"b",
+            " a",
+            "a ",
+            "ä",
+            "\"\"a\"\"",
+            &"k".repeat(256),
+        ] {
+            assert_eq!(parse_key(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -4,22 +4,24 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::gateways::path_id;
 use super::problem::{ApiError, Problems};
-use super::views::{BackupServerView, CloudTenantView, Page, Query, page, uid_filter};
+use super::views::{
+    BackupServerPage, BackupServerView, CloudTenantPage, CloudTenantView, Paging, Query, page,
+    uid_filter,
+};
 use super::{AppState, caller};
 use crate::domain::{BackupServer, CloudTenant, Scope};
 
 /// Lists the backup servers EM manages.
 #[utoipa::path(get, path = "/v1/backup-servers", tag = "inventory",
+    operation_id = "listBackupServers",
     params(
         ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
-        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
-        ("cursor" = Option<String>, Query),
+        Paging,
     ),
     responses(
-        (status = 200, body = Page<BackupServerView>),
-        Problems::<401, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = BackupServerPage, description = "One page, sorted by id"),
+        Problems::<400, 502>,
+    ))]
 pub async fn backup_servers(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -40,17 +42,17 @@ pub async fn backup_servers(
                 .is_none_or(|n| b.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(page(items, |b| b.id, limit, cursor)))
+    Ok(HttpResponse::Ok().json(BackupServerPage::from(page(items, |b| b.id, limit, cursor))))
 }
 
 /// Reads one backup server.
 #[utoipa::path(get, path = "/v1/backup-servers/{id}", tag = "inventory",
-    params(("id" = String, Path, description = "The backup server's guid or UID")),
+    operation_id = "getBackupServer",
+    params(("id" = Uuid, Path, description = "The backup server's guid (its UID is accepted too)")),
     responses(
-        (status = 200, body = BackupServerView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = BackupServerView, description = "The backup server"),
+        Problems::<404, 502>,
+    ))]
 pub async fn backup_server(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -68,17 +70,16 @@ pub async fn backup_server(
 
 /// Lists the Cloud Connect tenants.
 #[utoipa::path(get, path = "/v1/cloud-tenants", tag = "inventory",
+    operation_id = "listCloudTenants",
     params(
-        ("backup_server_uid" = Option<String>, Query, description = "Only tenants of this backup server"),
+        ("backup_server_uid" = Option<Uuid>, Query, description = "Only tenants of this backup server (its guid; the UID is accepted too)"),
         ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
-        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
-        ("cursor" = Option<String>, Query),
+        Paging,
     ),
     responses(
-        (status = 200, body = Page<CloudTenantView>),
-        Problems::<401, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudTenantPage, description = "One page, sorted by id"),
+        Problems::<400, 502>,
+    ))]
 pub async fn cloud_tenants(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -101,17 +102,17 @@ pub async fn cloud_tenants(
                 .is_none_or(|n| t.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(page(items, |t| t.id, limit, cursor)))
+    Ok(HttpResponse::Ok().json(CloudTenantPage::from(page(items, |t| t.id, limit, cursor))))
 }
 
 /// Reads one tenant.
 #[utoipa::path(get, path = "/v1/cloud-tenants/{id}", tag = "inventory",
-    params(("id" = String, Path, description = "The tenant's guid or UID")),
+    operation_id = "getCloudTenant",
+    params(("id" = Uuid, Path, description = "The tenant's guid (its UID is accepted too)")),
     responses(
-        (status = 200, body = CloudTenantView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudTenantView, description = "The tenant"),
+        Problems::<404, 502>,
+    ))]
 pub async fn cloud_tenant(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::problem::{ApiError, Problems};
+use super::problem::{ApiError, Problem, Problems};
 use super::{AppState, caller, idempotency, request};
 use crate::access;
 use crate::domain::{FieldErrors, Scope};
@@ -16,27 +16,47 @@ use crate::store::ApiKeyRecord;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "provisioning portal", "scope": "write", "expires_in_days": 90}))]
 pub struct CreateApiKeyRequest {
-    #[schema(required = true)]
+    /// Who or what uses the key.
+    #[schema(required = true, nullable = false, value_type = ApiKeyName)]
     pub name: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false, value_type = Scope)]
     pub scope: Option<Scope>,
     /// 1 to 3650; absent: never expires.
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
 }
+
+/// An API key's name, as `access::check_name` takes it.
+pub struct ApiKeyName;
+
+impl utoipa::PartialSchema for ApiKeyName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::domain::name_schema("Who or what uses the key", 100, "provisioning portal")
+    }
+}
+
+impl utoipa::ToSchema for ApiKeyName {}
 
 /// An API key. `key` is present only in the answer to its creation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
+    #[schema(value_type = Uuid)]
     pub id: String,
     pub name: String,
     pub scope: Scope,
     /// The key's first characters, to recognise it.
     pub prefix: String,
+    /// The key itself: only in the answer to its creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Recorded at most once a minute.
+    #[schema(required = true)]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -56,18 +76,19 @@ impl From<&ApiKeyRecord> for ApiKeyView {
     }
 }
 
+/// Every API key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyList {
     pub items: Vec<ApiKeyView>,
 }
 
 /// Creates an API key; the answer shows it, once.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKeyRequest,
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", operation_id = "createApiKey",
+    request_body = CreateApiKeyRequest,
     responses(
-        (status = 201, body = ApiKeyView),
-        Problems::<400, 401, 403, 422>,
-    ),
-    security(("api_key" = [])))]
+        (status = 201, body = ApiKeyView, description = "Created; `key` holds the key, shown only here",
+            headers(("Location" = String, description = "/v1/api-keys/{id}"))),
+    ))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -115,12 +136,11 @@ pub async fn create(
 }
 
 /// Lists API keys (never the keys themselves).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", operation_id = "listApiKeys",
     responses(
-        (status = 200, body = ApiKeyList),
-        Problems::<401, 403>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = ApiKeyList, description = "Every key, revoked and expired ones included"),
+        Problems::<403>,
+    ))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Admin).await?;
     let items = state
@@ -134,13 +154,14 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Revokes an API key, at once on this replica and within seconds on the others.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
-    params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys", operation_id = "revokeApiKey",
+    params(("id" = Uuid, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked"),
-        Problems::<401, 403, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "The key making the call is the last admin key: revoking it would lock every admin out; or a request with this `Idempotency-Key` is still in progress"),
+        Problems::<404>,
+    ))]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -148,6 +169,14 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let admin = caller(&req, &state, Scope::Admin).await?;
     idempotency::once(&req, &state, &admin.id, b"", |_| async {
+        // The caller is an active admin key, so only revoking itself can leave none.
+        if *id == admin.id && state.store.active_admin_keys().await? <= 1 {
+            return Err(ApiError::Conflict(
+                "this is the last admin key: revoking it would leave nobody able to manage keys; \
+                 create another admin key first"
+                    .into(),
+            ));
+        }
         if !state.auth.revoke(&id).await? {
             return Err(ApiError::NotFound(format!("no active API key {id}")));
         }

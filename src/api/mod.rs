@@ -106,15 +106,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .default_service(web::to(not_found)),
     )
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics))
-    .route("/openapi.json", web::get().to(openapi::serve))
+    // Resources, not bare routes: another method on a known path is 405 with `Allow`, not 404.
+    .service(web::resource("/healthz").get(health::healthz))
+    .service(web::resource("/readyz").get(health::readyz))
+    .service(web::resource("/metrics").get(metrics))
+    .service(web::resource("/openapi.json").get(openapi::serve))
     .service(
         utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
             .config(utoipa_swagger_ui::Config::from("/openapi.json")),
     )
-    .route("/docs", web::get().to(openapi::docs_redirect))
+    .service(web::resource("/docs").get(openapi::docs_redirect))
     .default_service(web::to(not_found));
 }
 

@@ -11,13 +11,16 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::gateways::{path_id, required};
-use super::problem::{ApiError, Problems};
+use super::problem::{ApiError, Problem, Problems};
 use super::tasks::{as_task, no_body};
-use super::views::{CloudGatewayPoolView, Page, Query, guid, page, uid_filter};
+use super::views::{
+    CloudGatewayPoolPage, CloudGatewayPoolView, Paging, Query, guid, page, uid_filter,
+};
 use super::{AppState, caller, request};
 use crate::domain::{
-    BackupServerUid, CloudGateway, CloudGatewayPoolChange, CloudTenant, Description, FieldErrors,
-    Metadata, NewCloudGatewayPool, PoolName, Scope, TaskView, parse_uid_list,
+    BackupServerUid, CloudGateway, CloudGatewayPoolChange, CloudGatewayUid, CloudTenant,
+    CloudTenantUid, Description, FieldErrors, Metadata, NewCloudGatewayPool, PoolName, Scope,
+    TaskView, parse_uid_list,
 };
 
 /// Creates a cloud gateway pool (EM's `CreateCloudGatewayPoolSpec`).
@@ -30,16 +33,21 @@ use crate::domain::{
     "cloud_tenant_uids": ["urn:veeam:CloudTenant:5cf540af-512a-5ba8-9f12-77fba51207e0"],
     "metadata": {}}))]
 pub struct CreateCloudGatewayPoolRequest {
-    #[schema(required = true)]
+    /// The backup server: `urn:veeam:BackupServer:<guid>` or the bare guid.
+    #[schema(required = true, nullable = false, value_type = BackupServerUid)]
     pub backup_server_uid: Option<String>,
-    #[schema(required = true)]
+    /// Unique on the backup server.
+    #[schema(required = true, nullable = false, value_type = PoolName)]
     pub name: Option<String>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
-    /// At least one; a gateway can be in only one pool.
-    #[schema(required = true)]
+    /// At least one (a gateway listed twice counts once); a gateway can be in only one pool.
+    #[schema(required = true, nullable = false, min_items = 1, value_type = Vec<CloudGatewayUid>)]
     pub cloud_gateway_uids: Option<Vec<String>>,
     /// Tenants the pool is assigned to (may be empty).
+    #[schema(value_type = Option<Vec<CloudTenantUid>>)]
     pub cloud_tenant_uids: Option<Vec<String>>,
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -86,13 +94,16 @@ impl CreateCloudGatewayPoolRequest {
 
 /// Creates a cloud gateway pool from existing gateways. Answers at once with a task.
 #[utoipa::path(post, path = "/v1/cloud-gateway-pools", tag = "cloud gateway pools",
-    request_body = CreateCloudGatewayPoolRequest,
+    operation_id = "createCloudGatewayPool", request_body = CreateCloudGatewayPoolRequest,
     responses(
         (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
             headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        Problems::<400, 401, 403, 413, 422, 502, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "Malformed, or EM refused the request (the problem's `em` holds EM's message)"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "A field names an object Enterprise Manager does not have (`errors` says which), or a request with this `Idempotency-Key` is still in progress"),
+        Problems::<502>,
+    ))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -111,14 +122,31 @@ pub async fn create(
 /// Changes a pool. Lists given replace the pool's lists; fields left out keep what EM has.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "EU pool (primary)", "cloud_tenant_uids": []}))]
+#[schema(example = json!({"name": "EU pool (primary)", "cloud_tenant_uids": []}), min_properties = 1)]
 pub struct UpdateCloudGatewayPoolRequest {
+    #[schema(value_type = Option<PoolName>)]
     pub name: Option<String>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
-    /// At least one.
+    /// At least one; replaces the pool's gateways.
+    #[schema(min_items = 1, value_type = Option<Vec<CloudGatewayUid>>)]
     pub cloud_gateway_uids: Option<Vec<String>>,
+    /// Replaces the pool's tenants (`[]`: none).
+    #[schema(value_type = Option<Vec<CloudTenantUid>>)]
     pub cloud_tenant_uids: Option<Vec<String>>,
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl request::CrossFieldRules for UpdateCloudGatewayPoolRequest {
+    fn rules() -> Vec<serde_json::Value> {
+        vec![request::one_of_given(&[
+            ("name", "string"),
+            ("description", "string"),
+            ("cloud_gateway_uids", "array"),
+            ("cloud_tenant_uids", "array"),
+        ])]
+    }
 }
 
 impl UpdateCloudGatewayPoolRequest {
@@ -168,19 +196,18 @@ async fn names(state: &AppState) -> Result<HashMap<Uuid, String>, ApiError> {
 
 /// Lists cloud gateway pools with their gateways and tenants.
 #[utoipa::path(get, path = "/v1/cloud-gateway-pools", tag = "cloud gateway pools",
+    operation_id = "listCloudGatewayPools",
     params(
-        ("backup_server_uid" = Option<String>, Query, description = "Only pools of this backup server"),
-        ("tenant_uid" = Option<String>, Query, description = "Only pools assigned to this tenant"),
-        ("gateway_uid" = Option<String>, Query, description = "Only the pool holding this gateway"),
+        ("backup_server_uid" = Option<Uuid>, Query, description = "Only pools of this backup server (its guid; the UID is accepted too)"),
+        ("tenant_uid" = Option<Uuid>, Query, description = "Only pools assigned to this tenant (its guid; the UID is accepted too)"),
+        ("gateway_uid" = Option<Uuid>, Query, description = "Only the pool holding this gateway (its guid; the UID is accepted too)"),
         ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
-        ("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
-        ("cursor" = Option<String>, Query),
+        Paging,
     ),
     responses(
-        (status = 200, body = Page<CloudGatewayPoolView>),
-        Problems::<400, 401, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudGatewayPoolPage, description = "One page, sorted by id"),
+        Problems::<400, 502>,
+    ))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
     let mut q = Query::of(&req);
@@ -206,17 +233,22 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 .is_none_or(|n| p.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(page(items, |p| p.id, limit, cursor)))
+    Ok(HttpResponse::Ok().json(CloudGatewayPoolPage::from(page(
+        items,
+        |p| p.id,
+        limit,
+        cursor,
+    ))))
 }
 
 /// Reads one pool with its gateways and tenants.
 #[utoipa::path(get, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
-    params(("id" = String, Path, description = "The pool's guid or UID")),
+    operation_id = "getCloudGatewayPool",
+    params(("id" = Uuid, Path, description = "The pool's guid (its UID is accepted too)")),
     responses(
-        (status = 200, body = CloudGatewayPoolView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = CloudGatewayPoolView, description = "The pool"),
+        Problems::<404, 502>,
+    ))]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -231,12 +263,16 @@ pub async fn get(
 
 /// Changes a pool (EM's PUT of the whole entity). Answers at once with a task.
 #[utoipa::path(patch, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
-    params(("id" = String, Path)), request_body = UpdateCloudGatewayPoolRequest,
+    operation_id = "updateCloudGatewayPool",
+    params(("id" = Uuid, Path, description = "The pool's guid (its UID is accepted too)")),
+    request_body = UpdateCloudGatewayPoolRequest,
     responses(
-        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        Problems::<400, 401, 403, 404, 422, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
+            headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "Malformed, or EM refused the request (the problem's `em` holds EM's message)"),
+        Problems::<404, 502>,
+    ))]
 pub async fn update(
     req: HttpRequest,
     payload: web::Payload,
@@ -256,12 +292,13 @@ pub async fn update(
 
 /// Deletes a pool; its gateways stay. Answers at once with a task.
 #[utoipa::path(delete, path = "/v1/cloud-gateway-pools/{id}", tag = "cloud gateway pools",
-    params(("id" = String, Path)),
+    operation_id = "deleteCloudGatewayPool",
+    params(("id" = Uuid, Path, description = "The pool's guid (its UID is accepted too)")),
     responses(
-        (status = 202, body = TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
-        Problems::<401, 403, 404, 503>,
-    ),
-    security(("api_key" = [])))]
+        (status = 202, body = TaskView, description = "Accepted; `Location` names the task",
+            headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        Problems::<404, 502>,
+    ))]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -65,12 +65,25 @@ pub enum ApiError {
     UriTooLong,
     #[error("{0}")]
     Conflict(String),
+    /// The request names EM objects that EM does not have, or conflicts with them: 409.
+    #[error("{}", conflict_detail(.0))]
+    ConflictsWithEm(Vec<FieldError>),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
     #[error(transparent)]
     Em(#[from] EmError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn conflict_detail(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("{}: {}", one.field, one.message),
+        many => format!(
+            "{} fields conflict with Enterprise Manager's objects",
+            many.len()
+        ),
+    }
 }
 
 fn invalid_detail(errors: &[FieldError]) -> String {
@@ -86,6 +99,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Em(e) => ApiError::Em(e),
             SubmitError::Store(e) => ApiError::Store(e),
             SubmitError::NotFound(m) => ApiError::NotFound(m),
+            SubmitError::Conflicts(errors) => ApiError::ConflictsWithEm(errors),
         }
     }
 }
@@ -103,6 +117,10 @@ impl ApiError {
             ApiError::HeadTooLarge(_) => ("headers-too-large", "Request headers too large"),
             ApiError::UriTooLong => ("uri-too-long", "Request path too long"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::ConflictsWithEm(_) => (
+                "conflict-with-em",
+                "The request conflicts with Enterprise Manager's objects",
+            ),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
             ApiError::Em(EmError::Refused { .. }) => {
                 ("em-refused", "Enterprise Manager refused the request")
@@ -135,7 +153,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictsWithEm(_) => StatusCode::CONFLICT,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Em(e) => match e {
                 // EM's own client errors reach the caller as they are (EM found the request bad).
@@ -158,7 +176,9 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let (slug, title) = self.kind();
         let errors = match self {
-            ApiError::Malformed { errors, .. } | ApiError::Invalid(errors) => errors.clone(),
+            ApiError::Malformed { errors, .. }
+            | ApiError::Invalid(errors)
+            | ApiError::ConflictsWithEm(errors) => errors.clone(),
             _ => Vec::new(),
         };
         let em = match self {
@@ -196,8 +216,49 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The problem answers a route documents without a word of their own, by status:
-/// `responses(…, Problems::<401, 403, 404>)` (unused places stay 0).
+/// What a problem answer with this status means on any route; a route with more to say about a
+/// status writes its own tuple instead.
+pub fn meaning(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "Malformed: broken JSON, an unknown field, a wrong type, an unknown query parameter or a bad `Idempotency-Key` header"
+        }
+        401 => "No API key, or one that is unknown, revoked or expired",
+        403 => "The API key's scope is too small for this call",
+        404 => "No such object",
+        409 => "A request with this `Idempotency-Key` is still in progress; retry shortly",
+        413 => "The request body is larger than 64 KiB",
+        414 => "The request path and query are longer than 4 KiB",
+        415 => "The request body must be `application/json`",
+        431 => "The request headers are larger than 16 KiB",
+        422 => {
+            "Invalid values (one `errors` entry per field), or an `Idempotency-Key` reused for another request"
+        }
+        502 => "Enterprise Manager answered something the gateway cannot read",
+        503 => {
+            "Enterprise Manager or the database is unavailable; retry after `Retry-After` seconds"
+        }
+        _ => "A problem",
+    }
+}
+
+/// A problem+json answer, documented with `description`.
+pub fn problem_response(description: &str) -> utoipa::openapi::response::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// The problem answers a route documents in the common words of [`meaning`], by status:
+/// `responses(…, Problems::<404, 502>)` (unused places stay 0). Answers every route can give
+/// (401, 503, and the write and body answers) are added by `openapi::Conventions`.
 pub struct Problems<
     const A: u16,
     const B: u16 = 0,
@@ -222,19 +283,10 @@ impl<
         String,
         utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
     > {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let problem = ResponseBuilder::new()
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
         [A, B, C, D, E, F, G]
             .into_iter()
             .filter(|status| *status != 0)
-            .map(|status| (status.to_string(), problem.clone().into()))
+            .map(|status| (status.to_string(), problem_response(meaning(status)).into()))
             .collect()
     }
 }

@@ -53,6 +53,67 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Rules across a request's fields that the schema derive cannot write (`nat` needs
+/// `external_ip`; a change must name something to change), written beside the parsing code
+/// that enforces them and merged into the request's schema as `allOf` by `openapi`.
+pub trait CrossFieldRules: utoipa::ToSchema {
+    fn rules() -> Vec<serde_json::Value>;
+}
+
+/// The clause "`field` is present and not null" (its value of `json_type`).
+pub fn given(field: &str, json_type: &str) -> serde_json::Value {
+    serde_json::json!({"required": [field], "properties": {field: {"type": json_type}}})
+}
+
+/// The clause "`field` is present and equals `value`".
+pub fn equals(field: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({"required": [field], "properties": {field: {"const": value}}})
+}
+
+/// "At least one of these is present and not null": what a change request must name.
+pub fn one_of_given(fields: &[(&str, &str)]) -> serde_json::Value {
+    serde_json::json!({"anyOf": fields.iter().map(|(f, t)| given(f, t)).collect::<Vec<_>>()})
+}
+
+/// An optional integer field that also takes integral JSON numbers written as decimals
+/// (`6180.0`): JSON Schema counts them as integers, and so do many JSON encoders.
+/// Use with `#[serde(default, deserialize_with = "request::whole_number")]`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Whole;
+    impl<'v> serde::de::Visitor<'v> for Whole {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<V: serde::Deserializer<'v>>(self, d: V) -> Result<Self::Value, V::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(n))
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            i64::try_from(n)
+                .map(Some)
+                .map_err(|_| E::custom("is too large"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            // Exactly representable integers only: 2^53 and above are not integers a client meant.
+            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+                Ok(Some(n as i64))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(n), &self))
+            }
+        }
+    }
+    d.deserialize_option(Whole)
+}
+
 fn malformed(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     {
         let inner = e.inner().to_string();
@@ -99,6 +160,30 @@ mod tests {
         match parse::<Body>(body.as_bytes()) {
             Err(ApiError::Malformed { errors, .. }) => errors[0].field.clone(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Numbers {
+        #[serde(default, deserialize_with = "super::whole_number")]
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn integers_may_be_written_as_integral_decimals() {
+        let n = |body: &str| parse::<Numbers>(body.as_bytes()).map(|b| b.n);
+        assert_eq!(n(r#"{"n": 6180}"#).unwrap(), Some(6180));
+        assert_eq!(n(r#"{"n": 6180.0}"#).unwrap(), Some(6180));
+        assert_eq!(n(r#"{"n": -1e3}"#).unwrap(), Some(-1000));
+        assert_eq!(n(r#"{"n": null}"#).unwrap(), None);
+        assert_eq!(n(r#"{}"#).unwrap(), None);
+        for bad in [
+            r#"{"n": 6180.5}"#,
+            r#"{"n": "6180"}"#,
+            r#"{"n": 1e300}"#,
+            r#"{"n": 18446744073709551615}"#,
+        ] {
+            assert!(matches!(n(bad), Err(ApiError::Malformed { .. })), "{bad}");
         }
     }
 

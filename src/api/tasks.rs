@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problems};
-use super::views::{Query, encode_cursor};
+use super::views::Query;
 use super::{AppState, caller};
 use crate::domain::{Operation, Scope, TaskId, TaskState, TaskView};
 use crate::store::{TaskFilter, TaskRecord};
@@ -64,21 +64,23 @@ pub fn answer(stored: &crate::store::StoredAnswer) -> HttpResponse {
     resp.content_type(content_type).body(stored.body.clone())
 }
 
+/// A page of tasks, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<TaskView>,
     /// Pass as `cursor` for the next (older) page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 /// Reads one task.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    operation_id = "getTask",
     params(("id" = Uuid, Path, description = "The task id")),
     responses(
-        (status = 200, body = TaskView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = TaskView, description = "The task"),
+        Problems::<404>,
+    ))]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -93,17 +95,17 @@ pub async fn get(
 
 /// Lists tasks, newest first.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
+    operation_id = "listTasks",
     params(
         ("state" = Option<TaskState>, Query, description = "Only tasks in this state"),
         ("operation" = Option<Operation>, Query, description = "Only tasks of this operation"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, body = TaskPage),
-        Problems::<400, 401>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = TaskPage, description = "One page, newest first"),
+        Problems::<400>,
+    ))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
     let mut q = Query::of(&req);
@@ -114,7 +116,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Operation::parse(v).ok_or_else(|| "is not a known operation".to_string())
     });
     let limit = q.limit(50, 500);
-    let before = q.cursor_as(TaskId::parse);
+    let before = q.cursor().map(TaskId::from_uuid);
     q.finish()?;
     // One more than asked tells whether another page exists.
     let filter = TaskFilter {
@@ -127,7 +129,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let more = tasks.len() > limit;
     tasks.truncate(limit);
     let next_cursor = if more {
-        tasks.last().map(|t| encode_cursor(&t.id.to_string()))
+        tasks.last().map(|t| t.id.to_string())
     } else {
         None
     };

@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::NetworkType;
 use crate::em::xml;
 
 /// Another EM object, named.
@@ -14,6 +15,7 @@ use crate::em::xml;
 pub struct ObjectRef {
     pub id: Uuid,
     pub uid: String,
+    #[schema(required = true)]
     pub name: Option<String>,
 }
 
@@ -54,15 +56,21 @@ pub struct CloudGatewayView {
     pub uid: String,
     /// The server's DNS name or IP address.
     pub name: String,
+    #[schema(required = true)]
     pub backup_server: Option<ObjectRef>,
+    #[schema(required = true)]
     pub enabled: Option<bool>,
-    /// `direct` or `nat`.
-    pub network_type: String,
+    pub network_type: NetworkType,
+    #[schema(required = true)]
     pub external_ip: Option<String>,
+    #[schema(required = true)]
     pub external_port: Option<u16>,
+    #[schema(required = true)]
     pub internal_port: Option<u16>,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// The pool the gateway is in, if any.
+    #[schema(required = true)]
     pub pool: Option<ObjectRef>,
 }
 
@@ -78,8 +86,8 @@ impl From<&xml::CloudGateway> for CloudGatewayView {
                 .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
             enabled: g.enabled,
             network_type: match g.network_mode {
-                xml::NetworkMode::Direct => "direct".into(),
-                xml::NetworkMode::Nat => "nat".into(),
+                xml::NetworkMode::Direct => NetworkType::Direct,
+                xml::NetworkMode::Nat => NetworkType::Nat,
             },
             external_ip: g.external_ip.clone(),
             external_port: g.external_port,
@@ -99,7 +107,9 @@ pub struct CloudGatewayPoolView {
     pub id: Uuid,
     pub uid: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
+    #[schema(required = true)]
     pub backup_server: Option<ObjectRef>,
     pub cloud_gateways: Vec<ObjectRef>,
     pub cloud_tenants: Vec<ObjectRef>,
@@ -139,8 +149,11 @@ pub struct BackupServerView {
     /// EM's UID, as `backup_server_uid` takes it.
     pub uid: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
+    #[schema(required = true)]
     pub port: Option<u16>,
+    #[schema(required = true)]
     pub version: Option<String>,
 }
 
@@ -162,8 +175,11 @@ pub struct CloudTenantView {
     pub id: Uuid,
     pub uid: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
+    #[schema(required = true)]
     pub enabled: Option<bool>,
+    #[schema(required = true)]
     pub backup_server: Option<ObjectRef>,
     /// Pools assigned to the tenant.
     pub cloud_gateway_pool_uids: Vec<String>,
@@ -187,11 +203,49 @@ impl From<xml::CloudTenant> for CloudTenantView {
 }
 
 /// A page of a list EM returns whole: sorted by id, continued after the cursor's id.
-#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
+}
+
+/// One page type per entity, each listing `$ref`s to the entity's one schema: a generated client
+/// gets one class per entity, not a copy inside every page.
+macro_rules! pages {
+    ($($page:ident of $item:ident),+ $(,)?) => {$(
+        #[doc = concat!("A page of `", stringify!($item), "`s, sorted by id.")]
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $page {
+            pub items: Vec<$item>,
+            /// Pass as `cursor` for the next page; null on the last.
+            #[schema(required = true)]
+            pub next_cursor: Option<String>,
+        }
+
+        impl From<Page<$item>> for $page {
+            fn from(page: Page<$item>) -> Self {
+                $page { items: page.items, next_cursor: page.next_cursor }
+            }
+        }
+    )+};
+}
+
+pages!(
+    CloudGatewayPage of CloudGatewayView,
+    CloudGatewayPoolPage of CloudGatewayPoolView,
+    BackupServerPage of BackupServerView,
+    CloudTenantPage of CloudTenantView,
+);
+
+/// `limit` and `cursor` of the lists EM returns whole.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation only: `Query::paging` reads them.
+pub struct Paging {
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<Uuid>,
 }
 
 /// Query-string reading: every parameter named, every problem reported at once.
@@ -228,23 +282,27 @@ impl Query {
         .unwrap_or(default)
     }
 
-    /// `cursor`, as given out by [`encode_cursor`], read back by `parse`.
-    pub fn cursor_as<T>(&mut self, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    /// `cursor`: the id of the last item of the previous page, so that any id is a place to
+    /// continue from. (The base64 form given out before is still read.)
+    pub fn cursor(&mut self) -> Option<Uuid> {
         self.take("cursor", |v| {
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(v)
+            Uuid::parse_str(v)
                 .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| parse(&s))
-                .ok_or_else(|| "is not a cursor this API gave out".to_string())
+                .or_else(|| {
+                    use base64::Engine;
+                    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(v)
+                        .ok()?;
+                    Uuid::parse_str(std::str::from_utf8(&decoded).ok()?).ok()
+                })
+                .ok_or_else(|| "must be the next_cursor of a previous page".to_string())
         })
     }
 
     /// `limit` (1..=500, default 100) and an id `cursor`.
     pub fn paging(&mut self) -> (usize, Option<Uuid>) {
         let limit = self.limit(100, 500);
-        (limit, self.cursor_as(|s| Uuid::parse_str(s).ok()))
+        (limit, self.cursor())
     }
 
     pub fn finish(mut self) -> Result<(), super::problem::ApiError> {
@@ -262,12 +320,6 @@ impl Query {
     }
 }
 
-/// An opaque cursor for the page after `last`.
-pub fn encode_cursor(last: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
-}
-
 /// Sorts by id and cuts one page after `cursor`.
 pub fn page<T>(
     mut items: Vec<T>,
@@ -281,7 +333,7 @@ pub fn page<T>(
     let more = rest.len() > limit;
     rest.truncate(limit);
     let next_cursor = more
-        .then(|| rest.last().map(|i| encode_cursor(&id(i).to_string())))
+        .then(|| rest.last().map(|i| id(i).to_string()))
         .flatten();
     Page {
         items: rest,

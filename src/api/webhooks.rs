@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem, Problems};
-use super::views::{Query, encode_cursor};
+use super::views::Query;
 use super::{AppState, caller, idempotency, request};
-use crate::domain::{FieldErrors, Scope};
+use crate::domain::{DeliveryState, Description, EventType, FieldErrors, Scope};
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
-use crate::webhooks::{EVENT_TYPES, signature, target};
+use crate::webhooks::{signature, target};
 
 /// Subscribes a URL to task events.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -20,19 +20,26 @@ use crate::webhooks::{EVENT_TYPES, signature, target};
 pub struct CreateWebhookRequest {
     /// An http(s) URL on the public internet (private addresses need
     /// `EMGW_WEBHOOK_ALLOW_PRIVATE=true`).
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false, value_type = String, format = "uri",
+        max_length = 2048, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][^/?#@\s]*([/?#]\S*)?$")]
     pub url: Option<String>,
-    /// `task.succeeded`, `task.failed`; empty or absent: all.
+    /// The events to send; empty or absent: all.
+    #[schema(value_type = Option<Vec<EventType>>)]
     pub event_types: Option<Vec<String>>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
 }
 
 /// A subscription. The secret is shown only when created or rotated.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
+    #[schema(value_type = Uuid)]
     pub id: String,
     pub url: String,
+    /// Empty: every event.
+    #[schema(value_type = Vec<EventType>)]
     pub event_types: Vec<String>,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// `whsec_…`; only in the answers to create and rotate.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,7 +48,9 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// Set when the endpoint answered 410 Gone: nothing more is sent to it.
+    #[schema(required = true)]
     pub disabled_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -62,46 +71,66 @@ impl WebhookView {
     }
 }
 
+/// Every subscription.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookList {
     pub items: Vec<WebhookView>,
 }
 
+/// How to rotate a subscription's secret.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"overlap_seconds": 86400}))]
 pub struct RotateSecretRequest {
     /// How long the old secret keeps signing too, 0 to 604800 (default 86400).
+    #[serde(default, deserialize_with = "request::whole_number")]
+    #[schema(minimum = 0, maximum = 604800)]
     pub overlap_seconds: Option<i64>,
 }
 
+/// One HTTP try of a delivery.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
     /// 1 for the first try.
+    #[schema(minimum = 1)]
     pub attempt: u32,
+    /// The consumer's HTTP status; null when no answer came.
+    #[schema(required = true, minimum = 100, maximum = 599)]
     pub status_code: Option<u16>,
+    /// What went wrong (the start of the consumer's answer, or the connection error).
+    #[schema(required = true)]
     pub error: Option<String>,
     pub duration_ms: u64,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
 
+/// One event's delivery to one subscription, with every attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
+    #[schema(value_type = Uuid)]
     pub id: String,
     /// The `webhook-id` header of every attempt.
     pub event_id: String,
+    #[schema(value_type = EventType)]
     pub event_type: String,
+    #[schema(value_type = Uuid)]
     pub task_id: String,
-    /// `pending`, `delivered` or `failed`.
+    #[schema(value_type = DeliveryState)]
     pub state: String,
+    /// When the next attempt is due; null unless pending.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub attempts: Vec<AttemptView>,
 }
 
+/// A page of deliveries, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryPage {
     pub items: Vec<DeliveryView>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -131,6 +160,14 @@ impl From<DeliveryRecord> for DeliveryView {
     }
 }
 
+/// A delivery queued again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetriedDelivery {
+    #[schema(value_type = Uuid)]
+    pub id: String,
+    pub state: DeliveryState,
+}
+
 async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
     state
         .store
@@ -140,12 +177,12 @@ async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
 }
 
 /// Subscribes a URL to task events; the answer holds the signing secret, once.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "createWebhook",
+    request_body = CreateWebhookRequest,
     responses(
-        (status = 201, body = WebhookView),
-        Problems::<400, 401, 403, 422>,
-    ),
-    security(("api_key" = [])))]
+        (status = 201, body = WebhookView, description = "Subscribed; the answer holds the signing secret, shown only here",
+            headers(("Location" = String, description = "/v1/webhooks/{id}"))),
+    ))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -175,23 +212,19 @@ async fn subscribe(
     };
     let mut event_types = body.event_types.unwrap_or_default();
     for (i, t) in event_types.iter().enumerate() {
-        if !EVENT_TYPES.contains(&t.as_str()) {
+        if EventType::parse(t).is_none() {
             e.add(
                 format!("event_types[{i}]"),
-                format!("must be one of {}", EVENT_TYPES.join(", ")),
+                format!("must be {}", EventType::choices()),
             );
         }
     }
     event_types.sort();
     event_types.dedup();
-    if let Some(d) = &body.description
-        && (d.chars().count() > 1024 || d.chars().any(char::is_control))
-    {
-        e.add(
-            "description",
-            "must be at most 1024 characters without control characters",
-        );
-    }
+    let description = body
+        .description
+        .as_deref()
+        .and_then(|d| e.check("description", Description::parse(d)));
     let (Some(url), true) = (url, e.is_empty()) else {
         return Err(ApiError::Invalid(e.into_vec()));
     };
@@ -201,7 +234,7 @@ async fn subscribe(
         .insert_webhook(&NewWebhook {
             url: url.to_string(),
             event_types,
-            description: body.description,
+            description: description.map(|d| d.as_str().to_string()),
             secret,
             api_key_id: Some(api_key_id.to_string()),
         })
@@ -212,9 +245,8 @@ async fn subscribe(
 }
 
 /// Lists subscriptions (never their secrets).
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, body = WebhookList), Problems::<401>),
-    security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "listWebhooks",
+    responses((status = 200, body = WebhookList, description = "Every subscription")))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller(&req, &state, Scope::Read).await?;
     let items = state
@@ -228,13 +260,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Reads one subscription.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "getWebhook",
+    params(("id" = Uuid, Path, description = "The subscription's id")),
     responses(
-        (status = 200, body = WebhookView),
-        Problems::<401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = WebhookView, description = "The subscription (without its secret)"),
+        Problems::<404>,
+    ))]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -246,13 +277,12 @@ pub async fn get(
 }
 
 /// Deletes a subscription; its pending deliveries are dropped.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "deleteWebhook",
+    params(("id" = Uuid, Path, description = "The subscription's id")),
     responses(
-        (status = 204, description = "Deleted"),
-        Problems::<401, 403, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 204, description = "Deleted, with its pending deliveries"),
+        Problems::<404>,
+    ))]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -271,12 +301,13 @@ pub async fn delete(
 /// Issues a new secret. During the overlap both secrets sign every delivery (the
 /// `webhook-signature` header carries two `v1,` entries), so consumers can switch without loss.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path)), request_body(content = Option<RotateSecretRequest>),
+    operation_id = "rotateWebhookSecret",
+    params(("id" = Uuid, Path, description = "The subscription's id")),
+    request_body(content = Option<RotateSecretRequest>, description = "Optional: without a body the old secret keeps signing for 86400 s"),
     responses(
         (status = 200, body = WebhookView, description = "The new secret, shown once"),
-        Problems::<401, 403, 404, 422>,
-    ),
-    security(("api_key" = [])))]
+        Problems::<404>,
+    ))]
 pub async fn rotate_secret(
     req: HttpRequest,
     payload: web::Payload,
@@ -325,16 +356,16 @@ async fn rotate(state: &AppState, id: &str, overlap: i64) -> Result<HttpResponse
 
 /// The delivery log: each delivery with every attempt, newest first.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    operation_id = "listWebhookDeliveries",
     params(
-        ("id" = String, Path),
-        ("limit" = Option<u32>, Query, description = "1 to 200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("id" = Uuid, Path, description = "The subscription's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"),
+        ("cursor" = Option<Uuid>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, body = DeliveryPage),
-        Problems::<400, 401, 404>,
-    ),
-    security(("api_key" = [])))]
+        (status = 200, body = DeliveryPage, description = "One page, newest first"),
+        Problems::<400, 404>,
+    ))]
 pub async fn deliveries(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -344,7 +375,7 @@ pub async fn deliveries(
     find(&state, &id).await?;
     let mut q = Query::of(&req);
     let limit = q.limit(50, 200);
-    let before = q.cursor_as(|s| Some(s.to_string()));
+    let before = q.cursor().map(|id| id.to_string());
     q.finish()?;
     let mut items = state
         .store
@@ -356,9 +387,7 @@ pub async fn deliveries(
         .await?;
     let more = items.len() > limit;
     items.truncate(limit);
-    let next_cursor = more
-        .then(|| items.last().map(|d| encode_cursor(&d.id)))
-        .flatten();
+    let next_cursor = more.then(|| items.last().map(|d| d.id.clone())).flatten();
     Ok(HttpResponse::Ok().json(DeliveryPage {
         items: items.into_iter().map(DeliveryView::from).collect(),
         next_cursor,
@@ -367,13 +396,17 @@ pub async fn deliveries(
 
 /// Sends a delivery again now, whatever became of it.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
-    params(("id" = String, Path), ("delivery_id" = String, Path)),
-    responses(
-        (status = 202, description = "Queued"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The subscription is disabled"),
-        Problems::<401, 403, 404>,
+    operation_id = "retryWebhookDelivery",
+    params(
+        ("id" = Uuid, Path, description = "The subscription's id"),
+        ("delivery_id" = Uuid, Path, description = "The delivery's id"),
     ),
-    security(("api_key" = [])))]
+    responses(
+        (status = 202, body = RetriedDelivery, description = "Queued: the delivery is pending and goes at once"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "The subscription is disabled, or a request with this `Idempotency-Key` is still in progress"),
+        Problems::<404>,
+    ))]
 pub async fn retry(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -405,5 +438,8 @@ async fn retry_now(
         )));
     }
     state.webhooks.wake.notify_one();
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"id": delivery_id, "state": "pending"})))
+    Ok(HttpResponse::Accepted().json(RetriedDelivery {
+        id: delivery_id.to_string(),
+        state: DeliveryState::Pending,
+    }))
 }

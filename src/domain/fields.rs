@@ -49,15 +49,50 @@ impl FieldErrors {
     }
 }
 
-fn no_control_chars(text: &str) -> Result<(), String> {
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err("must not contain control characters".into());
+/// Characters EM's XML cannot carry (XML 1.0 has no U+FFFE or U+FFFF) or that no one means in a
+/// name: control characters. `multiline` lets tabs and line feeds through.
+fn text_chars_ok(text: &str, multiline: bool) -> Result<(), String> {
+    let bad = |c: char| {
+        (c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+            || c == '\u{FFFE}'
+            || c == '\u{FFFF}'
+    };
+    if text.chars().any(bad) {
+        return Err("must not contain control characters or U+FFFE/U+FFFF".into());
     }
     Ok(())
 }
+
+/// A string schema for a domain type: its rules, as the JSON Schema that documents them.
+pub(crate) fn string_schema(
+    description: &str,
+    pattern: &str,
+    length: Option<(usize, usize)>,
+    example: Option<&str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern));
+    if let Some((min, max)) = length {
+        schema = schema.min_length(Some(min)).max_length(Some(max));
+    }
+    if let Some(example) = example {
+        schema = schema.examples([example]);
+    }
+    schema.into()
+}
+
+/// [`text_chars_ok`] as a JSON Schema pattern.
+pub(crate) const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F\uFFFE\uFFFF]*$";
+
+/// One-line text with at least one character that is not a space: a name.
+pub(crate) const NAME_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F\uFFFE\uFFFF]*[^\s\u0000-\u001F\u007F-\u009F\uFFFE\uFFFF][^\u0000-\u001F\u007F-\u009F\uFFFE\uFFFF]*$";
+
+/// A DNS name as [`HostName::parse`] takes it, as a JSON Schema pattern: labels of letters,
+/// digits and inner hyphens, the last one starting with a letter, an optional final dot.
+pub(crate) const DNS_NAME_PATTERN: &str = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$";
 
 /// A DNS name or an IP address, as EM takes for `ServerHostName` and `ExternalIp`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,18 +100,19 @@ fn no_control_chars(text: &str) -> Result<(), String> {
 pub struct HostName(String);
 
 impl HostName {
+    /// Exactly what [`HostName`]'s JSON Schema says: no trimming, so that a value the schema
+    /// refuses is refused here too.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
         if text.is_empty() {
             return Err("must not be empty".into());
         }
         if text.parse::<IpAddr>().is_ok() {
             return Ok(HostName(text.to_string()));
         }
-        let name = text.strip_suffix('.').unwrap_or(text);
-        if name.len() > 253 {
+        if text.len() > 253 {
             return Err("must be at most 253 characters".into());
         }
+        let name = text.strip_suffix('.').unwrap_or(text);
         let labels_ok = name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -84,11 +120,14 @@ impl HostName {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
-        // All-numeric dotted names are mistyped IPv4 addresses, not host names.
-        let numeric = name
-            .split('.')
-            .all(|l| l.chars().all(|c| c.is_ascii_digit()));
-        if !labels_ok || numeric {
+        // The last label (the top-level domain, or a single-label name) starts with a letter:
+        // `10.0.0.300` is a mistyped address, not a name (RFC 3696 §2).
+        let last_ok = name
+            .rsplit('.')
+            .next()
+            .and_then(|l| l.chars().next())
+            .is_some_and(|c| c.is_ascii_alphabetic());
+        if !labels_ok || !last_ok {
             return Err("must be a DNS name or an IP address".into());
         }
         Ok(HostName(name.to_string()))
@@ -98,6 +137,33 @@ impl HostName {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for HostName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let address = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        AnyOfBuilder::new()
+            .description(Some("A DNS name or an IP address"))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(253))
+                    .pattern(Some(DNS_NAME_PATTERN)),
+            )
+            .item(address(KnownFormat::Ipv4))
+            .item(address(KnownFormat::Ipv6))
+            .examples(["srv01.tech.local"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HostName {}
 
 impl TryFrom<String> for HostName {
     type Error = String;
@@ -165,7 +231,7 @@ impl Description {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        no_control_chars(text)?;
+        text_chars_ok(text, true)?;
         Ok(Description(text.to_string()))
     }
 
@@ -173,6 +239,19 @@ impl Description {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for Description {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            "Free text (tabs and line feeds allowed, no other control characters)",
+            TEXT_PATTERN,
+            Some((0, Self::MAX)),
+            None,
+        )
+    }
+}
+
+impl utoipa::ToSchema for Description {}
 
 impl TryFrom<String> for Description {
     type Error = String;
@@ -203,9 +282,7 @@ impl PoolName {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        if text.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
+        text_chars_ok(text, false)?;
         Ok(PoolName(text.to_string()))
     }
 
@@ -213,6 +290,28 @@ impl PoolName {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for PoolName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        name_schema("A pool's name", Self::MAX, "GatewayPool 1")
+    }
+}
+
+/// A name's schema: one line of at most `max` characters, not only spaces (names are trimmed).
+pub fn name_schema(
+    what: &str,
+    max: usize,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    string_schema(
+        &format!("{what}: one line of at most {max} characters, not only spaces"),
+        NAME_PATTERN,
+        Some((1, max)),
+        Some(example),
+    )
+}
+
+impl utoipa::ToSchema for PoolName {}
 
 impl TryFrom<String> for PoolName {
     type Error = String;
@@ -272,6 +371,33 @@ impl Metadata {
     }
 }
 
+impl utoipa::PartialSchema for Metadata {
+    /// The rules of `parse`, as JSON Schema.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Your own data, echoed in the task and in webhooks: a flat map of strings.",
+            ))
+            .max_properties(Some(Self::MAX_KEYS))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!("^[A-Za-z0-9_.:-]{{1,{}}}$", Self::MAX_KEY))),
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(Self::MAX_VALUE)),
+            ))
+            .examples([serde_json::json!({"order": "42"})])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Metadata {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,15 +416,36 @@ mod tests {
         for bad in [
             "",
             " ",
+            " gw01.example.com",
             "-gw",
             "gw_01.example",
             "a..b",
             "300.1.1.1",
+            "1.2.3",
+            "gw.3com",
             "gw 01",
             &"a".repeat(64),
+            &format!("{}.com", "a.".repeat(125)),
         ] {
             assert!(HostName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn free_text_refuses_control_characters_and_non_xml_characters() {
+        assert!(Description::parse("line one\n\tline two").is_ok());
+        for bad in [
+            "a\u{0}b",
+            "bell\u{7}",
+            "\u{85}",
+            "a\u{FFFE}",
+            "\u{FFFF}",
+            "cr\r",
+        ] {
+            assert!(Description::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(PoolName::parse("EU pool").is_ok());
+        assert!(PoolName::parse("EU\tpool").is_err());
     }
 
     #[test]

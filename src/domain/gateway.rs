@@ -2,7 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackupServerUid, Description, HostName, Port};
+use super::{BackupServerUid, Description, HostName, Port, string_enum};
+
+string_enum!(
+    /// How tenants reach a gateway: straight to it, or through a NAT device.
+    NetworkType {
+        Direct = "direct",
+        Nat = "nat",
+    }
+);
 
 /// How tenants reach the gateway. NAT needs the NAT device's external address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,6 +18,15 @@ use super::{BackupServerUid, Description, HostName, Port};
 pub enum Network {
     Direct,
     Nat { external_ip: HostName },
+}
+
+impl Network {
+    pub fn kind(&self) -> NetworkType {
+        match self {
+            Network::Direct => NetworkType::Direct,
+            Network::Nat { .. } => NetworkType::Nat,
+        }
+    }
 }
 
 /// `POST /v1/cloud-gateways`, validated.

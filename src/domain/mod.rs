@@ -7,9 +7,15 @@ mod pool;
 mod scope;
 mod task;
 mod uid;
+mod vocabulary;
+mod webhook;
 
-pub use fields::{Description, FieldError, FieldErrors, HostName, Metadata, PoolName, Port};
-pub use gateway::{CloudGatewayChange, Network, NewCloudGateway};
+pub(crate) use vocabulary::string_enum;
+
+pub use fields::{
+    Description, FieldError, FieldErrors, HostName, Metadata, PoolName, Port, name_schema,
+};
+pub use gateway::{CloudGatewayChange, Network, NetworkType, NewCloudGateway};
 pub use pool::parse_uid_list;
 pub use pool::{CloudGatewayPoolChange, NewCloudGatewayPool};
 pub use scope::Scope;
@@ -18,3 +24,4 @@ pub use uid::{
     BackupServer, BackupServerUid, CloudGateway, CloudGatewayPool, CloudGatewayPoolUid,
     CloudGatewayUid, CloudTenant, CloudTenantUid, Uid, UidKind,
 };
+pub use webhook::{DeliveryState, EventType, TaskEvent};

@@ -23,7 +23,8 @@ pub struct CloudGatewayPoolChange {
     pub tenants: Option<Vec<CloudTenantUid>>,
 }
 
-/// Parses a list of UIDs, reporting each bad item and each duplicate by its index.
+/// Parses a list of UIDs, reporting each bad item by its index. The list is a set: an object
+/// listed twice (as a UID and as a bare guid, say) counts once.
 pub fn parse_uid_list<K: super::UidKind>(
     field: &str,
     items: &[String],
@@ -36,12 +37,29 @@ pub fn parse_uid_list<K: super::UidKind>(
     let mut out: Vec<super::Uid<K>> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match super::Uid::<K>::parse(item) {
-            Ok(uid) if out.iter().any(|u| u.id() == uid.id()) => {
-                errors.add(format!("{field}[{i}]"), "is listed twice")
-            }
+            Ok(uid) if out.iter().any(|u| u.id() == uid.id()) => {}
             Ok(uid) => out.push(uid),
             Err(e) => errors.add(format!("{field}[{i}]"), e),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CloudGateway;
+
+    #[test]
+    fn a_uid_list_is_a_set_and_names_each_bad_item() {
+        let g = "3e4e6d17-ee2a-430f-807c-8d92af2a5551";
+        let mut errors = FieldErrors::new();
+        let items = [format!("urn:veeam:CloudGateway:{g}"), g.to_string()];
+        let list = parse_uid_list::<CloudGateway>("gateways", &items, 1, &mut errors);
+        assert_eq!(list.len(), 1, "the same gateway twice counts once");
+        assert!(errors.is_empty());
+        let items = [g.to_string(), "x".to_string()];
+        parse_uid_list::<CloudGateway>("gateways", &items, 1, &mut errors);
+        assert_eq!(errors.into_vec()[0].field, "gateways[1]");
+    }
 }

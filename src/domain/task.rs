@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+
+use super::string_enum;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -22,6 +24,10 @@ impl TaskId {
         Uuid::parse_str(text).ok().map(TaskId)
     }
 
+    pub fn from_uuid(id: Uuid) -> Self {
+        TaskId(id)
+    }
+
     pub fn uuid(&self) -> Uuid {
         self.0
     }
@@ -37,33 +43,6 @@ impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
-}
-
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(&self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 string_enum!(
@@ -141,15 +120,21 @@ pub struct TaskView {
     pub operation: Operation,
     pub state: TaskState,
     /// EM's own task id (`task-N`), once EM accepted the request.
+    #[schema(required = true)]
     pub em_task_id: Option<String>,
     /// Why it failed (EM's message), or how it was settled when EM lost track of it.
+    #[schema(required = true)]
     pub message: Option<String>,
     /// The EM object created, changed or deleted; null until known.
+    #[schema(required = true)]
     pub resource: Option<ResourceView>,
     /// The caller's own data, as sent.
+    #[schema(value_type = super::Metadata)]
     pub metadata: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When it settled; null while running.
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

@@ -43,8 +43,8 @@ impl<K: UidKind> Uid<K> {
         }
     }
 
+    /// No trimming: exactly what the JSON Schema pattern says.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
         let guid = match text.strip_prefix("urn:veeam:") {
             Some(rest) => {
                 let (kind, guid) = rest.split_once(':').ok_or_else(|| Self::expected())?;
@@ -92,6 +92,30 @@ impl<K: UidKind> fmt::Debug for Uid<K> {
     }
 }
 
+impl<K: UidKind> utoipa::PartialSchema for Uid<K> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::fields::string_schema(
+            &format!("`urn:veeam:{}:<guid>`, or the bare guid", K::NAME),
+            &format!("^(urn:veeam:{}:)?{GUID_PATTERN}$", K::NAME),
+            None,
+            Some(&format!(
+                "urn:veeam:{}:29e5d158-1f58-44bc-bbaa-2752d787a91d",
+                K::NAME
+            )),
+        )
+    }
+}
+
+impl<K: UidKind> utoipa::ToSchema for Uid<K> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("{}Uid", K::NAME).into()
+    }
+}
+
+/// A guid in the hyphenated 36-character form EM writes.
+const GUID_PATTERN: &str =
+    "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}";
+
 impl<K: UidKind> Serialize for Uid<K> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.urn())
@@ -126,5 +150,6 @@ mod tests {
         assert!(BackupServerUid::parse("29e5d1581f5844bcbbaa2752d787a91d").is_err());
         assert!(BackupServerUid::parse("").is_err());
         assert!(BackupServerUid::parse("urn:veeam:").is_err());
+        assert!(BackupServerUid::parse(&format!(" {G}")).is_err());
     }
 }

@@ -99,6 +99,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Admin keys that work now (not revoked, not expired).
+    pub async fn active_admin_keys(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Records use at most once a minute per key, so reads do not become writes.
     pub async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
         let now = now_ms();

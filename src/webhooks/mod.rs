@@ -6,6 +6,3 @@ pub mod signature;
 pub mod target;
 
 pub use deliverer::{Deliverer, DelivererConfig};
-
-/// The event types a subscription can ask for.
-pub const EVENT_TYPES: &[&str] = &["task.succeeded", "task.failed"];

@@ -43,9 +43,15 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The longest subscription URL taken: enough for any real endpoint with a token in it.
+pub const MAX_URL: usize = 2048;
+
 /// Checks a subscription URL when it is created.
 pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|e| format!("is not a URL: {e}"))?;
+    if text.len() > MAX_URL {
+        return Err(format!("must be at most {MAX_URL} characters"));
+    }
+    let url = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".into());
     }
@@ -149,5 +155,19 @@ mod tests {
         assert!(check_url("http://[::1]:9000/", false).is_err());
         assert!(check_url("https://user:pw@hooks.example.com/", false).is_err());
         assert!(check_url("not a url", false).is_err());
+        assert!(
+            check_url(
+                &format!("https://hooks.example.com/{}", "a".repeat(2022)),
+                false
+            )
+            .is_ok()
+        );
+        assert!(
+            check_url(
+                &format!("https://hooks.example.com/{}", "a".repeat(2023)),
+                false
+            )
+            .is_err()
+        );
     }
 }

@@ -14,7 +14,7 @@ both_databases!(
     a_pool_is_created_from_a_new_gateway,
     an_em_side_failure_fails_the_task_with_ems_message,
     invalid_input_never_reaches_em,
-    ems_refusal_reaches_the_caller_with_ems_message,
+    an_unknown_backup_server_is_refused_before_em_sees_it,
     em_down_is_503_with_retry_after,
     tasks_survive_em_session_expiry_and_restart,
     a_restarted_gateway_still_settles_its_tasks,
@@ -211,7 +211,8 @@ async fn invalid_input_never_reaches_em(db: Db) {
     }
     let pool_cases = [
         json!({"backup_server_uid": VBR01, "name": " ", "cloud_gateway_uids": []}),
-        json!({"backup_server_uid": VBR01, "name": "P", "cloud_gateway_uids": ["urn:veeam:CloudGateway:3e4e6d17-ee2a-430f-807c-8d92af2a5551", "3e4e6d17-ee2a-430f-807c-8d92af2a5551"]}),
+        json!({"backup_server_uid": VBR01, "name": "P", "cloud_gateway_uids": ["x"]}),
+        json!({"backup_server_uid": VBR01, "name": "P\tQ", "cloud_gateway_uids": ["3e4e6d17-ee2a-430f-807c-8d92af2a5551"]}),
     ];
     for body in pool_cases {
         let resp = app
@@ -265,15 +266,34 @@ async fn invalid_input_never_reaches_em(db: Db) {
     sim.stop().await;
 }
 
-async fn ems_refusal_reaches_the_caller_with_ems_message(db: Db) {
+async fn an_unknown_backup_server_is_refused_before_em_sees_it(db: Db) {
     let (sim, app) = setup(db, |_| {}).await;
     // Well-formed, but EM does not know this backup server.
-    let body = json!({"backup_server_uid": "urn:veeam:BackupServer:00000000-0000-4000-8000-000000000001", "server_host_name": "gw.example"});
-    let resp = app.post("/v1/cloud-gateways", &app.write_key, body).await;
-    assert_eq!(resp.status(), 400);
-    let problem: Value = resp.json().await.unwrap();
-    assert_eq!(problem["em"]["status"], 400);
-    assert_eq!(problem["em"]["message"], "Backup server was not found.");
+    let unknown = "urn:veeam:BackupServer:00000000-0000-4000-8000-000000000001";
+    for (path, body) in [
+        (
+            "/v1/cloud-gateways",
+            json!({"backup_server_uid": unknown, "server_host_name": "gw.example"}),
+        ),
+        (
+            "/v1/cloud-gateway-pools",
+            json!({"backup_server_uid": unknown, "name": "P", "cloud_gateway_uids": ["3e4e6d17-ee2a-430f-807c-8d92af2a5551"]}),
+        ),
+    ] {
+        let resp = app.post(path, &app.write_key, body).await;
+        assert_eq!(resp.status(), 409, "{path}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(
+            problem["errors"][0]["field"], "backup_server_uid",
+            "{problem}"
+        );
+    }
+    let routes = &sim_state(&sim).await["counters"]["requests_by_route"];
+    assert!(
+        routes.get("POST /cloud/gateways").is_none()
+            && routes.get("POST /cloud/gatewaypools").is_none(),
+        "nothing reached EM: {routes}"
+    );
     let tasks = app.get_json("/v1/tasks").await;
     assert_eq!(
         tasks["items"].as_array().unwrap().len(),

@@ -353,7 +353,8 @@ async fn a_repeated_request_is_answered_once(db: Db) {
     assert_eq!(other.status(), 202);
     assert_eq!(em_posts(&sim_state(&sim).await, "POST /cloud/gateways"), 2);
 
-    // A refusal is an answer too, kept and replayed; an outage is not kept.
+    // A refusal (here: a backup server EM does not have) is an answer too, kept and replayed;
+    // an outage is not kept.
     let bad = json!({"backup_server_uid": "urn:veeam:BackupServer:00000000-0000-4000-8000-000000000001", "server_host_name": "x.example"});
     let (s1, p1, _) = send(
         &app,
@@ -371,7 +372,7 @@ async fn a_repeated_request_is_answered_once(db: Db) {
         Some(bad),
     )
     .await;
-    assert_eq!((s1, s2), (400, 400));
+    assert_eq!((s1, s2), (409, 409));
     assert_eq!(p1, p2);
     assert_eq!(h2["content-type"], "application/problem+json");
     sim_control(
