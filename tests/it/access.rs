@@ -159,3 +159,96 @@ async fn admins_manage_keys_over_http() {
     app.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_key_cannot_revoke_itself() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let id_of = |listed: &Value, prefix: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| prefix.starts_with(k["prefix"].as_str().unwrap()))
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let revoke = |id: String, key: String| {
+        http()
+            .delete(app.url(&format!("/v1/api-keys/{id}")))
+            .bearer_auth(key)
+            .send()
+    };
+    let listed = app.get_json_with("/v1/api-keys", &app.admin_key).await;
+    let own = id_of(&listed, &app.admin_key);
+    let refused = revoke(own.clone(), app.admin_key.clone()).await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("last admin key"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.get("/v1/api-keys", &app.admin_key).await.status(),
+        200,
+        "the key still works"
+    );
+
+    // With a second admin key, a key may retire itself.
+    let second: Value = app
+        .post(
+            "/v1/api-keys",
+            &app.admin_key,
+            json!({"name": "second admin", "scope": "admin"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let retired = revoke(own, app.admin_key.clone()).await.unwrap();
+    assert_eq!(retired.status(), 204);
+    assert_eq!(app.get("/v1/api-keys", &app.admin_key).await.status(), 401);
+    // And the one left is now the last.
+    let second_key = second["key"].as_str().unwrap().to_string();
+    let refused = revoke(second["id"].as_str().unwrap().to_string(), second_key)
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_method_on_a_known_path_is_405_with_allow() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    for (method, path, allow) in [
+        ("TRACE", "/healthz", "GET"),
+        ("POST", "/readyz", "GET"),
+        ("PUT", "/v1/tasks", "GET"),
+        ("PUT", "/v1/cloud-gateways", "GET, POST"),
+    ] {
+        let resp = http()
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        let mut got: Vec<String> = resp.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got.join(", "), allow, "{method} {path}");
+    }
+    app.stop().await;
+    sim.stop().await;
+}
