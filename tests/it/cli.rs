@@ -9,8 +9,8 @@ use tokio::process::Command;
 
 use crate::support::*;
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_em-gateway");
-const SIM: &str = env!("CARGO_BIN_EXE_em-sim");
+const GATEWAY: &str = GATEWAY_BIN;
+const SIM: &str = SIM_BIN;
 
 fn temp_sqlite() -> String {
     let path = std::env::temp_dir().join(format!("emgw_t_{}.db", uuid::Uuid::new_v4().simple()));

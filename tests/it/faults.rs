@@ -177,7 +177,7 @@ async fn a_gateway_killed_at_random_moments_loses_nothing() {
     let db = fresh_database(Db::Sqlite).await;
     let key = issue_key(&db).await;
     let vars = process_vars(&sim, &db, &[]);
-    let first = GatewayProcess::start(&vars).await;
+    let first = gateway_process(&vars).await;
     let receiver = Receiver::start(Answer::Ok);
     subscribe(&first.base, &key, &receiver.url).await;
     let base = Arc::new(RwLock::new(first.base.clone()));
@@ -191,7 +191,7 @@ async fn a_gateway_killed_at_random_moments_loses_nothing() {
             for _ in 0..6 {
                 tokio::time::sleep(Duration::from_millis(rng.u64(300..900))).await;
                 current.kill().await;
-                current = GatewayProcess::start(&vars).await;
+                current = gateway_process(&vars).await;
                 *base.write().unwrap() = current.base.clone();
             }
             current
@@ -218,8 +218,8 @@ async fn two_replicas_one_killed_mid_run() {
     let db = fresh_database(Db::Postgres).await;
     let key = issue_key(&db).await;
     let vars = process_vars(&sim, &db, &[]);
-    let a = GatewayProcess::start(&vars).await;
-    let b = GatewayProcess::start(&vars).await;
+    let a = gateway_process(&vars).await;
+    let b = gateway_process(&vars).await;
     let receiver = Receiver::start(Answer::Ok);
     subscribe(&a.base, &key, &receiver.url).await;
     let base_a = Arc::new(RwLock::new(a.base.clone()));

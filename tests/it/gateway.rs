@@ -6,7 +6,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::both_databases;
 use crate::support::*;
 
 both_databases!(

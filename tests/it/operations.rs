@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_em-gateway");
-const SIM: &str = env!("CARGO_BIN_EXE_em-sim");
+const GATEWAY: &str = GATEWAY_BIN;
+const SIM: &str = SIM_BIN;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_http_em_tasks_and_webhooks() {

@@ -7,7 +7,6 @@ use em_gateway::store::{
     RecordedAttempt, Settlement, Store, TaskFilter, now_ms,
 };
 
-use crate::both_databases;
 use crate::support::*;
 
 both_databases!(

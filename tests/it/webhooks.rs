@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::both_databases;
 use crate::support::*;
 
 both_databases!(

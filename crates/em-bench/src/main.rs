@@ -2,20 +2,18 @@
 //! processes), drives them with its own load generator and webhook receiver, and writes
 //! `BENCHMARKS.md` with the machine, the commands and every figure beside its target.
 //!
-//! Run: `cargo build --release --bins && target/release/em-bench` (PostgreSQL as for the tests:
-//! `EMGW_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
+//! Run: `cargo build --release --workspace && target/release/em-bench` (PostgreSQL as for the
+//! tests: `EMGW_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use emgw_test_support::{Answer, GatewayProcess, PostgresDatabase, Receiver, SimProcess};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
 #[derive(Debug, Parser)]
@@ -56,7 +54,7 @@ fn bin(name: &str) -> Result<PathBuf, String> {
         .ok_or("no binary directory")?;
     if !path.exists() {
         return Err(format!(
-            "{} is missing: run `cargo build --release --bins` first",
+            "{} is missing: run `cargo build --release --workspace` first",
             path.display()
         ));
     }
@@ -72,144 +70,34 @@ fn http() -> reqwest::Client {
         .expect("a client")
 }
 
-/// A started child process and the line it announced itself with.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    async fn kill(mut self) {
-        self.child.kill().await.ok();
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
-    }
-}
-
-/// Starts a program and waits for a line containing `marker` on stdout or stderr.
-async fn start(
-    program: &Path,
-    args: &[&str],
-    env: &[(&str, String)],
-    marker: &str,
-) -> Result<(Proc, String), String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{}: {e}", program.display()))?;
-    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let mut err = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            tokio::select! {
-                Ok(Some(l)) = out.next_line() => if l.contains(marker) { return Ok(l) },
-                Ok(Some(l)) = err.next_line() => if l.contains(marker) { return Ok(l) },
-                else => return Err(format!("{} exited", program.display())),
-            }
-        }
-    })
-    .await
-    .map_err(|_| format!("{} did not start", program.display()))??;
-    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
-    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
-    Ok((Proc { child }, line))
-}
-
-async fn start_sim(task_ms: u64) -> Result<(Proc, String), String> {
+async fn start_sim(task_ms: u64) -> Result<SimProcess, String> {
     let task_ms = task_ms.to_string();
-    let (proc_, line) = start(
-        &bin("em-sim")?,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--username",
-            SIM_USER,
-            "--password",
-            SIM_PASSWORD,
-            "--task-ms",
-            &task_ms,
-            "--workers",
-            "1",
-        ],
-        &[("RUST_LOG", "warn".into())],
-        "Enterprise Manager API at",
-    )
-    .await?;
-    let url = line.rsplit(' ').next().unwrap_or_default().to_string();
-    Ok((proc_, url))
-}
-
-async fn start_gateway(sim_api: &str, database_url: &str) -> Result<(Proc, String), String> {
-    let env = [
-        ("EMGW_LISTEN", "127.0.0.1:0".to_string()),
-        ("DATABASE_URL", database_url.to_string()),
-        ("EMGW_EM_URL", sim_api.to_string()),
-        ("EMGW_EM_USERNAME", SIM_USER.to_string()),
-        ("EMGW_EM_PASSWORD", SIM_PASSWORD.to_string()),
-        ("EMGW_WEBHOOK_ALLOW_PRIVATE", "true".to_string()),
-        ("EMGW_LOG_FORMAT", "json".to_string()),
-        ("RUST_LOG", "warn,em_gateway=info".to_string()),
+    let args = [
+        "--username",
+        SIM_USER,
+        "--password",
+        SIM_PASSWORD,
+        "--task-ms",
+        &task_ms,
+        "--workers",
+        "1",
     ];
-    let (proc_, line) = start(
-        &bin("em-gateway")?,
-        &["serve"],
-        &env,
-        "em-gateway listening",
-    )
-    .await?;
-    let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-    let port = v["port"].as_u64().ok_or("no port in the log line")?;
-    Ok((proc_, format!("http://127.0.0.1:{port}")))
+    SimProcess::start(&bin("em-sim")?, &args).await
 }
 
-fn admin_url() -> String {
-    std::env::var("EMGW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A new database for one phase.
-struct BenchDb {
-    name: String,
-    url: String,
-}
-
-impl BenchDb {
-    async fn create() -> Result<Self, String> {
-        let admin = admin_url();
-        let name = format!("emgw_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (base, _) = admin
-            .rsplit_once('/')
-            .ok_or("a database in the admin URL")?;
-        // Same-host Postgres over loopback: no TLS (sqlx's default "prefer" would encrypt it,
-        // which costs about a fifth of the read throughput here).
-        let url = format!("{base}/{name}?sslmode=disable");
-        Ok(BenchDb { name, url })
-    }
-
-    /// Once the gateway using it has stopped.
-    async fn drop(self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            if let Err(e) = conn.execute(sqlx::AssertSqlSafe(sql)).await {
-                eprintln!("em-bench: could not drop {}: {e}", self.name);
-            }
-        }
-    }
+async fn start_gateway(sim_api: &str, database_url: &str) -> Result<GatewayProcess, String> {
+    let vars: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url),
+        ("EMGW_EM_URL", sim_api),
+        ("EMGW_EM_USERNAME", SIM_USER),
+        ("EMGW_EM_PASSWORD", SIM_PASSWORD),
+        ("EMGW_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("RUST_LOG", "warn,em_gateway=info"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Ok(GatewayProcess::start(&bin("em-gateway")?, &vars).await)
 }
 
 async fn api_key(database_url: &str) -> Result<String, String> {
@@ -408,51 +296,6 @@ async fn gateway_creates(
     .await
 }
 
-/// One webhook as received: when it arrived and when the task was settled (wall clock, µs).
-#[derive(Debug, Clone, Copy)]
-struct Received {
-    at: i64,
-    settled: i64,
-}
-
-type Inbox = Arc<Mutex<HashMap<String, Received>>>;
-
-/// A webhook receiver: task id → its first event.
-async fn receiver() -> Result<(String, Inbox), String> {
-    use actix_web::{App, HttpResponse, HttpServer, web};
-    let got: Inbox = Arc::new(Mutex::new(HashMap::new()));
-    let g = got.clone();
-    let server = HttpServer::new(move || {
-        let g = g.clone();
-        App::new()
-            .app_data(web::PayloadConfig::new(1 << 20))
-            .default_service(web::to(move |body: web::Bytes| {
-                let g = g.clone();
-                async move {
-                    let at = chrono::Utc::now().timestamp_micros();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body)
-                        && let Some(id) = v["data"]["id"].as_str()
-                        && let Ok(mut m) = g.lock()
-                    {
-                        let settled = v["data"]["finished_at"]
-                            .as_str()
-                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                            .map_or(at, |t| t.timestamp_micros());
-                        m.entry(id.to_string()).or_insert(Received { at, settled });
-                    }
-                    HttpResponse::Ok().finish()
-                }
-            }))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")
-    .map_err(|e| e.to_string())?;
-    let port = server.addrs().first().map(|a| a.port()).ok_or("no port")?;
-    tokio::spawn(server.run());
-    Ok((format!("http://127.0.0.1:{port}/hook"), got))
-}
-
 /// What one run with many tasks in flight measured.
 struct InFlightRun {
     submitted: Run,
@@ -480,11 +323,14 @@ async fn in_flight_run(
     task_ms: u64,
     pace: Option<f64>,
 ) -> Result<InFlightRun, String> {
-    let (sim, sim_api) = start_sim(task_ms).await?;
-    let db = BenchDb::create().await?;
+    let sim = start_sim(task_ms).await?;
+    let sim_api = sim.api_url.clone();
+    let db = PostgresDatabase::create("emgw_bench_").await?;
     let key = api_key(&db.url).await?;
-    let (gateway, base) = start_gateway(&sim_api, &db.url).await?;
-    let (hook_url, received) = receiver().await?;
+    let gateway = start_gateway(&sim_api, &db.url).await?;
+    let base = gateway.base.clone();
+    let receiver = Receiver::start(Answer::Ok);
+    let hook_url = receiver.url.clone();
     let resp = http()
         .post(format!("{base}/v1/webhooks"))
         .bearer_auth(&key)
@@ -528,30 +374,44 @@ async fn in_flight_run(
     let task_lists_per_interval =
         lists(&state_after).saturating_sub(lists(&state_before)) as f64 / intervals;
     let sessions = state_after["sessions"].as_u64().unwrap_or(4).max(1) as f64;
-    let (rss_in_flight, _) = rss_kib(gateway.pid());
+    let (rss_in_flight, _) = rss_kib(gateway.process.pid());
 
     // Wait for every webhook.
     let deadline = Instant::now() + Duration::from_millis(task_ms) + Duration::from_secs(120);
     loop {
-        let n = received.lock().map(|m| m.len()).unwrap_or(0);
-        if n >= submitted.count || Instant::now() > deadline {
+        if receiver.count() >= submitted.count || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (rss_end, rss_peak) = rss_kib(gateway.pid());
+    let (rss_end, rss_peak) = rss_kib(gateway.process.pid());
+    // Task id → (received, settled) on the wall clock, µs; the first event of each task.
+    let mut received: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in receiver.received() {
+        let Ok(event) = serde_json::from_str::<Value>(&r.body) else {
+            continue;
+        };
+        let Some(id) = event["data"]["id"].as_str() else {
+            continue;
+        };
+        let at = r.at_wall.timestamp_micros();
+        let settled = event["data"]["finished_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(at, |t| t.timestamp_micros());
+        received.entry(id.to_string()).or_insert((at, settled));
+    }
     let task_us = i64::try_from(task_ms).unwrap_or(i64::MAX / 1000) * 1000;
     let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
     let (mut delays, mut settle_lags, mut deliver_lags) = (Vec::new(), Vec::new(), Vec::new());
     {
         let sent = sent.lock().map_err(|e| e.to_string())?;
-        let received = received.lock().map_err(|e| e.to_string())?;
         for (id, at) in sent.iter() {
-            if let Some(r) = received.get(id) {
+            if let Some((received, settled)) = received.get(id) {
                 let finished = at + task_us;
-                delays.push(micros(r.at - finished));
-                settle_lags.push(micros(r.settled - finished));
-                deliver_lags.push(micros(r.at - r.settled));
+                delays.push(micros(received - finished));
+                settle_lags.push(micros(settled - finished));
+                deliver_lags.push(micros(received - settled));
             }
         }
     }
@@ -568,8 +428,10 @@ async fn in_flight_run(
         .await
         .unwrap_or_default();
     gateway.kill().await;
-    sim.kill().await;
-    db.drop().await;
+    sim.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
     let wanted = |l: &str| {
         [
             "emgw_em_logons_total",
@@ -659,10 +521,12 @@ async fn run(args: Args) -> Result<(), String> {
 
     // --- Phase 1 and 2: latency, throughput, task reads ------------------------------------
     eprintln!("em-bench: phase 1: create latency, direct and through the gateway");
-    let (sim, sim_api) = start_sim(60_000).await?;
-    let db = BenchDb::create().await?;
+    let sim = start_sim(60_000).await?;
+    let sim_api = sim.api_url.clone();
+    let db = PostgresDatabase::create("emgw_bench_").await?;
     let key = api_key(&db.url).await?;
-    let (gateway, base) = start_gateway(&sim_api, &db.url).await?;
+    let gateway = start_gateway(&sim_api, &db.url).await?;
+    let base = gateway.base.clone();
     // Warm both paths up.
     direct_creates(&sim_api, 4, 50, "warm-d").await?;
     gateway_creates(&base, &key, 4, 50, "warm-g", None, None).await;
@@ -727,8 +591,10 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let logons_phase1 = gateway_logons(&base).await;
     gateway.kill().await;
-    sim.kill().await;
-    db.drop().await;
+    sim.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
 
     // --- Phase 3 and 4: many tasks in flight ---------------------------------------------------
     let task_ms: u64 = if args.quick { 5_000 } else { 30_000 };
@@ -761,7 +627,7 @@ async fn run(args: Args) -> Result<(), String> {
         started_at.format("%Y-%m-%d %H:%M")
     ));
     report.push_str(&format!("**Machine**: {}.\n\n", machine()));
-    report.push_str("**Command**: `cargo build --release --bins && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` (PostgreSQL on the same host over loopback with `sslmode=disable`, a fresh database per phase) as separate processes on loopback, and drives them with its own HTTP load generator and webhook receiver; all share the machine's 2 cores.\n\n");
+    report.push_str("**Command**: `cargo build --release --workspace && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` (PostgreSQL on the same host over loopback with `sslmode=disable`, a fresh database per phase) as separate processes on loopback, and drives them with its own HTTP load generator and webhook receiver; all share the machine's 2 cores.\n\n");
     report.push_str("## Targets\n\n| target | measured | |\n|---|---|---|\n");
     report.push_str(&format!("| gateway adds ≤ 1 ms at p50 over direct em-sim (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n", ms(add_p50), ms(g32.p50), ms(d32.p50), verdict(add_p50 <= Duration::from_millis(1))));
     report.push_str(&format!(

@@ -1,0 +1,148 @@
+//! The gateway under test, in-process on a loopback port.
+
+use em_gateway::access;
+use em_gateway::config::Settings;
+use em_gateway::domain::Scope;
+use em_gateway::sim::RunningSim;
+use em_gateway::startup::Application;
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
+use crate::sim::{PASSWORD, USER, http};
+use crate::wait::eventually;
+
+pub struct TestApp {
+    pub base: String,
+    pub store: em_gateway::store::Store,
+    pub admin_key: String,
+    pub write_key: String,
+    pub read_key: String,
+    handle: actix_web::dev::ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Settings for a gateway in front of `sim`, fast enough for tests.
+pub fn test_settings(sim: &RunningSim, database_url: &str) -> Settings {
+    test_settings_with(sim, database_url, &[])
+}
+
+/// The same, with some variables set or overridden.
+pub fn test_settings_with(
+    sim: &RunningSim,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Settings {
+    let mut vars: Vec<(String, String)> = vec![
+        ("EMGW_LISTEN".into(), "127.0.0.1:0".into()),
+        ("DATABASE_URL".into(), database_url.into()),
+        ("EMGW_EM_URL".into(), sim.api_url.clone()),
+        ("EMGW_EM_USERNAME".into(), USER.into()),
+        ("EMGW_EM_PASSWORD".into(), PASSWORD.into()),
+        ("EMGW_EM_SESSIONS".into(), "2".into()),
+        ("EMGW_EM_TIMEOUT_MS".into(), "2000".into()),
+        ("EMGW_POLL_INTERVAL_MS".into(), "50".into()),
+        ("EMGW_SETTLE_GRACE_MS".into(), "3000".into()),
+        ("EMGW_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
+        (
+            "EMGW_WEBHOOK_RETRY_SCHEDULE".into(),
+            "200ms,400ms,600ms".into(),
+        ),
+        ("EMGW_WEBHOOK_TIMEOUT_MS".into(), "500".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(n, _)| n != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    Settings::from_source(
+        None,
+        Box::new(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())),
+    )
+    .expect("test settings")
+}
+
+pub async fn spawn_app(settings: &Settings) -> TestApp {
+    let app = Application::build(settings, false)
+        .await
+        .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store().clone();
+    let key = |name: &'static str, scope| {
+        let store = store.clone();
+        async move {
+            access::issue(&store, name, scope, None)
+                .await
+                .unwrap()
+                .token
+                .expose_secret()
+                .to_string()
+        }
+    };
+    let admin_key = key("admin", Scope::Admin).await;
+    let write_key = key("writer", Scope::Write).await;
+    let read_key = key("reader", Scope::Read).await;
+    let handle = app.handle();
+    let join = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        store,
+        admin_key,
+        write_key,
+        read_key,
+        handle,
+        join,
+    }
+}
+
+impl TestApp {
+    /// Graceful stop: requests finish, EM sessions are logged off and released.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.join.await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: serde_json::Value) -> reqwest::Response {
+        http()
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        http()
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get_json_with(path, &self.read_key).await
+    }
+
+    pub async fn get_json_with(&self, path: &str, key: &str) -> serde_json::Value {
+        let resp = self.get(path, key).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// Waits until the task leaves `running`.
+    pub async fn settled(&self, task_id: &str) -> serde_json::Value {
+        eventually(
+            &format!("task {task_id} to settle"),
+            Duration::from_secs(15),
+            || async {
+                let task = self.get_json(&format!("/v1/tasks/{task_id}")).await;
+                (task["state"] != "running").then_some(task)
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,155 @@
+//! A webhook receiver on a loopback port whose answer can be switched.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::wait::eventually;
+
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Ok,
+    /// Answers 500 this many times, then 200.
+    FailFirst(u32),
+    Gone,
+    /// 302 to another URL.
+    Redirect(String),
+    /// 503 with `Retry-After: n`, then 200.
+    RetryAfterOnce(u64),
+    /// Holds the request this long before answering 200.
+    Hang(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+    pub at: std::time::Instant,
+    /// The same moment on the wall clock, to compare with the gateway's timestamps.
+    pub at_wall: chrono::DateTime<chrono::Utc>,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    answer: Arc<Mutex<Answer>>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start(answer: Answer) -> Receiver {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let answer = Arc::new(Mutex::new(answer));
+        let got: Arc<Mutex<Vec<Received>>> = Arc::new(Mutex::new(Vec::new()));
+        let (a, g) = (answer.clone(), got.clone());
+        let server = HttpServer::new(move || {
+            let (a, g) = (a.clone(), g.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (a, g) = (a.clone(), g.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                        })
+                        .collect();
+                    g.lock().unwrap().push(Received {
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        at: std::time::Instant::now(),
+                        at_wall: chrono::Utc::now(),
+                    });
+                    let answer = a.lock().unwrap().clone();
+                    match answer {
+                        Answer::Ok => HttpResponse::Ok().body("thanks"),
+                        Answer::FailFirst(0) => HttpResponse::Ok().finish(),
+                        Answer::FailFirst(n) => {
+                            *a.lock().unwrap() = Answer::FailFirst(n - 1);
+                            HttpResponse::InternalServerError().body("not yet")
+                        }
+                        Answer::Gone => HttpResponse::Gone().finish(),
+                        Answer::Redirect(to) => HttpResponse::Found()
+                            .insert_header(("Location", to))
+                            .finish(),
+                        Answer::RetryAfterOnce(secs) => {
+                            *a.lock().unwrap() = Answer::Ok;
+                            HttpResponse::ServiceUnavailable()
+                                .insert_header(("Retry-After", secs.to_string()))
+                                .finish()
+                        }
+                        Answer::Hang(d) => {
+                            tokio::time::sleep(d).await;
+                            HttpResponse::Ok().finish()
+                        }
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            answer,
+            got,
+        }
+    }
+
+    pub fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.got.lock().map(|g| g.len()).unwrap_or(0)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(
+            &format!("{n} webhook request(s)"),
+            Duration::from_secs(15),
+            || async {
+                let got = self.received();
+                (got.len() >= n).then_some(got)
+            },
+        )
+        .await
+    }
+}
+
+/// Checks a delivery's signature with RustCrypto's HMAC, independently of the gateway's own
+/// code (which uses ring), exactly as the Standard Webhooks specification describes.
+pub fn verify_signature(secret: &str, received: &Received) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let id = &received.headers["webhook-id"];
+    let ts = &received.headers["webhook-timestamp"];
+    let now = chrono::Utc::now().timestamp();
+    let sent: i64 = ts.parse().unwrap();
+    if (now - sent).abs() > 300 {
+        return false;
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{}", received.body).as_bytes());
+    let expected = b64.encode(mac.finalize().into_bytes());
+    received.headers["webhook-signature"]
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == expected)
+}
