@@ -62,9 +62,11 @@ def main(base, key, document):
     pool = settled(base, key, pool_task)["resource"]
     task_ids = [t["id"] for t in tasks] + [pool_task["id"]]
 
+    # Bare guids only: the document types these path ids as `format: uuid`, so a `urn:veeam:…` UID
+    # (which the gateway also takes) counts as invalid input there, and its 202 as a failure.
     dictionaries = {
-        "/v1/cloud-gateways/": [g["id"] for g in gateways] + [g["uid"] for g in gateways],
-        "/v1/cloud-gateway-pools/": [pool["id"], pool["uid"]],
+        "/v1/cloud-gateways/": [g["id"] for g in gateways],
+        "/v1/cloud-gateway-pools/": [pool["id"]],
         "/v1/tasks/": task_ids,
     }
     for n, (prefix, ids) in enumerate(dictionaries.items()):
