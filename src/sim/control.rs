@@ -23,8 +23,8 @@ pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
             HttpResponse::Ok().json(json!({
                 "sessions": world.session_count(),
                 "operations_pending": world.operations_pending(),
-                "cloud_gateways": world.gateways.len(),
-                "cloud_gateway_pools": world.pools.len(),
+                "cloud_gateways": world.gateway_count(),
+                "cloud_gateway_pools": world.pool_count(),
                 "counters": world.counters,
                 "faults": sim.faults(),
             }))

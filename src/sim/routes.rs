@@ -426,7 +426,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
         }
         ["cloud", "gateways"] if m == Method::POST => create_gateway(world, ctx, call),
         ["cloud", "gateways", id] => {
-            let Some(gateway) = parse_id(id).and_then(|id| world.gateways.get(&id)).cloned() else {
+            let Some(gateway) = parse_id(id).and_then(|id| world.gateway(id)).cloned() else {
                 return not_found(format!("Cloud gateway [{id}] was not found."));
             };
             match *m {
@@ -461,7 +461,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
         }
         ["cloud", "gatewaypools"] if m == Method::POST => create_pool(world, ctx, call),
         ["cloud", "gatewaypools", id, rest @ ..] => {
-            let Some(pool) = parse_id(id).and_then(|id| world.pools.get(&id)).cloned() else {
+            let Some(pool) = parse_id(id).and_then(|id| world.pool(id)).cloned() else {
                 return not_found(format!("Cloud gateway pool [{id}] was not found."));
             };
             match (m.clone(), rest) {
@@ -476,7 +476,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                     let items = pool
                         .gateways
                         .iter()
-                        .filter_map(|g| world.gateways.get(g))
+                        .filter_map(|g| world.gateway(*g))
                         .map(|g| views::gateway_ref(h, world, g, "Ref"))
                         .collect();
                     Reply::Doc(StatusCode::OK, Node::list("EntityReferences", "Ref", items))
