@@ -216,10 +216,7 @@ fn write(reply: Reply, json: bool, camel: bool) -> HttpResponse {
     let mut resp = HttpResponse::build(status);
     if let Some((token, session_id)) = session {
         let location = node
-            .attrs
-            .iter()
-            .find(|(k, _)| *k == "Href")
-            .map(|(_, v)| v.clone())
+            .attr_text("Href")
             .unwrap_or_else(|| session_id.to_string());
         resp.insert_header(("X-RestSvcSessionId", token.clone()))
             .insert_header((
@@ -575,9 +572,9 @@ const NETWORK: Kind = Kind::Enum(&["Direct", "NAT"]);
 
 /// `CreateCloudGatewaySpec` as documented; `IncomingPort` is from the 2017 schema, accepted
 /// and ignored.
-pub const CREATE_GATEWAY: Schema = Schema {
-    root: "CreateCloudGatewaySpec",
-    fields: &[
+pub const CREATE_GATEWAY: Schema = Schema::new(
+    "CreateCloudGatewaySpec",
+    &[
         optional("BackupServerIdOrName", Kind::Name),
         required("ServerHostName", Kind::Name),
         optional("Description", Kind::Text),
@@ -588,13 +585,13 @@ pub const CREATE_GATEWAY: Schema = Schema {
         optional("InternalPort", Kind::Port),
         optional("BackupServerUid", Kind::Uid("BackupServer")),
     ],
-};
+);
 
 /// The `CloudGateway` entity taken by PUT. `Links` (a whole representation sent back) and the
 /// 2017 schema's `DnsNameOrIpAddress` are accepted and ignored.
-pub const EDIT_GATEWAY: Schema = Schema {
-    root: "CloudGateway",
-    fields: &[
+pub const EDIT_GATEWAY: Schema = Schema::new(
+    "CloudGateway",
+    &[
         optional("Links", Kind::Any),
         optional("Enabled", Kind::Bool),
         optional("DnsNameOrIpAddress", Kind::Text),
@@ -604,11 +601,11 @@ pub const EDIT_GATEWAY: Schema = Schema {
         optional("InternalPort", Kind::Port),
         optional("Description", Kind::Text),
     ],
-};
+);
 
-pub const CREATE_POOL: Schema = Schema {
-    root: "CreateCloudGatewayPoolSpec",
-    fields: &[
+pub const CREATE_POOL: Schema = Schema::new(
+    "CreateCloudGatewayPoolSpec",
+    &[
         required("Name", Kind::Name),
         optional("Description", Kind::Text),
         required(
@@ -617,6 +614,7 @@ pub const CREATE_POOL: Schema = Schema {
                 item: "CloudGatewayUid",
                 uid_type: "CloudGateway",
                 min: 1,
+                unique: false,
             },
         ),
         optional(
@@ -625,17 +623,18 @@ pub const CREATE_POOL: Schema = Schema {
                 item: "CloudTenantUid",
                 uid_type: "CloudTenant",
                 min: 0,
+                unique: false,
             },
         ),
         required("BackupServerUid", Kind::Uid("BackupServer")),
     ],
-};
+);
 
 /// The `CloudGatewayPool` entity taken by PUT: the name is the `Name` attribute (a `Name`
 /// element is accepted too); `BackupServerUid` is ignored (a pool cannot move).
-pub const EDIT_POOL: Schema = Schema {
-    root: "CloudGatewayPool",
-    fields: &[
+pub const EDIT_POOL: Schema = Schema::new(
+    "CloudGatewayPool",
+    &[
         optional("Links", Kind::Any),
         optional("Name", Kind::Name),
         optional("Description", Kind::Text),
@@ -645,6 +644,7 @@ pub const EDIT_POOL: Schema = Schema {
                 item: "CloudGatewayUid",
                 uid_type: "CloudGateway",
                 min: 1,
+                unique: false,
             },
         ),
         optional(
@@ -653,11 +653,12 @@ pub const EDIT_POOL: Schema = Schema {
                 item: "CloudTenantUid",
                 uid_type: "CloudTenant",
                 min: 0,
+                unique: false,
             },
         ),
         optional("BackupServerUid", Kind::Text),
     ],
-};
+);
 
 fn read_body(call: &Call, schema: &Schema) -> Result<Element, Reply> {
     let text = std::str::from_utf8(call.body)
