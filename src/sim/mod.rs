@@ -8,9 +8,11 @@
 
 pub mod body;
 pub mod control;
+pub mod password;
 pub mod query;
 pub mod render;
 pub mod routes;
+pub mod seed;
 pub mod state;
 pub mod tls;
 pub mod views;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
-pub use state::Seed;
+pub use seed::Seed;
 use state::World;
 use views::Hrefs;
 

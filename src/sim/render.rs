@@ -44,6 +44,8 @@ pub enum Content {
         items: Vec<Node>,
         bare: bool,
         keep_empty: bool,
+        /// The JSON array's name when it is not `<Item>s` (`Repositories`).
+        key: Option<&'static str>,
     },
 }
 
@@ -126,6 +128,7 @@ impl Node {
                 items,
                 bare: false,
                 keep_empty: false,
+                key: None,
             },
         }
     }
@@ -140,8 +143,17 @@ impl Node {
                 items,
                 bare: false,
                 keep_empty: true,
+                key: None,
             },
         }
+    }
+
+    /// Names a list's JSON array, where EM does not follow `<Item>s`.
+    pub fn json_key(mut self, name: &'static str) -> Self {
+        if let Content::List { key, .. } = &mut self.content {
+            *key = Some(name);
+        }
+        self
     }
 
     pub fn links(links: Vec<Node>) -> Self {
@@ -153,6 +165,7 @@ impl Node {
                 items: links,
                 bare: true,
                 keep_empty: false,
+                key: None,
             },
         }
     }
@@ -226,11 +239,12 @@ impl Node {
                 item,
                 items,
                 keep_empty,
+                key,
                 ..
             } => {
                 if !items.is_empty() || *keep_empty {
                     object.insert(
-                        format!("{item}s"),
+                        key.map_or_else(|| format!("{item}s"), str::to_string),
                         Value::Array(items.iter().map(Node::json_value).collect()),
                     );
                 }

@@ -15,6 +15,8 @@ use super::state::{Change, Gateway, GatewayChange, NetworkMode, Pool, PoolChange
 use super::views::{self, Hrefs};
 use super::{Faults, Sim};
 
+mod tenants;
+
 /// What a handler answers, before it is written as XML or JSON.
 pub enum Reply {
     Doc(StatusCode, Node),
@@ -126,7 +128,11 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
             .requests_by_route
             .entry(route_key(&call))
             .or_default() += 1;
-        route(&sim, &mut world, &faults, &call, now)
+        let reply = route(&sim, &mut world, &faults, &call, now);
+        if matches!(reply, Reply::Error(StatusCode::BAD_REQUEST, _)) {
+            world.counters.protocol_violations += 1;
+        }
+        reply
     };
     if faults.drop_rate > 0.0 && fastrand::f64() < faults.drop_rate {
         return dropped();
@@ -493,45 +499,8 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                 _ => not_found("The resource was not found."),
             }
         }
-        ["cloud", "tenants"] if get => {
-            let items = world
-                .tenants
-                .iter()
-                .map(|t| {
-                    if entity {
-                        views::tenant_entity(h, world, t)
-                    } else {
-                        views::tenant_ref(h, world, t, "Ref")
-                    }
-                })
-                .collect();
-            Reply::Doc(
-                StatusCode::OK,
-                list(entity, "CloudTenants", "CloudTenant", items),
-            )
-        }
-        ["cloud", "tenants", id, rest @ ..] if get => {
-            let Some(tenant) = parse_id(id).and_then(|id| world.tenant(id)).cloned() else {
-                return not_found(format!("Cloud tenant [{id}] was not found."));
-            };
-            match rest {
-                [] if entity => Reply::Doc(StatusCode::OK, views::tenant_entity(h, world, &tenant)),
-                [] => Reply::Doc(
-                    StatusCode::OK,
-                    views::tenant_ref(h, world, &tenant, "EntityRef"),
-                ),
-                ["gatewaypools"] => {
-                    let items = world
-                        .pools_sorted()
-                        .into_iter()
-                        .filter(|p| p.tenants.contains(&tenant.id))
-                        .map(|p| views::pool_ref(h, world, p, "Ref"))
-                        .collect();
-                    Reply::Doc(StatusCode::OK, Node::list("EntityReferences", "Ref", items))
-                }
-                _ => not_found("The resource was not found."),
-            }
-        }
+        ["cloud", "tenants", rest @ ..] => tenants::cloud_tenants(world, ctx, call, rest),
+        ["repositories", rest @ ..] => tenants::repositories(world, ctx, call, rest),
         ["query"] if get => run_query(world, ctx, call),
         _ => not_found("The resource was not found."),
     }
@@ -562,6 +531,7 @@ fn cloud_service(h: &Hrefs) -> Node {
             down("cloud/tenants?format=Entity", "CloudTenantList"),
             down("cloud/gatewayPools?format=Entity", "CloudGatewayPoolList"),
             views::link(h.at("cloud/gateways"), None, None, "Create"),
+            views::link(h.at("cloud/tenants"), None, None, "Create"),
             views::link(h.at("cloud/gatewayPools"), None, None, "Create"),
         ]))
 }
@@ -903,8 +873,8 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
             })
             .collect(),
         "cloudtenant" => world
-            .tenants
-            .iter()
+            .tenants_sorted()
+            .into_iter()
             .map(|t| {
                 let record = vec![
                     ("UID", views::uid("CloudTenant", t.id)),
@@ -916,11 +886,37 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ),
                     ("BackupServerName", server_name(t.backup_server)),
                     ("Type", "Standalone".to_string()),
+                    ("OrganizationReference", String::new()),
                 ];
                 (
                     record,
                     views::tenant_ref(h, world, t, "Ref"),
                     views::tenant_entity(h, world, t),
+                )
+            })
+            .collect(),
+        "repository" => world
+            .repositories
+            .iter()
+            .map(|r| {
+                let record = vec![
+                    ("UID", views::uid("Repository", r.id)),
+                    ("Name", r.name.clone()),
+                    (
+                        "FreeSpace",
+                        (world.repository_free_mb(r) * super::state::MB).to_string(),
+                    ),
+                    ("Capacity", (r.capacity_mb * super::state::MB).to_string()),
+                    (
+                        "BackupServerUid",
+                        views::uid("BackupServer", r.backup_server),
+                    ),
+                    ("BackupServerName", server_name(r.backup_server)),
+                ];
+                (
+                    record,
+                    views::repository_ref(h, world, r, "Ref"),
+                    views::repository_entity(h, world, r),
                 )
             })
             .collect(),
@@ -1003,6 +999,7 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         "cloudgatewaypool" => "CloudGatewayPools",
         "cloudtenant" => "CloudTenants",
         "backupserver" => "BackupServers",
+        "repository" => "Repositories",
         _ => "Tasks",
     };
     let item: &'static str = match plural {
@@ -1010,10 +1007,12 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         "CloudGatewayPools" => "CloudGatewayPool",
         "CloudTenants" => "CloudTenant",
         "BackupServers" => "BackupServer",
+        "Repositories" => "Repository",
         _ => "Task",
     };
     let body = if entities {
-        Node::new("Entities").child(Node::list(plural, item, items))
+        // EM's English plural, not `<Item>s`, for repositories.
+        Node::new("Entities").child(Node::list(plural, item, items).json_key(plural))
     } else {
         Node::list("Refs", "Ref", items)
     };

@@ -1,5 +1,6 @@
-//! What the simulated Enterprise Manager knows: backup servers, tenants, cloud gateways and
-//! pools, logon sessions and their tasks, and operations in flight.
+//! What the simulated Enterprise Manager knows: backup servers, repositories, WAN
+//! accelerators, tenants and their quotas, cloud gateways and pools, logon sessions and their
+//! tasks, and operations in flight.
 //!
 //! Operations are applied lazily: every request first calls [`World::advance`], which applies
 //! each operation whose time has come, in order. That keeps the simulator deterministic and free
@@ -7,12 +8,20 @@
 //! the backup server does the work whoever is watching).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod tenants;
+
+pub use super::seed::Seed;
+pub use tenants::{
+    MB, NewTenant, Quota, QuotaChange, Repository, RepositoryKind, Tenant, TenantChange,
+    ThrottlingUnit, UsedError, WanAccelerator,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
@@ -57,78 +66,8 @@ fn default_backup_port() -> u16 {
     9392
 }
 
-fn default_version() -> String {
+pub(super) fn default_version() -> String {
     "13.0.1.1071".into()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tenant {
-    pub id: Uuid,
-    pub name: String,
-    pub backup_server: Uuid,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The objects the simulator starts with (`--seed FILE`, JSON in this shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seed {
-    pub backup_servers: Vec<BackupServer>,
-    #[serde(default)]
-    pub tenants: Vec<Tenant>,
-}
-
-impl Default for Seed {
-    fn default() -> Self {
-        let vbr01 = Uuid::from_u128(0x29e5d158_1f58_44bc_bbaa_2752d787a91d);
-        let vbr02 = Uuid::from_u128(0x8c88c6d6_931f_4044_8c0b_7a0c5f188b00);
-        Seed {
-            backup_servers: vec![
-                BackupServer {
-                    id: vbr01,
-                    name: "vbr01.example.local".into(),
-                    description: "Cloud Connect backup server (any host can take the gateway role)"
-                        .into(),
-                    port: 9392,
-                    version: default_version(),
-                    managed_servers: None,
-                },
-                BackupServer {
-                    id: vbr02,
-                    name: "vbr02.example.local".into(),
-                    description: "Backup server with two managed servers".into(),
-                    port: 9392,
-                    version: default_version(),
-                    managed_servers: Some(vec![
-                        "gw-a.example.local".into(),
-                        "gw-b.example.local".into(),
-                    ]),
-                },
-            ],
-            tenants: vec![
-                Tenant {
-                    id: Uuid::from_u128(0x5cf540af_512a_5ba8_9f12_77fba51207e0),
-                    name: "acme".into(),
-                    backup_server: vbr01,
-                    description: "Acme Corp".into(),
-                    enabled: true,
-                },
-                Tenant {
-                    id: Uuid::from_u128(0x3f2a1c10_0000_4000_8000_00000000e902),
-                    name: "globex".into(),
-                    backup_server: vbr01,
-                    description: "Globex".into(),
-                    enabled: true,
-                },
-            ],
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +122,11 @@ pub enum Change {
     CreatePool(Pool),
     EditPool(Uuid, PoolChange),
     DeletePool(Uuid),
+    CreateTenant(Box<NewTenant>),
+    EditTenant(Uuid, Box<TenantChange>),
+    DeleteTenant { id: Uuid, include_backups: bool },
+    CreateQuota(Uuid, Quota),
+    DeleteQuota(Uuid, Uuid),
 }
 
 impl Change {
@@ -195,6 +139,11 @@ impl Change {
             Change::CreatePool(_) => "CreateCloudGatewayPool",
             Change::EditPool(..) => "UpdateCloudGatewayPool",
             Change::DeletePool(_) => "DeleteCloudGatewayPool",
+            Change::CreateTenant(_) => "CreateCloudTenant",
+            Change::EditTenant(..) => "EditCloudTenant",
+            Change::DeleteTenant { .. } => "DeleteCloudTenant",
+            Change::CreateQuota(..) => "CreateCloudTenantResource",
+            Change::DeleteQuota(..) => "DeleteCloudTenantResource",
         }
     }
 }
@@ -204,6 +153,8 @@ impl Change {
 pub struct Related {
     pub type_: &'static str,
     pub path: String,
+    /// The link's `Name`: empty for gateways and pools, the tenant's name for tenant work.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,11 +195,20 @@ pub struct Counters {
     pub logons: u64,
     pub requests: u64,
     pub requests_by_route: BTreeMap<String, u64>,
+    /// Requests refused with 400: bodies or parameters EM would not take.
+    pub protocol_violations: u64,
+    /// Accepted but worth knowing: legacy elements, echoed output-only elements, 501s for
+    /// what the simulator does not model.
+    pub advisories: BTreeMap<String, u64>,
 }
 
 pub struct World {
     pub backup_servers: Vec<BackupServer>,
-    pub tenants: Vec<Tenant>,
+    pub repositories: Vec<Repository>,
+    pub wan_accelerators: Vec<WanAccelerator>,
+    repository_index: HashMap<Uuid, usize>,
+    wan_index: HashMap<Uuid, usize>,
+    tenants: HashMap<Uuid, Tenant>,
     gateways: HashMap<Uuid, Gateway>,
     pools: HashMap<Uuid, Pool>,
     // Indexes, so that every check of a create or edit costs O(1) whatever the world holds.
@@ -259,6 +219,14 @@ pub struct World {
     pool_names: HashMap<(Uuid, String), Uuid>,
     /// gateway → the one pool it is in.
     gateway_pool: HashMap<Uuid, Uuid>,
+    /// (backup server, lower-case tenant name) → tenant.
+    tenant_names: HashMap<(Uuid, String), Uuid>,
+    /// tenant → the pools it is assigned to.
+    tenant_pools: HashMap<Uuid, HashSet<Uuid>>,
+    /// repository → MB of backups that deletes without `includeBackups` left on it.
+    left_behind_mb: HashMap<Uuid, i64>,
+    /// The time of the latest request: what EM has collected by now is visible.
+    clock: Instant,
     sessions: HashMap<String, Session>,
     operations: HashMap<u64, Operation>,
     due: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -272,9 +240,18 @@ pub struct World {
 
 impl World {
     pub fn new(seed: Seed, session_idle: Duration, task_time: Duration) -> Self {
-        World {
+        let index = |ids: Vec<Uuid>| ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        let mut world = World {
+            repository_index: index(seed.repositories.iter().map(|r| r.id).collect()),
+            wan_index: index(seed.wan_accelerators.iter().map(|w| w.id).collect()),
             backup_servers: seed.backup_servers,
-            tenants: seed.tenants,
+            repositories: seed.repositories,
+            wan_accelerators: seed.wan_accelerators,
+            tenants: HashMap::new(),
+            tenant_names: HashMap::new(),
+            tenant_pools: HashMap::new(),
+            left_behind_mb: HashMap::new(),
+            clock: Instant::now(),
             gateways: HashMap::new(),
             pools: HashMap::new(),
             gateway_hosts: HashMap::new(),
@@ -289,7 +266,12 @@ impl World {
             session_idle,
             task_time,
             operation_finished_time: Duration::ZERO,
+        };
+        for mut tenant in seed.tenants {
+            tenant.created = world.next_created();
+            world.insert_tenant(tenant);
         }
+        world
     }
 
     // -- sessions ------------------------------------------------------------------------------
@@ -437,6 +419,7 @@ impl World {
 
     /// Applies every operation that is due, oldest first.
     pub fn advance(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         while let Some(Reverse((due, id))) = self.due.peek().copied() {
             if due > now {
                 break;
@@ -449,7 +432,7 @@ impl World {
             let forced = op.forced_failure.take();
             let outcome = match (forced, change) {
                 (Some(message), _) => Outcome::Failed(message),
-                (None, Some(change)) => self.apply(change),
+                (None, Some(change)) => self.apply(change, due),
                 (None, None) => continue,
             };
             if let Some(op) = self.operations.get_mut(&id) {
@@ -473,10 +456,6 @@ impl World {
         self.backup_servers
             .iter()
             .find(|b| b.name.eq_ignore_ascii_case(name))
-    }
-
-    pub fn tenant(&self, id: Uuid) -> Option<&Tenant> {
-        self.tenants.iter().find(|t| t.id == id)
     }
 
     pub fn gateway(&self, id: Uuid) -> Option<&Gateway> {
@@ -534,6 +513,9 @@ impl World {
         for g in &pool.gateways {
             self.gateway_pool.insert(*g, pool.id);
         }
+        for t in &pool.tenants {
+            self.tenant_pools.entry(*t).or_default().insert(pool.id);
+        }
         self.pools.insert(pool.id, pool);
     }
 
@@ -546,7 +528,16 @@ impl World {
                 self.gateway_pool.remove(g);
             }
         }
+        for t in &pool.tenants {
+            if let Some(pools) = self.tenant_pools.get_mut(t) {
+                pools.remove(&id);
+            }
+        }
         Some(pool)
+    }
+
+    pub fn advise(&mut self, what: String) {
+        *self.counters.advisories.entry(what).or_default() += 1;
     }
 
     pub fn next_created(&mut self) -> u64 {
@@ -554,15 +545,15 @@ impl World {
         self.next_created
     }
 
-    fn apply(&mut self, change: Change) -> Outcome {
-        match self.try_apply(change) {
+    fn apply(&mut self, change: Change, at: Instant) -> Outcome {
+        match self.try_apply(change, at) {
             Ok(related) => Outcome::Succeeded(related),
             Err(message) => Outcome::Failed(message),
         }
     }
 
     /// EM's business rules, checked when the operation runs (not when it is accepted).
-    fn try_apply(&mut self, change: Change) -> Result<Option<Related>, String> {
+    fn try_apply(&mut self, change: Change, at: Instant) -> Result<Option<Related>, String> {
         match change {
             Change::CreateGateway(gateway) => {
                 let server = self
@@ -592,6 +583,7 @@ impl World {
                 Ok(Some(Related {
                     type_: "CloudGateway",
                     path: format!("cloud/gateways/{id}?format=Entity"),
+                    name: String::new(),
                 }))
             }
             Change::EditGateway(id, change) => {
@@ -651,6 +643,7 @@ impl World {
                 Ok(Some(Related {
                     type_: "CloudGatewayPool",
                     path: format!("cloud/gatewayPools/{id}?format=Entity"),
+                    name: String::new(),
                 }))
             }
             Change::EditPool(id, change) => {
@@ -677,8 +670,17 @@ impl World {
                 Ok(Some(Related {
                     type_: "CloudGatewayPoolList",
                     path: "cloud/gatewayPools?format=Entity".into(),
+                    name: String::new(),
                 }))
             }
+            Change::CreateTenant(new) => self.create_tenant(*new, at).map(Some),
+            Change::EditTenant(id, change) => self.edit_tenant(id, *change).map(Some),
+            Change::DeleteTenant {
+                id,
+                include_backups,
+            } => self.delete_tenant(id, include_backups).map(|()| None),
+            Change::CreateQuota(tenant, quota) => self.create_quota(tenant, quota, at).map(Some),
+            Change::DeleteQuota(tenant, quota) => self.delete_quota(tenant, quota).map(|()| None),
         }
     }
 
@@ -713,7 +715,7 @@ impl World {
             }
         }
         for id in tenants {
-            if self.tenant(*id).is_none() {
+            if !self.tenants.contains_key(id) {
                 return Err(format!(
                     "Cloud tenant [urn:veeam:CloudTenant:{id}] was not found."
                 ));
