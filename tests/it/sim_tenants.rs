@@ -482,6 +482,31 @@ async fn a_new_tenant_shows_only_once_its_task_is_finished_and_only_in_its_sessi
     assert_eq!(entity.child_text("MaxConcurrentTasks"), Some("2"));
     let quotas = &entity.child("Resources").unwrap().children;
     assert_eq!(quotas.len(), 1, "the quota shows with its tenant");
+
+    // A quota added later shows once its own task is Finished.
+    let add = em
+        .accepted(
+            Method::POST,
+            &format!("{path}/resources"),
+            resource_spec("Second", NEARLY_FULL, 2048, ""),
+        )
+        .await;
+    let add_id = add.child_text("TaskId").unwrap().to_string();
+    let during = eventually(
+        "the quota's task to show OperationFinished",
+        Duration::from_secs(10),
+        || async {
+            let t = em.get(&format!("/tasks/{add_id}")).await;
+            (t.child_text("State") == Some("OperationFinished")).then_some(Task(t))
+        },
+    )
+    .await;
+    assert_eq!(em.get(&format!("{path}/resources")).await.children.len(), 1);
+    let quota_path = during.related_path(&sim);
+    assert_eq!(em.xml(Method::GET, &quota_path, None).await.0, 404);
+    assert!(em.finished(&add).await.succeeded());
+    assert_eq!(em.get(&format!("{path}/resources")).await.children.len(), 2);
+    assert_eq!(em.xml(Method::GET, &quota_path, None).await.0, 200);
     sim.stop().await;
 }
 
