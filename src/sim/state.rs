@@ -753,8 +753,9 @@ mod tests {
         World::new(Seed::default(), Duration::from_secs(900), Duration::ZERO)
     }
 
-    /// `n` gateway creates and `n` pool creates (each pooling a gateway just made), through the
-    /// task engine; returns the time taken and checks every one succeeded.
+    /// `n` gateway, pool and tenant creates (each pool takes a gateway just made, each tenant
+    /// a quota and that pool), through the task engine; returns the time taken and checks every
+    /// one succeeded.
     fn creates(world: &mut World, n: usize) -> Duration {
         let server = world.backup_servers[0].id;
         let now = Instant::now();
@@ -765,8 +766,9 @@ mod tests {
             let g = gateway(server, format!("New-{i}.{run}.example"));
             let gid = g.id;
             world.start(&token, Change::CreateGateway(g), None, now);
+            let pid = Uuid::new_v4();
             let pool = Pool {
-                id: Uuid::new_v4(),
+                id: pid,
                 created: 0,
                 backup_server: server,
                 name: format!("new pool {i} {run}"),
@@ -775,6 +777,23 @@ mod tests {
                 tenants: vec![],
             };
             world.start(&token, Change::CreatePool(pool), None, now);
+            let mut tenant = Tenant::new(Uuid::new_v4(), &format!("Tenant {i} {run}"), server);
+            tenant.resources.push(Quota {
+                id: Uuid::new_v4(),
+                name: "Cloud".into(),
+                repository: world.repositories[0].id,
+                wan_accelerator: None,
+                quota_mb: 1024,
+                used_mb: 0,
+                visible_at: None,
+            });
+            let pools = vec![pid];
+            world.start(
+                &token,
+                Change::CreateTenant(Box::new(NewTenant { tenant, pools })),
+                None,
+                now,
+            );
             world.advance(now);
         }
         let elapsed = started.elapsed();
@@ -795,6 +814,7 @@ mod tests {
             let g = gateway(server, format!("gw-{i}.example"));
             let id = g.id;
             big.insert_gateway(g);
+            big.insert_tenant(Tenant::new(Uuid::new_v4(), &format!("tenant-{i}"), server));
             if i % 2 == 0 {
                 big.insert_pool(Pool {
                     id: Uuid::new_v4(),
@@ -812,7 +832,7 @@ mod tests {
         let empty = best(&mut world());
         let full = best(&mut big);
         eprintln!(
-            "1000 gateway + 1000 pool creates: empty world {empty:?}, 100,000 gateways and 50,000 pools {full:?}"
+            "1000 gateway + 1000 pool + 1000 tenant creates: empty world {empty:?}, 100,000 gateways, 50,000 pools and 100,000 tenants {full:?}"
         );
         // A scan of 100,000 gateways per create made this about 130 times slower.
         assert!(
