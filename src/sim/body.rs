@@ -111,7 +111,10 @@ pub fn parse_xml(text: &str) -> Result<Element, String> {
             }
             Event::Text(t) => {
                 let raw = t.xml10_content();
-                let text = unescape(&raw).map_err(|e| format!("Bad text in the body: {e}"))?;
+                let text = unescape(&raw).map_err(|e| match secret(&stack) {
+                    Some(name) => format!("Bad text in <{name}>."),
+                    None => format!("Bad text in the body: {e}"),
+                })?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&text),
                     None if text.trim().is_empty() => {}
@@ -131,8 +134,14 @@ pub fn parse_xml(text: &str) -> Result<Element, String> {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
                     Ok(None) => resolve_predefined_entity(&name)
-                        .ok_or_else(|| format!("Unknown XML entity [&{name};]."))?
+                        .ok_or_else(|| match secret(&stack) {
+                            Some(element) => format!("Unknown XML entity in <{element}>."),
+                            None => format!("Unknown XML entity [&{name};]."),
+                        })?
                         .to_string(),
+                    Err(_) if secret(&stack).is_some() => {
+                        return Err("Bad character reference in a password.".into());
+                    }
                     Err(e) => return Err(format!("Bad character reference: {e}")),
                 };
                 if let Some(top) = stack.last_mut() {
@@ -148,6 +157,15 @@ pub fn parse_xml(text: &str) -> Result<Element, String> {
         return Err("The request body ends inside an element.".into());
     }
     root.ok_or_else(|| "Node [root] does not exist.".to_string())
+}
+
+/// Elements whose text no message may repeat, not even in part.
+const SECRETS: &[&str] = &["Password"];
+
+/// The secret element being read, if the reader is inside one.
+fn secret(stack: &[Element]) -> Option<&'static str> {
+    let top = stack.last()?;
+    SECRETS.iter().copied().find(|s| *s == top.name)
 }
 
 fn close(
@@ -1052,6 +1070,22 @@ mod tests {
                 .len(),
             0,
             "null is absent"
+        );
+    }
+
+    #[test]
+    fn xml_errors_inside_a_password_do_not_repeat_it() {
+        for body in [
+            "<Spec><Password>ab&hunter2;cd</Password></Spec>",
+            "<Spec><Password>ab&#xZZhunter2;</Password></Spec>",
+        ] {
+            let err = parse_xml(body).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = parse_xml("<Spec><Name>&hunter2;</Name></Spec>").unwrap_err();
+        assert!(
+            err.contains("hunter2"),
+            "elsewhere the entity is named: {err}"
         );
     }
 
