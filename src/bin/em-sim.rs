@@ -10,10 +10,14 @@ use em_gateway::sim::{self, Faults, Seed, SimConfig};
 
 /// A faithful Veeam Backup Enterprise Manager REST API (XML and JSON) for tests and demos.
 ///
-/// Serves EM's `/api` (logon sessions, session-scoped tasks, cloud gateways and pools, backup
-/// servers, tenants, `/query`) and a control API under `/_sim` for fault injection:
+/// Serves EM's `/api`: logon sessions, session-scoped tasks, cloud gateways and pools, backup
+/// servers, Cloud Connect tenants (`/cloud/tenants`, create/edit/delete) with their storage
+/// quotas (`/cloud/tenants/{id}/resources`), repositories (`/repositories`, sizes in bytes),
+/// and `/query` (also `type=CloudTenant`, `type=Repository`). Control API under `/_sim`:
 /// `GET /_sim/state`, `GET|PUT /_sim/faults`, `POST /_sim/sessions/expire`,
-/// `POST /_sim/restart`, `POST /_sim/counters/reset`.
+/// `POST /_sim/restart`, `POST /_sim/counters/reset`,
+/// `PUT /_sim/tenants/{id}/resources/{rid}/used` with `{"used_mb": N}` (simulated tenant
+/// backups), `POST /_sim/tenants/{id}/password-check` with `{"password": "…"}`.
 #[derive(Debug, Parser)]
 #[command(name = "em-sim", version)]
 struct Args {
@@ -40,8 +44,11 @@ struct Args {
     /// Seconds of inactivity after which a logon session expires (EM: 900).
     #[arg(long, default_value_t = 900)]
     session_idle_secs: u64,
-    /// JSON file with the backup servers and tenants to start with (default: two backup
-    /// servers, two tenants; printed at start).
+    /// JSON file with what to start with: `{"backup_servers": [...], "repositories": [...],
+    /// "wan_accelerators": [...], "tenants": [{..., "resources": [...]}]}`. Without
+    /// `repositories` each backup server gets two, without `wan_accelerators` one. Default:
+    /// two backup servers, five repositories (one scale-out, one nearly full), two WAN
+    /// accelerators, two tenants, one with a storage quota. Printed at start.
     #[arg(long)]
     seed: Option<PathBuf>,
     /// Base URL EM uses in its Hrefs (its own idea of its host name), e.g.
@@ -107,6 +114,8 @@ fn run(args: Args) -> Result<(), String> {
         }
         None => Seed::default(),
     };
+    seed.check()
+        .map_err(|e| format!("the seed does not hold together: {e}"))?;
     let faults = Faults {
         latency_ms: args.latency_ms,
         error_rate: args.error_rate,
@@ -143,17 +152,8 @@ fn run(args: Args) -> Result<(), String> {
             }
         }
         println!("em-sim: logon user {}", args.username);
-        for b in &seed.backup_servers {
-            println!(
-                "em-sim: backup server {:<22} urn:veeam:BackupServer:{}",
-                b.name, b.id
-            );
-        }
-        for t in &seed.tenants {
-            println!(
-                "em-sim: cloud tenant   {:<22} urn:veeam:CloudTenant:{}",
-                t.name, t.id
-            );
+        for line in seed.describe() {
+            println!("em-sim: {line}");
         }
         running
             .server

@@ -7,24 +7,57 @@
 //! | `POST /_sim/sessions/expire` | expires every logon session now (their tasks go with them) |
 //! | `POST /_sim/restart` | forgets sessions and tasks, keeps objects; operations under way still complete |
 //! | `POST /_sim/counters/reset` | zeroes the request and logon counters |
+//! | `PUT /_sim/tenants/{id}/resources/{rid}/used` | `{"used_mb": N}`: the space a quota's backups take (simulated tenant backups) |
+//! | `POST /_sim/tenants/{id}/password-check` | `{"password": "…"}` → `{"matches": bool}`: whether a tenant's password is that one |
+
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use serde_json::json;
+use serde_json::{Value, json};
+use uuid::Uuid;
 
+use super::body::parse_uid;
+use super::state::{MB, UsedError, World};
+use super::views::uid;
 use super::{Faults, Sim};
 
 pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
     let path = req.path().to_ascii_lowercase();
     let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (req.method().as_str(), segments.as_slice()) {
+        ("PUT", ["_sim", "tenants", tenant, "resources", quota, "used"]) => {
+            set_used(sim, tenant, quota, body)
+        }
+        ("POST", ["_sim", "tenants", tenant, "password-check"]) => {
+            password_check(sim, tenant, body)
+        }
+        _ => handle_fixed(req, path, body, sim),
+    }
+}
+
+fn handle_fixed(req: &HttpRequest, path: &str, body: &[u8], sim: &Sim) -> HttpResponse {
     match (req.method().as_str(), path) {
         ("GET", "/_sim/state") => {
-            let world = sim.world();
+            let mut world = sim.world();
+            // Operations that are due show in the state as they would in EM's answers.
+            world.advance(Instant::now());
             HttpResponse::Ok().json(json!({
                 "sessions": world.session_count(),
                 "operations_pending": world.operations_pending(),
-                "cloud_gateways": world.gateways.len(),
-                "cloud_gateway_pools": world.pools.len(),
+                "cloud_gateways": world.gateway_count(),
+                "cloud_gateway_pools": world.pool_count(),
+                "cloud_tenants": world.all_tenants().len(),
+                "backup_servers": world.backup_servers.iter().map(|b| json!({
+                    "id": b.id, "uid": uid("BackupServer", b.id), "name": b.name,
+                })).collect::<Vec<_>>(),
+                "repositories": repositories(&world),
+                "wan_accelerators": world.wan_accelerators.iter().map(|w| json!({
+                    "id": w.id, "uid": uid("WanAccelerator", w.id), "name": w.name,
+                    "backup_server": w.backup_server,
+                })).collect::<Vec<_>>(),
+                "tenants": tenants(&world),
                 "counters": world.counters,
                 "faults": sim.faults(),
             }))
@@ -68,6 +101,125 @@ pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
             StatusCode::NOT_FOUND,
             "no such control call; see GET /_sim/state",
         ),
+    }
+}
+
+fn repositories(world: &World) -> Vec<Value> {
+    world
+        .repositories
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "uid": uid("Repository", r.id),
+                "name": r.name,
+                "backup_server": r.backup_server,
+                "kind": r.kind.as_em(),
+                "capacity_mb": r.capacity_mb,
+                "seeded_free_mb": r.free_mb,
+                "used_mb": world.repository_used_mb(r.id),
+                "left_behind_mb": world.repository_left_behind_mb(r.id),
+                "free_mb": world.repository_free_mb(r),
+                "free_space_bytes": world.repository_free_mb(r) * MB,
+            })
+        })
+        .collect()
+}
+
+/// Every tenant, also those whose create task is not `Finished` yet; never a password.
+fn tenants(world: &World) -> Vec<Value> {
+    world
+        .all_tenants()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "uid": uid("CloudTenant", t.id),
+                "name": t.name,
+                "backup_server": t.backup_server,
+                "enabled": t.enabled,
+                "visible": world.visible(t.visible_at),
+                "has_password": t.password.is_some(),
+                "cloud_gateway_pools": world.pools_of_tenant(t.id).iter().map(|p| p.id).collect::<Vec<_>>(),
+                "resources": t.resources.iter().map(|q| json!({
+                    "id": q.id,
+                    "name": q.name,
+                    "repository": q.repository,
+                    "wan_accelerator": q.wan_accelerator,
+                    "quota_mb": q.quota_mb,
+                    "used_mb": q.used_mb,
+                    "visible": world.visible(q.visible_at),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+fn set_used(sim: &Sim, tenant: &str, quota: &str, body: &[u8]) -> HttpResponse {
+    let (Some(tenant), Some(quota)) = (
+        parse_uid("CloudTenant", tenant),
+        Uuid::parse_str(quota).ok(),
+    ) else {
+        return problem(StatusCode::NOT_FOUND, "no such tenant or storage quota");
+    };
+    let used_mb = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v.get("used_mb").and_then(Value::as_i64),
+        Err(_) => None,
+    };
+    let Some(used_mb) = used_mb else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            r#"the body must be {"used_mb": <whole number of MB>}"#,
+        );
+    };
+    let mut world = sim.world();
+    world.advance(Instant::now());
+    match world.set_used(tenant, quota, used_mb) {
+        Ok(q) => {
+            let free = world
+                .repository(q.repository)
+                .map(|r| world.repository_free_mb(r));
+            HttpResponse::Ok().json(json!({
+                "tenant": tenant,
+                "id": q.id,
+                "name": q.name,
+                "repository": q.repository,
+                "quota_mb": q.quota_mb,
+                "used_mb": q.used_mb,
+                "repository_free_mb": free,
+            }))
+        }
+        Err(UsedError::Negative) => {
+            problem(StatusCode::BAD_REQUEST, "used_mb must not be negative")
+        }
+        Err(UsedError::NoTenant) => problem(StatusCode::NOT_FOUND, "no such tenant"),
+        Err(UsedError::NoQuota) => problem(
+            StatusCode::NOT_FOUND,
+            "no such storage quota of that tenant",
+        ),
+    }
+}
+
+fn password_check(sim: &Sim, tenant: &str, body: &[u8]) -> HttpResponse {
+    let Some(tenant) = parse_uid("CloudTenant", tenant) else {
+        return problem(StatusCode::NOT_FOUND, "no such tenant");
+    };
+    let password = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("password")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let Some(password) = password else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            r#"the body must be {"password": "…"}"#,
+        );
+    };
+    let mut world = sim.world();
+    world.advance(Instant::now());
+    match world.check_password(tenant, &password) {
+        Some(matches) => HttpResponse::Ok().json(json!({ "matches": matches })),
+        None => problem(StatusCode::NOT_FOUND, "no such tenant"),
     }
 }
 

@@ -3,14 +3,17 @@
 //! It follows `em-api.md`: logon sessions with idle expiry and cookie-over-header precedence,
 //! session-scoped tasks that finish after a set time with EM's `Related` links, EM's business-rule
 //! failures, EM's `Error` bodies, XML with strict element order, JSON by content negotiation,
-//! seeded backup servers and tenants, `/query` with filters, and fault injection through a
-//! control API (see [`control`]).
+//! cloud gateways and pools, Cloud Connect tenants with their storage quotas, repositories,
+//! seeded backup servers, repositories, WAN accelerators and tenants ([`seed`]), `/query` with
+//! filters, and fault injection through a control API (see [`control`]).
 
 pub mod body;
 pub mod control;
+pub mod password;
 pub mod query;
 pub mod render;
 pub mod routes;
+pub mod seed;
 pub mod state;
 pub mod tls;
 pub mod views;
@@ -22,7 +25,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
-pub use state::Seed;
+pub use seed::Seed;
 use state::World;
 use views::Hrefs;
 

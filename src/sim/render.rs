@@ -13,7 +13,7 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    fn xml(&self) -> String {
+    pub fn xml(&self) -> String {
         match self {
             Scalar::Str(s) => s.clone(),
             Scalar::Int(i) => i.to_string(),
@@ -33,20 +33,26 @@ impl Scalar {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     Empty,
+    /// An empty string that is always there: `<Password />` in XML, `""` in JSON.
+    Blank,
     Value(Scalar),
     Children(Vec<Node>),
-    /// A wrapper of repeated items. JSON: `{"<Item>s": [...]}`, or a bare array for `Links`.
+    /// A wrapper of repeated items. JSON: `{"<Item>s": [...]}`, or a bare array for `Links`;
+    /// when empty `{}`, or `{"<Item>s": []}` with `keep_empty`.
     List {
         item: &'static str,
         items: Vec<Node>,
         bare: bool,
+        keep_empty: bool,
+        /// The JSON array's name when it is not `<Item>s` (`Repositories`).
+        key: Option<&'static str>,
     },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: &'static str,
-    pub attrs: Vec<(&'static str, String)>,
+    pub attrs: Vec<(&'static str, Scalar)>,
     pub content: Content,
 }
 
@@ -60,8 +66,21 @@ impl Node {
     }
 
     pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.attrs.push((name, value.into()));
+        self.attrs.push((name, Scalar::Str(value.into())));
         self
+    }
+
+    /// An attribute that JSON writes as a number or boolean (XML cannot tell).
+    pub fn attr_value(mut self, name: &'static str, value: Scalar) -> Self {
+        self.attrs.push((name, value));
+        self
+    }
+
+    pub fn attr_text(&self, name: &str) -> Option<String> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.xml())
     }
 
     /// Appends a child element (only on a node with children).
@@ -84,6 +103,14 @@ impl Node {
         }
     }
 
+    pub fn blank(name: &'static str) -> Self {
+        Node {
+            name,
+            attrs: Vec::new(),
+            content: Content::Blank,
+        }
+    }
+
     pub fn empty(name: &'static str) -> Self {
         Node {
             name,
@@ -100,8 +127,33 @@ impl Node {
                 item,
                 items,
                 bare: false,
+                keep_empty: false,
+                key: None,
             },
         }
+    }
+
+    /// A list whose JSON array is there even when empty (`{"CloudTenantResources": []}`).
+    pub fn list_always(name: &'static str, item: &'static str, items: Vec<Node>) -> Self {
+        Node {
+            name,
+            attrs: Vec::new(),
+            content: Content::List {
+                item,
+                items,
+                bare: false,
+                keep_empty: true,
+                key: None,
+            },
+        }
+    }
+
+    /// Names a list's JSON array, where EM does not follow `<Item>s`.
+    pub fn json_key(mut self, name: &'static str) -> Self {
+        if let Content::List { key, .. } = &mut self.content {
+            *key = Some(name);
+        }
+        self
     }
 
     pub fn links(links: Vec<Node>) -> Self {
@@ -112,6 +164,8 @@ impl Node {
                 item: "Link",
                 items: links,
                 bare: true,
+                keep_empty: false,
+                key: None,
             },
         }
     }
@@ -131,10 +185,10 @@ impl Node {
             out.push_str(&format!(r#" xmlns="{NAMESPACE}""#));
         }
         for (k, v) in &self.attrs {
-            out.push_str(&format!(r#" {k}="{}""#, escape(v.as_str())));
+            out.push_str(&format!(r#" {k}="{}""#, escape(v.xml().as_str())));
         }
         let children: &[Node] = match &self.content {
-            Content::Empty => &[],
+            Content::Empty | Content::Blank => &[],
             Content::Value(v) => {
                 out.push('>');
                 out.push_str(&escape(v.xml().as_str()));
@@ -165,8 +219,9 @@ impl Node {
         let mut object = Map::new();
         match &self.content {
             Content::Empty if self.attrs.is_empty() => return Value::Null,
+            Content::Blank if self.attrs.is_empty() => return Value::String(String::new()),
             Content::Value(v) if self.attrs.is_empty() => return v.json(),
-            Content::Empty => {}
+            Content::Empty | Content::Blank => {}
             Content::Value(v) => {
                 object.insert("Value".into(), v.json());
             }
@@ -180,17 +235,23 @@ impl Node {
             } => {
                 return Value::Array(items.iter().map(Node::json_value).collect());
             }
-            Content::List { item, items, .. } => {
-                if !items.is_empty() {
+            Content::List {
+                item,
+                items,
+                keep_empty,
+                key,
+                ..
+            } => {
+                if !items.is_empty() || *keep_empty {
                     object.insert(
-                        format!("{item}s"),
+                        key.map_or_else(|| format!("{item}s"), str::to_string),
                         Value::Array(items.iter().map(Node::json_value).collect()),
                     );
                 }
             }
         }
         for (k, v) in &self.attrs {
-            object.insert((*k).to_string(), Value::String(v.clone()));
+            object.insert((*k).to_string(), v.json());
         }
         Value::Object(object)
     }
@@ -276,6 +337,27 @@ mod tests {
         let empty = Node::list("CloudTenants", "CloudTenantUid", vec![]);
         assert_eq!(empty.to_json(false), serde_json::json!({}));
         assert_eq!(task().to_json(true)["taskId"], "task-1");
+        let kept = Node::list_always("Resources", "CloudTenantResource", vec![]);
+        assert_eq!(
+            kept.to_json(false),
+            serde_json::json!({"CloudTenantResources": []})
+        );
+        assert_eq!(
+            kept.to_xml().lines().last(),
+            Some(r#"<Resources xmlns="http://www.veeam.com/ent/v1.0" />"#)
+        );
+    }
+
+    #[test]
+    fn blanks_and_typed_attributes() {
+        let lease = Node::empty("LeaseOptions").attr_value("Enabled", Scalar::Bool(false));
+        assert_eq!(lease.to_json(false), serde_json::json!({"Enabled": false}));
+        let doc = Node::new("T").child(Node::blank("Password")).child(lease);
+        assert!(
+            doc.to_xml()
+                .contains(r#"<Password /><LeaseOptions Enabled="false" />"#)
+        );
+        assert_eq!(doc.to_json(false)["Password"], "");
     }
 
     #[test]

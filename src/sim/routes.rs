@@ -15,6 +15,8 @@ use super::state::{Change, Gateway, GatewayChange, NetworkMode, Pool, PoolChange
 use super::views::{self, Hrefs};
 use super::{Faults, Sim};
 
+mod tenants;
+
 /// What a handler answers, before it is written as XML or JSON.
 pub enum Reply {
     Doc(StatusCode, Node),
@@ -126,7 +128,11 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
             .requests_by_route
             .entry(route_key(&call))
             .or_default() += 1;
-        route(&sim, &mut world, &faults, &call, now)
+        let reply = route(&sim, &mut world, &faults, &call, now);
+        if matches!(reply, Reply::Error(StatusCode::BAD_REQUEST, _)) {
+            world.counters.protocol_violations += 1;
+        }
+        reply
     };
     if faults.drop_rate > 0.0 && fastrand::f64() < faults.drop_rate {
         return dropped();
@@ -216,10 +222,7 @@ fn write(reply: Reply, json: bool, camel: bool) -> HttpResponse {
     let mut resp = HttpResponse::build(status);
     if let Some((token, session_id)) = session {
         let location = node
-            .attrs
-            .iter()
-            .find(|(k, _)| *k == "Href")
-            .map(|(_, v)| v.clone())
+            .attr_text("Href")
             .unwrap_or_else(|| session_id.to_string());
         resp.insert_header(("X-RestSvcSessionId", token.clone()))
             .insert_header((
@@ -426,7 +429,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
         }
         ["cloud", "gateways"] if m == Method::POST => create_gateway(world, ctx, call),
         ["cloud", "gateways", id] => {
-            let Some(gateway) = parse_id(id).and_then(|id| world.gateways.get(&id)).cloned() else {
+            let Some(gateway) = parse_id(id).and_then(|id| world.gateway(id)).cloned() else {
                 return not_found(format!("Cloud gateway [{id}] was not found."));
             };
             match *m {
@@ -461,7 +464,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
         }
         ["cloud", "gatewaypools"] if m == Method::POST => create_pool(world, ctx, call),
         ["cloud", "gatewaypools", id, rest @ ..] => {
-            let Some(pool) = parse_id(id).and_then(|id| world.pools.get(&id)).cloned() else {
+            let Some(pool) = parse_id(id).and_then(|id| world.pool(id)).cloned() else {
                 return not_found(format!("Cloud gateway pool [{id}] was not found."));
             };
             match (m.clone(), rest) {
@@ -476,7 +479,7 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                     let items = pool
                         .gateways
                         .iter()
-                        .filter_map(|g| world.gateways.get(g))
+                        .filter_map(|g| world.gateway(*g))
                         .map(|g| views::gateway_ref(h, world, g, "Ref"))
                         .collect();
                     Reply::Doc(StatusCode::OK, Node::list("EntityReferences", "Ref", items))
@@ -496,45 +499,8 @@ fn authenticated(world: &mut World, ctx: &Ctx, call: &Call, segs: &[&str]) -> Re
                 _ => not_found("The resource was not found."),
             }
         }
-        ["cloud", "tenants"] if get => {
-            let items = world
-                .tenants
-                .iter()
-                .map(|t| {
-                    if entity {
-                        views::tenant_entity(h, world, t)
-                    } else {
-                        views::tenant_ref(h, world, t, "Ref")
-                    }
-                })
-                .collect();
-            Reply::Doc(
-                StatusCode::OK,
-                list(entity, "CloudTenants", "CloudTenant", items),
-            )
-        }
-        ["cloud", "tenants", id, rest @ ..] if get => {
-            let Some(tenant) = parse_id(id).and_then(|id| world.tenant(id)).cloned() else {
-                return not_found(format!("Cloud tenant [{id}] was not found."));
-            };
-            match rest {
-                [] if entity => Reply::Doc(StatusCode::OK, views::tenant_entity(h, world, &tenant)),
-                [] => Reply::Doc(
-                    StatusCode::OK,
-                    views::tenant_ref(h, world, &tenant, "EntityRef"),
-                ),
-                ["gatewaypools"] => {
-                    let items = world
-                        .pools_sorted()
-                        .into_iter()
-                        .filter(|p| p.tenants.contains(&tenant.id))
-                        .map(|p| views::pool_ref(h, world, p, "Ref"))
-                        .collect();
-                    Reply::Doc(StatusCode::OK, Node::list("EntityReferences", "Ref", items))
-                }
-                _ => not_found("The resource was not found."),
-            }
-        }
+        ["cloud", "tenants", rest @ ..] => tenants::cloud_tenants(world, ctx, call, rest),
+        ["repositories", rest @ ..] => tenants::repositories(world, ctx, call, rest),
         ["query"] if get => run_query(world, ctx, call),
         _ => not_found("The resource was not found."),
     }
@@ -565,6 +531,7 @@ fn cloud_service(h: &Hrefs) -> Node {
             down("cloud/tenants?format=Entity", "CloudTenantList"),
             down("cloud/gatewayPools?format=Entity", "CloudGatewayPoolList"),
             views::link(h.at("cloud/gateways"), None, None, "Create"),
+            views::link(h.at("cloud/tenants"), None, None, "Create"),
             views::link(h.at("cloud/gatewayPools"), None, None, "Create"),
         ]))
 }
@@ -575,9 +542,9 @@ const NETWORK: Kind = Kind::Enum(&["Direct", "NAT"]);
 
 /// `CreateCloudGatewaySpec` as documented; `IncomingPort` is from the 2017 schema, accepted
 /// and ignored.
-pub const CREATE_GATEWAY: Schema = Schema {
-    root: "CreateCloudGatewaySpec",
-    fields: &[
+pub const CREATE_GATEWAY: Schema = Schema::new(
+    "CreateCloudGatewaySpec",
+    &[
         optional("BackupServerIdOrName", Kind::Name),
         required("ServerHostName", Kind::Name),
         optional("Description", Kind::Text),
@@ -588,13 +555,13 @@ pub const CREATE_GATEWAY: Schema = Schema {
         optional("InternalPort", Kind::Port),
         optional("BackupServerUid", Kind::Uid("BackupServer")),
     ],
-};
+);
 
 /// The `CloudGateway` entity taken by PUT. `Links` (a whole representation sent back) and the
 /// 2017 schema's `DnsNameOrIpAddress` are accepted and ignored.
-pub const EDIT_GATEWAY: Schema = Schema {
-    root: "CloudGateway",
-    fields: &[
+pub const EDIT_GATEWAY: Schema = Schema::new(
+    "CloudGateway",
+    &[
         optional("Links", Kind::Any),
         optional("Enabled", Kind::Bool),
         optional("DnsNameOrIpAddress", Kind::Text),
@@ -604,11 +571,11 @@ pub const EDIT_GATEWAY: Schema = Schema {
         optional("InternalPort", Kind::Port),
         optional("Description", Kind::Text),
     ],
-};
+);
 
-pub const CREATE_POOL: Schema = Schema {
-    root: "CreateCloudGatewayPoolSpec",
-    fields: &[
+pub const CREATE_POOL: Schema = Schema::new(
+    "CreateCloudGatewayPoolSpec",
+    &[
         required("Name", Kind::Name),
         optional("Description", Kind::Text),
         required(
@@ -617,6 +584,7 @@ pub const CREATE_POOL: Schema = Schema {
                 item: "CloudGatewayUid",
                 uid_type: "CloudGateway",
                 min: 1,
+                unique: false,
             },
         ),
         optional(
@@ -625,17 +593,18 @@ pub const CREATE_POOL: Schema = Schema {
                 item: "CloudTenantUid",
                 uid_type: "CloudTenant",
                 min: 0,
+                unique: false,
             },
         ),
         required("BackupServerUid", Kind::Uid("BackupServer")),
     ],
-};
+);
 
 /// The `CloudGatewayPool` entity taken by PUT: the name is the `Name` attribute (a `Name`
 /// element is accepted too); `BackupServerUid` is ignored (a pool cannot move).
-pub const EDIT_POOL: Schema = Schema {
-    root: "CloudGatewayPool",
-    fields: &[
+pub const EDIT_POOL: Schema = Schema::new(
+    "CloudGatewayPool",
+    &[
         optional("Links", Kind::Any),
         optional("Name", Kind::Name),
         optional("Description", Kind::Text),
@@ -645,6 +614,7 @@ pub const EDIT_POOL: Schema = Schema {
                 item: "CloudGatewayUid",
                 uid_type: "CloudGateway",
                 min: 1,
+                unique: false,
             },
         ),
         optional(
@@ -653,11 +623,12 @@ pub const EDIT_POOL: Schema = Schema {
                 item: "CloudTenantUid",
                 uid_type: "CloudTenant",
                 min: 0,
+                unique: false,
             },
         ),
         optional("BackupServerUid", Kind::Text),
     ],
-};
+);
 
 fn read_body(call: &Call, schema: &Schema) -> Result<Element, Reply> {
     let text = std::str::from_utf8(call.body)
@@ -902,8 +873,8 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
             })
             .collect(),
         "cloudtenant" => world
-            .tenants
-            .iter()
+            .tenants_sorted()
+            .into_iter()
             .map(|t| {
                 let record = vec![
                     ("UID", views::uid("CloudTenant", t.id)),
@@ -915,11 +886,37 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
                     ),
                     ("BackupServerName", server_name(t.backup_server)),
                     ("Type", "Standalone".to_string()),
+                    ("OrganizationReference", String::new()),
                 ];
                 (
                     record,
                     views::tenant_ref(h, world, t, "Ref"),
                     views::tenant_entity(h, world, t),
+                )
+            })
+            .collect(),
+        "repository" => world
+            .repositories
+            .iter()
+            .map(|r| {
+                let record = vec![
+                    ("UID", views::uid("Repository", r.id)),
+                    ("Name", r.name.clone()),
+                    (
+                        "FreeSpace",
+                        (world.repository_free_mb(r) * super::state::MB).to_string(),
+                    ),
+                    ("Capacity", (r.capacity_mb * super::state::MB).to_string()),
+                    (
+                        "BackupServerUid",
+                        views::uid("BackupServer", r.backup_server),
+                    ),
+                    ("BackupServerName", server_name(r.backup_server)),
+                ];
+                (
+                    record,
+                    views::repository_ref(h, world, r, "Ref"),
+                    views::repository_entity(h, world, r),
                 )
             })
             .collect(),
@@ -1002,6 +999,7 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         "cloudgatewaypool" => "CloudGatewayPools",
         "cloudtenant" => "CloudTenants",
         "backupserver" => "BackupServers",
+        "repository" => "Repositories",
         _ => "Tasks",
     };
     let item: &'static str = match plural {
@@ -1009,10 +1007,12 @@ fn run_query(world: &World, ctx: &Ctx, call: &Call) -> Reply {
         "CloudGatewayPools" => "CloudGatewayPool",
         "CloudTenants" => "CloudTenant",
         "BackupServers" => "BackupServer",
+        "Repositories" => "Repository",
         _ => "Task",
     };
     let body = if entities {
-        Node::new("Entities").child(Node::list(plural, item, items))
+        // EM's English plural, not `<Item>s`, for repositories.
+        Node::new("Entities").child(Node::list(plural, item, items).json_key(plural))
     } else {
         Node::list("Refs", "Ref", items)
     };

@@ -1,5 +1,6 @@
-//! What the simulated Enterprise Manager knows: backup servers, tenants, cloud gateways and
-//! pools, logon sessions and their tasks, and operations in flight.
+//! What the simulated Enterprise Manager knows: backup servers, repositories, WAN
+//! accelerators, tenants and their quotas, cloud gateways and pools, logon sessions and their
+//! tasks, and operations in flight.
 //!
 //! Operations are applied lazily: every request first calls [`World::advance`], which applies
 //! each operation whose time has come, in order. That keeps the simulator deterministic and free
@@ -7,12 +8,20 @@
 //! the backup server does the work whoever is watching).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod tenants;
+
+pub use super::seed::Seed;
+pub use tenants::{
+    MB, NewTenant, Quota, QuotaChange, Repository, RepositoryKind, Tenant, TenantChange,
+    ThrottlingUnit, UsedError, WanAccelerator,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
@@ -57,78 +66,8 @@ fn default_backup_port() -> u16 {
     9392
 }
 
-fn default_version() -> String {
+pub(super) fn default_version() -> String {
     "13.0.1.1071".into()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tenant {
-    pub id: Uuid,
-    pub name: String,
-    pub backup_server: Uuid,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The objects the simulator starts with (`--seed FILE`, JSON in this shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seed {
-    pub backup_servers: Vec<BackupServer>,
-    #[serde(default)]
-    pub tenants: Vec<Tenant>,
-}
-
-impl Default for Seed {
-    fn default() -> Self {
-        let vbr01 = Uuid::from_u128(0x29e5d158_1f58_44bc_bbaa_2752d787a91d);
-        let vbr02 = Uuid::from_u128(0x8c88c6d6_931f_4044_8c0b_7a0c5f188b00);
-        Seed {
-            backup_servers: vec![
-                BackupServer {
-                    id: vbr01,
-                    name: "vbr01.example.local".into(),
-                    description: "Cloud Connect backup server (any host can take the gateway role)"
-                        .into(),
-                    port: 9392,
-                    version: default_version(),
-                    managed_servers: None,
-                },
-                BackupServer {
-                    id: vbr02,
-                    name: "vbr02.example.local".into(),
-                    description: "Backup server with two managed servers".into(),
-                    port: 9392,
-                    version: default_version(),
-                    managed_servers: Some(vec![
-                        "gw-a.example.local".into(),
-                        "gw-b.example.local".into(),
-                    ]),
-                },
-            ],
-            tenants: vec![
-                Tenant {
-                    id: Uuid::from_u128(0x5cf540af_512a_5ba8_9f12_77fba51207e0),
-                    name: "acme".into(),
-                    backup_server: vbr01,
-                    description: "Acme Corp".into(),
-                    enabled: true,
-                },
-                Tenant {
-                    id: Uuid::from_u128(0x3f2a1c10_0000_4000_8000_00000000e902),
-                    name: "globex".into(),
-                    backup_server: vbr01,
-                    description: "Globex".into(),
-                    enabled: true,
-                },
-            ],
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +122,11 @@ pub enum Change {
     CreatePool(Pool),
     EditPool(Uuid, PoolChange),
     DeletePool(Uuid),
+    CreateTenant(Box<NewTenant>),
+    EditTenant(Uuid, Box<TenantChange>),
+    DeleteTenant { id: Uuid, include_backups: bool },
+    CreateQuota(Uuid, Quota),
+    DeleteQuota(Uuid, Uuid),
 }
 
 impl Change {
@@ -195,6 +139,11 @@ impl Change {
             Change::CreatePool(_) => "CreateCloudGatewayPool",
             Change::EditPool(..) => "UpdateCloudGatewayPool",
             Change::DeletePool(_) => "DeleteCloudGatewayPool",
+            Change::CreateTenant(_) => "CreateCloudTenant",
+            Change::EditTenant(..) => "EditCloudTenant",
+            Change::DeleteTenant { .. } => "DeleteCloudTenant",
+            Change::CreateQuota(..) => "CreateCloudTenantResource",
+            Change::DeleteQuota(..) => "DeleteCloudTenantResource",
         }
     }
 }
@@ -204,6 +153,8 @@ impl Change {
 pub struct Related {
     pub type_: &'static str,
     pub path: String,
+    /// The link's `Name`: empty for gateways and pools, the tenant's name for tenant work.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,13 +195,38 @@ pub struct Counters {
     pub logons: u64,
     pub requests: u64,
     pub requests_by_route: BTreeMap<String, u64>,
+    /// Requests refused with 400: bodies or parameters EM would not take.
+    pub protocol_violations: u64,
+    /// Accepted but worth knowing: legacy elements, echoed output-only elements, 501s for
+    /// what the simulator does not model.
+    pub advisories: BTreeMap<String, u64>,
 }
 
 pub struct World {
     pub backup_servers: Vec<BackupServer>,
-    pub tenants: Vec<Tenant>,
-    pub gateways: HashMap<Uuid, Gateway>,
-    pub pools: HashMap<Uuid, Pool>,
+    pub repositories: Vec<Repository>,
+    pub wan_accelerators: Vec<WanAccelerator>,
+    repository_index: HashMap<Uuid, usize>,
+    wan_index: HashMap<Uuid, usize>,
+    tenants: HashMap<Uuid, Tenant>,
+    gateways: HashMap<Uuid, Gateway>,
+    pools: HashMap<Uuid, Pool>,
+    // Indexes, so that every check of a create or edit costs O(1) whatever the world holds.
+    // Only `insert_*`/`remove_*` touch the maps above, and they keep these in step.
+    /// (backup server, lower-case host name) → gateway.
+    gateway_hosts: HashMap<(Uuid, String), Uuid>,
+    /// (backup server, lower-case pool name) → pool.
+    pool_names: HashMap<(Uuid, String), Uuid>,
+    /// gateway → the one pool it is in.
+    gateway_pool: HashMap<Uuid, Uuid>,
+    /// (backup server, lower-case tenant name) → tenant.
+    tenant_names: HashMap<(Uuid, String), Uuid>,
+    /// tenant → the pools it is assigned to.
+    tenant_pools: HashMap<Uuid, HashSet<Uuid>>,
+    /// repository → MB of backups that deletes without `includeBackups` left on it.
+    left_behind_mb: HashMap<Uuid, i64>,
+    /// The time of the latest request: what EM has collected by now is visible.
+    clock: Instant,
     sessions: HashMap<String, Session>,
     operations: HashMap<u64, Operation>,
     due: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -264,11 +240,23 @@ pub struct World {
 
 impl World {
     pub fn new(seed: Seed, session_idle: Duration, task_time: Duration) -> Self {
-        World {
+        let index = |ids: Vec<Uuid>| ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        let mut world = World {
+            repository_index: index(seed.repositories.iter().map(|r| r.id).collect()),
+            wan_index: index(seed.wan_accelerators.iter().map(|w| w.id).collect()),
             backup_servers: seed.backup_servers,
-            tenants: seed.tenants,
+            repositories: seed.repositories,
+            wan_accelerators: seed.wan_accelerators,
+            tenants: HashMap::new(),
+            tenant_names: HashMap::new(),
+            tenant_pools: HashMap::new(),
+            left_behind_mb: HashMap::new(),
+            clock: Instant::now(),
             gateways: HashMap::new(),
             pools: HashMap::new(),
+            gateway_hosts: HashMap::new(),
+            pool_names: HashMap::new(),
+            gateway_pool: HashMap::new(),
             sessions: HashMap::new(),
             operations: HashMap::new(),
             due: BinaryHeap::new(),
@@ -278,7 +266,12 @@ impl World {
             session_idle,
             task_time,
             operation_finished_time: Duration::ZERO,
+        };
+        for mut tenant in seed.tenants {
+            tenant.created = world.next_created();
+            world.insert_tenant(tenant);
         }
+        world
     }
 
     // -- sessions ------------------------------------------------------------------------------
@@ -426,6 +419,7 @@ impl World {
 
     /// Applies every operation that is due, oldest first.
     pub fn advance(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         while let Some(Reverse((due, id))) = self.due.peek().copied() {
             if due > now {
                 break;
@@ -438,7 +432,7 @@ impl World {
             let forced = op.forced_failure.take();
             let outcome = match (forced, change) {
                 (Some(message), _) => Outcome::Failed(message),
-                (None, Some(change)) => self.apply(change),
+                (None, Some(change)) => self.apply(change, due),
                 (None, None) => continue,
             };
             if let Some(op) = self.operations.get_mut(&id) {
@@ -464,8 +458,20 @@ impl World {
             .find(|b| b.name.eq_ignore_ascii_case(name))
     }
 
-    pub fn tenant(&self, id: Uuid) -> Option<&Tenant> {
-        self.tenants.iter().find(|t| t.id == id)
+    pub fn gateway(&self, id: Uuid) -> Option<&Gateway> {
+        self.gateways.get(&id)
+    }
+
+    pub fn pool(&self, id: Uuid) -> Option<&Pool> {
+        self.pools.get(&id)
+    }
+
+    pub fn gateway_count(&self) -> usize {
+        self.gateways.len()
+    }
+
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
     }
 
     pub fn gateways_sorted(&self) -> Vec<&Gateway> {
@@ -481,7 +487,57 @@ impl World {
     }
 
     pub fn pool_of_gateway(&self, gateway: Uuid) -> Option<&Pool> {
-        self.pools.values().find(|p| p.gateways.contains(&gateway))
+        self.gateway_pool
+            .get(&gateway)
+            .and_then(|p| self.pools.get(p))
+    }
+
+    fn insert_gateway(&mut self, gateway: Gateway) {
+        self.gateway_hosts
+            .insert(name_key(gateway.backup_server, &gateway.name), gateway.id);
+        self.gateways.insert(gateway.id, gateway);
+    }
+
+    fn remove_gateway(&mut self, id: Uuid) -> Option<Gateway> {
+        let gateway = self.gateways.remove(&id)?;
+        self.gateway_hosts
+            .remove(&name_key(gateway.backup_server, &gateway.name));
+        Some(gateway)
+    }
+
+    /// Adds a pool or replaces the one with its id.
+    fn insert_pool(&mut self, pool: Pool) {
+        self.remove_pool(pool.id);
+        self.pool_names
+            .insert(name_key(pool.backup_server, &pool.name), pool.id);
+        for g in &pool.gateways {
+            self.gateway_pool.insert(*g, pool.id);
+        }
+        for t in &pool.tenants {
+            self.tenant_pools.entry(*t).or_default().insert(pool.id);
+        }
+        self.pools.insert(pool.id, pool);
+    }
+
+    fn remove_pool(&mut self, id: Uuid) -> Option<Pool> {
+        let pool = self.pools.remove(&id)?;
+        self.pool_names
+            .remove(&name_key(pool.backup_server, &pool.name));
+        for g in &pool.gateways {
+            if self.gateway_pool.get(g) == Some(&id) {
+                self.gateway_pool.remove(g);
+            }
+        }
+        for t in &pool.tenants {
+            if let Some(pools) = self.tenant_pools.get_mut(t) {
+                pools.remove(&id);
+            }
+        }
+        Some(pool)
+    }
+
+    pub fn advise(&mut self, what: String) {
+        *self.counters.advisories.entry(what).or_default() += 1;
     }
 
     pub fn next_created(&mut self) -> u64 {
@@ -489,15 +545,15 @@ impl World {
         self.next_created
     }
 
-    fn apply(&mut self, change: Change) -> Outcome {
-        match self.try_apply(change) {
+    fn apply(&mut self, change: Change, at: Instant) -> Outcome {
+        match self.try_apply(change, at) {
             Ok(related) => Outcome::Succeeded(related),
             Err(message) => Outcome::Failed(message),
         }
     }
 
     /// EM's business rules, checked when the operation runs (not when it is accepted).
-    fn try_apply(&mut self, change: Change) -> Result<Option<Related>, String> {
+    fn try_apply(&mut self, change: Change, at: Instant) -> Result<Option<Related>, String> {
         match change {
             Change::CreateGateway(gateway) => {
                 let server = self
@@ -513,20 +569,21 @@ impl World {
                         gateway.name
                     ));
                 }
-                if self.gateways.values().any(|g| {
-                    g.backup_server == gateway.backup_server
-                        && g.name.eq_ignore_ascii_case(&gateway.name)
-                }) {
+                if self
+                    .gateway_hosts
+                    .contains_key(&name_key(gateway.backup_server, &gateway.name))
+                {
                     return Err(format!(
                         "Server {} is already a cloud gateway.",
                         gateway.name
                     ));
                 }
                 let id = gateway.id;
-                self.gateways.insert(id, gateway);
+                self.insert_gateway(gateway);
                 Ok(Some(Related {
                     type_: "CloudGateway",
                     path: format!("cloud/gateways/{id}?format=Entity"),
+                    name: String::new(),
                 }))
             }
             Change::EditGateway(id, change) => {
@@ -570,7 +627,7 @@ impl World {
                         gateway.name, pool.name
                     ));
                 }
-                self.gateways.remove(&id);
+                self.remove_gateway(id);
                 Ok(None)
             }
             Change::CreatePool(pool) => {
@@ -582,10 +639,11 @@ impl World {
                     &pool.tenants,
                 )?;
                 let id = pool.id;
-                self.pools.insert(id, pool);
+                self.insert_pool(pool);
                 Ok(Some(Related {
                     type_: "CloudGatewayPool",
                     path: format!("cloud/gatewayPools/{id}?format=Entity"),
+                    name: String::new(),
                 }))
             }
             Change::EditPool(id, change) => {
@@ -596,25 +654,33 @@ impl World {
                 let name = change.name.clone().unwrap_or_else(|| pool.name.clone());
                 let server = pool.backup_server;
                 self.check_pool(Some(id), server, &name, &change.gateways, &change.tenants)?;
-                if let Some(pool) = self.pools.get_mut(&id) {
-                    pool.name = name;
-                    if let Some(d) = change.description {
-                        pool.description = d;
-                    }
-                    pool.gateways = change.gateways;
-                    pool.tenants = change.tenants;
+                let mut next = pool.clone();
+                next.name = name;
+                if let Some(d) = change.description {
+                    next.description = d;
                 }
+                next.gateways = change.gateways;
+                next.tenants = change.tenants;
+                self.insert_pool(next);
                 Ok(None)
             }
             Change::DeletePool(id) => {
-                self.pools
-                    .remove(&id)
+                self.remove_pool(id)
                     .ok_or_else(|| format!("Cloud gateway pool [{id}] was not found."))?;
                 Ok(Some(Related {
                     type_: "CloudGatewayPoolList",
                     path: "cloud/gatewayPools?format=Entity".into(),
+                    name: String::new(),
                 }))
             }
+            Change::CreateTenant(new) => self.create_tenant(*new, at).map(Some),
+            Change::EditTenant(id, change) => self.edit_tenant(id, *change).map(Some),
+            Change::DeleteTenant {
+                id,
+                include_backups,
+            } => self.delete_tenant(id, include_backups).map(|()| None),
+            Change::CreateQuota(tenant, quota) => self.create_quota(tenant, quota, at).map(Some),
+            Change::DeleteQuota(tenant, quota) => self.delete_quota(tenant, quota).map(|()| None),
         }
     }
 
@@ -626,9 +692,9 @@ impl World {
         gateways: &[Uuid],
         tenants: &[Uuid],
     ) -> Result<(), String> {
-        if self.pools.values().any(|p| {
-            Some(p.id) != this && p.backup_server == server && p.name.eq_ignore_ascii_case(name)
-        }) {
+        if let Some(other) = self.pool_names.get(&name_key(server, name))
+            && Some(*other) != this
+        {
             return Err("Cloud gateway pool name must be unique.".into());
         }
         for id in gateways {
@@ -641,11 +707,7 @@ impl World {
                     gateway.name
                 ));
             }
-            if let Some(other) = self
-                .pools
-                .values()
-                .find(|p| Some(p.id) != this && p.gateways.contains(id))
-            {
+            if let Some(other) = self.pool_of_gateway(*id).filter(|p| Some(p.id) != this) {
                 return Err(format!(
                     "Cloud gateway {} is already included in cloud gateway pool {}.",
                     gateway.name, other.name
@@ -653,12 +715,177 @@ impl World {
             }
         }
         for id in tenants {
-            if self.tenant(*id).is_none() {
+            if !self.tenants.contains_key(id) {
                 return Err(format!(
                     "Cloud tenant [urn:veeam:CloudTenant:{id}] was not found."
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// Names compare as EM compares them: ASCII case-insensitively, per backup server.
+fn name_key(server: Uuid, name: &str) -> (Uuid, String) {
+    (server, name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(server: Uuid, name: String) -> Gateway {
+        Gateway {
+            id: Uuid::new_v4(),
+            created: 0,
+            backup_server: server,
+            name,
+            enabled: true,
+            network_mode: NetworkMode::Direct,
+            external_ip: String::new(),
+            external_port: 6180,
+            internal_port: 6180,
+            description: String::new(),
+        }
+    }
+
+    fn world() -> World {
+        World::new(Seed::default(), Duration::from_secs(900), Duration::ZERO)
+    }
+
+    /// `n` gateway, pool and tenant creates (each pool takes a gateway just made, each tenant
+    /// a quota and that pool), through the task engine; returns the time taken and checks every
+    /// one succeeded.
+    fn creates(world: &mut World, n: usize) -> Duration {
+        let server = world.backup_servers[0].id;
+        let now = Instant::now();
+        let (token, _) = world.log_on("u", now);
+        let run = Uuid::new_v4();
+        let started = Instant::now();
+        for i in 0..n {
+            let g = gateway(server, format!("New-{i}.{run}.example"));
+            let gid = g.id;
+            world.start(&token, Change::CreateGateway(g), None, now);
+            let pid = Uuid::new_v4();
+            let pool = Pool {
+                id: pid,
+                created: 0,
+                backup_server: server,
+                name: format!("new pool {i} {run}"),
+                description: String::new(),
+                gateways: vec![gid],
+                tenants: vec![],
+            };
+            world.start(&token, Change::CreatePool(pool), None, now);
+            let mut tenant = Tenant::new(Uuid::new_v4(), &format!("Tenant {i} {run}"), server);
+            tenant.resources.push(Quota {
+                id: Uuid::new_v4(),
+                name: "Cloud".into(),
+                repository: world.repositories[0].id,
+                wan_accelerator: None,
+                quota_mb: 1024,
+                used_mb: 0,
+                visible_at: None,
+            });
+            let pools = vec![pid];
+            world.start(
+                &token,
+                Change::CreateTenant(Box::new(NewTenant { tenant, pools })),
+                None,
+                now,
+            );
+            world.advance(now);
+        }
+        let elapsed = started.elapsed();
+        let failed = world
+            .tasks_of(&token, now)
+            .into_iter()
+            .filter(|t| !matches!(t.outcome, Some(Outcome::Succeeded(_))))
+            .count();
+        assert_eq!(failed, 0);
+        elapsed
+    }
+
+    #[test]
+    fn create_checks_do_not_grow_with_the_world() {
+        let mut big = world();
+        let server = big.backup_servers[0].id;
+        for i in 0..100_000 {
+            let g = gateway(server, format!("gw-{i}.example"));
+            let id = g.id;
+            big.insert_gateway(g);
+            big.insert_tenant(Tenant::new(Uuid::new_v4(), &format!("tenant-{i}"), server));
+            if i % 2 == 0 {
+                big.insert_pool(Pool {
+                    id: Uuid::new_v4(),
+                    created: 0,
+                    backup_server: server,
+                    name: format!("pool {i}"),
+                    description: String::new(),
+                    gateways: vec![id],
+                    tenants: vec![],
+                });
+            }
+        }
+        // The best of three runs each, so that a busy machine does not decide the outcome.
+        let best = |w: &mut World| (0..3).map(|_| creates(w, 1000)).min().unwrap_or_default();
+        let empty = best(&mut world());
+        let full = best(&mut big);
+        eprintln!(
+            "1000 gateway + 1000 pool + 1000 tenant creates: empty world {empty:?}, 100,000 gateways, 50,000 pools and 100,000 tenants {full:?}"
+        );
+        // A scan of 100,000 gateways per create made this about 130 times slower.
+        assert!(
+            full < empty * 5 + Duration::from_millis(50),
+            "empty {empty:?}, full {full:?}"
+        );
+    }
+
+    #[test]
+    fn indexes_follow_renames_and_deletes() {
+        let mut w = world();
+        let server = w.backup_servers[0].id;
+        let now = Instant::now();
+        let (token, _) = w.log_on("u", now);
+        let g = gateway(server, "GW.example".into());
+        let gid = g.id;
+        w.start(&token, Change::CreateGateway(g), None, now);
+        let again = gateway(server, "gw.EXAMPLE".into());
+        w.start(&token, Change::CreateGateway(again), None, now);
+        let pid = Uuid::new_v4();
+        let pool = Pool {
+            id: pid,
+            created: 0,
+            backup_server: server,
+            name: "EU".into(),
+            description: String::new(),
+            gateways: vec![gid],
+            tenants: vec![],
+        };
+        w.start(&token, Change::CreatePool(pool), None, now);
+        let rename = PoolChange {
+            name: Some("US".into()),
+            description: None,
+            gateways: vec![],
+            tenants: vec![],
+        };
+        w.start(&token, Change::EditPool(pid, rename), None, now);
+        w.advance(now);
+        let outcomes: Vec<bool> = w
+            .tasks_of(&token, now)
+            .iter()
+            .map(|t| matches!(t.outcome, Some(Outcome::Succeeded(_))))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [true, false, true, true],
+            "a host is a gateway once"
+        );
+        assert!(w.pool_of_gateway(gid).is_none(), "left the pool on edit");
+        assert_eq!(w.pool_names.get(&name_key(server, "us")), Some(&pid));
+        assert!(!w.pool_names.contains_key(&name_key(server, "eu")));
+        w.start(&token, Change::DeleteGateway(gid), None, now);
+        w.advance(now);
+        assert!(w.gateway_hosts.is_empty() && w.gateways.is_empty());
     }
 }

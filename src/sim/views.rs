@@ -1,10 +1,16 @@
 //! EM's representations of the simulator's objects: references (`Ref`/`EntityRef`) and
-//! entities, with the links the documentation shows.
+//! entities, with the links the documentation shows (only to routes the simulator serves).
 
 use uuid::Uuid;
 
 use super::render::{Node, Scalar};
-use super::state::{BackupServer, Gateway, Outcome, Pool, TaskView, Tenant, World};
+use super::state::{BackupServer, Gateway, Outcome, Pool, TaskView, World};
+
+mod tenants;
+
+pub use tenants::{
+    quota, repository_entity, repository_ref, tenant_entity, tenant_ref, tenant_resources,
+};
 
 /// Builds absolute Hrefs from the simulator's public base URL (ending in `/api`).
 #[derive(Debug, Clone)]
@@ -101,7 +107,7 @@ pub fn task(h: &Hrefs, view: &TaskView, delete_link_type: bool) -> Node {
     if let Some(Outcome::Succeeded(Some(related))) = &view.outcome {
         links.push(link(
             h.at(&related.path),
-            Some(""),
+            Some(&related.name),
             Some(related.type_),
             "Related",
         ));
@@ -317,62 +323,4 @@ pub fn pool_entity(h: &Hrefs, world: &World, p: &Pool) -> Node {
         .child(Node::text("Description", p.description.clone()))
         .child(Node::list("CloudGateways", "CloudGatewayUid", gateways))
         .child(Node::list("CloudTenants", "CloudTenantUid", tenants))
-}
-
-// -- tenants ---------------------------------------------------------------------------------
-
-pub fn tenant_ref(h: &Hrefs, world: &World, t: &Tenant, root: &'static str) -> Node {
-    let me = h.at(&format!("cloud/tenants/{}", t.id));
-    Node::new(root)
-        .attr("Type", "CloudTenantReference")
-        .attr("Href", me.clone())
-        .attr("Name", t.name.clone())
-        .attr("UID", uid("CloudTenant", t.id))
-        .child(Node::links(vec![
-            up_link(h, world, t.backup_server),
-            link(
-                format!("{me}?format=Entity"),
-                Some(&t.name),
-                Some("CloudTenant"),
-                "Alternate",
-            ),
-        ]))
-}
-
-pub fn tenant_entity(h: &Hrefs, world: &World, t: &Tenant) -> Node {
-    let me = h.at(&format!("cloud/tenants/{}", t.id));
-    let pools = world
-        .pools_sorted()
-        .into_iter()
-        .filter(|p| p.tenants.contains(&t.id))
-        .map(|p| Node::text("CloudGatewayPoolUid", uid("CloudGatewayPool", p.id)))
-        .collect();
-    Node::new("CloudTenant")
-        .attr("Href", format!("{me}?format=Entity"))
-        .attr("Type", "CloudTenant")
-        .attr("Name", t.name.clone())
-        .attr("UID", uid("CloudTenant", t.id))
-        .child(Node::links(vec![
-            up_link(h, world, t.backup_server),
-            link(
-                me.clone(),
-                Some(&t.name),
-                Some("CloudTenantReference"),
-                "Alternate",
-            ),
-            link(
-                format!("{me}/gatewayPools"),
-                None,
-                Some("CloudGatewayPoolReferenceList"),
-                "Down",
-            ),
-        ]))
-        .child(Node::empty("Password"))
-        .child(Node::text("Description", t.description.clone()))
-        .child(Node::value("Enabled", Scalar::Bool(t.enabled)))
-        .child(Node::list(
-            "CloudGatewayPools",
-            "CloudGatewayPoolUid",
-            pools,
-        ))
 }
