@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use ring::rand::SecureRandom;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::Scope;
+use crate::clock::{Clock, Timestamp};
+use crate::domain::{ApiKeyId, Scope};
 use crate::store::{ApiKeyRecord, NewApiKey, Store, StoreError};
 
 /// Every key starts with this, so a leaked key is recognisable (secret scanners, logs).
@@ -73,6 +74,7 @@ pub async fn issue(
     name: &str,
     scope: Scope,
     expires_at: Option<DateTime<Utc>>,
+    now: Timestamp,
 ) -> Result<IssuedKey, KeyError> {
     let name = check_name(name)?;
     let mut bytes = [0u8; 32];
@@ -84,14 +86,14 @@ pub async fn issue(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let key = NewApiKey {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: ApiKeyId::new(),
         name,
         scope,
         prefix: token.chars().take(KEY_PREFIX.len() + 6).collect(),
         hash: hash(&token),
         expires_at,
     };
-    let record = store.insert_api_key(&key).await?;
+    let record = store.insert_api_key(&key, now).await?;
     Ok(IssuedKey {
         record,
         token: SecretString::from(token),
@@ -101,13 +103,15 @@ pub async fn issue(
 /// Checks bearer tokens against the store, with a short cache of good keys.
 pub struct Authenticator {
     store: Store,
+    clock: Clock,
     cache: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
 }
 
 impl Authenticator {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, clock: Clock) -> Self {
         Authenticator {
             store,
+            clock,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -120,15 +124,16 @@ impl Authenticator {
         }
         let hash = hash(token);
         let now = Instant::now();
+        let today = self.clock.now();
         if let Some((record, at)) = self.cache().get(&hash).cloned()
             && now.duration_since(at) < CACHE_FOR
-            && record.usable(Utc::now())
+            && record.usable(today)
         {
             return Ok(Some(record));
         }
         let record = self.store.api_key_by_hash(&hash).await?;
         match record {
-            Some(record) if record.usable(Utc::now()) => {
+            Some(record) if record.usable(today) => {
                 {
                     let mut cache = self.cache();
                     if cache.len() > 10_000 {
@@ -137,7 +142,7 @@ impl Authenticator {
                     cache.insert(hash, (record.clone(), now));
                 }
                 // Bookkeeping only: a failure here must not refuse a valid key.
-                if let Err(e) = self.store.touch_api_key(&record.id).await {
+                if let Err(e) = self.store.touch_api_key(record.id, today).await {
                     tracing::warn!(error = %e, "could not record an API key's last use");
                 }
                 Ok(Some(record))
@@ -150,8 +155,8 @@ impl Authenticator {
     }
 
     /// Revokes a key and forgets it here at once.
-    pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
-        let revoked = self.store.revoke_api_key(id).await?;
+    pub async fn revoke(&self, id: ApiKeyId) -> Result<bool, StoreError> {
+        let revoked = self.store.revoke_api_key(id, self.clock.now()).await?;
         self.cache().retain(|_, (record, _)| record.id != id);
         Ok(revoked)
     }

@@ -5,14 +5,14 @@
 
 pub mod access;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod em;
-pub mod operations;
 pub mod outbound;
-pub mod poller;
 pub mod sim;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;

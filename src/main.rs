@@ -10,7 +10,7 @@ use em_gateway::access;
 use em_gateway::config::{EmConfig, LogFormat, Settings};
 use em_gateway::domain::Scope;
 use em_gateway::sim::{self, SimConfig};
-use em_gateway::startup::Application;
+use em_gateway::startup::{Application, Options};
 use em_gateway::store::Store;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -131,7 +131,7 @@ async fn store(settings: &Settings) -> Result<Store, String> {
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let app = Application::build(&settings, true)
+    let app = Application::build(&settings, Options::service())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(port = app.port(), "em-gateway listening");
@@ -156,10 +156,11 @@ async fn demo(mut settings: Settings) -> Result<(), String> {
         sessions: 2,
         request_timeout: Duration::from_secs(10),
     });
-    let app = Application::build(&settings, true)
+    let app = Application::build(&settings, Options::service())
         .await
         .map_err(|e| e.to_string())?;
-    let key = access::issue(app.store(), "demo admin", Scope::Admin, None)
+    let now = em_gateway::clock::Clock::system().now();
+    let key = access::issue(app.store(), "demo admin", Scope::Admin, None, now)
         .await
         .map_err(|e| e.to_string())?;
     let base = format!("http://{}:{}", settings.listen.ip(), app.port());
@@ -229,7 +230,8 @@ async fn keys_command(command: KeysCommand, settings: &Settings) -> Result<(), S
         } => {
             let scope = Scope::parse(&scope).ok_or("--scope must be read, write or admin")?;
             let expires = expires_in.as_deref().map(parse_expiry).transpose()?;
-            let key = access::issue(&store, &name, scope, expires)
+            let now = em_gateway::clock::Clock::system().now();
+            let key = access::issue(&store, &name, scope, expires, now)
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -247,7 +249,7 @@ async fn keys_command(command: KeysCommand, settings: &Settings) -> Result<(), S
             for k in keys {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
-                } else if !k.usable(chrono::Utc::now()) {
+                } else if !k.usable(em_gateway::clock::Clock::system().now()) {
                     "expired"
                 } else {
                     "active"
@@ -264,7 +266,14 @@ async fn keys_command(command: KeysCommand, settings: &Settings) -> Result<(), S
             }
         }
         KeysCommand::Revoke { id } => {
-            if !store.revoke_api_key(&id).await.map_err(|e| e.to_string())? {
+            let key = em_gateway::domain::ApiKeyId::parse(&id)
+                .ok_or_else(|| format!("no active API key {id}"))?;
+            let now = em_gateway::clock::Clock::system().now();
+            if !store
+                .revoke_api_key(key, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no active API key {id}"));
             }
             println!("revoked {id}");

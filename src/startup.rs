@@ -1,5 +1,6 @@
-//! Builds the service from settings and runs it: the HTTP API, the poller and the EM
-//! keep-alive side by side in one process.
+//! Builds the service from settings and runs it: the HTTP API, the poller, the webhook
+//! deliverer and the EM keep-alive side by side in one process. A test may build it with the
+//! poller and the deliverer not running and step them itself ([`Workers::Manual`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +13,50 @@ use tokio::task::JoinHandle;
 
 use crate::access::Authenticator;
 use crate::api::{self, AppState};
+use crate::clock::Clock;
 use crate::config::{ConfigError, EmConfig, Settings};
+use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
-use crate::operations::Operations;
-use crate::poller::{Poller, PollerConfig};
 use crate::store::{Store, StoreError};
+use crate::tasks::{Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
+
+/// Whether the poller and the deliverer run by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// On their own schedules (the service).
+    Background,
+    /// Only when stepped through [`Application::workers`] (tests).
+    Manual,
+}
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stop on SIGTERM/SIGINT.
+    pub handle_signals: bool,
+    pub workers: Workers,
+    pub clock: Clock,
+}
+
+impl Options {
+    /// The service as deployed.
+    pub fn service() -> Self {
+        Options {
+            handle_signals: true,
+            workers: Workers::Background,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The background workers, for a test to step.
+#[derive(Clone)]
+pub struct Handles {
+    pub poller: Arc<Poller>,
+    pub deliverer: Arc<Deliverer>,
+    pub clock: Clock,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -54,19 +93,20 @@ pub struct Application {
     port: u16,
     server: Server,
     stop: watch::Sender<bool>,
-    poller: JoinHandle<()>,
-    deliverer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     keepalive: JoinHandle<()>,
+    handles: Handles,
     em: Arc<EmClient>,
     store: Store,
-    owner: String,
+    owner: ReplicaId,
 }
 
 impl Application {
     /// Connects, migrates, binds (port 0 picks a free one) and starts the background work.
-    pub async fn build(settings: &Settings, handle_signals: bool) -> Result<Self, StartError> {
+    pub async fn build(settings: &Settings, options: Options) -> Result<Self, StartError> {
         // Before anything is recorded (the logons just below included).
         crate::telemetry::install();
+        let clock = options.clock.clone();
         let em_config = settings
             .em
             .as_ref()
@@ -78,7 +118,7 @@ impl Application {
         if let Err(e) = em.warm_up().await {
             tracing::warn!(error = %e, "could not log on to Enterprise Manager yet; will retry on use");
         }
-        let owner = uuid::Uuid::new_v4().to_string();
+        let owner = ReplicaId::new();
         let listener =
             std::net::TcpListener::bind(settings.listen).map_err(|e| StartError::Listen {
                 addr: settings.listen.to_string(),
@@ -87,44 +127,59 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
 
         let wake_deliverer = Arc::new(tokio::sync::Notify::new());
-        let poller = Poller::new(
+        let poller = Arc::new(Poller::new(
             store.clone(),
             em.clone(),
-            owner.clone(),
+            owner,
+            clock.clone(),
             PollerConfig {
                 interval: settings.poll_interval,
                 grace: settings.settle_grace,
                 unsent_after: em_config.request_timeout + Duration::from_secs(5),
             },
             wake_deliverer.clone(),
+        ));
+        let deliverer = Arc::new(
+            Deliverer::new(
+                store.clone(),
+                owner,
+                clock.clone(),
+                DelivererConfig {
+                    schedule: settings.webhook_retry_schedule.clone(),
+                    timeout: settings.webhook_timeout,
+                    allow_private: settings.webhook_allow_private,
+                    concurrency: settings.webhook_concurrency,
+                },
+                wake_deliverer.clone(),
+            )
+            .map_err(StartError::Webhooks)?,
         );
-        let deliverer = Deliverer::new(
-            store.clone(),
-            owner.clone(),
-            DelivererConfig {
-                schedule: settings.webhook_retry_schedule.clone(),
-                timeout: settings.webhook_timeout,
-                allow_private: settings.webhook_allow_private,
-                concurrency: settings.webhook_concurrency,
-            },
-            wake_deliverer.clone(),
-        )
-        .map_err(StartError::Webhooks)?;
         let (stop, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poller.run(stop_rx.clone()));
-        let deliverer = tokio::spawn(Arc::new(deliverer).run(stop_rx));
+        let background = match options.workers {
+            Workers::Background => vec![
+                tokio::spawn(poller.clone().run(stop_rx.clone())),
+                tokio::spawn(deliverer.clone().run(stop_rx)),
+            ],
+            Workers::Manual => Vec::new(),
+        };
         let keepalive = tokio::spawn(em.clone().keep_alive_loop());
 
         let state = web::Data::new(AppState {
             store: store.clone(),
             em: em.clone(),
-            operations: Operations::new(store.clone(), em.clone(), owner.clone()),
-            auth: Authenticator::new(store.clone()),
+            clock: clock.clone(),
+            submitter: Submitter::new(store.clone(), em.clone(), owner, clock.clone()),
+            // A claim this old whose request never reached EM may be taken over.
+            replay: Replay::new(
+                store.clone(),
+                clock.clone(),
+                em_config.request_timeout * 2 + Duration::from_secs(1),
+            ),
+            auth: Authenticator::new(store.clone(), clock.clone()),
             webhooks: api::WebhookSettings {
                 allow_private: settings.webhook_allow_private,
                 wake: wake_deliverer,
             },
-            idempotency_stale: em_config.request_timeout * 2 + Duration::from_secs(1),
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -142,16 +197,20 @@ impl Application {
             addr: settings.listen.to_string(),
             reason: e.to_string(),
         })?;
-        if !handle_signals {
+        if !options.handle_signals {
             server = server.disable_signals();
         }
         Ok(Application {
             port,
             server: server.run(),
             stop,
-            poller,
-            deliverer,
+            background,
             keepalive,
+            handles: Handles {
+                poller,
+                deliverer,
+                clock,
+            },
             em,
             store,
             owner,
@@ -170,19 +229,26 @@ impl Application {
         &self.store
     }
 
+    /// The poller, the deliverer and the clock, to step by hand under [`Workers::Manual`].
+    pub fn workers(&self) -> Handles {
+        self.handles.clone()
+    }
+
     /// Serves until stopped (SIGTERM/SIGINT or the handle), then finishes requests in flight,
     /// stops the poller, logs off EM and gives this replica's sessions up.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let _ = self.stop.send(true);
-        let _ = self.poller.await;
-        let _ = self.deliverer.await;
+        for worker in self.background {
+            let _ = worker.await;
+        }
         self.keepalive.abort();
         self.em.log_off_all().await;
-        if let Err(e) = self.store.release_sessions(&self.owner).await {
+        let now = self.handles.clock.now();
+        if let Err(e) = self.store.release_sessions(self.owner, now).await {
             tracing::warn!(error = %e, "could not release this replica's EM sessions");
         }
-        if let Err(e) = self.store.release_leases(&self.owner).await {
+        if let Err(e) = self.store.release_leases(self.owner).await {
             tracing::warn!(error = %e, "could not release this replica's leases");
         }
         self.store.close().await;

@@ -9,13 +9,16 @@ use utoipa::ToSchema;
 
 use uuid::Uuid;
 
+use crate::tasks::Command;
+
+use super::extract::{Body, Reader, Request, Writer};
 use super::problem::{ApiError, Problem, Problems};
-use super::tasks::{as_task, no_body};
+use super::tasks::{submit, submit_without_body};
 use super::views::{CloudGatewayPage, CloudGatewayView, Paging, Query, page, uid_filter};
-use super::{AppState, caller, request};
+use super::{AppState, request};
 use crate::domain::{
     BackupServerUid, CloudGatewayChange, Description, FieldErrors, HostName, Metadata, Network,
-    NetworkType, NewCloudGateway, Port, Scope, TaskView,
+    NetworkType, NewCloudGateway, Port, TaskView,
 };
 
 /// Creates a cloud gateway (EM's `CreateCloudGatewaySpec`).
@@ -133,8 +136,10 @@ pub(super) fn network(
     }
 }
 
-impl CreateCloudGatewayRequest {
-    pub fn parse(self) -> Result<(NewCloudGateway, Metadata), ApiError> {
+impl Request for CreateCloudGatewayRequest {
+    type Value = (NewCloudGateway, Metadata);
+
+    fn parse(self) -> Result<Self::Value, ApiError> {
         let mut e = FieldErrors::new();
         let backup_server = required(&mut e, "backup_server_uid", &self.backup_server_uid)
             .and_then(|v| e.check("backup_server_uid", BackupServerUid::parse(v)));
@@ -196,18 +201,12 @@ impl CreateCloudGatewayRequest {
         Problems::<502>,
     ))]
 pub async fn create(
+    key: Writer,
+    body: Body<CreateCloudGatewayRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
-    let body = request::body(&req, payload).await?;
-    let parse = |b: &[u8]| request::parse::<CreateCloudGatewayRequest>(b)?.parse();
-    let ops = &state.operations;
-    as_task(&req, &state, &key, &body, parse, |command, by| async move {
-        ops.create_cloud_gateway(&command, by).await
-    })
-    .await
+    submit(&req, &state, &key, body, Command::CreateCloudGateway).await
 }
 
 /// Changes a cloud gateway. Fields left out keep what EM has.
@@ -233,8 +232,10 @@ pub struct UpdateCloudGatewayRequest {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-impl UpdateCloudGatewayRequest {
-    pub fn parse(self) -> Result<(CloudGatewayChange, Metadata), ApiError> {
+impl Request for UpdateCloudGatewayRequest {
+    type Value = (CloudGatewayChange, Metadata);
+
+    fn parse(self) -> Result<Self::Value, ApiError> {
         let mut e = FieldErrors::new();
         let description = self
             .description
@@ -292,8 +293,11 @@ pub(super) fn path_id<K: crate::domain::UidKind>(text: &str, what: &str) -> Resu
         (status = 200, body = CloudGatewayPage, description = "One page, sorted by id"),
         Problems::<400, 502>,
     ))]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
+pub async fn list(
+    _: Reader,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
     let server = q.take(
         "backup_server_uid",
@@ -333,11 +337,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Problems::<404, 502>,
     ))]
 pub async fn get(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
     let gateway = state
         .em
@@ -360,18 +363,15 @@ pub async fn get(
         Problems::<404, 502>,
     ))]
 pub async fn update(
+    key: Writer,
+    body: Body<UpdateCloudGatewayRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
-    let body = request::body(&req, payload).await?;
-    let parse = |b: &[u8]| request::parse::<UpdateCloudGatewayRequest>(b)?.parse();
-    let ops = &state.operations;
-    as_task(&req, &state, &key, &body, parse, |change, by| async move {
-        ops.update_cloud_gateway(id, &change, by).await
+    submit(&req, &state, &key, body, |change| {
+        Command::UpdateCloudGateway(id, change)
     })
     .await
 }
@@ -386,15 +386,11 @@ pub async fn update(
         Problems::<404, 502>,
     ))]
 pub async fn delete(
+    key: Writer,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGateway>(&id, "cloud gateway")?;
-    let ops = &state.operations;
-    as_task(&req, &state, &key, b"", no_body, |(), by| async move {
-        ops.delete_cloud_gateway(id, by).await
-    })
-    .await
+    submit_without_body(&req, &state, &key, Command::DeleteCloudGateway(id)).await
 }

@@ -1,25 +1,25 @@
-//! `Idempotency-Key` (IETF httpapi draft) on every POST, PATCH and DELETE: scoped to the API
-//! key, kept 24 hours. A repeat replays the first answer with `Idempotent-Replayed: true`; the
-//! same key with another request is 422; a repeat while the first is still at work is 409.
-//! Answers of 500 and above are not kept, so the request can be tried again.
+//! `Idempotency-Key` (IETF httpapi draft) on every POST, PATCH and DELETE, as HTTP: reading the
+//! header, running a write through [`tasks::Replay`](crate::tasks::Replay), and sending or
+//! keeping answers as the bytes they were. What a key means lives in `tasks::replay`.
 
 use std::future::Future;
 
 use actix_web::body::MessageBody;
+use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::AppState;
 use super::problem::ApiError;
-use super::tasks::answer;
-use crate::domain::FieldError;
-use crate::store::{Claim, IdempotencyKey, StoredAnswer, accepted_answer};
+use crate::domain::{ApiKeyId, FieldError};
+use crate::store::{IdempotencyKey, StoredAnswer};
+use crate::tasks::{Decision, replay};
 
 pub const HEADER: &str = "Idempotency-Key";
 /// Lower case, as `HeaderName::from_static` requires; sent as `Idempotent-Replayed`.
 const REPLAYED: &str = "idempotent-replayed";
 
-fn key_of(req: &HttpRequest, api_key_id: &str) -> Result<Option<IdempotencyKey>, ApiError> {
+fn key_of(req: &HttpRequest, api_key_id: ApiKeyId) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -33,7 +33,7 @@ fn key_of(req: &HttpRequest, api_key_id: &str) -> Result<Option<IdempotencyKey>,
         });
     };
     Ok(Some(IdempotencyKey {
-        api_key_id: api_key_id.to_string(),
+        api_key_id,
         key: text.to_string(),
     }))
 }
@@ -60,17 +60,19 @@ fn parse_key(value: &str) -> Option<&str> {
 pub const KEY_PATTERN: &str =
     r#"^("[!#-~]([ !#-~]{0,253}[!#-~])?"|[!#-~]([ !#-~]{0,253}[!#-~])?)$"#;
 
-/// What makes two requests "the same": method, path and query, body.
-pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String {
-    let mut data = Vec::with_capacity(body.len() + 64);
-    data.extend_from_slice(method.as_bytes());
-    data.push(b'\n');
-    data.extend_from_slice(path.as_bytes());
-    data.push(b'?');
-    data.extend_from_slice(query.as_bytes());
-    data.push(b'\n');
-    data.extend_from_slice(body);
-    crate::em::tls::sha256_hex(&data)
+/// A stored answer, sent as the first time.
+pub fn respond(stored: &StoredAnswer) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::ACCEPTED);
+    let mut resp = HttpResponse::build(status);
+    if let Some(location) = &stored.location {
+        resp.insert_header(("Location", location.clone()));
+    }
+    let content_type = if status.is_client_error() || status.is_server_error() {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    resp.content_type(content_type).body(stored.body.clone())
 }
 
 fn replayed(mut resp: HttpResponse) -> HttpResponse {
@@ -85,7 +87,7 @@ fn replayed(mut resp: HttpResponse) -> HttpResponse {
 pub async fn once<F, Fut>(
     req: &HttpRequest,
     state: &AppState,
-    api_key_id: &str,
+    api_key_id: ApiKeyId,
     body: &[u8],
     run: F,
 ) -> Result<HttpResponse, ApiError>
@@ -96,55 +98,26 @@ where
     let Some(key) = key_of(req, api_key_id)? else {
         return run(None).await;
     };
-    let stale_ms = i64::try_from(state.idempotency_stale.as_millis()).unwrap_or(i64::MAX);
-    match state
-        .store
-        .claim_idempotency(
-            &key,
-            &fingerprint(
-                req.method().as_str(),
-                req.uri().path(),
-                req.query_string(),
-                body,
-            ),
-            stale_ms,
-        )
-        .await?
-    {
-        Claim::Replay(stored) => return Ok(replayed(answer(&stored))),
-        Claim::Mismatch => {
-            return Err(ApiError::IdempotencyMismatch);
-        }
-        Claim::InProgress {
-            task_id,
-            started_at,
-        } => {
-            // The first request died after recording its task (its answer may have been lost
-            // with it): that task is the answer, and the poller settles it from EM's objects.
-            let stale = started_at < crate::store::now_ms() - stale_ms;
-            if let (Some(task_id), true) = (task_id, stale)
-                && let Some(task) = state.store.task(task_id).await?
-            {
-                let stored = accepted_answer(&task);
-                state.store.finish_idempotency(&key, &stored).await?;
-                return Ok(replayed(answer(&stored)));
-            }
+    let fingerprint = replay::fingerprint(
+        req.method().as_str(),
+        req.uri().path(),
+        req.query_string(),
+        body,
+    );
+    match state.replay.claim(&key, &fingerprint).await? {
+        Decision::Run => {}
+        Decision::Answer(stored) => return Ok(replayed(respond(&stored))),
+        Decision::Mismatch => return Err(ApiError::IdempotencyMismatch),
+        Decision::InProgress => {
             return Err(ApiError::Conflict(
                 "a request with this Idempotency-Key is still in progress; retry shortly".into(),
             ));
         }
-        Claim::Fresh => {}
     }
-    let result = run(Some(key.clone())).await;
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(e) => e.error_response(),
-    };
+    let resp = run(Some(key.clone()))
+        .await
+        .unwrap_or_else(|e| e.error_response());
     let status = resp.status();
-    if status.is_server_error() {
-        state.store.release_idempotency(&key).await?;
-        return Ok(resp);
-    }
     let location = resp
         .headers()
         .get("Location")
@@ -157,7 +130,7 @@ where
         body: String::from_utf8_lossy(&bytes).into_owned(),
         location,
     };
-    state.store.finish_idempotency(&key, &stored).await?;
+    state.replay.finish(&key, &stored).await?;
     Ok(head.set_body(actix_web::body::BoxBody::new(bytes)))
 }
 

@@ -2,14 +2,15 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::AppState;
+use super::extract::Reader;
 use super::gateways::path_id;
 use super::problem::{ApiError, Problems};
 use super::views::{
     BackupServerPage, BackupServerView, CloudTenantPage, CloudTenantView, Paging, Query, page,
     uid_filter,
 };
-use super::{AppState, caller};
-use crate::domain::{BackupServer, CloudTenant, Scope};
+use crate::domain::{BackupServer, CloudTenant};
 
 /// Lists the backup servers EM manages.
 #[utoipa::path(get, path = "/v1/backup-servers", tag = "inventory",
@@ -23,10 +24,10 @@ use crate::domain::{BackupServer, CloudTenant, Scope};
         Problems::<400, 502>,
     ))]
 pub async fn backup_servers(
+    _: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let mut q = Query::of(&req);
     let name = q.take("name", |v| Ok(v.to_lowercase()));
     let (limit, cursor) = q.paging();
@@ -54,11 +55,10 @@ pub async fn backup_servers(
         Problems::<404, 502>,
     ))]
 pub async fn backup_server(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let id = path_id::<BackupServer>(&id, "backup server")?;
     let server = state
         .em
@@ -81,10 +81,10 @@ pub async fn backup_server(
         Problems::<400, 502>,
     ))]
 pub async fn cloud_tenants(
+    _: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let mut q = Query::of(&req);
     let server = q.take("backup_server_uid", uid_filter::<BackupServer>);
     let name = q.take("name", |v| Ok(v.to_lowercase()));
@@ -114,11 +114,10 @@ pub async fn cloud_tenants(
         Problems::<404, 502>,
     ))]
 pub async fn cloud_tenant(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let id = path_id::<CloudTenant>(&id, "cloud tenant")?;
     let tenant = state
         .em

@@ -6,10 +6,13 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::AppState;
+use super::extract::{Admin, Body, Request};
+use super::idempotency::once;
 use super::problem::{ApiError, Problem, Problems};
-use super::{AppState, caller, idempotency, request};
+use super::request;
 use crate::access;
-use crate::domain::{FieldErrors, Scope};
+use crate::domain::{ApiKeyId, FieldErrors, Scope};
 use crate::store::ApiKeyRecord;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -27,6 +30,39 @@ pub struct CreateApiKeyRequest {
     pub expires_in_days: Option<i64>,
 }
 
+impl Request for CreateApiKeyRequest {
+    /// The name, the scope, and how long the key lives (`None`: for ever).
+    type Value = (String, Scope, Option<std::time::Duration>);
+
+    fn parse(self) -> Result<Self::Value, ApiError> {
+        let mut e = FieldErrors::new();
+        let name = match self.name.as_deref() {
+            Some(n) => e.check("name", access::check_name(n).map_err(|err| err.to_string())),
+            None => {
+                e.add("name", "is required");
+                None
+            }
+        };
+        if self.scope.is_none() {
+            e.add("scope", "is required (read, write or admin)");
+        }
+        let expires_in = match self.expires_in_days {
+            None => None,
+            Some(d @ 1..=3650) => {
+                Some(std::time::Duration::from_secs(d.unsigned_abs() * 24 * 3600))
+            }
+            Some(_) => {
+                e.add("expires_in_days", "must be from 1 to 3650");
+                None
+            }
+        };
+        match (name, self.scope) {
+            (Some(name), Some(scope)) if e.is_empty() => Ok((name, scope, expires_in)),
+            _ => Err(ApiError::Invalid(e.into_vec())),
+        }
+    }
+}
+
 /// An API key's name, as `access::check_name` takes it.
 pub struct ApiKeyName;
 
@@ -42,7 +78,7 @@ impl utoipa::ToSchema for ApiKeyName {}
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
     #[schema(value_type = Uuid)]
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
     /// The key's first characters, to recognise it.
@@ -63,7 +99,7 @@ pub struct ApiKeyView {
 impl From<&ApiKeyRecord> for ApiKeyView {
     fn from(k: &ApiKeyRecord) -> Self {
         ApiKeyView {
-            id: k.id.clone(),
+            id: k.id,
             name: k.name.clone(),
             scope: k.scope,
             prefix: k.prefix.clone(),
@@ -90,37 +126,16 @@ pub struct ApiKeyList {
             headers(("Location" = String, description = "/v1/api-keys/{id}"))),
     ))]
 pub async fn create(
+    admin: Admin,
+    body: Body<CreateApiKeyRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller(&req, &state, Scope::Admin).await?;
-    let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &admin.id, &body, |_| async {
-        let body: CreateApiKeyRequest = request::parse(&body)?;
-        let mut e = FieldErrors::new();
-        let name = match body.name.as_deref() {
-            Some(n) => e.check("name", access::check_name(n).map_err(|err| err.to_string())),
-            None => {
-                e.add("name", "is required");
-                None
-            }
-        };
-        if body.scope.is_none() {
-            e.add("scope", "is required (read, write or admin)");
-        }
-        let expires_at = match body.expires_in_days {
-            None => None,
-            Some(d) if (1..=3650).contains(&d) => Some(Utc::now() + chrono::Duration::days(d)),
-            Some(_) => {
-                e.add("expires_in_days", "must be from 1 to 3650");
-                None
-            }
-        };
-        let (Some(name), Some(scope), true) = (name, body.scope, e.is_empty()) else {
-            return Err(ApiError::Invalid(e.into_vec()));
-        };
-        let issued = access::issue(&state.store, &name, scope, expires_at)
+    once(&req, &state, admin.id, &body.bytes()?, |_| async {
+        let (name, scope, expires_in) = body.parse()?;
+        let now = state.clock.now();
+        let expires_at = expires_in.map(|d| (now + d).to_datetime());
+        let issued = access::issue(&state.store, &name, scope, expires_at, now)
             .await
             .map_err(|err| match err {
                 access::KeyError::Store(s) => ApiError::Store(s),
@@ -141,8 +156,7 @@ pub async fn create(
         (status = 200, body = ApiKeyList, description = "Every key, revoked and expired ones included"),
         Problems::<403>,
     ))]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Admin).await?;
+pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let items = state
         .store
         .list_api_keys()
@@ -163,22 +177,24 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Problems::<404>,
     ))]
 pub async fn revoke(
+    admin: Admin,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller(&req, &state, Scope::Admin).await?;
-    idempotency::once(&req, &state, &admin.id, b"", |_| async {
+    once(&req, &state, admin.id, b"", |_| async {
+        let missing = || ApiError::NotFound(format!("no active API key {id}"));
+        let key = ApiKeyId::parse(&id).ok_or_else(missing)?;
         // The caller is an active admin key, so only revoking itself can leave none.
-        if *id == admin.id && state.store.active_admin_keys().await? <= 1 {
+        if key == admin.id && state.store.active_admin_keys(state.clock.now()).await? <= 1 {
             return Err(ApiError::Conflict(
                 "this is the last admin key: revoking it would leave nobody able to manage keys; \
                  create another admin key first"
                     .into(),
             ));
         }
-        if !state.auth.revoke(&id).await? {
-            return Err(ApiError::NotFound(format!("no active API key {id}")));
+        if !state.auth.revoke(key).await? {
+            return Err(missing());
         }
         Ok(HttpResponse::NoContent().finish())
     })

@@ -1,5 +1,6 @@
 //! The HTTP API: JSON in, problem+json out, every `/v1` route behind an API key.
 
+pub mod extract;
 mod gateways;
 mod health;
 pub mod idempotency;
@@ -16,24 +17,25 @@ mod webhooks;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, web};
-use secrecy::SecretString;
 
 use crate::access::Authenticator;
-use crate::domain::Scope;
+use crate::clock::Clock;
 use crate::em::EmClient;
-use crate::operations::Operations;
-use crate::store::{ApiKeyRecord, Store};
+use crate::store::Store;
+use crate::tasks::{Replay, Submitter};
 use problem::ApiError;
 
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,
     pub em: Arc<EmClient>,
-    pub operations: Operations,
+    pub clock: Clock,
+    /// Writes that become tasks.
+    pub submitter: Submitter,
+    /// Idempotency-Keys.
+    pub replay: Replay,
     pub auth: Authenticator,
     pub webhooks: WebhookSettings,
-    /// An Idempotency-Key claim this old whose request never reached EM may be taken over.
-    pub idempotency_stale: std::time::Duration,
 }
 
 pub struct WebhookSettings {
@@ -181,43 +183,4 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError
         req.method(),
         req.path()
     )))
-}
-
-/// The calling API key, which must allow `needed`.
-pub async fn caller(
-    req: &HttpRequest,
-    state: &AppState,
-    needed: Scope,
-) -> Result<ApiKeyRecord, ApiError> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized(
-            "send Authorization: Bearer <api key>",
-        ))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(|t| SecretString::from(t.trim().to_string()))
-        .ok_or(ApiError::Unauthorized(
-            "the Authorization header must be Bearer <api key>",
-        ))?;
-    let key = state
-        .auth
-        .check(&token)
-        .await?
-        .ok_or(ApiError::Unauthorized(
-            "the API key is unknown, revoked or expired",
-        ))?;
-    if !key.scope.allows(needed) {
-        return Err(ApiError::Forbidden {
-            have: key.scope,
-            needed,
-        });
-    }
-    Ok(key)
 }

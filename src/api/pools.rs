@@ -10,17 +10,20 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::tasks::Command;
+
+use super::extract::{Body, Reader, Request, Writer};
 use super::gateways::{path_id, required};
 use super::problem::{ApiError, Problem, Problems};
-use super::tasks::{as_task, no_body};
+use super::tasks::{submit, submit_without_body};
 use super::views::{
     CloudGatewayPoolPage, CloudGatewayPoolView, Paging, Query, guid, page, uid_filter,
 };
-use super::{AppState, caller, request};
+use super::{AppState, request};
 use crate::domain::{
     BackupServerUid, CloudGateway, CloudGatewayPoolChange, CloudGatewayUid, CloudTenant,
-    CloudTenantUid, Description, FieldErrors, Metadata, NewCloudGatewayPool, PoolName, Scope,
-    TaskView, parse_uid_list,
+    CloudTenantUid, Description, FieldErrors, Metadata, NewCloudGatewayPool, PoolName, TaskView,
+    parse_uid_list,
 };
 
 /// Creates a cloud gateway pool (EM's `CreateCloudGatewayPoolSpec`).
@@ -51,8 +54,10 @@ pub struct CreateCloudGatewayPoolRequest {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-impl CreateCloudGatewayPoolRequest {
-    pub fn parse(self) -> Result<(NewCloudGatewayPool, Metadata), ApiError> {
+impl Request for CreateCloudGatewayPoolRequest {
+    type Value = (NewCloudGatewayPool, Metadata);
+
+    fn parse(self) -> Result<Self::Value, ApiError> {
         let mut e = FieldErrors::new();
         let backup_server = required(&mut e, "backup_server_uid", &self.backup_server_uid)
             .and_then(|v| e.check("backup_server_uid", BackupServerUid::parse(v)));
@@ -105,18 +110,12 @@ impl CreateCloudGatewayPoolRequest {
         Problems::<502>,
     ))]
 pub async fn create(
+    key: Writer,
+    body: Body<CreateCloudGatewayPoolRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
-    let body = request::body(&req, payload).await?;
-    let parse = |b: &[u8]| request::parse::<CreateCloudGatewayPoolRequest>(b)?.parse();
-    let ops = &state.operations;
-    as_task(&req, &state, &key, &body, parse, |command, by| async move {
-        ops.create_cloud_gateway_pool(&command, by).await
-    })
-    .await
+    submit(&req, &state, &key, body, Command::CreateCloudGatewayPool).await
 }
 
 /// Changes a pool. Lists given replace the pool's lists; fields left out keep what EM has.
@@ -149,8 +148,10 @@ impl request::CrossFieldRules for UpdateCloudGatewayPoolRequest {
     }
 }
 
-impl UpdateCloudGatewayPoolRequest {
-    pub fn parse(self) -> Result<(CloudGatewayPoolChange, Metadata), ApiError> {
+impl Request for UpdateCloudGatewayPoolRequest {
+    type Value = (CloudGatewayPoolChange, Metadata);
+
+    fn parse(self) -> Result<Self::Value, ApiError> {
         let mut e = FieldErrors::new();
         let change = CloudGatewayPoolChange {
             name: self
@@ -208,8 +209,11 @@ async fn names(state: &AppState) -> Result<HashMap<Uuid, String>, ApiError> {
         (status = 200, body = CloudGatewayPoolPage, description = "One page, sorted by id"),
         Problems::<400, 502>,
     ))]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
+pub async fn list(
+    _: Reader,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
     let server = q.take(
         "backup_server_uid",
@@ -250,11 +254,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Problems::<404, 502>,
     ))]
 pub async fn get(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
     let (pool, names) = tokio::join!(state.em.cloud_gateway_pool(id), names(&state));
     let pool = pool?.ok_or_else(|| ApiError::NotFound(format!("no cloud gateway pool {id}")))?;
@@ -274,18 +277,15 @@ pub async fn get(
         Problems::<404, 502>,
     ))]
 pub async fn update(
+    key: Writer,
+    body: Body<UpdateCloudGatewayPoolRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
-    let body = request::body(&req, payload).await?;
-    let parse = |b: &[u8]| request::parse::<UpdateCloudGatewayPoolRequest>(b)?.parse();
-    let ops = &state.operations;
-    as_task(&req, &state, &key, &body, parse, |change, by| async move {
-        ops.update_cloud_gateway_pool(id, &change, by).await
+    submit(&req, &state, &key, body, |change| {
+        Command::UpdateCloudGatewayPool(id, change)
     })
     .await
 }
@@ -300,15 +300,11 @@ pub async fn update(
         Problems::<404, 502>,
     ))]
 pub async fn delete(
+    key: Writer,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
     let id = path_id::<crate::domain::CloudGatewayPool>(&id, "cloud gateway pool")?;
-    let ops = &state.operations;
-    as_task(&req, &state, &key, b"", no_body, |(), by| async move {
-        ops.delete_cloud_gateway_pool(id, by).await
-    })
-    .await
+    submit_without_body(&req, &state, &key, Command::DeleteCloudGatewayPool(id)).await
 }

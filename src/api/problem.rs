@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::domain::{FieldError, Scope};
 use crate::em::EmError;
-use crate::operations::SubmitError;
 use crate::store::StoreError;
+use crate::tasks::SubmitError;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,7 +38,7 @@ pub struct EmRefusal {
     pub message: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),

@@ -1,67 +1,65 @@
-//! `GET /v1/tasks/{id}` and `GET /v1/tasks`.
+//! `GET /v1/tasks/{id}` and `GET /v1/tasks`, and the path every write that becomes a task takes.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::AppState;
+use super::extract::{Body, Reader, Request};
+use super::idempotency::{once, respond};
 use super::problem::{ApiError, Problems};
 use super::views::Query;
-use super::{AppState, caller};
-use crate::domain::{Operation, Scope, TaskId, TaskState, TaskView};
-use crate::store::{TaskFilter, TaskRecord};
+use crate::domain::{Metadata, Operation, TaskId, TaskState, TaskView};
+use crate::store::{ApiKeyRecord, TaskFilter};
+use crate::tasks::{Command, Requester, answer};
 
-/// A write that becomes an EM task, for the API key `key`: run at most once per
-/// Idempotency-Key, its body parsed into a command and the caller's metadata, and answered 202
-/// with the task.
-pub async fn as_task<C, P, F, Fut>(
+/// A write that becomes an EM task: at most once per Idempotency-Key, its body parsed into a
+/// command and the caller's metadata, submitted, and answered 202 with the task.
+pub async fn submit<T, V>(
     req: &HttpRequest,
     state: &AppState,
-    key: &crate::store::ApiKeyRecord,
-    body: &[u8],
-    parse: P,
-    submit: F,
+    key: &ApiKeyRecord,
+    body: Body<T>,
+    command: impl FnOnce(V) -> Command,
 ) -> Result<HttpResponse, ApiError>
 where
-    P: FnOnce(&[u8]) -> Result<(C, crate::domain::Metadata), ApiError>,
-    F: FnOnce(C, crate::operations::Requester) -> Fut,
-    Fut: std::future::Future<Output = Result<TaskRecord, crate::operations::SubmitError>>,
+    T: Request<Value = (V, Metadata)>,
 {
-    super::idempotency::once(req, state, &key.id, body, |idempotency| async move {
-        let (command, metadata) = parse(body)?;
-        let by = crate::operations::Requester {
-            api_key_id: Some(key.id.clone()),
-            metadata,
-            idempotency,
-        };
-        Ok(accepted(&submit(command, by).await?))
+    let bytes = body.bytes()?;
+    once(req, state, key.id, &bytes, |idempotency| async move {
+        let (value, metadata) = body.parse()?;
+        run(state, key, command(value), metadata, idempotency).await
     })
     .await
 }
 
-/// No body: a delete's command is its path.
-pub fn no_body(_: &[u8]) -> Result<((), crate::domain::Metadata), ApiError> {
-    Ok(((), crate::domain::Metadata::default()))
+/// The same for a write without a body (a delete: its command is its path).
+pub async fn submit_without_body(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &ApiKeyRecord,
+    command: Command,
+) -> Result<HttpResponse, ApiError> {
+    once(req, state, key.id, b"", |idempotency| {
+        run(state, key, command, Metadata::default(), idempotency)
+    })
+    .await
 }
 
-/// 202 Accepted with `Location` and the task: the answer to every write.
-pub fn accepted(task: &TaskRecord) -> HttpResponse {
-    answer(&crate::store::accepted_answer(task))
-}
-
-/// A stored answer, as sent the first time.
-pub fn answer(stored: &crate::store::StoredAnswer) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(stored.status)
-        .unwrap_or(actix_web::http::StatusCode::ACCEPTED);
-    let mut resp = HttpResponse::build(status);
-    if let Some(location) = &stored.location {
-        resp.insert_header(("Location", location.clone()));
-    }
-    let content_type = if status.is_client_error() || status.is_server_error() {
-        "application/problem+json"
-    } else {
-        "application/json"
+async fn run(
+    state: &AppState,
+    key: &ApiKeyRecord,
+    command: Command,
+    metadata: Metadata,
+    idempotency: Option<crate::store::IdempotencyKey>,
+) -> Result<HttpResponse, ApiError> {
+    let by = Requester {
+        api_key_id: Some(key.id),
+        metadata,
+        idempotency,
     };
-    resp.content_type(content_type).body(stored.body.clone())
+    let task = state.submitter.submit(command, by).await?;
+    Ok(respond(&answer::accepted(&task)))
 }
 
 /// A page of tasks, newest first.
@@ -82,15 +80,14 @@ pub struct TaskPage {
         Problems::<404>,
     ))]
 pub async fn get(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let not_found = || ApiError::NotFound(format!("no task {id}"));
     let task_id = TaskId::parse(&id).ok_or_else(not_found)?;
     let task = state.store.task(task_id).await?.ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(task.view()))
+    Ok(HttpResponse::Ok().json(answer::view(&task)))
 }
 
 /// Lists tasks, newest first.
@@ -106,8 +103,11 @@ pub async fn get(
         (status = 200, body = TaskPage, description = "One page, newest first"),
         Problems::<400>,
     ))]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
+pub async fn list(
+    _: Reader,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
     let state_filter = q.take("state", |v| {
         TaskState::parse(v).ok_or_else(|| "must be running, succeeded or failed".to_string())
@@ -134,7 +134,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         None
     };
     Ok(HttpResponse::Ok().json(TaskPage {
-        items: tasks.iter().map(|t| t.view()).collect(),
+        items: tasks.iter().map(answer::view).collect(),
         next_cursor,
     }))
 }

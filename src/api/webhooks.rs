@@ -6,10 +6,18 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use reqwest::Url;
+
+use super::extract::{Body, OptionalBody, Reader, Request, Writer};
+use super::idempotency::once;
 use super::problem::{ApiError, Problem, Problems};
 use super::views::Query;
-use super::{AppState, caller, idempotency, request};
-use crate::domain::{DeliveryState, Description, EventType, FieldErrors, Scope};
+use super::{AppState, request};
+use crate::clock::Timestamp;
+use crate::domain::{
+    DeliveryId, DeliveryState, Description, EventId, EventType, FieldError, FieldErrors, TaskId,
+    WebhookId,
+};
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
 use crate::webhooks::{signature, target};
 
@@ -34,11 +42,10 @@ pub struct CreateWebhookRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
     #[schema(value_type = Uuid)]
-    pub id: String,
+    pub id: WebhookId,
     pub url: String,
     /// Empty: every event.
-    #[schema(value_type = Vec<EventType>)]
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     #[schema(required = true)]
     pub description: Option<String>,
     /// `whsec_…`; only in the answers to create and rotate.
@@ -56,14 +63,14 @@ pub struct WebhookView {
 }
 
 impl WebhookView {
-    fn of(w: &WebhookRecord, with_secret: bool) -> Self {
+    fn of(w: &WebhookRecord, with_secret: bool, now: Timestamp) -> Self {
         WebhookView {
-            id: w.id.clone(),
+            id: w.id,
             url: w.url.clone(),
             event_types: w.event_types.clone(),
             description: w.description.clone(),
             secret: with_secret.then(|| w.secret.expose_secret().to_string()),
-            previous_secret_expires_at: w.previous_secret_until.filter(|t| *t > Utc::now()),
+            previous_secret_expires_at: w.previous_secret_until.filter(|t| *t > now.to_datetime()),
             disabled_at: w.disabled_at,
             disabled_reason: w.disabled_reason.clone(),
             created_at: w.created_at,
@@ -109,15 +116,14 @@ pub struct AttemptView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     #[schema(value_type = Uuid)]
-    pub id: String,
+    pub id: DeliveryId,
     /// The `webhook-id` header of every attempt.
-    pub event_id: String,
-    #[schema(value_type = EventType)]
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_id: EventId,
+    pub event_type: EventType,
     #[schema(value_type = Uuid)]
-    pub task_id: String,
-    #[schema(value_type = DeliveryState)]
-    pub state: String,
+    pub task_id: TaskId,
+    pub state: DeliveryState,
     /// When the next attempt is due; null unless pending.
     #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -164,17 +170,85 @@ impl From<DeliveryRecord> for DeliveryView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RetriedDelivery {
     #[schema(value_type = Uuid)]
-    pub id: String,
+    pub id: DeliveryId,
     pub state: DeliveryState,
 }
 
+/// A subscription as the request names it: an id that is not one is a subscription that does
+/// not exist.
 async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
-    state
-        .store
-        .webhook(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no webhook {id}")))
+    let missing = || ApiError::NotFound(format!("no webhook {id}"));
+    let id = WebhookId::parse(id).ok_or_else(missing)?;
+    state.store.webhook(id).await?.ok_or_else(missing)
 }
+
+/// A subscription request, checked (but for the address policy, which the service's settings
+/// decide: see [`create`]).
+pub struct WebhookSpec {
+    url: Url,
+    event_types: Vec<EventType>,
+    description: Option<Description>,
+}
+
+impl Request for CreateWebhookRequest {
+    type Value = WebhookSpec;
+
+    fn parse(self) -> Result<WebhookSpec, ApiError> {
+        let mut e = FieldErrors::new();
+        let url = match self.url.as_deref() {
+            Some(u) => e.check("url", target::check_url(u, true)),
+            None => {
+                e.add("url", "is required");
+                None
+            }
+        };
+        let mut event_types = Vec::new();
+        for (i, t) in self.event_types.unwrap_or_default().iter().enumerate() {
+            match EventType::parse(t) {
+                Some(t) if !event_types.contains(&t) => event_types.push(t),
+                Some(_) => {}
+                None => e.add(
+                    format!("event_types[{i}]"),
+                    format!("must be {}", EventType::choices()),
+                ),
+            }
+        }
+        event_types.sort_by_key(|t| t.as_str());
+        let description = self
+            .description
+            .as_deref()
+            .and_then(|d| e.check("description", Description::parse(d)));
+        match url {
+            Some(url) if e.is_empty() => Ok(WebhookSpec {
+                url,
+                event_types,
+                description,
+            }),
+            _ => Err(ApiError::Invalid(e.into_vec())),
+        }
+    }
+}
+
+impl Request for RotateSecretRequest {
+    type Value = i64;
+
+    fn parse(self) -> Result<i64, ApiError> {
+        let overlap = self.overlap_seconds.unwrap_or(DEFAULT_OVERLAP);
+        if !(0..=MAX_OVERLAP).contains(&overlap) {
+            let mut e = FieldErrors::new();
+            e.add(
+                "overlap_seconds",
+                format!("must be from 0 to {MAX_OVERLAP}"),
+            );
+            return Err(ApiError::Invalid(e.into_vec()));
+        }
+        Ok(overlap)
+    }
+}
+
+/// How long the old secret keeps signing by default, and at most (seconds).
+const DEFAULT_OVERLAP: i64 = 86_400;
+const MAX_OVERLAP: i64 = 604_800;
 
 /// Subscribes a URL to task events; the answer holds the signing secret, once.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "createWebhook",
@@ -184,77 +258,53 @@ async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
             headers(("Location" = String, description = "/v1/webhooks/{id}"))),
     ))]
 pub async fn create(
+    key: Writer,
+    body: Body<CreateWebhookRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
-    let body = request::body(&req, payload).await?;
-    idempotency::once(&req, &state, &key.id, &body, |_| async {
-        let body: CreateWebhookRequest = request::parse(&body)?;
-        subscribe(&state, body, &key.id).await
+    once(&req, &state, key.id, &body.bytes()?, |_| async {
+        let spec = body.parse()?;
+        // Checked again at every connection, by address: see `webhooks::target`.
+        if let Err(message) = target::check_url(spec.url.as_str(), state.webhooks.allow_private) {
+            return Err(ApiError::Invalid(vec![FieldError {
+                field: "url".into(),
+                message,
+            }]));
+        }
+        let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
+        let now = state.clock.now();
+        let hook = state
+            .store
+            .insert_webhook(
+                &NewWebhook {
+                    url: spec.url.to_string(),
+                    event_types: spec.event_types,
+                    description: spec.description.map(|d| d.as_str().to_string()),
+                    secret,
+                    api_key_id: Some(key.id),
+                },
+                now,
+            )
+            .await?;
+        Ok(HttpResponse::Created()
+            .insert_header(("Location", format!("/v1/webhooks/{}", hook.id)))
+            .json(WebhookView::of(&hook, true, now)))
     })
     .await
-}
-
-async fn subscribe(
-    state: &AppState,
-    body: CreateWebhookRequest,
-    api_key_id: &str,
-) -> Result<HttpResponse, ApiError> {
-    let mut e = FieldErrors::new();
-    let url = match body.url.as_deref() {
-        Some(u) => e.check("url", target::check_url(u, state.webhooks.allow_private)),
-        None => {
-            e.add("url", "is required");
-            None
-        }
-    };
-    let mut event_types = body.event_types.unwrap_or_default();
-    for (i, t) in event_types.iter().enumerate() {
-        if EventType::parse(t).is_none() {
-            e.add(
-                format!("event_types[{i}]"),
-                format!("must be {}", EventType::choices()),
-            );
-        }
-    }
-    event_types.sort();
-    event_types.dedup();
-    let description = body
-        .description
-        .as_deref()
-        .and_then(|d| e.check("description", Description::parse(d)));
-    let (Some(url), true) = (url, e.is_empty()) else {
-        return Err(ApiError::Invalid(e.into_vec()));
-    };
-    let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
-    let hook = state
-        .store
-        .insert_webhook(&NewWebhook {
-            url: url.to_string(),
-            event_types,
-            description: description.map(|d| d.as_str().to_string()),
-            secret,
-            api_key_id: Some(api_key_id.to_string()),
-        })
-        .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/webhooks/{}", hook.id)))
-        .json(WebhookView::of(&hook, true)))
 }
 
 /// Lists subscriptions (never their secrets).
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "listWebhooks",
     responses((status = 200, body = WebhookList, description = "Every subscription")))]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
+pub async fn list(_: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
     let items = state
         .store
         .list_webhooks()
         .await?
         .iter()
-        .map(|w| WebhookView::of(w, false))
+        .map(|w| WebhookView::of(w, false, now))
         .collect();
     Ok(HttpResponse::Ok().json(WebhookList { items }))
 }
@@ -267,13 +317,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Problems::<404>,
     ))]
 pub async fn get(
-    req: HttpRequest,
+    _: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
     let hook = find(&state, &id).await?;
-    Ok(HttpResponse::Ok().json(WebhookView::of(&hook, false)))
+    Ok(HttpResponse::Ok().json(WebhookView::of(&hook, false, state.clock.now())))
 }
 
 /// Deletes a subscription; its pending deliveries are dropped.
@@ -284,14 +333,16 @@ pub async fn get(
         Problems::<404>,
     ))]
 pub async fn delete(
+    key: Writer,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
-    idempotency::once(&req, &state, &key.id, b"", |_| async {
-        if !state.store.delete_webhook(&id).await? {
-            return Err(ApiError::NotFound(format!("no webhook {id}")));
+    once(&req, &state, key.id, b"", |_| async {
+        let missing = || ApiError::NotFound(format!("no webhook {id}"));
+        let hook = WebhookId::parse(&id).ok_or_else(missing)?;
+        if !state.store.delete_webhook(hook).await? {
+            return Err(missing());
         }
         Ok(HttpResponse::NoContent().finish())
     })
@@ -309,49 +360,27 @@ pub async fn delete(
         Problems::<404>,
     ))]
 pub async fn rotate_secret(
+    key: Writer,
+    body: OptionalBody<RotateSecretRequest>,
     req: HttpRequest,
-    payload: web::Payload,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
-    let has_body = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != "0");
-    let body = if has_body {
-        request::body(&req, payload).await?
-    } else {
-        web::Bytes::new()
-    };
-    idempotency::once(&req, &state, &key.id, &body, |_| async {
-        let overlap = if body.is_empty() {
-            86_400
-        } else {
-            request::parse::<RotateSecretRequest>(&body)?
-                .overlap_seconds
-                .unwrap_or(86_400)
-        };
-        rotate(&state, &id, overlap).await
+    once(&req, &state, key.id, &body.bytes()?, |_| async {
+        let overlap = body.parse()?.unwrap_or(DEFAULT_OVERLAP);
+        let missing = || ApiError::NotFound(format!("no webhook {id}"));
+        let hook = WebhookId::parse(&id).ok_or_else(missing)?;
+        let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
+        let now = state.clock.now();
+        let until = now + std::time::Duration::from_secs(overlap.unsigned_abs());
+        let hook = state
+            .store
+            .rotate_webhook_secret(hook, &secret, until, now)
+            .await?
+            .ok_or_else(missing)?;
+        Ok(HttpResponse::Ok().json(WebhookView::of(&hook, true, now)))
     })
     .await
-}
-
-async fn rotate(state: &AppState, id: &str, overlap: i64) -> Result<HttpResponse, ApiError> {
-    if !(0..=604_800).contains(&overlap) {
-        let mut e = FieldErrors::new();
-        e.add("overlap_seconds", "must be from 0 to 604800");
-        return Err(ApiError::Invalid(e.into_vec()));
-    }
-    let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
-    let until = crate::store::now_ms() + overlap * 1000;
-    let hook = state
-        .store
-        .rotate_webhook_secret(id, &secret, until)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no webhook {id}")))?;
-    Ok(HttpResponse::Ok().json(WebhookView::of(&hook, true)))
 }
 
 /// The delivery log: each delivery with every attempt, newest first.
@@ -367,27 +396,29 @@ async fn rotate(state: &AppState, id: &str, overlap: i64) -> Result<HttpResponse
         Problems::<400, 404>,
     ))]
 pub async fn deliveries(
+    _: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller(&req, &state, Scope::Read).await?;
-    find(&state, &id).await?;
+    let hook = find(&state, &id).await?;
     let mut q = Query::of(&req);
     let limit = q.limit(50, 200);
-    let before = q.cursor().map(|id| id.to_string());
+    let before = q.cursor().map(DeliveryId::from_uuid);
     q.finish()?;
     let mut items = state
         .store
         .list_deliveries(
-            &id,
-            before.as_deref(),
+            hook.id,
+            before,
             u32::try_from(limit + 1).unwrap_or(u32::MAX),
         )
         .await?;
     let more = items.len() > limit;
     items.truncate(limit);
-    let next_cursor = more.then(|| items.last().map(|d| d.id.clone())).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|d| d.id.to_string()))
+        .flatten();
     Ok(HttpResponse::Ok().json(DeliveryPage {
         items: items.into_iter().map(DeliveryView::from).collect(),
         next_cursor,
@@ -408,13 +439,13 @@ pub async fn deliveries(
         Problems::<404>,
     ))]
 pub async fn retry(
+    key: Writer,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = caller(&req, &state, Scope::Write).await?;
     let (id, delivery_id) = path.into_inner();
-    idempotency::once(&req, &state, &key.id, b"", |_| {
+    once(&req, &state, key.id, b"", |_| {
         retry_now(&state, &id, &delivery_id)
     })
     .await
@@ -432,14 +463,18 @@ async fn retry_now(
             hook.disabled_reason.unwrap_or_default()
         )));
     }
-    if !state.store.retry_delivery(id, delivery_id).await? {
-        return Err(ApiError::NotFound(format!(
-            "no delivery {delivery_id} for webhook {id}"
-        )));
+    let missing = || ApiError::NotFound(format!("no delivery {delivery_id} for webhook {id}"));
+    let delivery = DeliveryId::parse(delivery_id).ok_or_else(missing)?;
+    if !state
+        .store
+        .retry_delivery(hook.id, delivery, state.clock.now())
+        .await?
+    {
+        return Err(missing());
     }
     state.webhooks.wake.notify_one();
     Ok(HttpResponse::Accepted().json(RetriedDelivery {
-        id: delivery_id.to_string(),
+        id: delivery,
         state: DeliveryState::Pending,
     }))
 }

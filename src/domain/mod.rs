@@ -3,6 +3,7 @@
 
 mod fields;
 mod gateway;
+mod ids;
 mod pool;
 mod scope;
 mod task;
@@ -16,10 +17,11 @@ pub use fields::{
     Description, FieldError, FieldErrors, HostName, Metadata, PoolName, Port, name_schema,
 };
 pub use gateway::{CloudGatewayChange, Network, NetworkType, NewCloudGateway};
+pub use ids::{ApiKeyId, DeliveryId, EventId, ReplicaId, TaskId, WebhookId};
 pub use pool::parse_uid_list;
 pub use pool::{CloudGatewayPoolChange, NewCloudGatewayPool};
 pub use scope::Scope;
-pub use task::{Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView};
+pub use task::{Operation, Resource, ResourceType, ResourceView, TaskState, TaskView};
 pub use uid::{
     BackupServer, BackupServerUid, CloudGateway, CloudGatewayPool, CloudGatewayPoolUid,
     CloudGatewayUid, CloudTenant, CloudTenantUid, Uid, UidKind,

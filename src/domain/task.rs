@@ -1,49 +1,13 @@
 //! The task: what a caller follows after a write was accepted.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 
 use super::string_enum;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Our task id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(Uuid);
-
-impl TaskId {
-    pub fn new() -> Self {
-        TaskId(Uuid::now_v7())
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::parse_str(text).ok().map(TaskId)
-    }
-
-    pub fn from_uuid(id: Uuid) -> Self {
-        TaskId(id)
-    }
-
-    pub fn uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 string_enum!(
     /// What a task does on EM.

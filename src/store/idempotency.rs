@@ -1,21 +1,25 @@
-//! Idempotency-Key claims: the first request under a key does the work; repeats get its answer.
+//! Idempotency-Key claims: the first request under a key does the work; repeats get its answer,
+//! kept as the bytes the caller handed over.
 
-use sqlx::{Any, Row, Transaction};
+use std::time::Duration;
 
-use super::{Store, StoreError, now_ms};
-use crate::domain::TaskId;
+use sqlx::Row;
+
+use super::{Store, StoreError, Tx, id};
+use crate::clock::Timestamp;
+use crate::domain::{ApiKeyId, TaskId};
 
 /// How long an answer is kept.
-pub const KEEP_MS: i64 = 24 * 3600 * 1000;
+pub const KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// A key, scoped to the API key that sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     pub key: String,
 }
 
-/// A stored answer.
+/// A stored answer: status, body and `Location`, as first sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAnswer {
     pub status: u16,
@@ -31,23 +35,23 @@ pub enum Claim {
     Replay(StoredAnswer),
     /// The same key with another request.
     Mismatch,
-    /// Still being worked on, since `started_at` (ms); `task_id` once the task is recorded.
+    /// Still being worked on, since `started_at`; `task_id` once the task is recorded.
     InProgress {
         task_id: Option<TaskId>,
-        started_at: i64,
+        started_at: Timestamp,
     },
 }
 
 impl Store {
-    /// Claims a key for a request with this fingerprint. A claim older than `stale_ms` whose
-    /// task was never recorded is taken over: its request cannot have reached EM.
+    /// Claims a key for a request with this fingerprint. A claim older than `stale` whose task
+    /// was never recorded is taken over: its request cannot have reached EM.
     pub async fn claim_idempotency(
         &self,
         key: &IdempotencyKey,
         fingerprint: &str,
-        stale_ms: i64,
+        now: Timestamp,
+        stale: Duration,
     ) -> Result<Claim, StoreError> {
-        let now = now_ms();
         // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
@@ -56,11 +60,11 @@ impl Store {
              status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
              expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
         )
-        .bind(key.api_key_id.as_str())
+        .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
         .bind(fingerprint)
-        .bind(now)
-        .bind(now + KEEP_MS)
+        .bind(now.as_millis())
+        .bind((now + KEEP).as_millis())
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -70,13 +74,13 @@ impl Store {
             "SELECT fingerprint, state, task_id, status, body, location, created_at \
              FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
         )
-        .bind(key.api_key_id.as_str())
+        .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
             // Purged between the insert and the read: try once more.
-            return Box::pin(self.claim_idempotency(key, fingerprint, stale_ms)).await;
+            return Box::pin(self.claim_idempotency(key, fingerprint, now, stale)).await;
         };
         if row.try_get::<String, _>("fingerprint")? != fingerprint {
             return Ok(Claim::Mismatch);
@@ -94,17 +98,18 @@ impl Store {
         }
         let task_id = row
             .try_get::<Option<String>, _>("task_id")?
-            .and_then(|t| TaskId::parse(&t));
-        let started_at: i64 = row.try_get("created_at")?;
-        if task_id.is_none() && started_at < now - stale_ms {
+            .map(|t| id(&t, TaskId::parse, "task id"))
+            .transpose()?;
+        let started_at = Timestamp::from_millis(row.try_get("created_at")?);
+        if task_id.is_none() && started_at < now - stale {
             let taken = sqlx::query(
                 "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
                  AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
             )
-            .bind(key.api_key_id.as_str())
+            .bind(key.api_key_id.to_string())
             .bind(key.key.as_str())
-            .bind(now)
-            .bind(started_at)
+            .bind(now.as_millis())
+            .bind(started_at.as_millis())
             .execute(&self.pool)
             .await?;
             if taken.rows_affected() == 1 {
@@ -123,61 +128,64 @@ impl Store {
         key: &IdempotencyKey,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        finish_in(&mut tx, key, answer).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.finish_idempotency(key, answer).await?;
+        tx.commit().await
     }
 
     /// Gives the key up (the work failed in a way worth retrying).
     pub async fn release_idempotency(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'")
-            .bind(key.api_key_id.as_str())
+            .bind(key.api_key_id.to_string())
             .bind(key.key.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Drops answers kept past their 24 hours, as of `now` (ms).
-    pub async fn purge_idempotency(&self, now: i64) -> Result<u64, StoreError> {
+    /// Drops answers kept past their 24 hours.
+    pub async fn purge_idempotency(&self, now: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
     }
 }
 
-pub(super) async fn finish_in(
-    tx: &mut Transaction<'static, Any>,
-    key: &IdempotencyKey,
-    answer: &StoredAnswer,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
-         WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
-    )
-    .bind(key.api_key_id.as_str())
-    .bind(key.key.as_str())
-    .bind(i64::from(answer.status))
-    .bind(answer.body.as_str())
-    .bind(answer.location.clone())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn link_task_in(
-    tx: &mut Transaction<'static, Any>,
-    key: &IdempotencyKey,
-    task: TaskId,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE idempotency_keys SET task_id = $3 WHERE api_key_id = $1 AND key = $2")
-        .bind(key.api_key_id.as_str())
+impl Tx {
+    /// Stores the answer (once: a later call does not overwrite it).
+    pub async fn finish_idempotency(
+        &mut self,
+        key: &IdempotencyKey,
+        answer: &StoredAnswer,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
+             WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
+        )
+        .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
-        .bind(task.to_string())
-        .execute(&mut **tx)
+        .bind(i64::from(answer.status))
+        .bind(answer.body.as_str())
+        .bind(answer.location.clone())
+        .execute(&mut *self.tx)
         .await?;
-    Ok(())
+        Ok(())
+    }
+
+    /// The key's request became this task.
+    pub async fn link_idempotency(
+        &mut self,
+        key: &IdempotencyKey,
+        task: TaskId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE idempotency_keys SET task_id = $3 WHERE api_key_id = $1 AND key = $2")
+            .bind(key.api_key_id.to_string())
+            .bind(key.key.as_str())
+            .bind(task.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
 }

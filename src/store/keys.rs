@@ -4,14 +4,15 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, now_ms, to_time};
-use crate::domain::Scope;
+use super::{Store, StoreError, id, time};
+use crate::clock::Timestamp;
+use crate::domain::{ApiKeyId, Scope};
 
 const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, expires_at, revoked_at";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
     /// The key's first characters, to recognise it in a list; never enough to use it.
@@ -23,14 +24,14 @@ pub struct ApiKeyRecord {
 }
 
 impl ApiKeyRecord {
-    pub fn usable(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    pub fn usable(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now.to_datetime())
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
     pub prefix: String,
@@ -41,30 +42,38 @@ pub struct NewApiKey {
 fn decode(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
     let scope: String = row.try_get("scope")?;
     Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
+        id: id(
+            &row.try_get::<String, _>("id")?,
+            ApiKeyId::parse,
+            "api key id",
+        )?,
         name: row.try_get("name")?,
         scope: Scope::parse(&scope).ok_or_else(|| StoreError::Corrupt("api key scope".into()))?,
         prefix: row.try_get("prefix")?,
-        created_at: to_time(row.try_get("created_at")?),
-        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(to_time),
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(to_time),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_time),
+        created_at: time(row.try_get("created_at")?),
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(time),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(time),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(time),
     })
 }
 
 impl Store {
-    pub async fn insert_api_key(&self, key: &NewApiKey) -> Result<ApiKeyRecord, StoreError> {
+    pub async fn insert_api_key(
+        &self,
+        key: &NewApiKey,
+        now: Timestamp,
+    ) -> Result<ApiKeyRecord, StoreError> {
         let sql = format!(
             "INSERT INTO api_keys (id, name, scope, prefix, hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(key.id.as_str())
+            .bind(key.id.to_string())
             .bind(key.name.as_str())
             .bind(key.scope.as_str())
             .bind(key.prefix.as_str())
             .bind(key.hash.as_str())
-            .bind(now_ms())
+            .bind(now.as_millis())
             .bind(key.expires_at.map(|e| e.timestamp_millis()))
             .fetch_one(&self.pool)
             .await?;
@@ -89,38 +98,37 @@ impl Store {
     }
 
     /// `false` when there is no such key or it was already revoked.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn revoke_api_key(&self, id: ApiKeyId, now: Timestamp) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .bind(now_ms())
+                .bind(id.to_string())
+                .bind(now.as_millis())
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Admin keys that work now (not revoked, not expired).
-    pub async fn active_admin_keys(&self) -> Result<i64, StoreError> {
+    /// Admin keys that work at `now` (not revoked, not expired).
+    pub async fn active_admin_keys(&self, now: Timestamp) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $1)",
         )
-        .bind(now_ms())
+        .bind(now.as_millis())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
     }
 
     /// Records use at most once a minute per key, so reads do not become writes.
-    pub async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
-        let now = now_ms();
+    pub async fn touch_api_key(&self, id: ApiKeyId, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
              AND (last_used_at IS NULL OR last_used_at < $3)",
         )
-        .bind(id)
-        .bind(now)
-        .bind(now - 60_000)
+        .bind(id.to_string())
+        .bind(now.as_millis())
+        .bind((now - std::time::Duration::from_secs(60)).as_millis())
         .execute(&self.pool)
         .await?;
         Ok(())

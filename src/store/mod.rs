@@ -5,6 +5,10 @@
 //! read the same way. The one Postgres-only clause is `FOR UPDATE SKIP LOCKED` on lease claims
 //! (SQLite has a single writer and a single replica). Each backend has its own migrations folder,
 //! free to diverge.
+//!
+//! The store stores: it never reads the clock (every write is given its `now`), and it builds
+//! no HTTP answer and no webhook payload — it keeps the bytes it is handed. What must be written
+//! together is written in a [`Tx`], which the task lifecycle opens and commits.
 
 mod batch;
 mod idempotency;
@@ -17,17 +21,19 @@ use std::str::FromStr;
 use std::sync::Once;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
+
+use crate::clock::Timestamp;
 
 pub use batch::Batcher;
-pub use idempotency::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
+pub use idempotency::{Claim, IdempotencyKey, KEEP, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
-pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord, accepted_answer};
+pub use sessions::OrphanRules;
+pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
-    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewWebhook, RecordedAttempt,
-    WebhookRecord,
+    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook,
+    RecordedAttempt, WebhookRecord,
 };
 
 /// A pooled connection idle this long is checked before use.
@@ -156,18 +162,12 @@ impl Store {
         Ok(())
     }
 
-    /// Lets a Postgres transaction commit without waiting for the disk. Only for writes whose
-    /// loss in a database crash is recovered by design (see the callers).
-    pub(crate) async fn relax_durability(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    ) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+    /// Opens a unit of work.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+            backend: self.backend,
+        })
     }
 
     pub async fn close(&self) {
@@ -188,12 +188,42 @@ pub(crate) fn parameters(count: usize, skip: usize) -> String {
     list.join(", ")
 }
 
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+/// Writes that belong together, committed at once or not at all.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, Any>,
+    backend: Backend,
 }
 
-pub(crate) fn to_time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+impl Tx {
+    /// Lets a Postgres transaction commit without waiting for the disk. Only for writes whose
+    /// loss in a database crash is recovered by design (see the callers).
+    pub async fn relax_durability(&mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A stored time, read back.
+pub(crate) fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    Timestamp::from_millis(ms).to_datetime()
+}
+
+/// A stored id, read back: a row with one that does not parse is corrupt.
+pub(crate) fn id<T>(
+    text: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("{what} {text:?}")))
 }
 
 #[cfg(test)]

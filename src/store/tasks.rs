@@ -8,10 +8,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::idempotency::{IdempotencyKey, StoredAnswer};
-use super::{Backend, Store, StoreError, now_ms, placeholders, to_time};
+use super::idempotency::IdempotencyKey;
+use super::sessions::OrphanRules;
+use super::{Backend, Store, StoreError, Tx, id, placeholders, time};
+use crate::clock::Timestamp;
 use crate::domain::{
-    Metadata, Operation, Resource, ResourceType, ResourceView, TaskId, TaskState, TaskView,
+    ApiKeyId, Metadata, Operation, ReplicaId, Resource, ResourceType, TaskId, TaskState,
 };
 
 const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
@@ -20,6 +22,8 @@ const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_ta
 
 /// Tasks settled per statement (5 parameters each).
 const SETTLE_CHUNK: usize = 200;
+/// Rows per statement when inserting or attaching in a batch.
+const INSERT_CHUNK: usize = 100;
 
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,44 +40,13 @@ pub struct TaskRecord {
     pub em_task_id: Option<String>,
     pub em_session_id: Option<String>,
     /// The replica whose EM session owns the task.
-    pub em_owner: Option<String>,
+    pub em_owner: Option<ReplicaId>,
     pub resource: Option<Resource>,
     pub message: Option<String>,
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<ApiKeyId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl TaskRecord {
-    /// The task as callers see it, in the API and in webhooks.
-    pub fn view(&self) -> TaskView {
-        TaskView {
-            id: self.id.uuid(),
-            operation: self.operation,
-            state: self.state,
-            em_task_id: self.em_task_id.clone(),
-            message: self.message.clone(),
-            resource: self.resource.map(|r| ResourceView {
-                type_: r.type_,
-                id: r.id,
-                uid: r.uid(),
-            }),
-            metadata: self.metadata.as_map().clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            finished_at: self.finished_at,
-        }
-    }
-}
-
-/// The 202 a write answers with: the task, and where to follow it.
-pub fn accepted_answer(task: &TaskRecord) -> StoredAnswer {
-    StoredAnswer {
-        status: 202,
-        body: serde_json::to_string(&task.view()).unwrap_or_default(),
-        location: Some(format!("/v1/tasks/{}", task.id)),
-    }
 }
 
 /// A task about to be sent to EM.
@@ -82,9 +55,10 @@ pub struct NewTask {
     pub id: TaskId,
     pub operation: Operation,
     pub target_id: Option<Uuid>,
-    pub request: serde_json::Value,
+    /// The validated request, as JSON text.
+    pub request: String,
     pub metadata: Metadata,
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<ApiKeyId>,
 }
 
 /// EM accepted a task: its id, and the session that can see it.
@@ -93,32 +67,6 @@ pub struct EmAttach {
     pub id: TaskId,
     pub em_task_id: String,
     pub em_session_id: String,
-    /// The request's Idempotency-Key: the 202 answer is stored under it.
-    pub key: Option<IdempotencyKey>,
-}
-
-/// Rows per statement when inserting or attaching in a batch.
-const INSERT_CHUNK: usize = 100;
-
-/// The tasks a statement returned, by id: `RETURNING` promises no order.
-fn by_id(rows: &[AnyRow]) -> Result<HashMap<TaskId, TaskRecord>, StoreError> {
-    rows.iter()
-        .map(|row| decode(row).map(|task| (task.id, task)))
-        .collect()
-}
-
-/// The tasks `rows` returned, in the order of `ids`; every one must be there.
-fn in_order(
-    ids: impl Iterator<Item = TaskId>,
-    rows: &[AnyRow],
-) -> Result<Vec<TaskRecord>, StoreError> {
-    let mut tasks = by_id(rows)?;
-    ids.map(|id| {
-        tasks
-            .remove(&id)
-            .ok_or_else(|| StoreError::Corrupt(format!("task {id} was not returned")))
-    })
-    .collect()
 }
 
 /// A running task as the poller matches it against EM's task list.
@@ -150,69 +98,84 @@ pub struct TaskFilter {
 
 fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("task {what}"));
-    let id: String = row.try_get("id")?;
-    let operation: String = row.try_get("operation")?;
-    let state: String = row.try_get("state")?;
-    let target: Option<String> = row.try_get("target_id")?;
-    let request: String = row.try_get("request")?;
-    let metadata: String = row.try_get("metadata")?;
     let resource_type: Option<String> = row.try_get("resource_type")?;
     let resource_id: Option<String> = row.try_get("resource_id")?;
     let resource = match (resource_type, resource_id) {
-        (Some(t), Some(id)) => Some(Resource {
+        (Some(t), Some(r)) => Some(Resource {
             type_: ResourceType::parse(&t).ok_or_else(|| corrupt("resource type"))?,
-            id: Uuid::parse_str(&id).map_err(|_| corrupt("resource id"))?,
+            id: Uuid::parse_str(&r).map_err(|_| corrupt("resource id"))?,
         }),
         _ => None,
     };
+    let metadata: String = row.try_get("metadata")?;
     Ok(TaskRecord {
-        id: TaskId::parse(&id).ok_or_else(|| corrupt("id"))?,
-        operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation"))?,
-        state: TaskState::parse(&state).ok_or_else(|| corrupt("state"))?,
-        target_id: target
+        id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
+        operation: id(
+            &row.try_get::<String, _>("operation")?,
+            Operation::parse,
+            "task operation",
+        )?,
+        state: id(
+            &row.try_get::<String, _>("state")?,
+            TaskState::parse,
+            "task state",
+        )?,
+        target_id: row
+            .try_get::<Option<String>, _>("target_id")?
             .map(|t| Uuid::parse_str(&t).map_err(|_| corrupt("target")))
             .transpose()?,
-        request,
+        request: row.try_get("request")?,
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?,
         em_task_id: row.try_get("em_task_id")?,
         em_session_id: row.try_get("em_session_id")?,
-        em_owner: row.try_get("em_owner")?,
+        em_owner: row
+            .try_get::<Option<String>, _>("em_owner")?
+            .map(|o| id(&o, ReplicaId::parse, "replica id"))
+            .transpose()?,
         resource,
         message: row.try_get("message")?,
-        api_key_id: row.try_get("api_key_id")?,
-        created_at: to_time(row.try_get("created_at")?),
-        updated_at: to_time(row.try_get("updated_at")?),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(to_time),
+        api_key_id: row
+            .try_get::<Option<String>, _>("api_key_id")?
+            .map(|k| id(&k, ApiKeyId::parse, "api key id"))
+            .transpose()?,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(time),
     })
 }
 
+/// The tasks a statement returned, by id: `RETURNING` promises no order.
+fn by_id(rows: &[AnyRow]) -> Result<HashMap<TaskId, TaskRecord>, StoreError> {
+    rows.iter()
+        .map(|row| decode(row).map(|task| (task.id, task)))
+        .collect()
+}
+
+/// The tasks `rows` returned, in the order of `ids`; every one must be there.
+fn in_order(
+    ids: impl Iterator<Item = TaskId>,
+    rows: &[AnyRow],
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut tasks = by_id(rows)?;
+    ids.map(|id| {
+        tasks
+            .remove(&id)
+            .ok_or_else(|| StoreError::Corrupt(format!("task {id} was not returned")))
+    })
+    .collect()
+}
+
 impl Store {
-    /// Records the intent before EM is called: a crash after EM accepted still leaves a row,
-    /// which the poller settles by looking at EM's objects.
-    pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
-        self.insert_task_for(task, None).await
-    }
-
-    /// The same, linking the task to the request's Idempotency-Key in the same transaction, so
-    /// a repeat of a request whose answer was lost finds the task instead of starting another.
-    pub async fn insert_task_for(
-        &self,
-        task: &NewTask,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<TaskRecord, StoreError> {
-        let mut inserted = self.insert_tasks(&[(task.clone(), key.cloned())]).await?;
-        inserted
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("an inserted task was not returned".into()))
-    }
-
-    /// Records many intents durably at once (see [`super::Batcher`]), each linked to its
-    /// Idempotency-Key, if any. Answers in the order given.
+    /// Records intents durably (many at once: see [`super::Batcher`]), each linked to its
+    /// request's Idempotency-Key in the same transaction, so that a repeat of a request whose
+    /// answer was lost finds the task instead of starting another. A crash after EM accepted
+    /// still leaves the row, which the poller settles by looking at EM's objects. Answers in
+    /// the order given.
     pub async fn insert_tasks(
         &self,
         batch: &[(NewTask, Option<IdempotencyKey>)],
+        now: Timestamp,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let now = now_ms();
         let statements: Vec<_> = batch
             .chunks(INSERT_CHUNK)
             .map(|chunk| {
@@ -235,11 +198,11 @@ impl Store {
                         .bind(task.operation.as_str())
                         .bind(TaskState::Running.as_str())
                         .bind(target.clone())
-                        .bind(task.request.to_string())
+                        .bind(task.request.as_str())
                         .bind(serde_json::to_string(&task.metadata).unwrap_or_else(|_| "{}".into()))
-                        .bind(task.api_key_id.clone())
-                        .bind(now)
-                        .bind(now)
+                        .bind(task.api_key_id.map(|k| k.to_string()))
+                        .bind(now.as_millis())
+                        .bind(now.as_millis())
                         .bind(resource_type)
                         .bind(target);
                 }
@@ -257,78 +220,18 @@ impl Store {
                 rows.extend(query.fetch_all(&self.pool).await?);
             }
         } else {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             for query in statements {
-                rows.extend(query.fetch_all(&mut *tx).await?);
+                rows.extend(query.fetch_all(&mut *tx.tx).await?);
             }
             for (key, id) in keys {
-                super::idempotency::link_task_in(&mut tx, key, id).await?;
+                tx.link_idempotency(key, id).await?;
             }
             tx.commit().await?;
         }
         in_order(batch.iter().map(|(t, _)| t.id), &rows)
     }
 
-    /// EM accepted: remember its task id and the session (and replica) that can see it.
-    pub async fn attach_em_task(
-        &self,
-        id: TaskId,
-        em_task_id: &str,
-        em_session_id: &str,
-        owner: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        let attach = EmAttach {
-            id,
-            em_task_id: em_task_id.to_string(),
-            em_session_id: em_session_id.to_string(),
-            key: None,
-        };
-        Ok(self
-            .attach_em_tasks(owner, &[attach])
-            .await?
-            .pop()
-            .flatten())
-    }
-
-    /// Many at once, each storing the 202 answer under its request's Idempotency-Key in the
-    /// same transaction. `None` for a task that no longer exists. Answers in the order given.
-    pub async fn attach_em_tasks(
-        &self,
-        owner: &str,
-        batch: &[EmAttach],
-    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        // The intent was committed durably before EM was called; this only adds EM's task id,
-        // so it need not wait for the disk. Were a database crash to lose it, the task would be
-        // an orphan the poller settles from EM's objects.
-        self.relax_durability(&mut tx).await?;
-        let mut rows = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "WITH v (v_id, v_task, v_session) AS (VALUES {}) \
-                 UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
-                 updated_at = $1 FROM v WHERE id = v_id RETURNING {COLUMNS}",
-                placeholders(chunk.len(), 3, 2)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(owner);
-            for attach in chunk {
-                query = query
-                    .bind(attach.id.to_string())
-                    .bind(attach.em_task_id.as_str())
-                    .bind(attach.em_session_id.as_str());
-            }
-            rows.extend(query.fetch_all(&mut *tx).await?);
-        }
-        let mut tasks = by_id(&rows)?;
-        for attach in batch {
-            if let (Some(key), Some(task)) = (&attach.key, tasks.get(&attach.id)) {
-                super::idempotency::finish_in(&mut tx, key, &accepted_answer(task)).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(batch.iter().map(|a| tasks.remove(&a.id)).collect())
-    }
     /// EM refused synchronously, or was never reached: nothing was accepted, so no task.
     pub async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tasks WHERE id = $1 AND em_task_id IS NULL")
@@ -366,23 +269,24 @@ impl Store {
 
     /// The running tasks whose EM session this replica holds: just what matching them against
     /// EM's task list needs (the poller reads this every tick, for thousands of tasks).
-    pub async fn running_tasks_of(&self, owner: &str) -> Result<Vec<InFlight>, StoreError> {
+    pub async fn running_tasks_of(&self, owner: ReplicaId) -> Result<Vec<InFlight>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, operation, target_id, em_task_id, em_session_id FROM tasks \
              WHERE state = 'running' AND em_owner = $1 AND em_session_id IS NOT NULL",
         )
-        .bind(owner)
+        .bind(owner.to_string())
         .fetch_all(&self.pool)
         .await?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("task {what}"));
         rows.iter()
             .map(|row| {
-                let id: String = row.try_get("id")?;
-                let operation: String = row.try_get("operation")?;
                 let target: Option<String> = row.try_get("target_id")?;
                 Ok(InFlight {
-                    id: TaskId::parse(&id).ok_or_else(|| corrupt("id"))?,
-                    operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation"))?,
+                    id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
+                    operation: id(
+                        &row.try_get::<String, _>("operation")?,
+                        Operation::parse,
+                        "task operation",
+                    )?,
                     target_id: target.and_then(|t| Uuid::parse_str(&t).ok()),
                     em_task_id: row
                         .try_get::<Option<String>, _>("em_task_id")?
@@ -403,76 +307,15 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")?)
     }
 
-    /// Ends a task, once: `None` when it was already settled (by another replica, say). The
-    /// task's webhook event and deliveries are written in the same transaction.
-    pub async fn settle_task(
-        &self,
-        id: TaskId,
-        settlement: &Settlement,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.settle_tasks(&[(id, settlement.clone())]).await?.pop())
-    }
-
-    /// Ends many tasks in one transaction, each at most once, with their webhook events and
-    /// deliveries: a tick can finish thousands, and a commit per task would not keep up. Returns
-    /// the tasks this call settled (not those already settled elsewhere).
-    pub async fn settle_tasks(
-        &self,
-        batch: &[(TaskId, Settlement)],
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        // A settle lost in a database crash puts the task back to running: the poller settles
-        // it again (from EM, or from EM's objects) and its webhook is sent again, which
-        // at-least-once delivery allows. Not waiting for the disk lets thousands settle a second.
-        self.relax_durability(&mut tx).await?;
-        let mut rows = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(SETTLE_CHUNK) {
-            // One statement per chunk; `v`'s columns are named apart from the table's.
-            let sql = format!(
-                "WITH v (v_id, v_state, v_message, v_type, v_resource) AS (VALUES {}) \
-                 UPDATE tasks SET state = v_state, message = v_message, resource_type = v_type, \
-                 resource_id = v_resource, finished_at = $1, updated_at = $1, \
-                 lease_owner = NULL, lease_until = NULL \
-                 FROM v WHERE id = v_id AND state = 'running' RETURNING {COLUMNS}",
-                placeholders(chunk.len(), 5, 1)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
-            for (id, settlement) in chunk {
-                query = query
-                    .bind(id.to_string())
-                    .bind(settlement.state.as_str())
-                    .bind(settlement.message.clone())
-                    .bind(settlement.resource.map(|r| r.type_.as_str()))
-                    .bind(settlement.resource.map(|r| r.id.to_string()));
-            }
-            rows.extend(query.fetch_all(&mut *tx).await?);
-        }
-        // In the order given (the poller's oldest first); those settled before are left out.
-        let mut returned = by_id(&rows)?;
-        let settled: Vec<TaskRecord> = batch
-            .iter()
-            .filter_map(|(id, _)| returned.remove(id))
-            .collect();
-        let views: Vec<TaskView> = settled.iter().map(TaskRecord::view).collect();
-        super::webhooks::enqueue_task_events(&mut tx, &views).await?;
-        tx.commit().await?;
-        Ok(settled)
-    }
-
-    /// Leases running tasks that can no longer be followed on EM: sent but unanswered for
-    /// longer than `unsent_before`, or whose EM session is lost or whose replica stopped
-    /// heartbeating before `heartbeat_before`. A lease keeps other replicas off the task until
-    /// `lease_ms` passes; an inconclusive look at EM's objects simply lets it lapse.
+    /// Leases running tasks that can no longer be followed on EM (see [`OrphanRules`]). A
+    /// lease keeps other replicas off the task until it lapses; an inconclusive look at EM's
+    /// objects simply lets it lapse.
     pub async fn claim_orphans(
         &self,
-        owner: &str,
-        lease_ms: i64,
-        unsent_before: i64,
-        heartbeat_before: i64,
+        owner: ReplicaId,
+        rules: &OrphanRules,
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let now = now_ms();
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
             Backend::Sqlite => "",
@@ -489,14 +332,83 @@ impl Store {
              RETURNING {COLUMNS}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(unsent_before)
-            .bind(heartbeat_before)
+            .bind(owner.to_string())
+            .bind(rules.lease_until.as_millis())
+            .bind(rules.now.as_millis())
+            .bind(rules.unsent_before.as_millis())
+            .bind(rules.heartbeat_after.as_millis())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()
+    }
+}
+
+impl Tx {
+    /// EM accepted: remembers its task id and the session (and replica) that can see it.
+    /// `None` for a task that no longer exists. Answers in the order given.
+    pub async fn attach_em_tasks(
+        &mut self,
+        owner: ReplicaId,
+        batch: &[EmAttach],
+        now: Timestamp,
+    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let mut rows = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "WITH v (v_id, v_task, v_session) AS (VALUES {}) \
+                 UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
+                 updated_at = $1 FROM v WHERE id = v_id RETURNING {COLUMNS}",
+                placeholders(chunk.len(), 3, 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(now.as_millis())
+                .bind(owner.to_string());
+            for attach in chunk {
+                query = query
+                    .bind(attach.id.to_string())
+                    .bind(attach.em_task_id.as_str())
+                    .bind(attach.em_session_id.as_str());
+            }
+            rows.extend(query.fetch_all(&mut *self.tx).await?);
+        }
+        let mut tasks = by_id(&rows)?;
+        Ok(batch.iter().map(|a| tasks.remove(&a.id)).collect())
+    }
+
+    /// Ends tasks, each at most once: returns those this call settled (not those settled
+    /// elsewhere before), in the order given.
+    pub async fn settle_tasks(
+        &mut self,
+        batch: &[(TaskId, Settlement)],
+        now: Timestamp,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut rows = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(SETTLE_CHUNK) {
+            // One statement per chunk; `v`'s columns are named apart from the table's.
+            let sql = format!(
+                "WITH v (v_id, v_state, v_message, v_type, v_resource) AS (VALUES {}) \
+                 UPDATE tasks SET state = v_state, message = v_message, resource_type = v_type, \
+                 resource_id = v_resource, finished_at = $1, updated_at = $1, \
+                 lease_owner = NULL, lease_until = NULL \
+                 FROM v WHERE id = v_id AND state = 'running' RETURNING {COLUMNS}",
+                placeholders(chunk.len(), 5, 1)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.as_millis());
+            for (id, settlement) in chunk {
+                query = query
+                    .bind(id.to_string())
+                    .bind(settlement.state.as_str())
+                    .bind(settlement.message.clone())
+                    .bind(settlement.resource.map(|r| r.type_.as_str()))
+                    .bind(settlement.resource.map(|r| r.id.to_string()));
+            }
+            rows.extend(query.fetch_all(&mut *self.tx).await?);
+        }
+        let mut returned = by_id(&rows)?;
+        Ok(batch
+            .iter()
+            .filter_map(|(id, _)| returned.remove(id))
+            .collect())
     }
 }

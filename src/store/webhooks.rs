@@ -1,24 +1,35 @@
 //! Webhook subscriptions and the outbox: events, deliveries (one per subscription and event)
 //! and attempts (one per HTTP try).
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, now_ms, parameters, placeholders, to_time};
-use crate::domain::{TaskState, TaskView};
+use super::{Backend, Store, StoreError, Tx, id, parameters, placeholders, time};
+use crate::clock::Timestamp;
+use crate::domain::{
+    ApiKeyId, DeliveryId, DeliveryState, EventId, EventType, ReplicaId, TaskId, WebhookId,
+};
 
 const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
      previous_secret_until, disabled_at, disabled_reason, created_at, updated_at";
 
+/// Attempts per statement when recording a batch (9 parameters each).
+const RECORD_CHUNK: usize = 200;
+/// Events and deliveries per insert statement.
+const OUTBOX_CHUNK: usize = 200;
+
 #[derive(Debug, Clone)]
 pub struct WebhookRecord {
-    pub id: String,
+    pub id: WebhookId,
     pub url: String,
     /// Empty: every event.
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub description: Option<String>,
     pub secret: SecretString,
     /// Still signed with during a rotation's overlap.
@@ -31,36 +42,45 @@ pub struct WebhookRecord {
 }
 
 impl WebhookRecord {
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    pub fn wants(&self, event: EventType) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(&event)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
     pub url: String,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub description: Option<String>,
     pub secret: String,
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<ApiKeyId>,
+}
+
+/// A settled task's event, with its payload as it will be sent.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub type_: EventType,
+    pub task_id: TaskId,
+    pub payload: String,
 }
 
 /// One delivery to send now, with everything needed to send it.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
-    pub delivery_id: String,
-    pub webhook_id: String,
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
     /// The `webhook-id` header: the same on every retry of one event.
-    pub event_id: String,
-    pub event_type: String,
+    pub event_id: EventId,
+    pub event_type: EventType,
     pub payload: String,
     pub url: String,
     pub secrets: Vec<SecretString>,
     /// Attempts made before this one.
     pub attempts: u32,
     pub disabled: bool,
-    /// When the delivery was queued (the task settled), ms.
-    pub created_at: i64,
+    /// When the delivery was queued (the task settled).
+    pub created_at: Timestamp,
 }
 
 /// One HTTP try of a delivery.
@@ -77,45 +97,54 @@ pub struct AttemptRecord {
 /// An attempt made under a lease, to be logged with its delivery moved on.
 #[derive(Debug, Clone)]
 pub struct RecordedAttempt {
-    pub delivery_id: String,
-    pub webhook_id: String,
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
     pub attempt: AttemptRecord,
     pub result: AttemptResult,
 }
 
-/// Attempts per statement when recording a batch (9 parameters each).
-const RECORD_CHUNK: usize = 200;
-
-/// A delivery with its attempts, for the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryRecord {
-    pub id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub task_id: String,
-    pub state: String,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub attempts: Vec<AttemptRecord>,
-}
-
 /// How an attempt ended, and what happens to the delivery next.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AttemptResult {
     Delivered,
-    RetryAt(i64),
+    RetryAt(Timestamp),
     Failed,
     /// 410 Gone: the delivery fails and the subscription is disabled.
     Gone,
 }
 
+/// A delivery with its attempts, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub event_type: EventType,
+    pub task_id: TaskId,
+    pub state: DeliveryState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+fn event_type(text: &str) -> Result<EventType, StoreError> {
+    id(text, EventType::parse, "event type")
+}
+
 fn decode_webhook(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
     let types: String = row.try_get("event_types")?;
+    let types: Vec<String> = serde_json::from_str(&types)
+        .map_err(|_| StoreError::Corrupt("webhook event types".into()))?;
     Ok(WebhookRecord {
-        id: row.try_get("id")?,
+        id: id(
+            &row.try_get::<String, _>("id")?,
+            WebhookId::parse,
+            "webhook id",
+        )?,
         url: row.try_get("url")?,
-        event_types: serde_json::from_str(&types)
-            .map_err(|_| StoreError::Corrupt("webhook event types".into()))?,
+        event_types: types
+            .iter()
+            .map(|t| event_type(t))
+            .collect::<Result<_, _>>()?,
         description: row.try_get("description")?,
         secret: SecretString::from(row.try_get::<String, _>("secret")?),
         previous_secret: row
@@ -123,126 +152,113 @@ fn decode_webhook(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
             .map(SecretString::from),
         previous_secret_until: row
             .try_get::<Option<i64>, _>("previous_secret_until")?
-            .map(to_time),
-        disabled_at: row.try_get::<Option<i64>, _>("disabled_at")?.map(to_time),
+            .map(time),
+        disabled_at: row.try_get::<Option<i64>, _>("disabled_at")?.map(time),
         disabled_reason: row.try_get("disabled_reason")?,
-        created_at: to_time(row.try_get("created_at")?),
-        updated_at: to_time(row.try_get("updated_at")?),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
     })
 }
 
-/// Writes each settled task's event and a delivery per matching, enabled subscription, inside
-/// the transaction that settles the tasks: a settled task always has its webhooks queued.
-pub(super) async fn enqueue_task_events(
-    tx: &mut Transaction<'static, Any>,
-    tasks: &[TaskView],
-) -> Result<usize, StoreError> {
-    if tasks.is_empty() {
-        return Ok(0);
-    }
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL"
-    )))
-    .fetch_all(&mut **tx)
-    .await?;
-    let hooks: Vec<WebhookRecord> = rows.iter().map(decode_webhook).collect::<Result<_, _>>()?;
-    if hooks.is_empty() {
-        return Ok(0);
-    }
-    let now = now_ms();
-    let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut events: Vec<(String, &'static str, String, String)> = Vec::new();
-    let mut deliveries: Vec<(String, String, String)> = Vec::new();
-    for task in tasks {
-        let event_type = match task.state {
-            TaskState::Succeeded => "task.succeeded",
-            TaskState::Failed => "task.failed",
-            TaskState::Running => continue,
-        };
-        let targets: Vec<&WebhookRecord> = hooks.iter().filter(|h| h.wants(event_type)).collect();
-        if targets.is_empty() {
-            continue;
+impl Tx {
+    /// Writes each settled task's event and a delivery per matching, enabled subscription,
+    /// inside the transaction that settles the tasks: a settled task always has its webhooks
+    /// queued. Returns how many deliveries were queued.
+    pub async fn enqueue_events(
+        &mut self,
+        events: &[NewEvent],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
         }
-        let event_id = format!("msg_{}", Uuid::now_v7().simple());
-        let payload = serde_json::json!({"type": event_type, "timestamp": timestamp, "data": task});
-        for hook in targets {
-            deliveries.push((
-                Uuid::now_v7().to_string(),
-                hook.id.clone(),
-                event_id.clone(),
-            ));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL"
+        )))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let hooks: Vec<WebhookRecord> =
+            rows.iter().map(decode_webhook).collect::<Result<_, _>>()?;
+        let mut wanted: Vec<&NewEvent> = Vec::new();
+        let mut deliveries: Vec<(DeliveryId, WebhookId, &EventId)> = Vec::new();
+        for event in events {
+            let targets: Vec<&WebhookRecord> =
+                hooks.iter().filter(|h| h.wants(event.type_)).collect();
+            if targets.is_empty() {
+                continue;
+            }
+            wanted.push(event);
+            deliveries.extend(targets.iter().map(|h| (DeliveryId::new(), h.id, &event.id)));
         }
-        events.push((
-            event_id,
-            event_type,
-            task.id.to_string(),
-            payload.to_string(),
-        ));
-    }
-    for chunk in events.chunks(200) {
-        let sql = format!(
-            "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES {}",
-            placeholders(chunk.len(), 5, 0)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (id, kind, task_id, payload) in chunk {
-            query = query
-                .bind(id.as_str())
-                .bind(*kind)
-                .bind(task_id.as_str())
-                .bind(payload.as_str())
-                .bind(now);
+        for chunk in wanted.chunks(OUTBOX_CHUNK) {
+            let sql = format!(
+                "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES {}",
+                placeholders(chunk.len(), 5, 0)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for event in chunk {
+                query = query
+                    .bind(event.id.as_str())
+                    .bind(event.type_.as_str())
+                    .bind(event.task_id.to_string())
+                    .bind(event.payload.as_str())
+                    .bind(now.as_millis());
+            }
+            query.execute(&mut *self.tx).await?;
         }
-        query.execute(&mut **tx).await?;
-    }
-    for chunk in deliveries.chunks(200) {
-        // Pending, no attempts yet, due at once.
-        let sql = format!(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES {}",
-            placeholders(chunk.len(), 8, 0)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (id, hook, event) in chunk {
-            query = query
-                .bind(id.as_str())
-                .bind(hook.as_str())
-                .bind(event.as_str())
-                .bind("pending")
-                .bind(0_i64)
-                .bind(now)
-                .bind(now)
-                .bind(now);
+        for chunk in deliveries.chunks(OUTBOX_CHUNK) {
+            // Pending, no attempts yet, due at once.
+            let sql = format!(
+                "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) VALUES {}",
+                placeholders(chunk.len(), 8, 0)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (delivery, hook, event) in chunk {
+                query = query
+                    .bind(delivery.to_string())
+                    .bind(hook.to_string())
+                    .bind(event.as_str())
+                    .bind(DeliveryState::Pending.as_str())
+                    .bind(0_i64)
+                    .bind(now.as_millis())
+                    .bind(now.as_millis())
+                    .bind(now.as_millis());
+            }
+            query.execute(&mut *self.tx).await?;
         }
-        query.execute(&mut **tx).await?;
+        Ok(deliveries.len())
     }
-    Ok(deliveries.len())
 }
 
 impl Store {
-    pub async fn insert_webhook(&self, hook: &NewWebhook) -> Result<WebhookRecord, StoreError> {
-        let now = now_ms();
+    pub async fn insert_webhook(
+        &self,
+        hook: &NewWebhook,
+        now: Timestamp,
+    ) -> Result<WebhookRecord, StoreError> {
+        let types: Vec<&str> = hook.event_types.iter().map(|t| t.as_str()).collect();
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO webhooks (id, url, event_types, description, secret, api_key_id, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {WEBHOOK_COLUMNS}"
         )))
-        .bind(Uuid::now_v7().to_string())
+        .bind(WebhookId::new().to_string())
         .bind(hook.url.as_str())
-        .bind(serde_json::to_string(&hook.event_types).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&types).unwrap_or_else(|_| "[]".into()))
         .bind(hook.description.clone())
         .bind(hook.secret.as_str())
-        .bind(hook.api_key_id.clone())
-        .bind(now)
+        .bind(hook.api_key_id.map(|k| k.to_string()))
+        .bind(now.as_millis())
         .fetch_one(&self.pool)
         .await?;
         decode_webhook(&row)
     }
 
-    pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>, StoreError> {
+    pub async fn webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
         )))
-        .bind(id)
+        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(decode_webhook).transpose()
@@ -258,42 +274,43 @@ impl Store {
     }
 
     /// Deletes a subscription with its pending deliveries and log.
-    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// A new secret; the old one keeps signing until `previous_until` (ms).
+    /// A new secret; the old one keeps signing until `previous_until`.
     pub async fn rotate_webhook_secret(
         &self,
-        id: &str,
+        id: WebhookId,
         secret: &str,
-        previous_until: i64,
+        previous_until: Timestamp,
+        now: Timestamp,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $3, \
              secret = $2, updated_at = $4 WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
         )))
-        .bind(id)
+        .bind(id.to_string())
         .bind(secret)
-        .bind(previous_until)
-        .bind(now_ms())
+        .bind(previous_until.as_millis())
+        .bind(now.as_millis())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(decode_webhook).transpose()
     }
 
-    /// Leases due deliveries for `lease_ms`; each is sent by one replica only.
+    /// Leases due deliveries for `lease`; each is sent by one replica only.
     pub async fn claim_deliveries(
         &self,
-        owner: &str,
-        lease_ms: i64,
+        owner: ReplicaId,
+        now: Timestamp,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<DeliveryJob>, StoreError> {
-        let now = now_ms();
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
@@ -304,9 +321,9 @@ impl Store {
                AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3) \
                ORDER BY d.next_attempt_at LIMIT $4 {lock}) RETURNING id"
         )))
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
+        .bind(owner.to_string())
+        .bind((now + lease).as_millis())
+        .bind(now.as_millis())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?
@@ -335,34 +352,44 @@ impl Store {
             let previous: Option<String> = row.try_get("previous_secret")?;
             let until: Option<i64> = row.try_get("previous_secret_until")?;
             if let (Some(previous), Some(until)) = (previous, until)
-                && until > now
+                && until > now.as_millis()
             {
                 secrets.push(SecretString::from(previous));
             }
             jobs.push(DeliveryJob {
-                delivery_id: row.try_get("id")?,
-                webhook_id: row.try_get("webhook_id")?,
-                event_id: row.try_get("event_id")?,
-                event_type: row.try_get("type")?,
+                delivery_id: id(
+                    &row.try_get::<String, _>("id")?,
+                    DeliveryId::parse,
+                    "delivery id",
+                )?,
+                webhook_id: id(
+                    &row.try_get::<String, _>("webhook_id")?,
+                    WebhookId::parse,
+                    "webhook id",
+                )?,
+                event_id: EventId::from_stored(row.try_get("event_id")?),
+                event_type: event_type(&row.try_get::<String, _>("type")?)?,
                 payload: row.try_get("payload")?,
                 url: row.try_get("url")?,
                 secrets,
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
                 disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-                created_at: row.try_get("created_at")?,
+                created_at: Timestamp::from_millis(row.try_get("created_at")?),
             });
         }
         Ok(jobs)
     }
 
-    /// When the next pending delivery is due (ms), if any.
-    pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+    /// When the next pending delivery is due, if any.
+    pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let row = sqlx::query(
             "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE state = 'pending'",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>("due")?)
+        Ok(row
+            .try_get::<Option<i64>, _>("due")?
+            .map(Timestamp::from_millis))
     }
 
     /// Logs attempts and moves their deliveries on, all in one transaction (a burst of
@@ -372,17 +399,17 @@ impl Store {
     /// recorded.
     pub async fn record_attempts(
         &self,
-        owner: &str,
+        owner: ReplicaId,
         batch: &[RecordedAttempt],
+        now: Timestamp,
     ) -> Result<usize, StoreError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Losing this in a database crash only means the deliveries are sent again.
-        self.relax_durability(&mut tx).await?;
-        let mut held = std::collections::HashSet::new();
+        tx.relax_durability().await?;
+        let mut held = HashSet::new();
         for chunk in batch.chunks(RECORD_CHUNK) {
             let sql = format!(
                 "WITH v (id, state, attempts, next_attempt_at, last_status, last_error, \
@@ -395,29 +422,33 @@ impl Store {
                  RETURNING webhook_deliveries.id",
                 placeholders(chunk.len(), 7, 2)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(owner);
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(now.as_millis())
+                .bind(owner.to_string());
             for r in chunk {
                 let (state, next, finished) = match r.result {
-                    AttemptResult::Delivered => ("delivered", now, Some(now)),
-                    AttemptResult::RetryAt(at) => ("pending", at, None),
-                    AttemptResult::Failed | AttemptResult::Gone => ("failed", now, Some(now)),
+                    AttemptResult::Delivered => (DeliveryState::Delivered, now, Some(now)),
+                    AttemptResult::RetryAt(at) => (DeliveryState::Pending, at, None),
+                    AttemptResult::Failed | AttemptResult::Gone => {
+                        (DeliveryState::Failed, now, Some(now))
+                    }
                 };
                 query = query
-                    .bind(r.delivery_id.as_str())
-                    .bind(state)
+                    .bind(r.delivery_id.to_string())
+                    .bind(state.as_str())
                     .bind(i64::from(r.attempt.attempt))
-                    .bind(next)
+                    .bind(next.as_millis())
                     .bind(r.attempt.status_code.map(i64::from))
                     .bind(r.attempt.error.clone())
-                    .bind(finished);
+                    .bind(finished.map(Timestamp::as_millis));
             }
-            for row in query.fetch_all(&mut *tx).await? {
+            for row in query.fetch_all(&mut *tx.tx).await? {
                 held.insert(row.try_get::<String, _>(0)?);
             }
         }
         let recorded: Vec<&RecordedAttempt> = batch
             .iter()
-            .filter(|r| held.contains(&r.delivery_id))
+            .filter(|r| held.contains(&r.delivery_id.to_string()))
             .collect();
         for chunk in recorded.chunks(RECORD_CHUNK) {
             let sql = format!(
@@ -429,8 +460,8 @@ impl Store {
             for r in chunk {
                 query = query
                     .bind(Uuid::now_v7().to_string())
-                    .bind(r.delivery_id.as_str())
-                    .bind(r.webhook_id.as_str())
+                    .bind(r.delivery_id.to_string())
+                    .bind(r.webhook_id.to_string())
                     .bind(i64::from(r.attempt.attempt))
                     .bind(r.attempt.status_code.map(i64::from))
                     .bind(r.attempt.error.clone())
@@ -438,17 +469,17 @@ impl Store {
                     .bind(r.attempt.started_at.timestamp_millis())
                     .bind(r.attempt.finished_at.timestamp_millis());
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut *tx.tx).await?;
         }
         for gone in recorded.iter().filter(|r| r.result == AttemptResult::Gone) {
             sqlx::query(
                 "UPDATE webhooks SET disabled_at = $2, disabled_reason = $3, updated_at = $2 \
                  WHERE id = $1 AND disabled_at IS NULL",
             )
-            .bind(gone.webhook_id.as_str())
-            .bind(now)
+            .bind(gone.webhook_id.to_string())
+            .bind(now.as_millis())
             .bind("the endpoint answered 410 Gone")
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         }
         tx.commit().await?;
@@ -458,19 +489,19 @@ impl Store {
     /// Fails a delivery without sending it (its subscription is disabled).
     pub async fn abandon_delivery(
         &self,
-        owner: &str,
-        job: &DeliveryJob,
+        owner: ReplicaId,
+        delivery: DeliveryId,
         reason: &str,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
         sqlx::query(
             "UPDATE webhook_deliveries SET state = 'failed', last_error = $3, lease_owner = NULL, \
              lease_until = NULL, updated_at = $4, finished_at = $4 WHERE id = $1 AND lease_owner = $2",
         )
-        .bind(job.delivery_id.as_str())
-        .bind(owner)
+        .bind(delivery.to_string())
+        .bind(owner.to_string())
         .bind(reason)
-        .bind(now)
+        .bind(now.as_millis())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -479,17 +510,17 @@ impl Store {
     /// Makes a delivery due now again, whatever its state. `false`: no such delivery.
     pub async fn retry_delivery(
         &self,
-        webhook_id: &str,
-        delivery_id: &str,
+        webhook: WebhookId,
+        delivery: DeliveryId,
+        now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $3, \
              finished_at = NULL, updated_at = $3 WHERE id = $1 AND webhook_id = $2",
         )
-        .bind(delivery_id)
-        .bind(webhook_id)
-        .bind(now)
+        .bind(delivery.to_string())
+        .bind(webhook.to_string())
+        .bind(now.as_millis())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -498,8 +529,8 @@ impl Store {
     /// A subscription's deliveries, newest first, each with its attempts.
     pub async fn list_deliveries(
         &self,
-        webhook_id: &str,
-        before: Option<&str>,
+        webhook: WebhookId,
+        before: Option<DeliveryId>,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query(
@@ -507,20 +538,19 @@ impl Store {
              FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
              WHERE d.webhook_id = $1 AND ($2 IS NULL OR d.id < $2) ORDER BY d.id DESC LIMIT $3",
         )
-        .bind(webhook_id)
-        .bind(before)
+        .bind(webhook.to_string())
+        .bind(before.map(|b| b.to_string()))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: String = row.try_get("id")?;
-            let state: String = row.try_get("state")?;
+            let delivery: String = row.try_get("id")?;
             let attempts = sqlx::query(
                 "SELECT attempt, status_code, error, duration_ms, started_at, finished_at \
                  FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt, id",
             )
-            .bind(id.as_str())
+            .bind(delivery.as_str())
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -532,22 +562,31 @@ impl Store {
                         .and_then(|s| u16::try_from(s).ok()),
                     error: a.try_get("error")?,
                     duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
-                    started_at: to_time(a.try_get("started_at")?),
-                    finished_at: to_time(a.try_get("finished_at")?),
+                    started_at: time(a.try_get("started_at")?),
+                    finished_at: time(a.try_get("finished_at")?),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let state = id(
+                &row.try_get::<String, _>("state")?,
+                DeliveryState::parse,
+                "delivery state",
+            )?;
             out.push(DeliveryRecord {
-                next_attempt_at: (state == "pending")
+                next_attempt_at: (state == DeliveryState::Pending)
                     .then(|| row.try_get::<i64, _>("next_attempt_at"))
                     .transpose()?
-                    .map(to_time),
-                id,
-                event_id: row.try_get("event_id")?,
-                event_type: row.try_get("type")?,
-                task_id: row.try_get("task_id")?,
+                    .map(time),
+                id: id(&delivery, DeliveryId::parse, "delivery id")?,
+                event_id: EventId::from_stored(row.try_get("event_id")?),
+                event_type: event_type(&row.try_get::<String, _>("type")?)?,
+                task_id: id(
+                    &row.try_get::<String, _>("task_id")?,
+                    TaskId::parse,
+                    "task id",
+                )?,
                 state,
-                created_at: to_time(row.try_get("created_at")?),
+                created_at: time(row.try_get("created_at")?),
                 attempts,
             });
         }

@@ -1,19 +1,23 @@
 //! Sends due deliveries: leased (one replica per delivery), concurrent (a slow consumer delays
-//! nobody else), retried on a schedule with jitter, every attempt logged.
+//! nobody else), retried as [`retry::next`] decides, every attempt logged.
 //!
-//! The deliverer sleeps until the next delivery is due or until it is woken: the poller wakes it
-//! the moment it settles a task, so the first attempt starts at once.
+//! In the service, [`Deliverer::run`] keeps sending as slots free up and sleeps until the next
+//! delivery is due or until it is woken (the poller wakes it the moment it settles a task). A
+//! test calls [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
+use super::retry::{self, Next, Outcome};
 use super::signature;
 use super::target;
-use crate::store::{AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, Store, now_ms};
+use crate::clock::Clock;
+use crate::domain::{DeliveryId, ReplicaId};
+use crate::store::{AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct DelivererConfig {
@@ -28,8 +32,6 @@ pub struct DelivererConfig {
 
 /// How much of a consumer's answer is read (and kept in the log on failure).
 const BODY_LIMIT: usize = 4 * 1024;
-/// The longest `Retry-After` honoured; a longer one is cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Even with nothing due, look again this often (a crashed replica's leases lapse).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// Deliveries claimed together once the deliverer is busy.
@@ -37,9 +39,18 @@ const CLAIM_BATCH: usize = 32;
 /// Attempts recorded in one transaction, at most.
 const RECORD_BATCH: usize = 256;
 
+/// What became of one claimed delivery.
+#[derive(Debug)]
+enum Done {
+    Attempted(RecordedAttempt),
+    /// Not sent: its subscription is disabled.
+    Abandoned(DeliveryId),
+}
+
 pub struct Deliverer {
     store: Store,
-    owner: String,
+    owner: ReplicaId,
+    clock: Clock,
     config: DelivererConfig,
     client: reqwest::Client,
     wake: Arc<Notify>,
@@ -47,15 +58,16 @@ pub struct Deliverer {
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
-    records: mpsc::Sender<RecordedAttempt>,
+    records: mpsc::Sender<Done>,
     /// Taken by `run`.
-    recorder: std::sync::Mutex<Option<mpsc::Receiver<RecordedAttempt>>>,
+    recorder: std::sync::Mutex<Option<mpsc::Receiver<Done>>>,
 }
 
 impl Deliverer {
     pub fn new(
         store: Store,
-        owner: String,
+        owner: ReplicaId,
+        clock: Clock,
         config: DelivererConfig,
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
@@ -65,6 +77,7 @@ impl Deliverer {
         Ok(Deliverer {
             store,
             owner,
+            clock,
             config,
             client,
             wake,
@@ -72,6 +85,39 @@ impl Deliverer {
             records,
             recorder: std::sync::Mutex::new(Some(recorder)),
         })
+    }
+
+    /// How long a claimed delivery stays this replica's.
+    fn lease(&self) -> Duration {
+        (self.config.timeout * 3).max(Duration::from_secs(30))
+    }
+
+    /// Sends every delivery due now — at most `concurrency` at once — and records every
+    /// attempt before it returns. Returns how many attempts were made.
+    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let width = self.config.concurrency.max(1);
+        let mut total = 0;
+        loop {
+            let jobs = self
+                .store
+                .claim_deliveries(
+                    self.owner,
+                    self.clock.now(),
+                    self.lease(),
+                    u32::try_from(width).unwrap_or(u32::MAX),
+                )
+                .await?;
+            if jobs.is_empty() {
+                return Ok(total);
+            }
+            let done: Vec<Done> = stream::iter(jobs)
+                .map(|job| self.attempt(job))
+                .buffer_unordered(width)
+                .collect()
+                .await;
+            total += done.len();
+            self.write(done).await?;
+        }
     }
 
     /// Sends deliveries until stopped; then lets the attempts in flight end and records them.
@@ -96,7 +142,7 @@ impl Deliverer {
     /// Writes finished attempts in batches until told to finish, then writes what is left.
     async fn record(
         self: Arc<Self>,
-        mut records: mpsc::Receiver<RecordedAttempt>,
+        mut records: mpsc::Receiver<Done>,
         mut finish: oneshot::Receiver<()>,
     ) {
         let mut batch = Vec::with_capacity(RECORD_BATCH);
@@ -111,31 +157,54 @@ impl Deliverer {
                     continue;
                 }
             }
-            if let Err(e) = self.store.record_attempts(&self.owner, &batch).await {
+            let n = batch.len();
+            if let Err(e) = self.write(std::mem::take(&mut batch)).await {
                 // The leases lapse and the deliveries are tried again: at least once, never lost.
-                tracing::warn!(error = %e, attempts = batch.len(), "could not record webhook attempts");
+                tracing::warn!(error = %e, attempts = n, "could not record webhook attempts");
             }
-            batch.clear();
         }
     }
 
+    /// Records what became of claimed deliveries.
+    async fn write(&self, done: Vec<Done>) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut attempts = Vec::with_capacity(done.len());
+        for d in done {
+            match d {
+                Done::Attempted(a) => attempts.push(a),
+                Done::Abandoned(id) => {
+                    self.store
+                        .abandon_delivery(self.owner, id, "the subscription is disabled", now)
+                        .await?
+                }
+            }
+        }
+        self.store
+            .record_attempts(self.owner, &attempts, now)
+            .await?;
+        Ok(())
+    }
+
     async fn send_due(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let lease_ms = i64::try_from((self.config.timeout * 3).as_millis())
-            .unwrap_or(60_000)
-            .max(30_000);
+        let width = self.config.concurrency.max(1);
         loop {
             if *stop.borrow() {
                 break;
             }
             let free = self.slots.available_permits();
-            let busy = self.config.concurrency.max(1) - free.min(self.config.concurrency.max(1));
+            let busy = width - free.min(width);
             // Claim in batches: one claim per freed slot would cost a round trip per delivery.
-            let batch = CLAIM_BATCH.min(self.config.concurrency.max(1));
+            let batch = CLAIM_BATCH.min(width);
             let mut claimed = 0;
             if free >= batch || (busy == 0 && free > 0) {
                 match self
                     .store
-                    .claim_deliveries(&self.owner, lease_ms, free as u32)
+                    .claim_deliveries(
+                        self.owner,
+                        self.clock.now(),
+                        self.lease(),
+                        u32::try_from(free).unwrap_or(u32::MAX),
+                    )
                     .await
                 {
                     Ok(jobs) => {
@@ -146,7 +215,14 @@ impl Deliverer {
                             };
                             let me = self.clone();
                             tokio::spawn(async move {
-                                me.deliver(job).await;
+                                let done = me.attempt(job).await;
+                                if me.records.send(done).await.is_err() {
+                                    // Only once stopped; the lease lapses and the delivery is
+                                    // tried again.
+                                    tracing::warn!(
+                                        "a webhook attempt was made while stopping and is not recorded"
+                                    );
+                                }
                                 drop(permit);
                                 // A freed slot may let a waiting delivery go.
                                 me.wake.notify_one();
@@ -156,17 +232,12 @@ impl Deliverer {
                     Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
                 }
             }
-            let wait = if claimed > 0 && claimed == free {
+            let wait = if (claimed > 0 && claimed == free) || (free < batch && busy > 0) {
                 // The queue may hold more: look again as soon as a batch of slots frees up.
-                IDLE_CHECK
-            } else if free < batch && busy > 0 {
                 IDLE_CHECK
             } else {
                 match self.store.next_delivery_due().await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
-                            .min(IDLE_CHECK)
-                    }
+                    Ok(Some(due)) => due.since(self.clock.now()).min(IDLE_CHECK),
                     Ok(None) => IDLE_CHECK,
                     Err(_) => Duration::from_secs(1),
                 }
@@ -182,80 +253,60 @@ impl Deliverer {
         }
     }
 
-    async fn deliver(&self, job: DeliveryJob) {
+    /// Sends one delivery and says what became of it; nothing is written here.
+    async fn attempt(&self, job: DeliveryJob) -> Done {
         if job.disabled {
-            if let Err(e) = self
-                .store
-                .abandon_delivery(&self.owner, &job, "the subscription is disabled")
-                .await
-            {
-                tracing::warn!(error = %e, "could not record an abandoned delivery");
-            }
-            return;
+            return Done::Abandoned(job.delivery_id);
         }
-        let attempt_no = job.attempts + 1;
-        let started_at = Utc::now();
-        let clock = Instant::now();
-        let outcome = self.send(&job).await;
-        let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (status, error, retry_after) = match &outcome {
-            Ok((status, body, retry_after)) if (200..300).contains(status) => {
-                (Some(*status), None, *retry_after)
-            }
-            Ok((status, body, retry_after)) => {
-                (Some(*status), Some(snippet(*status, body)), *retry_after)
-            }
-            Err(e) => (None, Some(e.clone()), None),
+        let number = job.attempts + 1;
+        let started_at = self.clock.now();
+        let stopwatch = Instant::now();
+        let answer = self.send(&job).await;
+        let duration_ms = u64::try_from(stopwatch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (status, error, outcome) = match &answer {
+            Ok((status, body, retry_after)) => (
+                Some(*status),
+                (!(200..300).contains(status)).then(|| snippet(*status, body)),
+                Outcome::Answered {
+                    status: *status,
+                    retry_after: *retry_after,
+                },
+            ),
+            Err(e) => (None, Some(e.clone()), Outcome::NoAnswer),
         };
-        let result = match status {
-            Some(s) if (200..300).contains(&s) => AttemptResult::Delivered,
-            Some(410) => AttemptResult::Gone,
-            _ => match self.config.schedule.get(job.attempts as usize) {
-                None => AttemptResult::Failed,
-                Some(delay) => {
-                    let delay = match retry_after {
-                        Some(asked) => asked.clamp(Duration::from_secs(1), MAX_RETRY_AFTER),
-                        None => jitter(*delay),
-                    };
-                    AttemptResult::RetryAt(
-                        now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
-                    )
-                }
-            },
+        let result = match retry::next(outcome, number, &self.config.schedule, fastrand::f64()) {
+            Next::Delivered => AttemptResult::Delivered,
+            Next::RetryIn(delay) => AttemptResult::RetryAt(self.clock.now() + delay),
+            Next::GiveUp => AttemptResult::Failed,
+            Next::Disable => AttemptResult::Gone,
         };
-        let outcome = match &result {
+        let label = match &result {
             AttemptResult::Delivered => "delivered",
             AttemptResult::RetryAt(_) => "retry",
             AttemptResult::Failed => "failed",
             AttemptResult::Gone => "gone",
         };
-        let delay = (attempt_no == 1).then(|| {
-            Duration::from_millis(
-                u64::try_from(started_at.timestamp_millis() - job.created_at).unwrap_or(0),
-            )
-        });
-        crate::telemetry::webhook_attempt(outcome, delay);
+        crate::telemetry::webhook_attempt(
+            label,
+            (number == 1).then(|| started_at.since(job.created_at)),
+        );
         tracing::info!(
-            webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = attempt_no,
+            webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = number,
             status = ?status, ?result, duration_ms, "webhook attempt"
         );
-        let recorded = RecordedAttempt {
+        Done::Attempted(RecordedAttempt {
             delivery_id: job.delivery_id,
             webhook_id: job.webhook_id,
             attempt: AttemptRecord {
-                attempt: attempt_no,
+                attempt: number,
                 status_code: status,
                 error,
                 duration_ms,
-                started_at,
-                finished_at: Utc::now(),
+                started_at: started_at.to_datetime(),
+                finished_at: self.clock.now().to_datetime(),
             },
             result,
-        };
-        if self.records.send(recorded).await.is_err() {
-            // Only once stopped; the lease lapses and the delivery is tried again.
-            tracing::warn!("a webhook attempt was made while stopping and is not recorded");
-        }
+        })
     }
 
     /// One HTTP POST: status, the start of the body, and `Retry-After`.
@@ -264,9 +315,11 @@ impl Deliverer {
         if !target::literal_allowed(&url, self.config.allow_private) {
             return Err("the target address is not public (refused)".into());
         }
-        let timestamp = Utc::now().timestamp();
-        let signature = signature::header(&job.secrets, &job.event_id, timestamp, &job.payload)
-            .map_err(|e| e.to_string())?;
+        // Signed with the wall clock even under a test's clock: consumers check it against theirs.
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature =
+            signature::header(&job.secrets, job.event_id.as_str(), timestamp, &job.payload)
+                .map_err(|e| e.to_string())?;
         let resp = self
             .client
             .post(url)
@@ -310,9 +363,4 @@ fn snippet(status: u16, body: &str) -> String {
     } else {
         format!("HTTP {status}: {}", body.trim())
     }
-}
-
-/// ±20%, so retries from many deliveries do not arrive in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    delay.mul_f64(0.8 + fastrand::f64() * 0.4)
 }

@@ -2,6 +2,7 @@
 //! from a durable outbox that the poller fills in the transaction that settles a task.
 
 pub mod deliverer;
+pub mod retry;
 pub mod signature;
 pub mod target;
 

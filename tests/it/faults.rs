@@ -153,10 +153,15 @@ async fn issue_key(database_url: &str) -> String {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let issued =
-        em_gateway::access::issue(&store, "faults", em_gateway::domain::Scope::Admin, None)
-            .await
-            .unwrap();
+    let issued = em_gateway::access::issue(
+        &store,
+        "faults",
+        em_gateway::domain::Scope::Admin,
+        None,
+        em_gateway::clock::Clock::system().now(),
+    )
+    .await
+    .unwrap();
     secrecy::ExposeSecret::expose_secret(&issued.token).to_string()
 }
 

@@ -1,10 +1,15 @@
 //! The store, straight: the same suite on SQLite and on Postgres.
 
-use chrono::Utc;
-use em_gateway::domain::{Metadata, Operation, Resource, ResourceType, Scope, TaskId, TaskState};
+use std::time::Duration;
+
+use em_gateway::clock::{Clock, Timestamp};
+use em_gateway::domain::{
+    ApiKeyId, DeliveryState, Metadata, Operation, ReplicaId, Resource, ResourceType, Scope, TaskId,
+    TaskState,
+};
 use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
-    RecordedAttempt, Settlement, Store, TaskFilter, now_ms,
+    OrphanRules, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord,
 };
 
 use crate::support::*;
@@ -33,24 +38,72 @@ fn new_task() -> NewTask {
         id: TaskId::new(),
         operation: Operation::CreateCloudGateway,
         target_id: None,
-        request: serde_json::json!({"host": "gw.example"}),
+        request: r#"{"host": "gw.example"}"#.into(),
         metadata: Metadata::default(),
         api_key_id: None,
     }
 }
 
-async fn a_task_is_settled_exactly_once(db: Db) {
-    let store = store(db).await;
-    let task = store.insert_task(&new_task()).await.unwrap();
-    assert_eq!(task.state, TaskState::Running);
-    let attached = store
-        .attach_em_task(task.id, "task-9", "session-a", "replica-1")
+fn now() -> Timestamp {
+    Clock::system().now()
+}
+
+async fn insert(store: &Store) -> TaskRecord {
+    store
+        .insert_tasks(&[(new_task(), None)], now())
         .await
         .unwrap()
+        .pop()
+        .unwrap()
+}
+
+async fn attach(
+    store: &Store,
+    id: TaskId,
+    em_task: &str,
+    session: &str,
+    owner: ReplicaId,
+) -> Option<TaskRecord> {
+    let mut tx = store.begin().await.unwrap();
+    let attach = EmAttach {
+        id,
+        em_task_id: em_task.into(),
+        em_session_id: session.into(),
+    };
+    let attached = tx.attach_em_tasks(owner, &[attach], now()).await.unwrap();
+    tx.commit().await.unwrap();
+    attached.into_iter().next().flatten()
+}
+
+/// Settles as the poller does: with the tasks' webhook events, in one transaction.
+async fn settle(store: &Store, batch: &[(TaskId, Settlement)]) -> Vec<TaskRecord> {
+    em_gateway::tasks::poller::settle(store, batch, now())
+        .await
+        .unwrap()
+}
+
+/// Orphan rules that treat everything as lost now, with a lease of `lease`.
+fn lost_now(lease: Duration) -> OrphanRules {
+    let now = now();
+    OrphanRules {
+        now,
+        lease_until: now + lease,
+        unsent_before: now,
+        heartbeat_after: now,
+    }
+}
+
+async fn a_task_is_settled_exactly_once(db: Db) {
+    let store = store(db).await;
+    let task = insert(&store).await;
+    assert_eq!(task.state, TaskState::Running);
+    let (r1, r2) = (ReplicaId::new(), ReplicaId::new());
+    let attached = attach(&store, task.id, "task-9", "session-a", r1)
+        .await
         .unwrap();
     assert_eq!(attached.em_task_id.as_deref(), Some("task-9"));
-    assert_eq!(store.running_tasks_of("replica-1").await.unwrap().len(), 1);
-    assert_eq!(store.running_tasks_of("replica-2").await.unwrap().len(), 0);
+    assert_eq!(store.running_tasks_of(r1).await.unwrap().len(), 1);
+    assert_eq!(store.running_tasks_of(r2).await.unwrap().len(), 0);
 
     let resource = Resource {
         type_: ResourceType::CloudGateway,
@@ -61,10 +114,9 @@ async fn a_task_is_settled_exactly_once(db: Db) {
         message: None,
         resource: Some(resource),
     };
-    let settled = store
-        .settle_task(task.id, &ok)
+    let settled = settle(&store, &[(task.id, ok)])
         .await
-        .unwrap()
+        .pop()
         .expect("first settle wins");
     assert_eq!(settled.resource, Some(resource));
     assert!(settled.finished_at.is_some());
@@ -74,7 +126,7 @@ async fn a_task_is_settled_exactly_once(db: Db) {
         resource: None,
     };
     assert!(
-        store.settle_task(task.id, &again).await.unwrap().is_none(),
+        settle(&store, &[(task.id, again)]).await.is_empty(),
         "a settled task stays settled"
     );
     assert_eq!(
@@ -83,7 +135,7 @@ async fn a_task_is_settled_exactly_once(db: Db) {
     );
 
     // An intent EM never took can be dropped; one EM took cannot.
-    let unsent = store.insert_task(&new_task()).await.unwrap();
+    let unsent = insert(&store).await;
     store.delete_task(unsent.id).await.unwrap();
     assert!(store.task(unsent.id).await.unwrap().is_none());
     store.delete_task(task.id).await.unwrap();
@@ -101,19 +153,17 @@ async fn a_task_is_settled_exactly_once(db: Db) {
 
 async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
     let store = store(db).await;
+    let dead = ReplicaId::new();
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let t = store.insert_task(&new_task()).await.unwrap();
-        store
-            .attach_em_task(t.id, "task-1", "gone-session", "dead-replica")
-            .await
-            .unwrap();
+        let t = insert(&store).await;
+        attach(&store, t.id, "task-1", "gone-session", dead).await;
         ids.push(t.id);
     }
-    let now = now_ms();
+    let rules = lost_now(Duration::from_secs(60));
     let (a, b) = tokio::join!(
-        store.claim_orphans("replica-a", 60_000, now, now, 4),
-        store.claim_orphans("replica-b", 60_000, now, now, 4),
+        store.claim_orphans(ReplicaId::new(), &rules, 4),
+        store.claim_orphans(ReplicaId::new(), &rules, 4),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut claimed: Vec<TaskId> = a.iter().chain(b.iter()).map(|t| t.id).collect();
@@ -123,7 +173,7 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
     assert_eq!(claimed.len(), 6, "all orphans leased between the two");
     assert!(
         store
-            .claim_orphans("replica-c", 60_000, now, now, 10)
+            .claim_orphans(ReplicaId::new(), &rules, 10)
             .await
             .unwrap()
             .is_empty(),
@@ -131,13 +181,12 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
     );
 
     // A lease that has run out frees the task for the next replica.
-    let other = store.insert_task(&new_task()).await.unwrap();
-    store
-        .attach_em_task(other.id, "task-2", "gone-session", "dead-replica")
-        .await
-        .unwrap();
+    let other = insert(&store).await;
+    attach(&store, other.id, "task-2", "gone-session", dead).await;
+    let mut lapsed = lost_now(Duration::ZERO);
+    lapsed.lease_until = lapsed.now - Duration::from_millis(1);
     let brief = store
-        .claim_orphans("replica-d", -1, now, now, 10)
+        .claim_orphans(ReplicaId::new(), &lapsed, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -145,7 +194,7 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
         vec![other.id]
     );
     let next = store
-        .claim_orphans("replica-e", 60_000, now_ms(), now_ms(), 10)
+        .claim_orphans(ReplicaId::new(), &lost_now(Duration::from_secs(60)), 10)
         .await
         .unwrap();
     assert_eq!(
@@ -156,19 +205,23 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
 
 async fn sessions_heartbeat_and_get_lost(db: Db) {
     let store = store(db).await;
-    let t = store.insert_task(&new_task()).await.unwrap();
+    let (r1, r2) = (ReplicaId::new(), ReplicaId::new());
+    let t = insert(&store).await;
+    attach(&store, t.id, "task-1", "s1", r1).await;
     store
-        .attach_em_task(t.id, "task-1", "s1", "r1")
+        .heartbeat_sessions(r1, &[(0, "s1".into())], now())
         .await
         .unwrap();
-    store
-        .heartbeat_sessions("r1", &[(0, "s1".into())])
-        .await
-        .unwrap();
-    let fresh = now_ms() - 60_000;
+    // Heartbeats within the last minute count; nothing is unsent.
+    let rules = |now: Timestamp| OrphanRules {
+        now,
+        lease_until: now + Duration::from_secs(1),
+        unsent_before: Timestamp::from_millis(0),
+        heartbeat_after: now - Duration::from_secs(60),
+    };
     assert!(
         store
-            .claim_orphans("r2", 1_000, 0, fresh, 10)
+            .claim_orphans(r2, &rules(now()), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -176,21 +229,24 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
     );
     // The slot logged on again: s1 is lost, its task is an orphan at once.
     store
-        .heartbeat_sessions("r1", &[(0, "s2".into())])
+        .heartbeat_sessions(r1, &[(0, "s2".into())], now())
         .await
         .unwrap();
-    let orphans = store
-        .claim_orphans("r2", 1_000, 0, fresh, 10)
-        .await
-        .unwrap();
+    let orphans = store.claim_orphans(r2, &rules(now()), 10).await.unwrap();
     assert_eq!(orphans.len(), 1);
-    store.release_sessions("r1").await.unwrap();
-    assert_eq!(store.prune_sessions(now_ms() + 1).await.unwrap(), 2);
+    store.release_sessions(r1, now()).await.unwrap();
+    assert_eq!(
+        store
+            .prune_sessions(now() + Duration::from_millis(1))
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
     let store = store(db).await;
-    let issued = em_gateway::access::issue(&store, "portal", Scope::Write, None)
+    let issued = em_gateway::access::issue(&store, "portal", Scope::Write, None, now())
         .await
         .unwrap();
     let token = secrecy::ExposeSecret::expose_secret(&issued.token).to_string();
@@ -208,19 +264,20 @@ async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
         !format!("{listed:?}").contains(&token),
         "a list never holds the key"
     );
-    let auth = em_gateway::access::Authenticator::new(store.clone());
+    let auth = em_gateway::access::Authenticator::new(store.clone(), Clock::system());
     assert!(auth.check(&token.clone().into()).await.unwrap().is_some());
-    assert!(auth.revoke(&issued.record.id).await.unwrap());
+    assert!(auth.revoke(issued.record.id).await.unwrap());
     assert!(
         auth.check(&token.clone().into()).await.unwrap().is_none(),
         "revoked at once"
     );
-    assert!(!store.revoke_api_key(&issued.record.id).await.unwrap());
+    assert!(!store.revoke_api_key(issued.record.id, now()).await.unwrap());
     let expired = em_gateway::access::issue(
         &store,
         "old",
         Scope::Read,
         Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+        now(),
     )
     .await
     .unwrap();
@@ -236,14 +293,18 @@ async fn migrations_run_twice_without_harm(db: Db) {
 
 #[tokio::test]
 async fn idempotency_answers_are_purged_after_a_day() {
-    use em_gateway::store::{Claim, IdempotencyKey, KEEP_MS, StoredAnswer};
+    use em_gateway::store::{KEEP, StoredAnswer};
     let store = store(Db::Sqlite).await;
     let key = IdempotencyKey {
-        api_key_id: "k".into(),
+        api_key_id: ApiKeyId::new(),
         key: "a".into(),
     };
+    let stale = Duration::from_secs(1);
     assert_eq!(
-        store.claim_idempotency(&key, "f", 1000).await.unwrap(),
+        store
+            .claim_idempotency(&key, "f", now(), stale)
+            .await
+            .unwrap(),
         Claim::Fresh
     );
     let answer = StoredAnswer {
@@ -253,19 +314,25 @@ async fn idempotency_answers_are_purged_after_a_day() {
     };
     store.finish_idempotency(&key, &answer).await.unwrap();
     assert_eq!(
-        store.claim_idempotency(&key, "f", 1000).await.unwrap(),
+        store
+            .claim_idempotency(&key, "f", now(), stale)
+            .await
+            .unwrap(),
         Claim::Replay(answer)
     );
-    assert_eq!(store.purge_idempotency(now_ms()).await.unwrap(), 0);
+    assert_eq!(store.purge_idempotency(now()).await.unwrap(), 0);
     assert_eq!(
         store
-            .purge_idempotency(now_ms() + KEEP_MS + 1)
+            .purge_idempotency(now() + KEEP + Duration::from_millis(1))
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        store.claim_idempotency(&key, "other", 1000).await.unwrap(),
+        store
+            .claim_idempotency(&key, "other", now(), stale)
+            .await
+            .unwrap(),
         Claim::Fresh,
         "a purged key is new again"
     );
@@ -275,14 +342,17 @@ async fn a_batch_settles_only_what_is_still_running(db: Db) {
     let store = store(db).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(store.insert_task(&new_task()).await.unwrap().id);
+        ids.push(insert(&store).await.id);
     }
     let done = Settlement {
         state: TaskState::Succeeded,
         message: None,
         resource: None,
     };
-    store.settle_task(ids[0], &done).await.unwrap().unwrap();
+    settle(&store, &[(ids[0], done.clone())])
+        .await
+        .pop()
+        .unwrap();
     let failed = Settlement {
         state: TaskState::Failed,
         message: Some("host is unreachable".into()),
@@ -302,7 +372,7 @@ async fn a_batch_settles_only_what_is_still_running(db: Db) {
     batch.reverse();
     batch[1].1 = failed.clone();
     batch[2].1 = created.clone();
-    let settled = store.settle_tasks(&batch).await.unwrap();
+    let settled = settle(&store, &batch).await;
     assert_eq!(
         settled.len(),
         4,
@@ -319,7 +389,7 @@ async fn a_batch_settles_only_what_is_still_running(db: Db) {
     assert_eq!(settled[2].resource, Some(resource));
     assert_eq!(settled[0].state, TaskState::Succeeded);
     assert!(settled.iter().all(|t| t.finished_at.is_some()));
-    assert!(store.settle_tasks(&batch).await.unwrap().is_empty());
+    assert!(settle(&store, &batch).await.is_empty());
     assert_eq!(store.count_running().await.unwrap(), 0);
 }
 
@@ -334,28 +404,30 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
             secret: "whsec_c2VjcmV0".into(),
             api_key_id: None,
         };
-        hooks.push(store.insert_webhook(&hook).await.unwrap());
+        hooks.push(store.insert_webhook(&hook, now()).await.unwrap());
     }
-    let task = store.insert_task(&new_task()).await.unwrap();
+    let task = insert(&store).await;
     let done = Settlement {
         state: TaskState::Succeeded,
         message: None,
         resource: None,
     };
-    store.settle_task(task.id, &done).await.unwrap().unwrap();
-    let jobs = store.claim_deliveries("r1", 60_000, 10).await.unwrap();
+    settle(&store, &[(task.id, done)]).await.pop().unwrap();
+    let (r1, r2) = (ReplicaId::new(), ReplicaId::new());
+    let lease = Duration::from_secs(60);
+    let jobs = store.claim_deliveries(r1, now(), lease, 10).await.unwrap();
     assert_eq!(jobs.len(), 3, "one delivery per subscription");
     let attempt = |job: &em_gateway::store::DeliveryJob, status: u16, result: AttemptResult| {
         RecordedAttempt {
-            delivery_id: job.delivery_id.clone(),
-            webhook_id: job.webhook_id.clone(),
+            delivery_id: job.delivery_id,
+            webhook_id: job.webhook_id,
             attempt: AttemptRecord {
                 attempt: 1,
                 status_code: Some(status),
                 error: (status >= 300).then(|| format!("HTTP {status}")),
                 duration_ms: 3,
-                started_at: Utc::now(),
-                finished_at: Utc::now(),
+                started_at: now().to_datetime(),
+                finished_at: now().to_datetime(),
             },
             result,
         }
@@ -368,32 +440,40 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
     let batch = vec![
         attempt(by_hook(0), 200, AttemptResult::Delivered),
         attempt(by_hook(1), 410, AttemptResult::Gone),
-        attempt(by_hook(2), 503, AttemptResult::RetryAt(now_ms() + 60_000)),
+        attempt(
+            by_hook(2),
+            503,
+            AttemptResult::RetryAt(now() + Duration::from_secs(60)),
+        ),
     ];
     assert_eq!(
-        store.record_attempts("r2", &batch).await.unwrap(),
+        store.record_attempts(r2, &batch, now()).await.unwrap(),
         0,
         "a replica without the leases records nothing"
     );
-    assert_eq!(store.record_attempts("r1", &batch).await.unwrap(), 3);
+    assert_eq!(store.record_attempts(r1, &batch, now()).await.unwrap(), 3);
     assert_eq!(
-        store.record_attempts("r1", &batch).await.unwrap(),
+        store.record_attempts(r1, &batch, now()).await.unwrap(),
         0,
         "recording gives the leases up"
     );
-    let expect = [("delivered", 200), ("failed", 410), ("pending", 503)];
+    let expect = [
+        (DeliveryState::Delivered, 200),
+        (DeliveryState::Failed, 410),
+        (DeliveryState::Pending, 503),
+    ];
     for (hook, (state, status)) in hooks.iter().zip(expect) {
-        let log = store.list_deliveries(&hook.id, None, 10).await.unwrap();
+        let log = store.list_deliveries(hook.id, None, 10).await.unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].state, state, "{}", hook.url);
         assert_eq!(log[0].attempts.len(), 1, "one attempt logged, not two");
         assert_eq!(log[0].attempts[0].status_code, Some(status));
     }
-    let gone = store.webhook(&hooks[1].id).await.unwrap().unwrap();
+    let gone = store.webhook(hooks[1].id).await.unwrap().unwrap();
     assert!(gone.disabled_at.is_some(), "410 disables the subscription");
     assert!(
         store
-            .webhook(&hooks[0].id)
+            .webhook(hooks[0].id)
             .await
             .unwrap()
             .unwrap()
@@ -403,7 +483,7 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
     );
     assert!(
         store
-            .claim_deliveries("r1", 60_000, 10)
+            .claim_deliveries(r1, now(), lease, 10)
             .await
             .unwrap()
             .is_empty(),
@@ -414,39 +494,54 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
 async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     let store = store(db).await;
     let key = IdempotencyKey {
-        api_key_id: "k1".into(),
+        api_key_id: ApiKeyId::new(),
         key: "order-7".into(),
     };
+    let stale = Duration::from_secs(60);
     assert_eq!(
-        store.claim_idempotency(&key, "fp", 60_000).await.unwrap(),
+        store
+            .claim_idempotency(&key, "fp", now(), stale)
+            .await
+            .unwrap(),
         Claim::Fresh
     );
     let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..150)
         .map(|i| (new_task(), (i == 120).then(|| key.clone())))
         .collect();
-    let inserted = store.insert_tasks(&batch).await.unwrap();
+    let inserted = store.insert_tasks(&batch, now()).await.unwrap();
     let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
     let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
     assert_eq!(ids, given, "answers in the order given, across statements");
     assert!(inserted.iter().all(|t| t.state == TaskState::Running));
-    match store.claim_idempotency(&key, "fp", 60_000).await.unwrap() {
+    match store
+        .claim_idempotency(&key, "fp", now(), stale)
+        .await
+        .unwrap()
+    {
         Claim::InProgress { task_id, .. } => assert_eq!(task_id, Some(ids[120]), "linked"),
         other => panic!("expected the key in progress, got {other:?}"),
     }
 
-    let attach = |id: TaskId, n: usize, key: Option<IdempotencyKey>| EmAttach {
+    let attach = |id: TaskId, n: usize| EmAttach {
         id,
         em_task_id: format!("task-{n}"),
         em_session_id: format!("session-{}", n % 2),
-        key,
     };
     let mut attaches: Vec<EmAttach> = ids
         .iter()
         .enumerate()
-        .map(|(n, id)| attach(*id, n, (n == 120).then(|| key.clone())))
+        .map(|(n, id)| attach(*id, n))
         .collect();
-    attaches.insert(1, attach(TaskId::new(), 999, None));
-    let attached = store.attach_em_tasks("r1", &attaches).await.unwrap();
+    attaches.insert(1, attach(TaskId::new(), 999));
+    let r1 = ReplicaId::new();
+    let mut tx = store.begin().await.unwrap();
+    let attached = tx.attach_em_tasks(r1, &attaches, now()).await.unwrap();
+    // The submitter keeps the 202 under the key in the same transaction.
+    let with_key = attached[121].as_ref().unwrap();
+    tx.finish_idempotency(&key, &em_gateway::tasks::answer::accepted(with_key))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(attached.len(), 151);
     assert!(attached[1].is_none(), "no such task");
     for (a, t) in attaches.iter().zip(&attached).filter(|(_, t)| t.is_some()) {
@@ -454,9 +549,13 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         assert_eq!(t.id, a.id);
         assert_eq!(t.em_task_id.as_deref(), Some(a.em_task_id.as_str()));
         assert_eq!(t.em_session_id.as_deref(), Some(a.em_session_id.as_str()));
-        assert_eq!(t.em_owner.as_deref(), Some("r1"));
+        assert_eq!(t.em_owner, Some(r1));
     }
-    match store.claim_idempotency(&key, "fp", 60_000).await.unwrap() {
+    match store
+        .claim_idempotency(&key, "fp", now(), stale)
+        .await
+        .unwrap()
+    {
         Claim::Replay(answer) => {
             assert_eq!(answer.status, 202);
             assert!(
@@ -468,5 +567,5 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         }
         other => panic!("expected the stored answer, got {other:?}"),
     }
-    assert_eq!(store.running_tasks_of("r1").await.unwrap().len(), 150);
+    assert_eq!(store.running_tasks_of(r1).await.unwrap().len(), 150);
 }

@@ -565,9 +565,9 @@ async fn a_lost_answer_is_replayed_not_resent(db: Db) {
 /// objects; nothing is sent to EM a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
-    use em_gateway::api::idempotency::fingerprint;
     use em_gateway::domain::{Metadata, Operation, TaskId};
     use em_gateway::store::{Claim, IdempotencyKey, NewTask};
+    use em_gateway::tasks::replay::fingerprint;
 
     let sim = spawn_sim(|_| {});
     let url = fresh_database(Db::Sqlite).await;
@@ -597,7 +597,8 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         .claim_idempotency(
             &key,
             &fingerprint("POST", "/v1/cloud-gateways", "", &bytes),
-            60_000,
+            em_gateway::clock::Clock::system().now(),
+            Duration::from_secs(60),
         )
         .await
         .unwrap();
@@ -608,18 +609,19 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         id: TaskId::new(),
         operation: Operation::CreateCloudGateway,
         target_id: None,
-        request,
+        request: request.to_string(),
         metadata: Metadata::default(),
         api_key_id: None,
     };
     app.store
-        .insert_task_for(&intent, Some(&key))
+        .insert_tasks(
+            &[(intent.clone(), Some(key))],
+            em_gateway::clock::Clock::system().now(),
+        )
         .await
         .unwrap();
     let direct = client(&sim, 1);
-    let spec = em_gateway::operations::gateway_spec(
-        &serde_json::from_value(intent.request.clone()).unwrap(),
-    );
+    let spec = em_gateway::tasks::command::gateway_spec(&serde_json::from_value(request).unwrap());
     direct.create_cloud_gateway(&spec).await.unwrap();
     sim_control(&sim, Method::POST, "/_sim/counters/reset", None).await;
 

@@ -1,10 +1,12 @@
 //! The gateway under test, in-process on a loopback port.
 
 use em_gateway::access;
+use em_gateway::clock::Clock;
 use em_gateway::config::Settings;
 use em_gateway::domain::Scope;
 use em_gateway::sim::RunningSim;
-use em_gateway::startup::Application;
+use em_gateway::startup::{Application, Handles, Options, Workers};
+use em_gateway::tasks::TickReport;
 use secrecy::ExposeSecret;
 use std::time::Duration;
 
@@ -17,6 +19,9 @@ pub struct TestApp {
     pub admin_key: String,
     pub write_key: String,
     pub read_key: String,
+    /// The poller, the deliverer and the clock: the test steps them when it spawned the app
+    /// with [`spawn_stepped_app`].
+    pub workers: Handles,
     handle: actix_web::dev::ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -60,16 +65,33 @@ pub fn test_settings_with(
     .expect("test settings")
 }
 
+/// The gateway with its poller and deliverer running on their own, on the wall clock.
 pub async fn spawn_app(settings: &Settings) -> TestApp {
-    let app = Application::build(settings, false)
+    spawn(settings, Workers::Background, Clock::system()).await
+}
+
+/// The gateway with its poller and deliverer still and a hand-moved clock: the test drives them
+/// with [`TestApp::tick_poller`], [`TestApp::deliver_due`] and [`TestApp::advance`].
+pub async fn spawn_stepped_app(settings: &Settings) -> TestApp {
+    spawn(settings, Workers::Manual, Clock::manual()).await
+}
+
+async fn spawn(settings: &Settings, workers: Workers, clock: Clock) -> TestApp {
+    let options = Options {
+        handle_signals: false,
+        workers,
+        clock: clock.clone(),
+    };
+    let app = Application::build(settings, options)
         .await
         .expect("the gateway starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
     let key = |name: &'static str, scope| {
         let store = store.clone();
+        let now = clock.now();
         async move {
-            access::issue(&store, name, scope, None)
+            access::issue(&store, name, scope, None, now)
                 .await
                 .unwrap()
                 .token
@@ -81,6 +103,7 @@ pub async fn spawn_app(settings: &Settings) -> TestApp {
     let write_key = key("writer", Scope::Write).await;
     let read_key = key("reader", Scope::Read).await;
     let handle = app.handle();
+    let workers = app.workers();
     let join = tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
@@ -88,12 +111,32 @@ pub async fn spawn_app(settings: &Settings) -> TestApp {
         admin_key,
         write_key,
         read_key,
+        workers,
         handle,
         join,
     }
 }
 
 impl TestApp {
+    /// One poller round (of a stepped app).
+    pub async fn tick_poller(&self) -> TickReport {
+        self.workers.poller.tick().await.expect("a poller tick")
+    }
+
+    /// Sends every webhook delivery due now and records the attempts (of a stepped app).
+    pub async fn deliver_due(&self) -> usize {
+        self.workers
+            .deliverer
+            .deliver_due()
+            .await
+            .expect("webhook deliveries")
+    }
+
+    /// Moves a stepped app's clock.
+    pub fn advance(&self, by: Duration) {
+        self.workers.clock.advance(by);
+    }
+
     /// Graceful stop: requests finish, EM sessions are logged off and released.
     pub async fn stop(self) {
         self.handle.stop(true).await;

@@ -1,0 +1,187 @@
+//! What a handler is handed: the calling API key with the scope it needs, and the request body,
+//! read and ready to parse. Handlers never open with the same lines again.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest};
+use secrecy::SecretString;
+
+use super::AppState;
+use super::problem::ApiError;
+use super::request;
+use crate::domain::Scope;
+use crate::store::ApiKeyRecord;
+
+/// The scope a route needs.
+pub trait Needs {
+    const SCOPE: Scope;
+}
+
+pub struct ReadScope;
+pub struct WriteScope;
+pub struct AdminScope;
+
+impl Needs for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
+impl Needs for WriteScope {
+    const SCOPE: Scope = Scope::Write;
+}
+impl Needs for AdminScope {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// The calling API key, which allows at least `S`'s scope; else 401 or 403.
+pub struct Caller<S>(ApiKeyRecord, PhantomData<S>);
+
+/// A key that may read.
+pub type Reader = Caller<ReadScope>;
+/// A key that may write.
+pub type Writer = Caller<WriteScope>;
+/// An admin key.
+pub type Admin = Caller<AdminScope>;
+
+impl<S> Deref for Caller<S> {
+    type Target = ApiKeyRecord;
+    fn deref(&self) -> &ApiKeyRecord {
+        &self.0
+    }
+}
+
+impl<S: Needs> FromRequest for Caller<S> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or(ApiError::Unauthorized("the API keys cannot be checked"))?;
+            let key = authenticate(&req, state).await?;
+            if !key.scope.allows(S::SCOPE) {
+                return Err(ApiError::Forbidden {
+                    have: key.scope,
+                    needed: S::SCOPE,
+                });
+            }
+            Ok(Caller(key, PhantomData))
+        })
+    }
+}
+
+async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKeyRecord, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "send Authorization: Bearer <api key>",
+        ))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(|t| SecretString::from(t.trim().to_string()))
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be Bearer <api key>",
+        ))?;
+    state
+        .auth
+        .check(&token)
+        .await?
+        .ok_or(ApiError::Unauthorized(
+            "the API key is unknown, revoked or expired",
+        ))
+}
+
+/// A request body type: parsed from JSON into the value a handler works with.
+pub trait Request: serde::de::DeserializeOwned {
+    type Value;
+    /// Every field's problem at once (422), or the value.
+    fn parse(self) -> Result<Self::Value, ApiError>;
+}
+
+/// A JSON body, read (size-limited, JSON only) but not yet parsed: a write claims its
+/// Idempotency-Key first, so that a repeat of a refused request gets the first answer back.
+/// Reading never fails the extraction: the handler meets the problem after the API key.
+pub struct Body<T> {
+    read: Result<Bytes, ApiError>,
+    kind: PhantomData<T>,
+}
+
+impl<T: Request> Body<T> {
+    /// The bytes as sent (for the Idempotency-Key fingerprint), or why they could not be read.
+    pub fn bytes(&self) -> Result<Bytes, ApiError> {
+        self.read.clone()
+    }
+
+    /// The value, or every problem with the body (400) or its fields (422).
+    pub fn parse(&self) -> Result<T::Value, ApiError> {
+        request::parse::<T>(&self.bytes()?)?.parse()
+    }
+}
+
+impl<T: Request + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let read = match payload {
+                Ok(payload) => request::body(&req, payload).await,
+                Err(e) => Err(ApiError::Malformed {
+                    detail: format!("the request body could not be read: {e}"),
+                    errors: Vec::new(),
+                }),
+            };
+            Ok(Body {
+                read,
+                kind: PhantomData,
+            })
+        })
+    }
+}
+
+/// A body that may be left out (no `Content-Length`, or 0): `None` then.
+pub struct OptionalBody<T>(Option<Body<T>>);
+
+impl<T: Request> OptionalBody<T> {
+    pub fn bytes(&self) -> Result<Bytes, ApiError> {
+        self.0.as_ref().map_or(Ok(Bytes::new()), Body::bytes)
+    }
+
+    pub fn parse(&self) -> Result<Option<T::Value>, ApiError> {
+        self.0.as_ref().map(Body::parse).transpose()
+    }
+}
+
+impl<T: Request + 'static> FromRequest for OptionalBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let has_body = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "0")
+            || req
+                .headers()
+                .contains_key(actix_web::http::header::TRANSFER_ENCODING);
+        if !has_body {
+            return Box::pin(async { Ok(OptionalBody(None)) });
+        }
+        let body = Body::<T>::from_request(req, payload);
+        Box::pin(async move { Ok(OptionalBody(Some(body.await?))) })
+    }
+}

@@ -1,0 +1,26 @@
+//! The task lifecycle, in one place.
+//!
+//! A write becomes a task in four steps, each in its own file:
+//!
+//! 1. [`command`]: the validated write as a value — recorded with the task, turned into the one
+//!    EM request that carries it out.
+//! 2. [`submit`]: the task is recorded *before* EM is called, then gets EM's task id (and the
+//!    202 answer kept under the request's Idempotency-Key, in the same transaction).
+//! 3. [`replay`]: an `Idempotency-Key` makes a write happen at most once; repeats get the first
+//!    answer.
+//! 4. [`poller`] settles running tasks: from EM's task list when EM still shows them, from EM's
+//!    objects when EM lost them. The decisions are [`reconcile`]'s pure functions; the poller
+//!    only does the I/O. A settle and its webhook events are one transaction; [`answer`] builds
+//!    what the outside sees (the task's view, the 202, the event).
+
+pub mod answer;
+pub mod command;
+pub mod poller;
+pub mod reconcile;
+pub mod replay;
+pub mod submit;
+
+pub use command::{Command, EmRequest, Unreadable};
+pub use poller::{Poller, PollerConfig, TickReport};
+pub use replay::{Decision, Replay};
+pub use submit::{Requester, SubmitError, Submitter};

@@ -1,0 +1,339 @@
+//! The poller: the I/O around [`reconcile`](super::reconcile).
+//!
+//! Each tick, for each of this replica's EM sessions that has running tasks, one
+//! `GET /api/tasks` covers all of them (never one call per task). Tasks EM can no longer show —
+//! their session expired, EM restarted, their replica died, or EM's answer to the submit was
+//! lost — are orphans: any replica may lease them (`FOR UPDATE SKIP LOCKED` on Postgres) and
+//! settles them by looking at EM's objects. A settle and the webhook events it fires are one
+//! transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::{Notify, watch};
+
+use super::answer;
+use super::command::Command;
+use super::reconcile::{self, EmObjects, Look};
+use crate::clock::{Clock, Timestamp};
+use crate::domain::{ReplicaId, TaskId};
+use crate::em::{EmClient, EmError, SessionRef};
+use crate::store::{InFlight, OrphanRules, Settlement, Store, StoreError, TaskRecord};
+
+/// Tasks settled in one transaction.
+const SETTLE_BATCH: usize = 200;
+/// Settle transactions at once: enough to keep up with a burst, few enough to leave database
+/// connections for the API.
+const SETTLE_CONCURRENCY: usize = 4;
+/// Orphans taken per tick.
+const ORPHAN_BATCH: u32 = 200;
+/// How often expired Idempotency-Key answers and long-lost sessions are dropped.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+/// How long a lost EM session is remembered.
+const LOST_SESSIONS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    pub interval: Duration,
+    /// How long a lost task may wait for its effect to show among EM's objects.
+    pub grace: Duration,
+    /// An intent with no EM task id older than this was not answered (the submit is over).
+    pub unsent_after: Duration,
+}
+
+/// What one tick did, for tests and metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    pub em_task_lists: usize,
+    pub settled: usize,
+    pub orphans_claimed: usize,
+    pub orphans_settled: usize,
+}
+
+pub struct Poller {
+    store: Store,
+    em: Arc<EmClient>,
+    owner: ReplicaId,
+    clock: Clock,
+    config: PollerConfig,
+    /// Woken when a task is settled: its webhook deliveries are waiting.
+    settled: Arc<Notify>,
+    last_housekeeping: AtomicI64,
+}
+
+impl Poller {
+    pub fn new(
+        store: Store,
+        em: Arc<EmClient>,
+        owner: ReplicaId,
+        clock: Clock,
+        config: PollerConfig,
+        settled: Arc<Notify>,
+    ) -> Self {
+        Poller {
+            store,
+            em,
+            owner,
+            clock,
+            config,
+            settled,
+            last_housekeeping: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Ticks every interval until stopped.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            match self.tick().await {
+                Ok(report) if report.settled + report.orphans_settled > 0 => {
+                    tracing::debug!(?report, "poller tick");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "poller tick failed; retrying next interval"),
+            }
+        }
+    }
+
+    /// One round: settle what EM shows finished, heartbeat this replica's sessions, settle
+    /// orphans from EM's objects, and now and then drop what has expired.
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let started = std::time::Instant::now();
+        let mut report = TickReport::default();
+        self.poll_own_sessions(&mut report).await?;
+        let live: Vec<(usize, String)> = self
+            .em
+            .live_sessions()
+            .into_iter()
+            .map(|s| (s.slot, s.session_id))
+            .collect();
+        self.store
+            .heartbeat_sessions(self.owner, &live, self.clock.now())
+            .await?;
+        self.settle_orphans(&mut report).await?;
+        self.housekeeping().await;
+        let in_flight = self.store.count_running().await?;
+        crate::telemetry::poller_tick(started.elapsed(), in_flight);
+        Ok(report)
+    }
+
+    async fn housekeeping(&self) {
+        let now = self.clock.now();
+        let last = Timestamp::from_millis(self.last_housekeeping.load(Ordering::Relaxed));
+        if now.since(last) < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.last_housekeeping
+            .store(now.as_millis(), Ordering::Relaxed);
+        if let Err(e) = self.store.purge_idempotency(now).await {
+            tracing::warn!(error = %e, "could not purge old Idempotency-Key answers");
+        }
+        if let Err(e) = self.store.prune_sessions(now - LOST_SESSIONS_KEPT).await {
+            tracing::warn!(error = %e, "could not prune old EM sessions");
+        }
+    }
+
+    async fn poll_own_sessions(&self, report: &mut TickReport) -> Result<(), StoreError> {
+        let running = self.store.running_tasks_of(self.owner).await?;
+        if running.is_empty() {
+            return Ok(());
+        }
+        let mut by_session: HashMap<String, Vec<InFlight>> = HashMap::new();
+        for task in running {
+            by_session
+                .entry(task.em_session_id.clone())
+                .or_default()
+                .push(task);
+        }
+        let polls: Vec<_> = self
+            .em
+            .live_sessions()
+            .into_iter()
+            .filter_map(|session| {
+                let tasks = by_session.remove(session.session_id.as_str())?;
+                Some((session, tasks))
+            })
+            .collect();
+        report.em_task_lists += polls.len();
+        // Every session's list is read at once.
+        let lists = polls.len().max(1);
+        let mut finished: Vec<(TaskId, Settlement)> = stream::iter(polls)
+            .map(|(session, tasks)| self.finished_on(session, tasks))
+            .buffer_unordered(lists)
+            .flat_map(stream::iter)
+            .collect()
+            .await;
+        // EM does not say when a task finished. Oldest first: a task that finished long before
+        // this tick has waited longest, and among tasks the oldest most likely finished first,
+        // so its webhook should not queue behind tasks that finished a moment ago. Task ids are
+        // time-ordered.
+        finished.sort_unstable_by_key(|(id, _)| *id);
+        let chunks: Vec<Vec<(TaskId, Settlement)>> =
+            finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
+        let settled: Vec<Result<usize, StoreError>> = stream::iter(chunks)
+            .map(|chunk| self.settle(chunk, "em"))
+            .buffered(SETTLE_CONCURRENCY)
+            .collect()
+            .await;
+        for r in settled {
+            report.settled += r?;
+        }
+        Ok(())
+    }
+
+    /// One `GET /api/tasks` on a session: its tasks that EM shows finished. Tasks EM no longer
+    /// lists are left to the orphan path (EM's objects).
+    async fn finished_on(
+        &self,
+        session: SessionRef,
+        tasks: Vec<InFlight>,
+    ) -> Vec<(TaskId, Settlement)> {
+        let ours: HashMap<&str, &InFlight> =
+            tasks.iter().map(|t| (t.em_task_id.as_str(), t)).collect();
+        match self
+            .em
+            .finished_tasks(&session, |id| ours.contains_key(id))
+            .await
+        {
+            Ok(finished) => finished
+                .iter()
+                .filter_map(|em_task| {
+                    let task = ours.get(em_task.task_id.as_str())?;
+                    Some((
+                        task.id,
+                        reconcile::from_em_task(task.operation, task.target_id, em_task),
+                    ))
+                })
+                .collect(),
+            Err(EmError::SessionLost) => {
+                tracing::info!(
+                    slot = session.slot,
+                    "EM session lost; its tasks will be settled from EM's objects"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read EM's tasks");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn settle_orphans(&self, report: &mut TickReport) -> Result<(), StoreError> {
+        let rules = OrphanRules::at(
+            self.clock.now(),
+            self.config.interval,
+            self.config.unsent_after,
+        );
+        let orphans = self
+            .store
+            .claim_orphans(self.owner, &rules, ORPHAN_BATCH)
+            .await?;
+        report.orphans_claimed = orphans.len();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut em = EmObjects::default();
+        let mut settlements = Vec::new();
+        for task in &orphans {
+            let command = match Command::from_record(task.operation, task.target_id, &task.request)
+            {
+                Ok(command) => command,
+                Err(_) => {
+                    settlements.push((task.id, reconcile::unreadable()));
+                    continue;
+                }
+            };
+            if let Err(e) = self.read(&command, &mut em).await {
+                tracing::warn!(task_id = %task.id, error = %e, "could not look at EM's objects");
+                // EM cannot be asked now; the leases lapse and the tasks are tried again.
+                if matches!(e, EmError::Unreachable(_)) {
+                    break;
+                }
+                continue;
+            }
+            let waited = now.since(Timestamp::from(task.created_at));
+            let finding = reconcile::judge(&command, &em);
+            if let Some(settlement) = reconcile::settle_lost(finding, waited, self.config.grace) {
+                settlements.push((task.id, settlement));
+            }
+        }
+        report.orphans_settled = self.settle(settlements, "objects").await?;
+        Ok(())
+    }
+
+    /// Reads what judging `command` needs and `em` does not have yet (each look once per tick,
+    /// however many orphans need it).
+    async fn read(&self, command: &Command, em: &mut EmObjects) -> Result<(), EmError> {
+        for look in reconcile::looks(command) {
+            if em.has(look) {
+                continue;
+            }
+            match look {
+                Look::CloudGateways => em.gateways = Some(self.em.cloud_gateways().await?),
+                Look::CloudGatewayPools => em.pools = Some(self.em.cloud_gateway_pools().await?),
+                Look::CloudGateway(id) => {
+                    em.gateway.insert(id, self.em.cloud_gateway(id).await?);
+                }
+                Look::CloudGatewayPool(id) => {
+                    em.pool.insert(id, self.em.cloud_gateway_pool(id).await?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles a batch in one transaction with the webhook events it fires, and wakes the
+    /// deliverer. Returns how many this call settled (not those settled elsewhere before).
+    async fn settle(
+        &self,
+        batch: Vec<(TaskId, Settlement)>,
+        how: &'static str,
+    ) -> Result<usize, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let settled = settle(&self.store, &batch, self.clock.now()).await?;
+        for task in &settled {
+            crate::telemetry::task_settled(task.state.as_str(), how);
+        }
+        if !settled.is_empty() {
+            self.settled.notify_one();
+        }
+        Ok(settled.len())
+    }
+}
+
+/// Ends tasks, each at most once, with their webhook events, in one transaction: a settled task
+/// always has its webhooks queued.
+pub async fn settle(
+    store: &Store,
+    batch: &[(TaskId, Settlement)],
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    // A settle lost in a database crash puts the task back to running: the poller settles it
+    // again (from EM, or from EM's objects) and its webhook is sent again, which at-least-once
+    // delivery allows. Not waiting for the disk lets thousands settle a second.
+    tx.relax_durability().await?;
+    let settled = tx.settle_tasks(batch, now).await?;
+    let events: Vec<_> = settled
+        .iter()
+        .filter_map(|task| answer::event(task, now))
+        .collect();
+    tx.enqueue_events(&events, now).await?;
+    tx.commit().await?;
+    Ok(settled)
+}

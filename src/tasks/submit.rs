@@ -1,0 +1,239 @@
+//! Submit: a command becomes a task. Order matters for "nothing accepted is ever lost": the
+//! task is recorded *before* EM is called. If EM accepts, the task gets EM's task id and session
+//! (and the 202 is kept under the request's Idempotency-Key in the same transaction); if EM
+//! refuses or was never reached, the task is removed and the caller gets the error; if EM's
+//! answer is lost (timeout, dropped connection) or the process dies after EM accepted, the task
+//! stays `running` and the poller settles it by looking at EM's objects.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::answer;
+use super::command::Command;
+use crate::clock::Clock;
+use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, ReplicaId, TaskId};
+use crate::em::xml;
+use crate::em::{EmClient, EmError};
+use crate::store::{Batcher, EmAttach, IdempotencyKey, NewTask, Store, StoreError, TaskRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Em(#[from] EmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The object to change does not exist on EM.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request names EM objects that EM does not have (checked before anything is
+    /// recorded or sent): one entry per field.
+    #[error("the request conflicts with Enterprise Manager's objects")]
+    Conflicts(Vec<FieldError>),
+}
+
+/// Who asked, for the task's record.
+#[derive(Debug, Clone, Default)]
+pub struct Requester {
+    pub api_key_id: Option<ApiKeyId>,
+    pub metadata: Metadata,
+    /// The request's Idempotency-Key: the task and the answer are recorded under it.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Writes gathered into one transaction, at most.
+const WRITE_BATCH: usize = 64;
+
+pub struct Submitter {
+    store: Store,
+    em: Arc<EmClient>,
+    clock: Clock,
+    backup_servers: KnownBackupServers,
+    /// Intents, committed durably, many requests to a commit under load.
+    intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
+    /// EM's task ids (with the answers kept under Idempotency-Keys), recorded the same way.
+    attaches: Batcher<(EmAttach, Option<IdempotencyKey>), Option<TaskRecord>>,
+}
+
+impl Submitter {
+    /// `owner` is this replica: the owner of the EM sessions it submits through. Starts the
+    /// writers, so it must run inside the runtime.
+    pub fn new(store: Store, em: Arc<EmClient>, owner: ReplicaId, clock: Clock) -> Self {
+        let intents = {
+            let (store, clock) = (store.clone(), clock.clone());
+            Batcher::start(
+                WRITE_BATCH,
+                move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
+                    let (store, now) = (store.clone(), clock.now());
+                    async move { store.insert_tasks(&batch, now).await }
+                },
+            )
+        };
+        let attaches = {
+            let (store, clock) = (store.clone(), clock.clone());
+            Batcher::start(
+                WRITE_BATCH,
+                move |batch: Vec<(EmAttach, Option<IdempotencyKey>)>| {
+                    let (store, now) = (store.clone(), clock.now());
+                    async move { attach(&store, owner, batch, now).await }
+                },
+            )
+        };
+        Submitter {
+            store,
+            em,
+            clock,
+            backup_servers: KnownBackupServers::default(),
+            intents,
+            attaches,
+        }
+    }
+
+    /// Checks the command against what EM has, records it, sends it, and answers with its task.
+    pub async fn submit(&self, command: Command, by: Requester) -> Result<TaskRecord, SubmitError> {
+        self.check(&command).await?;
+        let request = command
+            .prepare(&self.em)
+            .await?
+            .ok_or_else(|| SubmitError::NotFound(command.missing()))?;
+        let intent = NewTask {
+            id: TaskId::new(),
+            operation: command.operation(),
+            target_id: command.target(),
+            request: command.record(),
+            metadata: by.metadata,
+            api_key_id: by.api_key_id,
+        };
+        let key = by.idempotency;
+        let task = self.intents.write((intent, key.clone())).await?;
+        match request.send(&self.em).await {
+            Ok(submitted) => {
+                let attach = EmAttach {
+                    id: task.id,
+                    em_task_id: submitted.task.task_id,
+                    em_session_id: submitted.session.session_id,
+                };
+                match self.attaches.write((attach, key)).await {
+                    Ok(Some(attached)) => Ok(attached),
+                    Ok(None) => Ok(task),
+                    Err(e) => {
+                        // EM accepted and the intent is recorded: the poller settles it.
+                        tracing::error!(task_id = %task.id, error = %e, "could not record EM's task id");
+                        Ok(task)
+                    }
+                }
+            }
+            Err(EmError::OutcomeUnknown { reason, .. }) => {
+                tracing::warn!(task_id = %task.id, %reason, "EM's answer was lost; the task will be settled from EM's objects");
+                if let Some(key) = &key
+                    && let Err(e) = self
+                        .store
+                        .finish_idempotency(key, &answer::accepted(&task))
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not store the answer under its Idempotency-Key");
+                }
+                Ok(task)
+            }
+            Err(e) => {
+                if let Err(store) = self.store.delete_task(task.id).await {
+                    tracing::error!(task_id = %task.id, error = %store, "could not drop a refused task");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Refuses, before anything is recorded, what EM would refuse for the objects it names.
+    async fn check(&self, command: &Command) -> Result<(), SubmitError> {
+        match command {
+            Command::CreateCloudGateway(c) => self.check_backup_server(c.backup_server).await,
+            Command::CreateCloudGatewayPool(c) => self.check_backup_server(c.backup_server).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A backup server EM does not manage: EM would answer 400 for it anyway, but this way the
+    /// caller learns which field is at fault. When EM's list cannot be read, EM judges the
+    /// request itself: the check must not make a create depend on one more EM call succeeding.
+    async fn check_backup_server(&self, uid: BackupServerUid) -> Result<(), SubmitError> {
+        match self.backup_servers.has(&self.em, uid.id()).await {
+            Ok(false) => Err(SubmitError::Conflicts(vec![FieldError {
+                field: "backup_server_uid".into(),
+                message: format!("Enterprise Manager manages no backup server {}", uid.urn()),
+            }])),
+            Ok(true) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read EM's backup servers; EM will judge");
+                Ok(())
+            }
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+}
+
+/// EM accepted these: their task ids and sessions, and the 202 kept under each request's
+/// Idempotency-Key, in one transaction.
+async fn attach(
+    store: &Store,
+    owner: ReplicaId,
+    batch: Vec<(EmAttach, Option<IdempotencyKey>)>,
+    now: crate::clock::Timestamp,
+) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+    let (attaches, keys): (Vec<EmAttach>, Vec<Option<IdempotencyKey>>) = batch.into_iter().unzip();
+    let mut tx = store.begin().await?;
+    // The intent was committed durably before EM was called; this only adds EM's task id, so
+    // it need not wait for the disk. Were a database crash to lose it, the task would be an
+    // orphan the poller settles from EM's objects.
+    tx.relax_durability().await?;
+    let attached = tx.attach_em_tasks(owner, &attaches, now).await?;
+    for (task, key) in attached.iter().zip(&keys) {
+        if let (Some(task), Some(key)) = (task, key) {
+            tx.finish_idempotency(key, &answer::accepted(task)).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(attached)
+}
+
+/// The ids of EM's backup servers, read again when an id is not among them (at most once a
+/// second): backup servers are added rarely and almost never removed, so creates do not pay an
+/// EM round trip for the check.
+#[derive(Default)]
+struct KnownBackupServers {
+    known: Mutex<(HashSet<Uuid>, Option<Instant>)>,
+}
+
+impl KnownBackupServers {
+    const REREAD_AFTER: Duration = Duration::from_secs(1);
+
+    async fn has(&self, em: &EmClient, id: Uuid) -> Result<bool, EmError> {
+        let stale = {
+            let known = self.lock();
+            if known.0.contains(&id) {
+                return Ok(true);
+            }
+            known.1.is_none_or(|at| at.elapsed() >= Self::REREAD_AFTER)
+        };
+        if !stale {
+            return Ok(false);
+        }
+        let servers = em.backup_servers().await?;
+        let ids: HashSet<Uuid> = servers
+            .iter()
+            .filter_map(|b| Uuid::parse_str(xml::id_of(&b.uid)).ok())
+            .collect();
+        let found = ids.contains(&id);
+        *self.lock() = (ids, Some(Instant::now()));
+        Ok(found)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (HashSet<Uuid>, Option<Instant>)> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
