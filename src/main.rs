@@ -176,17 +176,8 @@ async fn demo(mut settings: Settings) -> Result<(), String> {
     println!();
     println!("  base URL   {base}");
     println!("  docs       {base}/docs/");
-    for b in &seed.backup_servers {
-        println!(
-            "  backup server  {:<22} urn:veeam:BackupServer:{}",
-            b.name, b.id
-        );
-    }
-    for t in &seed.tenants {
-        println!(
-            "  cloud tenant   {:<22} urn:veeam:CloudTenant:{}",
-            t.name, t.id
-        );
+    for line in seed.describe() {
+        println!("  {line}");
     }
     println!();
     println!("  try:");

@@ -183,7 +183,15 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let api_url = format!("{}/api", public.trim_end_matches('/'));
-    let mut world = World::new(config.seed, config.session_idle, config.task_time);
+    let seed = config.seed;
+    let mut world = World::new(
+        seed.backup_servers,
+        seed.tenants,
+        seed.repositories,
+        seed.wan_accelerators,
+        config.session_idle,
+        config.task_time,
+    );
     world.operation_finished_time = config.operation_finished_time;
     let sim = web::Data::new(Sim {
         world: Mutex::new(world),

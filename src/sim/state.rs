@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 mod tenants;
 
-pub use super::seed::Seed;
 pub use tenants::{
     MB, NewTenant, Quota, QuotaChange, Repository, RepositoryKind, Tenant, TenantChange,
     ThrottlingUnit, UsedError, WanAccelerator,
@@ -239,14 +238,22 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(seed: Seed, session_idle: Duration, task_time: Duration) -> Self {
+    /// A world holding these objects (a [`Seed`](super::Seed)'s), with no sessions yet.
+    pub fn new(
+        backup_servers: Vec<BackupServer>,
+        tenants: Vec<Tenant>,
+        repositories: Vec<Repository>,
+        wan_accelerators: Vec<WanAccelerator>,
+        session_idle: Duration,
+        task_time: Duration,
+    ) -> Self {
         let index = |ids: Vec<Uuid>| ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
         let mut world = World {
-            repository_index: index(seed.repositories.iter().map(|r| r.id).collect()),
-            wan_index: index(seed.wan_accelerators.iter().map(|w| w.id).collect()),
-            backup_servers: seed.backup_servers,
-            repositories: seed.repositories,
-            wan_accelerators: seed.wan_accelerators,
+            repository_index: index(repositories.iter().map(|r| r.id).collect()),
+            wan_index: index(wan_accelerators.iter().map(|w| w.id).collect()),
+            backup_servers,
+            repositories,
+            wan_accelerators,
             tenants: HashMap::new(),
             tenant_names: HashMap::new(),
             tenant_pools: HashMap::new(),
@@ -267,7 +274,7 @@ impl World {
             task_time,
             operation_finished_time: Duration::ZERO,
         };
-        for mut tenant in seed.tenants {
+        for mut tenant in tenants {
             tenant.created = world.next_created();
             world.insert_tenant(tenant);
         }
@@ -750,7 +757,15 @@ mod tests {
     }
 
     fn world() -> World {
-        World::new(Seed::default(), Duration::from_secs(900), Duration::ZERO)
+        let seed = crate::sim::Seed::default();
+        World::new(
+            seed.backup_servers,
+            seed.tenants,
+            seed.repositories,
+            seed.wan_accelerators,
+            Duration::from_secs(900),
+            Duration::ZERO,
+        )
     }
 
     /// `n` gateway, pool and tenant creates (each pool takes a gateway just made, each tenant
