@@ -357,22 +357,45 @@ async fn a_session_lost_under_a_poll_is_reported_not_replaced() {
 
 #[tokio::test]
 async fn idle_sessions_are_kept_alive() {
-    let sim = spawn_sim(|c| c.session_idle = Duration::from_millis(600));
+    let idle = Duration::from_millis(600);
+    let sim = spawn_sim(|c| c.session_idle = idle);
     let mut settings = settings(&sim, 2);
     settings.keepalive_after = Duration::from_millis(150);
     let client = Arc::new(EmClient::new(settings).unwrap());
     client.warm_up().await.unwrap();
+    let last_own_call = std::time::Instant::now();
     let before = client.live_sessions();
     let keeper = tokio::spawn(client.clone().keep_alive_loop());
-    // Four idle timeouts pass with no call of ours; the sessions must survive them.
-    let until = std::time::Instant::now() + Duration::from_millis(2400);
-    while std::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for s in &before {
-            client.tasks(s).await.expect("the session is still alive");
-        }
-    }
+    // No call of ours from here on: only the keep-alive loop can keep the sessions alive. Wait
+    // until it has sent enough keep-alives to span three idle timeouts.
+    let keepalives = |state: &serde_json::Value| -> u64 {
+        state["counters"]["requests_by_route"]
+            .as_object()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .filter(|(route, _)| route.eq_ignore_ascii_case("GET /logonSessions/{id}"))
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    eventually(
+        "the keep-alive loop to span three idle timeouts",
+        Duration::from_secs(10),
+        || async {
+            let sent = keepalives(&sim_state(&sim).await);
+            (sent >= 2 * 4 && last_own_call.elapsed() > idle * 3).then_some(())
+        },
+    )
+    .await;
     keeper.abort();
+    for s in &before {
+        client
+            .tasks(s)
+            .await
+            .expect("the session outlived three idle timeouts");
+    }
     assert_eq!(sim_state(&sim).await["counters"]["logons"], 2);
     sim.stop().await;
 }

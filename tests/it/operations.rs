@@ -334,16 +334,31 @@ async fn the_compose_file_uses_only_what_the_binaries_have() {
             "docker-compose.yml sets {v}, which em-gateway does not read"
         );
     }
-    // Commands and flags, as JSON arrays.
-    let arrays: Vec<Vec<String>> = compose
-        .lines()
-        .filter_map(|l| {
-            l.trim()
-                .strip_prefix("command:")
-                .or_else(|| l.trim().strip_prefix("entrypoint:"))
-        })
-        .filter_map(|a| serde_json::from_str::<Vec<String>>(a.trim()).ok())
-        .collect();
+    // Each service's entrypoint and command, as JSON arrays.
+    let mut services: Vec<(String, Option<Vec<String>>, Vec<String>)> = Vec::new();
+    for line in compose.lines() {
+        if let Some(name) = line
+            .strip_prefix("  ")
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|n| !n.starts_with(' '))
+        {
+            services.push((name.to_string(), None, Vec::new()));
+            continue;
+        }
+        let Some((_, entrypoint, command)) = services.last_mut() else {
+            continue;
+        };
+        let array = |key: &str| {
+            line.trim()
+                .strip_prefix(key)
+                .and_then(|a| serde_json::from_str::<Vec<String>>(a.trim()).ok())
+        };
+        if let Some(a) = array("entrypoint:") {
+            *entrypoint = Some(a);
+        } else if let Some(a) = array("command:") {
+            *command = a;
+        }
+    }
     let sim_help = String::from_utf8(
         tokio::process::Command::new(SIM)
             .arg("--help")
@@ -362,17 +377,44 @@ async fn the_compose_file_uses_only_what_the_binaries_have() {
             .stdout,
     )
     .unwrap();
+    // The gateway's subcommands, from its own help: the lines under "Commands:".
+    let subcommands: Vec<&str> = gateway_help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     let mut checked = 0;
-    for array in arrays {
-        for word in array {
+    for (service, entrypoint, command) in &services {
+        // The image's own entrypoint is em-gateway.
+        let binary = entrypoint
+            .as_ref()
+            .and_then(|e| e.first().cloned())
+            .unwrap_or_else(|| "em-gateway".into());
+        if entrypoint.is_some() {
+            assert!(
+                dockerfile.contains(&format!("--bin {binary}")),
+                "{service} runs {binary}, which the Dockerfile does not build"
+            );
+        }
+        let help = match binary.as_str() {
+            "em-sim" => &sim_help,
+            "em-gateway" => &gateway_help,
+            _ => continue,
+        };
+        for (i, word) in command.iter().enumerate() {
             if word.starts_with("--") {
                 assert!(
-                    sim_help.contains(&word) || gateway_help.contains(&word),
-                    "unknown flag {word}"
+                    help.contains(word.as_str()),
+                    "{service}: {binary} has no {word}"
                 );
                 checked += 1;
-            } else if word == "serve" || word == "em-sim" {
-                assert!(gateway_help.contains("serve") || word == "em-sim");
+            } else if i == 0 && binary == "em-gateway" {
+                assert!(
+                    subcommands.contains(&word.as_str()),
+                    "{service} runs `em-gateway {word}`, which is not a subcommand"
+                );
                 checked += 1;
             }
         }
