@@ -659,9 +659,9 @@ fn the_committed_openapi_document_is_the_generated_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poller_asks_em_once_per_session_not_once_per_task() {
-    let (sim, app) = setup(Db::Sqlite, |c| c.task_time = Duration::from_millis(800)).await;
+    let sim = spawn_sim(|c| c.task_time = Duration::from_millis(800));
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
     sim_control(&sim, Method::POST, "/_sim/counters/reset", None).await;
-    let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for i in 0..30 {
         let t: Value = app
@@ -676,23 +676,46 @@ async fn the_poller_asks_em_once_per_session_not_once_per_task() {
             .unwrap();
         ids.push(t["id"].as_str().unwrap().to_string());
     }
+    // Tick by tick: each tick reads each session's task list once, 30 tasks or not.
+    let task_lists = |state: &Value| {
+        state["counters"]["requests_by_route"]["GET /tasks"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let ticks = std::sync::atomic::AtomicU64::new(0);
+    eventually("every task to settle", Duration::from_secs(15), || async {
+        let before = task_lists(&sim_state(&sim).await);
+        let report = app.tick_poller().await;
+        let after = task_lists(&sim_state(&sim).await);
+        assert!(report.em_task_lists <= 2, "{report:?}");
+        assert_eq!(
+            after - before,
+            report.em_task_lists as u64,
+            "one GET /tasks per session"
+        );
+        ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (report.settled == 0
+            && app.get_json("/v1/tasks?state=running").await["items"]
+                .as_array()
+                .unwrap()
+                .is_empty())
+        .then_some(())
+    })
+    .await;
     for id in &ids {
-        assert_eq!(app.settled(id).await["state"], "succeeded");
+        assert_eq!(
+            app.get_json(&format!("/v1/tasks/{id}")).await["state"],
+            "succeeded"
+        );
     }
-    let elapsed_ms = started.elapsed().as_millis() as u64;
     let state = sim_state(&sim).await;
     let routes = &state["counters"]["requests_by_route"];
     assert!(
         routes.get("GET /tasks/{id}").is_none(),
         "never one call per task: {routes}"
     );
-    let lists = routes["GET /tasks"].as_u64().unwrap_or(0);
-    // Two sessions, one list each per 50 ms tick at most (plus a tick of slack each).
-    let bound = (elapsed_ms / 50 + 2) * 2;
-    assert!(
-        lists <= bound,
-        "{lists} task lists in {elapsed_ms} ms (bound {bound})"
-    );
+    let ticks = ticks.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(task_lists(&state) <= 2 * ticks, "{routes}");
     assert_eq!(
         state["counters"]["logons"], 0,
         "sessions were logged on at start, not per request"

@@ -111,11 +111,30 @@ async fn a_settled_task_is_delivered_signed(db: Db) {
 }
 
 async fn failures_are_retried_in_order_with_one_webhook_id(db: Db) {
-    let (sim, app) = start(db, &[]).await;
+    // Stepped: the deliverer sends only when told, on a clock the test moves.
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let receiver = Receiver::start(Answer::FailFirst(2));
     let hook = subscribe(&app, &receiver.url, json!(["task.succeeded"])).await;
-    create(&app, "retry.example").await;
-    let got = receiver.wait_for(3).await;
+    let task = create(&app, "retry.example").await;
+    app.settle_by_ticking(&task).await;
+    let ms = Duration::from_millis;
+    // The schedule is 200 ms then 400 ms, each ±20%: never before 160 ms, always by 240 ms.
+    let steps = [
+        (ms(0), 1, "the first attempt goes at once"),
+        (ms(0), 0, "a retry is not due at once"),
+        (ms(159), 0, "nor before 200 ms - 20%"),
+        (ms(82), 1, "but by 200 ms + 20%"),
+        (ms(319), 0, "the next not before 400 ms - 20%"),
+        (ms(162), 1, "but by 400 ms + 20%"),
+        (ms(10_000), 0, "delivered: nothing more is sent"),
+    ];
+    for (advance, sent, why) in steps {
+        app.advance(advance);
+        assert_eq!(app.deliver_due().await, sent, "{why}");
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
     let ids: Vec<&str> = got
         .iter()
         .map(|r| r.headers["webhook-id"].as_str())
@@ -124,29 +143,11 @@ async fn failures_are_retried_in_order_with_one_webhook_id(db: Db) {
         ids.iter().all(|i| *i == ids[0]),
         "one webhook-id for every retry: {ids:?}"
     );
-    // Schedule 200 ms then 400 ms, ±20% jitter.
-    assert!(
-        got[1].at - got[0].at >= Duration::from_millis(150),
-        "{:?}",
-        got[1].at - got[0].at
-    );
-    assert!(
-        got[2].at - got[1].at >= Duration::from_millis(300),
-        "{:?}",
-        got[2].at - got[1].at
-    );
     for r in &got {
         assert!(verify_signature(hook["secret"].as_str().unwrap(), r));
     }
-    let entries = eventually(
-        "the log to show delivery",
-        Duration::from_secs(5),
-        || async {
-            let e = log(&app, &hook).await;
-            (e.first().is_some_and(|d| d["state"] == "delivered")).then_some(e)
-        },
-    )
-    .await;
+    let entries = log(&app, &hook).await;
+    assert_eq!(entries[0]["state"], "delivered");
     let attempts: Vec<(u64, u64)> = entries[0]["attempts"]
         .as_array()
         .unwrap()
@@ -174,7 +175,8 @@ async fn failures_are_retried_in_order_with_one_webhook_id(db: Db) {
         )
         .await;
     assert_eq!(resp.status(), 202);
-    let got = receiver.wait_for(4).await;
+    assert_eq!(app.deliver_due().await, 1, "a manual retry is due at once");
+    let got = receiver.received();
     assert_eq!(got[3].headers["webhook-id"], got[0].headers["webhook-id"]);
     app.stop().await;
     sim.stop().await;
@@ -292,16 +294,19 @@ async fn event_types_filter_what_a_subscription_gets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let (sim, app) = start(Db::Sqlite, &[]).await;
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
     let receiver = Receiver::start(Answer::RetryAfterOnce(1));
     subscribe(&app, &receiver.url, json!([])).await;
-    create(&app, "later.example").await;
-    let got = receiver.wait_for(2).await;
-    let gap = got[1].at - got[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "waited {gap:?}, asked for 1 s"
-    );
+    let task = create(&app, "later.example").await;
+    app.settle_by_ticking(&task).await;
+    assert_eq!(app.deliver_due().await, 1, "503 with Retry-After: 1");
+    // Exactly the second asked for, instead of the schedule's 200 ms ± 20%.
+    app.advance(Duration::from_millis(999));
+    assert_eq!(app.deliver_due().await, 0, "not before the second is over");
+    app.advance(Duration::from_millis(1));
+    assert_eq!(app.deliver_due().await, 1, "at the second");
+    assert_eq!(receiver.received().len(), 2);
     app.stop().await;
     sim.stop().await;
 }
@@ -500,22 +505,30 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_concurrency_limits_attempts_in_flight() {
-    // With the default limit the three arrive within ~50 ms of each other.
+    // The background deliverer, as in the service, limited to one: the consumer never holds two
+    // requests at once.
     let (sim, app) = start(Db::Sqlite, &[("EMGW_WEBHOOK_CONCURRENCY", "1")]).await;
     let receiver = Receiver::start(Answer::Hang(Duration::from_millis(300)));
     subscribe(&app, &receiver.url, json!([])).await;
     for i in 0..3 {
         create(&app, &format!("one-at-a-time-{i}.example")).await;
     }
-    let mut got = receiver.wait_for(3).await;
-    got.sort_by_key(|r| r.at);
-    for pair in got.windows(2) {
-        let gap = pair[1].at - pair[0].at;
-        assert!(
-            gap >= Duration::from_millis(250),
-            "a second attempt started {gap:?} after the first, before it ended"
-        );
+    receiver.wait_for(3).await;
+    assert_eq!(receiver.max_in_flight(), 1);
+    app.stop().await;
+    sim.stop().await;
+
+    // Unlimited, the same three due at once go together (so the receiver does see overlap).
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let receiver = Receiver::start(Answer::Hang(Duration::from_millis(300)));
+    subscribe(&app, &receiver.url, json!([])).await;
+    for i in 0..3 {
+        let task = create(&app, &format!("together-{i}.example")).await;
+        app.settle_by_ticking(&task).await;
     }
+    assert_eq!(app.deliver_due().await, 3);
+    assert_eq!(receiver.max_in_flight(), 3);
     app.stop().await;
     sim.stop().await;
 }

@@ -132,6 +132,21 @@ impl TestApp {
             .expect("webhook deliveries")
     }
 
+    /// Ticks a stepped app's poller until the task leaves `running` (EM finishes on the wall
+    /// clock).
+    pub async fn settle_by_ticking(&self, task_id: &str) -> serde_json::Value {
+        eventually(
+            &format!("task {task_id} to settle"),
+            Duration::from_secs(15),
+            || async {
+                self.tick_poller().await;
+                let task = self.get_json(&format!("/v1/tasks/{task_id}")).await;
+                (task["state"] != "running").then_some(task)
+            },
+        )
+        .await
+    }
+
     /// Moves a stepped app's clock.
     pub fn advance(&self, by: Duration) {
         self.workers.clock.advance(by);

@@ -39,6 +39,19 @@ pub struct Receiver {
     pub url: String,
     answer: Arc<Mutex<Answer>>,
     got: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<Mutex<(usize, usize)>>,
+}
+
+/// Counts a request as answered when dropped (also when the client gave up waiting).
+struct Answered(Arc<Mutex<(usize, usize)>>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.0.lock() {
+            f.0 = f.0.saturating_sub(1);
+        }
+    }
 }
 
 impl Receiver {
@@ -46,12 +59,19 @@ impl Receiver {
         use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
         let answer = Arc::new(Mutex::new(answer));
         let got: Arc<Mutex<Vec<Received>>> = Arc::new(Mutex::new(Vec::new()));
-        let (a, g) = (answer.clone(), got.clone());
+        let in_flight: Arc<Mutex<(usize, usize)>> = Arc::default();
+        let (a, g, f) = (answer.clone(), got.clone(), in_flight.clone());
         let server = HttpServer::new(move || {
-            let (a, g) = (a.clone(), g.clone());
+            let (a, g, f) = (a.clone(), g.clone(), f.clone());
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let (a, g) = (a.clone(), g.clone());
+                let (a, g, f) = (a.clone(), g.clone(), f.clone());
                 async move {
+                    {
+                        let mut f = f.lock().unwrap();
+                        f.0 += 1;
+                        f.1 = f.1.max(f.0);
+                    }
+                    let _answered = Answered(f);
                     let headers = req
                         .headers()
                         .iter()
@@ -101,7 +121,13 @@ impl Receiver {
             url: format!("http://127.0.0.1:{port}/hook"),
             answer,
             got,
+            in_flight,
         }
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.lock().map(|f| f.1).unwrap_or(0)
     }
 
     pub fn set(&self, answer: Answer) {
