@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use em_gateway::access;
-use em_gateway::config::{EmConfig, LogFormat, Settings};
+use em_gateway::config::{LogFormat, Settings};
 use em_gateway::domain::Scope;
+use em_gateway::em::EmSettings;
 use em_gateway::sim::{self, SimConfig};
 use em_gateway::startup::{Application, Options};
 use em_gateway::store::Store;
@@ -148,14 +149,14 @@ async fn demo(mut settings: Settings) -> Result<(), String> {
     let seed = sim_config.seed.clone();
     let sim =
         sim::start(sim_config, false).map_err(|e| format!("cannot start the EM simulator: {e}"))?;
-    settings.em = Some(EmConfig {
-        url: sim.api_url.clone(),
-        username: "demo\\portal".into(),
-        password: SecretString::from(sim_password),
-        tls: Default::default(),
-        sessions: 2,
-        request_timeout: Duration::from_secs(10),
-    });
+    let url = sim
+        .api_url
+        .parse()
+        .map_err(|e| format!("the EM simulator's URL: {e}"))?;
+    let mut em =
+        EmSettings::new(url, "demo\\portal", SecretString::from(sim_password)).with_sessions(2);
+    em.request_timeout = Duration::from_secs(10);
+    settings.em = Some(em);
     let app = Application::build(&settings, Options::service())
         .await
         .map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::access::Authenticator;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{ConfigError, EmConfig, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
 use crate::store::{Store, StoreError};
@@ -66,27 +66,19 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("Enterprise Manager client: {0}")]
     Em(#[from] crate::em::client::EmSetupError),
-    #[error("EMGW_EM_URL is not a URL: {0}")]
-    EmUrl(String),
     #[error("webhook deliverer: {0}")]
     Webhooks(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
 }
 
-pub fn em_client(em: &EmConfig) -> Result<EmClient, StartError> {
-    let url = reqwest::Url::parse(&em.url).map_err(|e| StartError::EmUrl(e.to_string()))?;
-    let mut settings = EmSettings::new(url, em.username.clone(), em.password.clone());
-    settings.sessions = em.sessions;
-    settings.tls = em.tls.clone();
-    settings.request_timeout = em.request_timeout;
-    settings.max_in_flight = (em.sessions * 16).max(16);
+pub fn em_client(em: &EmSettings) -> Result<EmClient, StartError> {
     if em.tls.insecure && em.tls.cert_sha256.is_none() {
         tracing::warn!(
             "EMGW_EM_TLS_INSECURE=true: Enterprise Manager's certificate is NOT verified; pin it with EMGW_EM_CERT_SHA256 instead"
         );
     }
-    Ok(EmClient::new(settings)?)
+    Ok(EmClient::new(em.clone())?)
 }
 
 pub struct Application {

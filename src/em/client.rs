@@ -51,18 +51,31 @@ pub struct EmSettings {
 }
 
 impl EmSettings {
+    /// The pool size unless `EMGW_EM_SESSIONS` says otherwise.
+    pub const DEFAULT_SESSIONS: usize = 4;
+    /// Per EM call unless `EMGW_EM_TIMEOUT_MS` says otherwise.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
     pub fn new(base_url: Url, username: impl Into<String>, password: SecretString) -> Self {
         EmSettings {
             base_url,
             username: username.into(),
             password,
-            sessions: 4,
             tls: TlsTrust::default(),
             connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            max_in_flight: 64,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             keepalive_after: Duration::from_secs(5 * 60),
+            sessions: 0,
+            max_in_flight: 0,
         }
+        .with_sessions(Self::DEFAULT_SESSIONS)
+    }
+
+    /// Sets the pool size and the EM calls allowed in flight with it: 16 a session, 16 at least.
+    pub fn with_sessions(mut self, sessions: usize) -> Self {
+        self.sessions = sessions;
+        self.max_in_flight = (sessions * 16).max(16);
+        self
     }
 }
 

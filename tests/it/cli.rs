@@ -171,3 +171,51 @@ async fn the_demo_runs_and_settles_a_gateway() {
     assert_eq!(docs.status(), 200);
     child.kill().await.ok();
 }
+
+/// `em-gateway openapi`, which reads the settings like every command, with only these variables.
+async fn openapi_with(vars: &[(&str, &str)], config: Option<&std::path::Path>) -> (bool, String) {
+    let mut command = Command::new(GATEWAY);
+    if let Some(path) = config {
+        command.arg("--config").arg(path);
+    }
+    let out = command
+        .arg("openapi")
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .await
+        .expect("em-gateway runs");
+    (out.status.success(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test]
+async fn settings_come_from_the_environment_over_the_file() {
+    // Variables the gateway does not read (an old one, a misspelt one) stop nothing.
+    let (ok, stderr) = openapi_with(
+        &[("EMGW_NOT_A_SETTING", "1"), ("EMGW_POLL_INTERVALL_MS", "5")],
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = openapi_with(&[("EMGW_POLL_INTERVAL_MS", "soon")], None).await;
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("em-gateway: EMGW_POLL_INTERVAL_MS: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let file = std::env::temp_dir().join(format!("emgw_t_{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, "poll_interval_ms = \"soon\"\n").unwrap();
+    let (ok, stderr) = openapi_with(&[], Some(&file)).await;
+    assert!(
+        !ok && stderr.starts_with("em-gateway: EMGW_POLL_INTERVAL_MS: "),
+        "{stderr}"
+    );
+    let (ok, stderr) = openapi_with(&[("EMGW_POLL_INTERVAL_MS", "500")], Some(&file)).await;
+    assert!(ok, "the environment wins over the file: {stderr}");
+    std::fs::write(&file, "poll_intervall_ms = 5\n").unwrap();
+    let (ok, stderr) = openapi_with(&[], Some(&file)).await;
+    std::fs::remove_file(&file).ok();
+    assert!(!ok && stderr.contains("poll_intervall_ms"), "{stderr}");
+}
