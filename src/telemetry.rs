@@ -90,9 +90,29 @@ pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
 
-pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
-    counter!("emgw_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
-    histogram!("emgw_http_request_duration_seconds", "route" => route.to_string(), "method" => method.to_string()).record(took.as_secs_f64());
+/// A request's method as a label: the standard methods by name, anything else `other` (a client
+/// chooses the method, and every label value is a series kept for ever).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Records one request. `route` is a pattern of the router's (or `unmatched`), `method` one of
+/// [`method_label`]'s, `status` a three-digit code: every label comes from a closed set.
+pub fn http_request(route: &str, method: &'static str, status: u16, took: Duration) {
+    counter!("emgw_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string()).increment(1);
+    histogram!("emgw_http_request_duration_seconds", "route" => route.to_string(), "method" => method).record(took.as_secs_f64());
 }
 
 pub fn em_call(operation: &str, outcome: &str, took: Duration) {
@@ -140,6 +160,21 @@ pub fn em_operation(method: &str, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn methods_outside_the_standard_ones_are_other() {
+        use actix_web::http::Method;
+        assert_eq!(super::method_label(&Method::PATCH), "PATCH");
+        for odd in ["FOO", "get", "BREW", &"X".repeat(2000)] {
+            let m = Method::from_bytes(odd.as_bytes()).unwrap();
+            assert_eq!(
+                super::method_label(&m),
+                "other",
+                "{}",
+                &odd[..odd.len().min(10)]
+            );
+        }
+    }
+
     #[test]
     fn em_operations_fold_ids() {
         assert_eq!(

@@ -133,7 +133,7 @@ pub async fn record_metrics(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    let method = crate::telemetry::method_label(req.method());
     let res = next.call(req).await?;
     // Asked after routing, actix follows the matched resource; asked before, it would match the
     // path against every route's regex again.
@@ -141,7 +141,7 @@ pub async fn record_metrics(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
-    crate::telemetry::http_request(&route, &method, res.status().as_u16(), started.elapsed());
+    crate::telemetry::http_request(&route, method, res.status().as_u16(), started.elapsed());
     Ok(res)
 }
 

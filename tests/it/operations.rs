@@ -79,6 +79,70 @@ async fn metrics_cover_http_em_tasks_and_webhooks() {
 
 /// The real binary, with a marker password, at debug level: no log line carries a secret; a
 /// SIGTERM stops it cleanly, logging its EM sessions off.
+/// `/metrics` has no authentication: nothing a client sends may add series to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_grow_the_metrics() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let series = || async {
+        let text = http()
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("emgw_http_request"))
+            .map(|l| l.rsplit_once(' ').map_or(l, |(k, _)| k).to_string())
+            .collect();
+        (lines, text.len())
+    };
+    // Every kind of request once, so that its series exist.
+    for method in ["GET", "NOTAMETHOD"] {
+        for path in ["/v1/tasks", "/nowhere", "/healthz"] {
+            let _ = http()
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    app.url(path),
+                )
+                .send()
+                .await;
+        }
+    }
+    series().await; // the scrape's own series
+    let (before, bytes_before) = series().await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for i in 0..1000 {
+        let len = rng.usize(3..if i % 10 == 0 { 2000 } else { 12 });
+        let method: String = (0..len).map(|_| rng.uppercase()).collect();
+        let path = ["/v1/tasks", "/healthz", &format!("/nowhere/{i}")][i % 3].to_string();
+        let resp = http()
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(&path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    let (after, bytes_after) = series().await;
+    let new: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+    assert!(
+        new.is_empty(),
+        "1,000 odd methods added series to /metrics: {new:?}"
+    );
+    assert!(
+        bytes_after < bytes_before + 2048,
+        "/metrics grew from {bytes_before} to {bytes_after} bytes"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_stay_out_of_the_logs_and_sigterm_stops_cleanly() {
     let marker = "Marker-Pa55-7f3e91";
