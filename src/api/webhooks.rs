@@ -266,7 +266,7 @@ pub async fn create(
     once(&req, &state, key.id, &body.bytes()?, |_| async {
         let spec = body.parse()?;
         // Checked again at every connection, by address: see `webhooks::target`.
-        if let Err(message) = target::check_url(spec.url.as_str(), state.webhooks.allow_private) {
+        if let Err(message) = target::check_address(&spec.url, state.webhooks.allow_private) {
             return Err(ApiError::Invalid(vec![FieldError {
                 field: "url".into(),
                 message,

@@ -61,6 +61,14 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry credentials".into());
     }
+    check_address(&url, allow_private)?;
+    Ok(url)
+}
+
+/// Checks that a parsed subscription URL does not name a non-public address literally (names
+/// are judged at every connection, by the addresses they resolve to).
+pub fn check_address(url: &Url, allow_private: bool) -> Result<(), String> {
+    let host = url.host_str().unwrap_or_default();
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>()
         && !allow_private
@@ -70,7 +78,7 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
             "points at a non-public address ({ip}); set EMGW_WEBHOOK_ALLOW_PRIVATE=true to allow it"
         ));
     }
-    Ok(url)
+    Ok(())
 }
 
 /// A resolver that drops non-public addresses unless they are allowed.

@@ -356,6 +356,27 @@ async fn private_targets_are_refused_unless_allowed() {
     sim.stop().await;
 }
 
+/// The limit applies to the URL as written: one that grows when normalised (an upper-case scheme,
+/// a path added) is still taken at exactly the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_at_the_length_limit_is_taken() {
+    let (sim, app) = start(Db::Sqlite, &[("EMGW_WEBHOOK_ALLOW_PRIVATE", "false")]).await;
+    let at_limit = format!("HTTPS://A{}", "0".repeat(2048 - "HTTPS://A".len()));
+    let resp = app
+        .post("/v1/webhooks", &app.write_key, json!({"url": at_limit}))
+        .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let over = format!("{at_limit}0");
+    let resp = app
+        .post("/v1/webhooks", &app.write_key, json!({"url": over}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "url");
+    app.stop().await;
+    sim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_overlaps_with_the_old_one() {
     let (sim, app) = start(Db::Sqlite, &[]).await;
