@@ -55,9 +55,9 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".into());
     }
-    let Some(host) = url.host_str() else {
+    if url.host_str().is_none() {
         return Err("must name a host".into());
-    };
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry credentials".into());
     }
