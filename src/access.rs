@@ -15,7 +15,7 @@ use ring::rand::SecureRandom;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::{Clock, Timestamp};
-use crate::domain::{ApiKeyId, Scope};
+use crate::domain::{ApiKeyId, Owner, Scope};
 use crate::store::{ApiKeyRecord, NewApiKey, Store, StoreError};
 
 /// Every key starts with this, so a leaked key is recognisable (secret scanners, logs).
@@ -73,6 +73,7 @@ pub async fn issue(
     store: &Store,
     name: &str,
     scope: Scope,
+    owner: Owner,
     expires_at: Option<DateTime<Utc>>,
     now: Timestamp,
 ) -> Result<IssuedKey, KeyError> {
@@ -89,6 +90,7 @@ pub async fn issue(
         id: ApiKeyId::new(),
         name,
         scope,
+        owner,
         prefix: token.chars().take(KEY_PREFIX.len() + 6).collect(),
         hash: hash(&token),
         expires_at,

@@ -63,6 +63,8 @@ struct RawSettings {
     webhook_timeout_ms: u64,
     /// webhook attempts in flight at once, across all subscriptions, 1–1024
     webhook_concurrency: usize,
+    /// webhook subscriptions one owner may have, 1–10000
+    webhooks_per_owner: usize,
     /// keys the stored hash of API keys (changing it invalidates every key)
     api_key_pepper: Option<Secret>,
     /// `json` or `pretty` (default: pretty on a terminal, else json)
@@ -91,6 +93,7 @@ impl Default for RawSettings {
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             webhook_timeout_ms: 10_000,
             webhook_concurrency: 128,
+            webhooks_per_owner: 50,
             api_key_pepper: None,
             log_format: None,
             rust_log: "info".into(),
@@ -138,6 +141,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Webhook attempts in flight at once, across all subscriptions.
     pub webhook_concurrency: usize,
+    /// Webhook subscriptions one owner may have: one task's events fan out to each.
+    pub webhooks_per_owner: usize,
     /// A client that has not sent its whole request head by then gets 408.
     pub client_timeout: Duration,
     pub log_format: Option<LogFormat>,
@@ -194,6 +199,11 @@ impl Settings {
                 "webhook_concurrency",
                 raw.webhook_concurrency,
                 1..=1024,
+            )?,
+            webhooks_per_owner: check.within(
+                "webhooks_per_owner",
+                raw.webhooks_per_owner,
+                1..=10_000,
             )?,
             // actix reads its request deadlines off a clock cached every 500 ms: below a
             // second they misfire.

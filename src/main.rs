@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use em_gateway::access;
 use em_gateway::config::{LogFormat, Settings};
-use em_gateway::domain::Scope;
+use em_gateway::domain::{Owner, Scope};
 use em_gateway::em::EmSettings;
 use em_gateway::sim::{self, SimConfig};
 use em_gateway::startup::{Application, Options};
@@ -52,12 +52,20 @@ enum KeysCommand {
         name: String,
         #[arg(long, value_parser = ["read", "write", "admin"])]
         scope: String,
+        /// The team or system the key belongs to: a read or write key sees only its owner's
+        /// tasks and webhooks (default: `default`).
+        #[arg(long)]
+        owner: Option<String>,
         /// Expiry, e.g. 90d, 12h (default: never).
         #[arg(long)]
         expires_in: Option<String>,
     },
     /// Lists keys (never their secret).
-    List,
+    List {
+        /// Only this owner's keys.
+        #[arg(long)]
+        owner: Option<String>,
+    },
     /// Revokes a key by id.
     Revoke { id: String },
 }
@@ -161,9 +169,16 @@ async fn demo(mut settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let now = em_gateway::clock::Clock::system().now();
-    let key = access::issue(app.store(), "demo admin", Scope::Admin, None, now)
-        .await
-        .map_err(|e| e.to_string())?;
+    let key = access::issue(
+        app.store(),
+        "demo admin",
+        Scope::Admin,
+        Owner::default(),
+        None,
+        now,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let base = format!("http://{}:{}", settings.listen.ip(), app.port());
     let server = seed
         .backup_servers
@@ -195,6 +210,11 @@ async fn demo(mut settings: Settings) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
+fn parse_owner(text: Option<&str>) -> Result<Option<Owner>, String> {
+    text.map(|t| Owner::parse(t).map_err(|e| format!("--owner {t:?}: {e}")))
+        .transpose()
+}
+
 fn parse_expiry(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let (n, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
@@ -218,25 +238,31 @@ async fn keys_command(command: KeysCommand, settings: &Settings) -> Result<(), S
         KeysCommand::Create {
             name,
             scope,
+            owner,
             expires_in,
         } => {
             let scope = Scope::parse(&scope).ok_or("--scope must be read, write or admin")?;
+            let owner = parse_owner(owner.as_deref())?.unwrap_or_default();
             let expires = expires_in.as_deref().map(parse_expiry).transpose()?;
             let now = em_gateway::clock::Clock::system().now();
-            let key = access::issue(&store, &name, scope, expires, now)
+            let key = access::issue(&store, &name, scope, owner, expires, now)
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
-                "created API key {} ({}, scope {})",
-                key.record.id, key.record.name, key.record.scope
+                "created API key {} ({}, scope {}, owner {})",
+                key.record.id, key.record.name, key.record.scope, key.record.owner
             );
             println!("{}", key.token.expose_secret());
         }
-        KeysCommand::List => {
-            let keys = store.list_api_keys().await.map_err(|e| e.to_string())?;
+        KeysCommand::List { owner } => {
+            let owner = parse_owner(owner.as_deref())?;
+            let keys = store
+                .list_api_keys(owner.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
-                "{:<36}  {:<6}  {:<12}  {:<20}  {:<10}  name",
-                "id", "scope", "prefix", "created", "state"
+                "{:<36}  {:<6}  {:<16}  {:<12}  {:<20}  {:<10}  name",
+                "id", "scope", "owner", "prefix", "created", "state"
             );
             for k in keys {
                 let state = if k.revoked_at.is_some() {
@@ -247,9 +273,10 @@ async fn keys_command(command: KeysCommand, settings: &Settings) -> Result<(), S
                     "active"
                 };
                 println!(
-                    "{:<36}  {:<6}  {:<12}  {:<20}  {:<10}  {}",
+                    "{:<36}  {:<6}  {:<16}  {:<12}  {:<20}  {:<10}  {}",
                     k.id,
                     k.scope,
+                    k.owner,
                     k.prefix,
                     k.created_at.format("%Y-%m-%d %H:%M:%S"),
                     state,

@@ -170,6 +170,7 @@ impl Application {
             auth: Authenticator::new(store.clone(), clock.clone()),
             webhooks: api::WebhookSettings {
                 allow_private: settings.webhook_allow_private,
+                per_owner: u32::try_from(settings.webhooks_per_owner).unwrap_or(u32::MAX),
                 wake: wake_deliverer,
             },
         });

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use super::AppState;
 use super::problem::ApiError;
 use super::request;
-use crate::domain::Scope;
+use crate::domain::{Scope, Visibility};
 use crate::store::ApiKeyRecord;
 
 /// The scope a route needs.
@@ -45,6 +45,13 @@ pub type Reader = Caller<ReadScope>;
 pub type Writer = Caller<WriteScope>;
 /// An admin key.
 pub type Admin = Caller<AdminScope>;
+
+impl<S> Caller<S> {
+    /// What the key sees of what owners own.
+    pub fn visibility(&self) -> Visibility {
+        Visibility::of(self.0.scope, &self.0.owner)
+    }
+}
 
 impl<S> Deref for Caller<S> {
     type Target = ApiKeyRecord;

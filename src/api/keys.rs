@@ -11,28 +11,42 @@ use super::extract::{Admin, Body, Request};
 use super::idempotency::once;
 use super::problem::{ApiError, Problem, Problems};
 use super::request;
+use super::views::Query;
 use crate::access;
-use crate::domain::{ApiKeyId, FieldErrors, Scope};
+use crate::domain::{ApiKeyId, FieldErrors, Owner, Scope};
 use crate::store::ApiKeyRecord;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "provisioning portal", "scope": "write", "expires_in_days": 90}))]
+#[schema(example = json!({"name": "provisioning portal", "scope": "write", "owner": "portal-eu", "expires_in_days": 90}))]
 pub struct CreateApiKeyRequest {
     /// Who or what uses the key.
     #[schema(required = true, nullable = false, value_type = ApiKeyName)]
     pub name: Option<String>,
     #[schema(required = true, nullable = false, value_type = Scope)]
     pub scope: Option<Scope>,
+    /// The team or system the key belongs to: a `read` or `write` key sees and acts only on its
+    /// owner's tasks and webhooks. Absent: `default`.
+    #[serde(default)]
+    #[schema(nullable = false, value_type = Owner)]
+    pub owner: Option<String>,
     /// 1 to 3650; absent: never expires.
     #[serde(default, deserialize_with = "request::whole_number")]
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
 }
 
+/// A key to issue.
+pub struct KeySpec {
+    name: String,
+    scope: Scope,
+    owner: Owner,
+    /// `None`: for ever.
+    expires_in: Option<std::time::Duration>,
+}
+
 impl Request for CreateApiKeyRequest {
-    /// The name, the scope, and how long the key lives (`None`: for ever).
-    type Value = (String, Scope, Option<std::time::Duration>);
+    type Value = KeySpec;
 
     fn parse(self) -> Result<Self::Value, ApiError> {
         let mut e = FieldErrors::new();
@@ -46,6 +60,10 @@ impl Request for CreateApiKeyRequest {
         if self.scope.is_none() {
             e.add("scope", "is required (read, write or admin)");
         }
+        let owner = match self.owner.as_deref() {
+            None => Some(Owner::default()),
+            Some(o) => e.check("owner", Owner::parse(o)),
+        };
         let expires_in = match self.expires_in_days {
             None => None,
             Some(d @ 1..=3650) => {
@@ -56,8 +74,13 @@ impl Request for CreateApiKeyRequest {
                 None
             }
         };
-        match (name, self.scope) {
-            (Some(name), Some(scope)) if e.is_empty() => Ok((name, scope, expires_in)),
+        match (name, self.scope, owner) {
+            (Some(name), Some(scope), Some(owner)) if e.is_empty() => Ok(KeySpec {
+                name,
+                scope,
+                owner,
+                expires_in,
+            }),
             _ => Err(ApiError::Invalid(e.into_vec())),
         }
     }
@@ -81,6 +104,7 @@ pub struct ApiKeyView {
     pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
+    pub owner: Owner,
     /// The key's first characters, to recognise it.
     pub prefix: String,
     /// The key itself: only in the answer to its creation.
@@ -102,6 +126,7 @@ impl From<&ApiKeyRecord> for ApiKeyView {
             id: k.id,
             name: k.name.clone(),
             scope: k.scope,
+            owner: k.owner.clone(),
             prefix: k.prefix.clone(),
             key: None,
             created_at: k.created_at,
@@ -132,15 +157,22 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     once(&req, &state, admin.id, &body.bytes()?, |_| async {
-        let (name, scope, expires_in) = body.parse()?;
+        let spec = body.parse()?;
         let now = state.clock.now();
-        let expires_at = expires_in.map(|d| (now + d).to_datetime());
-        let issued = access::issue(&state.store, &name, scope, expires_at, now)
-            .await
-            .map_err(|err| match err {
-                access::KeyError::Store(s) => ApiError::Store(s),
-                other => ApiError::Conflict(other.to_string()),
-            })?;
+        let expires_at = spec.expires_in.map(|d| (now + d).to_datetime());
+        let issued = access::issue(
+            &state.store,
+            &spec.name,
+            spec.scope,
+            spec.owner,
+            expires_at,
+            now,
+        )
+        .await
+        .map_err(|err| match err {
+            access::KeyError::Store(s) => ApiError::Store(s),
+            other => ApiError::Conflict(other.to_string()),
+        })?;
         let mut view = ApiKeyView::from(&issued.record);
         view.key = Some(issued.token.expose_secret().to_string());
         Ok(HttpResponse::Created()
@@ -152,14 +184,23 @@ pub async fn create(
 
 /// Lists API keys (never the keys themselves).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", operation_id = "listApiKeys",
+    params(("owner" = Option<Owner>, Query, description = "Only this owner's keys")),
     responses(
         (status = 200, body = ApiKeyList, description = "Every key, revoked and expired ones included"),
+        Problems::<400>,
         Problems::<403>,
     ))]
-pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _: Admin,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut q = Query::of(&req);
+    let owner = q.take("owner", Owner::parse);
+    q.finish()?;
     let items = state
         .store
-        .list_api_keys()
+        .list_api_keys(owner.as_ref())
         .await?
         .iter()
         .map(ApiKeyView::from)

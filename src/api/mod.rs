@@ -40,6 +40,8 @@ pub struct AppState {
 
 pub struct WebhookSettings {
     pub allow_private: bool,
+    /// Subscriptions one owner may have.
+    pub per_owner: u32,
     /// Wakes the deliverer (a retry asked for through the API).
     pub wake: Arc<tokio::sync::Notify>,
 }

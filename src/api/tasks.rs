@@ -9,7 +9,7 @@ use super::extract::{Body, Reader, Request};
 use super::idempotency::{once, respond};
 use super::problem::{ApiError, Problems};
 use super::views::Query;
-use crate::domain::{Metadata, Operation, TaskId, TaskState, TaskView};
+use crate::domain::{Listing, Metadata, Operation, Owner, TaskId, TaskState, TaskView};
 use crate::store::{ApiKeyRecord, TaskFilter};
 use crate::tasks::{Command, Requester, answer};
 
@@ -55,6 +55,7 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let by = Requester {
         api_key_id: Some(key.id),
+        owner: key.owner.clone(),
         metadata,
         idempotency,
     };
@@ -80,13 +81,18 @@ pub struct TaskPage {
         Problems::<404>,
     ))]
 pub async fn get(
-    _: Reader,
+    key: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound(format!("no task {id}"));
     let task_id = TaskId::parse(&id).ok_or_else(not_found)?;
-    let task = state.store.task(task_id).await?.ok_or_else(not_found)?;
+    let task = state
+        .store
+        .task(task_id)
+        .await?
+        .filter(|t| key.visibility().sees(&t.owner))
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(answer::view(&task)))
 }
 
@@ -98,13 +104,14 @@ pub async fn get(
         ("operation" = Option<Operation>, Query, description = "Only tasks of this operation"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<Uuid>, Query, description = "`next_cursor` of the previous page"),
+        ("owner" = Option<Owner>, Query, description = "Only this owner's tasks (an admin key sees every owner's; any other key only its own)"),
     ),
     responses(
         (status = 200, body = TaskPage, description = "One page, newest first"),
         Problems::<400>,
     ))]
 pub async fn list(
-    _: Reader,
+    key: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -115,13 +122,22 @@ pub async fn list(
     let operation = q.take("operation", |v| {
         Operation::parse(v).ok_or_else(|| "is not a known operation".to_string())
     });
+    let owner = q.take("owner", Owner::parse);
     let limit = q.limit(50, 500);
     let before = q.cursor().map(TaskId::from_uuid);
     q.finish()?;
+    let listing = key.visibility().list(owner);
+    if listing == Listing::Nothing {
+        return Ok(HttpResponse::Ok().json(TaskPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     // One more than asked tells whether another page exists.
     let filter = TaskFilter {
         state: state_filter,
         operation,
+        owner: listing.owner().cloned(),
         before,
         limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
     };

@@ -15,8 +15,8 @@ use super::views::Query;
 use super::{AppState, request};
 use crate::clock::Timestamp;
 use crate::domain::{
-    DeliveryId, DeliveryState, Description, EventId, EventType, FieldError, FieldErrors, TaskId,
-    WebhookId,
+    DeliveryId, DeliveryState, Description, EventId, EventType, FieldError, FieldErrors, Listing,
+    Owner, TaskId, Visibility, WebhookId,
 };
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
 use crate::webhooks::{signature, target};
@@ -48,6 +48,8 @@ pub struct WebhookView {
     pub event_types: Vec<EventType>,
     #[schema(required = true)]
     pub description: Option<String>,
+    /// Whose tasks' events it receives: the owner of the key that subscribed.
+    pub owner: Owner,
     /// `whsec_…`; only in the answers to create and rotate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -69,6 +71,7 @@ impl WebhookView {
             url: w.url.clone(),
             event_types: w.event_types.clone(),
             description: w.description.clone(),
+            owner: w.owner.clone(),
             secret: with_secret.then(|| w.secret.expose_secret().to_string()),
             previous_secret_expires_at: w.previous_secret_until.filter(|t| *t > now.to_datetime()),
             disabled_at: w.disabled_at,
@@ -176,10 +179,20 @@ pub struct RetriedDelivery {
 
 /// A subscription as the request names it: an id that is not one is a subscription that does
 /// not exist.
-async fn find(state: &AppState, id: &str) -> Result<WebhookRecord, ApiError> {
+/// A subscription the key may see; another owner's is answered as if it did not exist.
+async fn find(
+    state: &AppState,
+    visibility: &Visibility,
+    id: &str,
+) -> Result<WebhookRecord, ApiError> {
     let missing = || ApiError::NotFound(format!("no webhook {id}"));
     let id = WebhookId::parse(id).ok_or_else(missing)?;
-    state.store.webhook(id).await?.ok_or_else(missing)
+    state
+        .store
+        .webhook(id)
+        .await?
+        .filter(|w| visibility.sees(&w.owner))
+        .ok_or_else(missing)
 }
 
 /// A subscription request, checked (but for the address policy, which the service's settings
@@ -256,6 +269,8 @@ const MAX_OVERLAP: i64 = 604_800;
     responses(
         (status = 201, body = WebhookView, description = "Subscribed; the answer holds the signing secret, shown only here",
             headers(("Location" = String, description = "/v1/webhooks/{id}"))),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "The key's owner already has the most subscriptions allowed (`EMGW_WEBHOOKS_PER_OWNER`), or a request with this `Idempotency-Key` is still in progress"),
     ))]
 pub async fn create(
     key: Writer,
@@ -283,10 +298,19 @@ pub async fn create(
                     description: spec.description.map(|d| d.as_str().to_string()),
                     secret,
                     api_key_id: Some(key.id),
+                    owner: key.owner.clone(),
                 },
+                state.webhooks.per_owner,
                 now,
             )
-            .await?;
+            .await?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "owner {} already has {} webhook subscriptions, the most allowed \
+                     (EMGW_WEBHOOKS_PER_OWNER); delete one first",
+                    key.owner, state.webhooks.per_owner
+                ))
+            })?;
         Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/v1/webhooks/{}", hook.id)))
             .json(WebhookView::of(&hook, true, now)))
@@ -296,12 +320,27 @@ pub async fn create(
 
 /// Lists subscriptions (never their secrets).
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "listWebhooks",
-    responses((status = 200, body = WebhookList, description = "Every subscription")))]
-pub async fn list(_: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    params(("owner" = Option<Owner>, Query, description = "Only this owner's subscriptions (an admin key sees every owner's; any other key only its own)")),
+    responses(
+        (status = 200, body = WebhookList, description = "The subscriptions the key may see"),
+        Problems::<400>,
+    ))]
+pub async fn list(
+    key: Reader,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut q = Query::of(&req);
+    let owner = q.take("owner", Owner::parse);
+    q.finish()?;
+    let listing = key.visibility().list(owner);
+    if listing == Listing::Nothing {
+        return Ok(HttpResponse::Ok().json(WebhookList { items: Vec::new() }));
+    }
     let now = state.clock.now();
     let items = state
         .store
-        .list_webhooks()
+        .list_webhooks(listing.owner())
         .await?
         .iter()
         .map(|w| WebhookView::of(w, false, now))
@@ -317,11 +356,11 @@ pub async fn list(_: Reader, state: web::Data<AppState>) -> Result<HttpResponse,
         Problems::<404>,
     ))]
 pub async fn get(
-    _: Reader,
+    key: Reader,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = find(&state, &id).await?;
+    let hook = find(&state, &key.visibility(), &id).await?;
     Ok(HttpResponse::Ok().json(WebhookView::of(&hook, false, state.clock.now())))
 }
 
@@ -339,10 +378,9 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     once(&req, &state, key.id, b"", |_| async {
-        let missing = || ApiError::NotFound(format!("no webhook {id}"));
-        let hook = WebhookId::parse(&id).ok_or_else(missing)?;
-        if !state.store.delete_webhook(hook).await? {
-            return Err(missing());
+        let hook = find(&state, &key.visibility(), &id).await?;
+        if !state.store.delete_webhook(hook.id).await? {
+            return Err(ApiError::NotFound(format!("no webhook {id}")));
         }
         Ok(HttpResponse::NoContent().finish())
     })
@@ -369,13 +407,13 @@ pub async fn rotate_secret(
     once(&req, &state, key.id, &body.bytes()?, |_| async {
         let overlap = body.parse()?.unwrap_or(DEFAULT_OVERLAP);
         let missing = || ApiError::NotFound(format!("no webhook {id}"));
-        let hook = WebhookId::parse(&id).ok_or_else(missing)?;
+        let hook = find(&state, &key.visibility(), &id).await?;
         let secret = signature::new_secret().map_err(|err| ApiError::Conflict(err.to_string()))?;
         let now = state.clock.now();
         let until = now + std::time::Duration::from_secs(overlap.unsigned_abs());
         let hook = state
             .store
-            .rotate_webhook_secret(hook, &secret, until, now)
+            .rotate_webhook_secret(hook.id, &secret, until, now)
             .await?
             .ok_or_else(missing)?;
         Ok(HttpResponse::Ok().json(WebhookView::of(&hook, true, now)))
@@ -396,12 +434,12 @@ pub async fn rotate_secret(
         Problems::<400, 404>,
     ))]
 pub async fn deliveries(
-    _: Reader,
+    key: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = find(&state, &id).await?;
+    let hook = find(&state, &key.visibility(), &id).await?;
     let mut q = Query::of(&req);
     let limit = q.limit(50, 200);
     let before = q.cursor().map(DeliveryId::from_uuid);
@@ -445,18 +483,20 @@ pub async fn retry(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, delivery_id) = path.into_inner();
+    let visibility = key.visibility();
     once(&req, &state, key.id, b"", |_| {
-        retry_now(&state, &id, &delivery_id)
+        retry_now(&state, &visibility, &id, &delivery_id)
     })
     .await
 }
 
 async fn retry_now(
     state: &AppState,
+    visibility: &Visibility,
     id: &str,
     delivery_id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = find(state, id).await?;
+    let hook = find(state, visibility, id).await?;
     if hook.disabled_at.is_some() {
         return Err(ApiError::Conflict(format!(
             "webhook {id} is disabled ({}); create a new subscription",

@@ -4,6 +4,7 @@
 mod fields;
 mod gateway;
 mod ids;
+mod owner;
 mod pool;
 mod scope;
 mod task;
@@ -18,6 +19,7 @@ pub use fields::{
 };
 pub use gateway::{CloudGatewayChange, Network, NetworkType, NewCloudGateway};
 pub use ids::{ApiKeyId, DeliveryId, EventId, ReplicaId, TaskId, WebhookId};
+pub use owner::{Listing, Owner, Visibility};
 pub use pool::parse_uid_list;
 pub use pool::{CloudGatewayPoolChange, NewCloudGatewayPool};
 pub use scope::Scope;

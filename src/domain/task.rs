@@ -77,7 +77,7 @@ impl Resource {
 #[schema(example = json!({
     "id": "0193a5c4-8f2e-7cc1-9d7e-3b1f3c2a9e10", "operation": "create_cloud_gateway",
     "state": "running", "em_task_id": "task-7", "message": null, "resource": null,
-    "metadata": {"order": "42"}, "created_at": "2026-11-24T10:00:00.000Z",
+    "metadata": {"order": "42"}, "owner": "default", "created_at": "2026-11-24T10:00:00.000Z",
     "updated_at": "2026-11-24T10:00:00.000Z", "finished_at": null}))]
 pub struct TaskView {
     pub id: Uuid,
@@ -95,6 +95,8 @@ pub struct TaskView {
     /// The caller's own data, as sent.
     #[schema(value_type = super::Metadata)]
     pub metadata: BTreeMap<String, String>,
+    /// The owner of the API key that asked for it.
+    pub owner: super::Owner,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When it settled; null while running.

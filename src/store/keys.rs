@@ -4,17 +4,20 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, id, time};
+use super::{Store, StoreError, id, owner, time};
 use crate::clock::Timestamp;
-use crate::domain::{ApiKeyId, Scope};
+use crate::domain::{ApiKeyId, Owner, Scope};
 
-const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, expires_at, revoked_at";
+const COLUMNS: &str =
+    "id, name, scope, owner, prefix, created_at, last_used_at, expires_at, revoked_at";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
     pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
+    /// Whose tasks and subscriptions the key sees (an admin key sees everyone's).
+    pub owner: Owner,
     /// The key's first characters, to recognise it in a list; never enough to use it.
     pub prefix: String,
     pub created_at: DateTime<Utc>,
@@ -34,6 +37,7 @@ pub struct NewApiKey {
     pub id: ApiKeyId,
     pub name: String,
     pub scope: Scope,
+    pub owner: Owner,
     pub prefix: String,
     pub hash: String,
     pub expires_at: Option<DateTime<Utc>>,
@@ -49,6 +53,7 @@ fn decode(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         )?,
         name: row.try_get("name")?,
         scope: Scope::parse(&scope).ok_or_else(|| StoreError::Corrupt("api key scope".into()))?,
+        owner: owner(&row.try_get::<String, _>("owner")?)?,
         prefix: row.try_get("prefix")?,
         created_at: time(row.try_get("created_at")?),
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(time),
@@ -64,8 +69,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<ApiKeyRecord, StoreError> {
         let sql = format!(
-            "INSERT INTO api_keys (id, name, scope, prefix, hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO api_keys (id, name, scope, prefix, hash, created_at, expires_at, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(key.id.to_string())
@@ -75,6 +80,7 @@ impl Store {
             .bind(key.hash.as_str())
             .bind(now.as_millis())
             .bind(key.expires_at.map(|e| e.timestamp_millis()))
+            .bind(key.owner.as_str())
             .fetch_one(&self.pool)
             .await?;
         decode(&row)
@@ -89,9 +95,17 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
+    /// Every key, or one owner's.
+    pub async fn list_api_keys(
+        &self,
+        owner: Option<&Owner>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE ($1 IS NULL OR owner = $1) \
+             ORDER BY created_at, id"
+        );
         let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner.map(Owner::as_str))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()

@@ -217,6 +217,11 @@ pub(crate) fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
     Timestamp::from_millis(ms).to_datetime()
 }
 
+/// A stored owner, read back.
+pub(crate) fn owner(text: &str) -> Result<crate::domain::Owner, StoreError> {
+    crate::domain::Owner::parse(text).map_err(|_| StoreError::Corrupt(format!("owner {text:?}")))
+}
+
 /// A stored id, read back: a row with one that does not parse is corrupt.
 pub(crate) fn id<T>(
     text: &str,

@@ -10,15 +10,15 @@ use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
 use super::sessions::OrphanRules;
-use super::{Backend, Store, StoreError, Tx, id, placeholders, time};
+use super::{Backend, Store, StoreError, Tx, id, owner, placeholders, time};
 use crate::clock::Timestamp;
 use crate::domain::{
-    ApiKeyId, Metadata, Operation, ReplicaId, Resource, ResourceType, TaskId, TaskState,
+    ApiKeyId, Metadata, Operation, Owner, ReplicaId, Resource, ResourceType, TaskId, TaskState,
 };
 
 const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
-     em_session_id, em_owner, resource_type, resource_id, message, api_key_id, created_at, \
-     updated_at, finished_at";
+     em_session_id, em_owner, resource_type, resource_id, message, api_key_id, owner, \
+     created_at, updated_at, finished_at";
 
 /// Tasks settled per statement (5 parameters each).
 const SETTLE_CHUNK: usize = 200;
@@ -44,6 +44,8 @@ pub struct TaskRecord {
     pub resource: Option<Resource>,
     pub message: Option<String>,
     pub api_key_id: Option<ApiKeyId>,
+    /// The owner of the key that asked for it: who sees it and gets its webhooks.
+    pub owner: Owner,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -59,6 +61,7 @@ pub struct NewTask {
     pub request: String,
     pub metadata: Metadata,
     pub api_key_id: Option<ApiKeyId>,
+    pub owner: Owner,
 }
 
 /// EM accepted a task: its id, and the session that can see it.
@@ -91,6 +94,8 @@ pub struct Settlement {
 pub struct TaskFilter {
     pub state: Option<TaskState>,
     pub operation: Option<Operation>,
+    /// Only this owner's tasks; `None`: everyone's.
+    pub owner: Option<Owner>,
     /// Only tasks older than this one (the list runs newest first).
     pub before: Option<TaskId>,
     pub limit: u32,
@@ -138,6 +143,7 @@ fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             .try_get::<Option<String>, _>("api_key_id")?
             .map(|k| id(&k, ApiKeyId::parse, "api key id"))
             .transpose()?,
+        owner: owner(&row.try_get::<String, _>("owner")?)?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
         finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(time),
@@ -181,9 +187,9 @@ impl Store {
             .map(|chunk| {
                 let sql = format!(
                     "INSERT INTO tasks (id, operation, state, target_id, request, metadata, \
-                     api_key_id, created_at, updated_at, resource_type, resource_id) \
+                     api_key_id, created_at, updated_at, resource_type, resource_id, owner) \
                      VALUES {} RETURNING {COLUMNS}",
-                    placeholders(chunk.len(), 11, 0)
+                    placeholders(chunk.len(), 12, 0)
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for (task, _) in chunk {
@@ -204,7 +210,8 @@ impl Store {
                         .bind(now.as_millis())
                         .bind(now.as_millis())
                         .bind(resource_type)
-                        .bind(target);
+                        .bind(target)
+                        .bind(task.owner.as_str());
                 }
                 query
             })
@@ -255,13 +262,14 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM tasks WHERE ($1 IS NULL OR state = $1) \
              AND ($2 IS NULL OR operation = $2) AND ($3 IS NULL OR id < $3) \
-             ORDER BY id DESC LIMIT $4"
+             AND ($5 IS NULL OR owner = $5) ORDER BY id DESC LIMIT $4"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(filter.state.map(|s| s.as_str()))
             .bind(filter.operation.map(|o| o.as_str()))
             .bind(filter.before.map(|b| b.to_string()))
             .bind(i64::from(filter.limit))
+            .bind(filter.owner.as_ref().map(Owner::as_str))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()

@@ -10,14 +10,14 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, Tx, id, parameters, placeholders, time};
+use super::{Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, time};
 use crate::clock::Timestamp;
 use crate::domain::{
-    ApiKeyId, DeliveryId, DeliveryState, EventId, EventType, ReplicaId, TaskId, WebhookId,
+    ApiKeyId, DeliveryId, DeliveryState, EventId, EventType, Owner, ReplicaId, TaskId, WebhookId,
 };
 
 const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
-     previous_secret_until, disabled_at, disabled_reason, created_at, updated_at";
+     previous_secret_until, disabled_at, disabled_reason, owner, created_at, updated_at";
 
 /// Attempts per statement when recording a batch (9 parameters each).
 const RECORD_CHUNK: usize = 200;
@@ -37,6 +37,8 @@ pub struct WebhookRecord {
     pub previous_secret_until: Option<DateTime<Utc>>,
     pub disabled_at: Option<DateTime<Utc>>,
     pub disabled_reason: Option<String>,
+    /// Whose tasks' events it receives.
+    pub owner: Owner,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -54,6 +56,7 @@ pub struct NewWebhook {
     pub description: Option<String>,
     pub secret: String,
     pub api_key_id: Option<ApiKeyId>,
+    pub owner: Owner,
 }
 
 /// A settled task's event, with its payload as it will be sent.
@@ -62,6 +65,8 @@ pub struct NewEvent {
     pub id: EventId,
     pub type_: EventType,
     pub task_id: TaskId,
+    /// The task's owner: only that owner's subscriptions receive it.
+    pub owner: Owner,
     pub payload: String,
 }
 
@@ -155,6 +160,7 @@ fn decode_webhook(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
             .map(time),
         disabled_at: row.try_get::<Option<i64>, _>("disabled_at")?.map(time),
         disabled_reason: row.try_get("disabled_reason")?,
+        owner: owner(&row.try_get::<String, _>("owner")?)?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
     })
@@ -182,8 +188,10 @@ impl Tx {
         let mut wanted: Vec<&NewEvent> = Vec::new();
         let mut deliveries: Vec<(DeliveryId, WebhookId, &EventId)> = Vec::new();
         for event in events {
-            let targets: Vec<&WebhookRecord> =
-                hooks.iter().filter(|h| h.wants(event.type_)).collect();
+            let targets: Vec<&WebhookRecord> = hooks
+                .iter()
+                .filter(|h| h.owner == event.owner && h.wants(event.type_))
+                .collect();
             if targets.is_empty() {
                 continue;
             }
@@ -232,15 +240,20 @@ impl Tx {
 }
 
 impl Store {
+    /// Subscribes, unless the owner already has `most` subscriptions (then `None`): the count
+    /// and the insert are one statement.
     pub async fn insert_webhook(
         &self,
         hook: &NewWebhook,
+        most: u32,
         now: Timestamp,
-    ) -> Result<WebhookRecord, StoreError> {
+    ) -> Result<Option<WebhookRecord>, StoreError> {
         let types: Vec<&str> = hook.event_types.iter().map(|t| t.as_str()).collect();
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO webhooks (id, url, event_types, description, secret, api_key_id, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {WEBHOOK_COLUMNS}"
+             created_at, updated_at, owner) SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8 \
+             WHERE (SELECT COUNT(*) FROM webhooks WHERE owner = $8) < $9 \
+             RETURNING {WEBHOOK_COLUMNS}"
         )))
         .bind(WebhookId::new().to_string())
         .bind(hook.url.as_str())
@@ -249,9 +262,11 @@ impl Store {
         .bind(hook.secret.as_str())
         .bind(hook.api_key_id.map(|k| k.to_string()))
         .bind(now.as_millis())
-        .fetch_one(&self.pool)
+        .bind(hook.owner.as_str())
+        .bind(i64::from(most))
+        .fetch_optional(&self.pool)
         .await?;
-        decode_webhook(&row)
+        row.as_ref().map(decode_webhook).transpose()
     }
 
     pub async fn webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
@@ -264,10 +279,15 @@ impl Store {
         row.as_ref().map(decode_webhook).transpose()
     }
 
-    pub async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+    /// Every subscription, or one owner's.
+    pub async fn list_webhooks(
+        &self,
+        owner: Option<&Owner>,
+    ) -> Result<Vec<WebhookRecord>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id"
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE ($1 IS NULL OR owner = $1) ORDER BY id"
         )))
+        .bind(owner.map(Owner::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_webhook).collect()

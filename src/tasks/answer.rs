@@ -20,6 +20,7 @@ pub fn view(task: &TaskRecord) -> TaskView {
             uid: r.uid(),
         }),
         metadata: task.metadata.as_map().clone(),
+        owner: task.owner.clone(),
         created_at: task.created_at,
         updated_at: task.updated_at,
         finished_at: task.finished_at,
@@ -56,6 +57,7 @@ pub fn event(task: &TaskRecord, now: Timestamp) -> Option<NewEvent> {
         id: EventId::new(),
         type_,
         task_id: task.id,
+        owner: task.owner.clone(),
         payload: serde_json::to_string(&envelope).unwrap_or_default(),
     })
 }
@@ -63,7 +65,7 @@ pub fn event(task: &TaskRecord, now: Timestamp) -> Option<NewEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Metadata, Operation, TaskId, TaskState};
+    use crate::domain::{Metadata, Operation, Owner, TaskId, TaskState};
 
     fn task(state: TaskState) -> TaskRecord {
         let at = Timestamp::from_millis(1_795_950_000_000).to_datetime();
@@ -80,6 +82,7 @@ mod tests {
             resource: None,
             message: None,
             api_key_id: None,
+            owner: Owner::default(),
             created_at: at,
             updated_at: at,
             finished_at: None,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::answer;
 use super::command::Command;
 use crate::clock::Clock;
-use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, ReplicaId, TaskId};
+use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
 use crate::em::xml;
 use crate::em::{EmClient, EmError};
 use crate::store::{Batcher, EmAttach, IdempotencyKey, NewTask, Store, StoreError, TaskRecord};
@@ -38,6 +38,8 @@ pub enum SubmitError {
 #[derive(Debug, Clone, Default)]
 pub struct Requester {
     pub api_key_id: Option<ApiKeyId>,
+    /// The key's owner, who will see the task and get its webhooks.
+    pub owner: Owner,
     pub metadata: Metadata,
     /// The request's Idempotency-Key: the task and the answer are recorded under it.
     pub idempotency: Option<IdempotencyKey>,
@@ -105,6 +107,7 @@ impl Submitter {
             request: command.record(),
             metadata: by.metadata,
             api_key_id: by.api_key_id,
+            owner: by.owner,
         };
         let key = by.idempotency;
         let task = self.intents.write((intent, key.clone())).await?;

@@ -69,6 +69,59 @@ async fn keys_are_created_listed_and_revoked_from_the_command_line() {
 
     let bad = gateway(&["keys", "create", "--name", "x", "--scope", "root"], &db).await;
     assert!(!bad.status.success());
+
+    // Owners: named at creation, shown in the list, which can be narrowed to one.
+    let owned = gateway(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "eu portal",
+            "--scope",
+            "read",
+            "--owner",
+            "portal-eu",
+        ],
+        &db,
+    )
+    .await;
+    assert!(owned.status.success(), "{owned:?}");
+    let stdout = String::from_utf8(owned.stdout).unwrap();
+    assert!(stdout.contains("owner portal-eu"), "{stdout}");
+    let listed = String::from_utf8(gateway(&["keys", "list"], &db).await.stdout).unwrap();
+    let owner_of = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        owner_of("eu portal").as_deref(),
+        Some("portal-eu"),
+        "{listed}"
+    );
+    assert_eq!(
+        owner_of("ci portal").as_deref(),
+        Some("default"),
+        "{listed}"
+    );
+    let narrowed = gateway(&["keys", "list", "--owner", "portal-eu"], &db).await;
+    let narrowed = String::from_utf8(narrowed.stdout).unwrap();
+    assert!(
+        narrowed.contains("eu portal") && !narrowed.contains("ci portal"),
+        "{narrowed}"
+    );
+    let bad = gateway(
+        &[
+            "keys", "create", "--name", "x", "--scope", "read", "--owner", "no owner",
+        ],
+        &db,
+    )
+    .await;
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8(bad.stderr).unwrap();
+    assert!(stderr.contains("--owner"), "{stderr}");
 }
 
 #[tokio::test]

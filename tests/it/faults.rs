@@ -195,6 +195,7 @@ async fn issue_key(database_url: &str) -> String {
         &store,
         "faults",
         em_gateway::domain::Scope::Admin,
+        em_gateway::domain::Owner::default(),
         None,
         em_gateway::clock::Clock::system().now(),
     )

@@ -9,6 +9,7 @@ mod gateway;
 mod golden;
 mod operations;
 mod outage;
+mod owners;
 mod sim_tenants;
 mod simulator;
 mod store;

@@ -101,7 +101,10 @@ async fn clients_cannot_grow_the_metrics() {
             .filter(|l| l.starts_with("emgw_http_request"))
             .filter_map(|l| {
                 let method = l.split("method=\"").nth(1)?.split('"').next()?;
-                Some((method.to_string(), l.rsplit_once(' ').map_or(l, |(k, _)| k).to_string()))
+                Some((
+                    method.to_string(),
+                    l.rsplit_once(' ').map_or(l, |(k, _)| k).to_string(),
+                ))
             })
             .collect::<Vec<(String, String)>>()
     };

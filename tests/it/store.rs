@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use em_gateway::clock::{Clock, Timestamp};
 use em_gateway::domain::{
-    ApiKeyId, DeliveryState, Metadata, Operation, ReplicaId, Resource, ResourceType, Scope, TaskId,
-    TaskState,
+    ApiKeyId, DeliveryState, Metadata, Operation, Owner, ReplicaId, Resource, ResourceType, Scope,
+    TaskId, TaskState,
 };
 use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
@@ -41,6 +41,7 @@ fn new_task() -> NewTask {
         request: r#"{"host": "gw.example"}"#.into(),
         metadata: Metadata::default(),
         api_key_id: None,
+        owner: Owner::default(),
     }
 }
 
@@ -246,9 +247,16 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
 
 async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
     let store = store(db).await;
-    let issued = em_gateway::access::issue(&store, "portal", Scope::Write, None, now())
-        .await
-        .unwrap();
+    let issued = em_gateway::access::issue(
+        &store,
+        "portal",
+        Scope::Write,
+        Owner::default(),
+        None,
+        now(),
+    )
+    .await
+    .unwrap();
     let token = secrecy::ExposeSecret::expose_secret(&issued.token).to_string();
     assert!(token.starts_with("emgw_") && token.len() > 40);
     assert!(token.starts_with(&issued.record.prefix));
@@ -258,7 +266,7 @@ async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!(found.scope, Scope::Write);
-    let listed = store.list_api_keys().await.unwrap();
+    let listed = store.list_api_keys(None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(
         !format!("{listed:?}").contains(&token),
@@ -276,6 +284,7 @@ async fn api_keys_are_stored_as_hashes_and_revoked(db: Db) {
         &store,
         "old",
         Scope::Read,
+        Owner::default(),
         Some(chrono::Utc::now() - chrono::Duration::hours(1)),
         now(),
     )
@@ -403,8 +412,15 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
             description: None,
             secret: "whsec_c2VjcmV0".into(),
             api_key_id: None,
+            owner: Owner::default(),
         };
-        hooks.push(store.insert_webhook(&hook, now()).await.unwrap());
+        hooks.push(
+            store
+                .insert_webhook(&hook, 50, now())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let task = insert(&store).await;
     let done = Settlement {

@@ -612,6 +612,7 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         request: request.to_string(),
         metadata: Metadata::default(),
         api_key_id: None,
+        owner: em_gateway::domain::Owner::default(),
     };
     app.store
         .insert_tasks(

@@ -3,7 +3,7 @@
 use em_gateway::access;
 use em_gateway::clock::Clock;
 use em_gateway::config::Settings;
-use em_gateway::domain::Scope;
+use em_gateway::domain::{Owner, Scope};
 use em_gateway::sim::RunningSim;
 use em_gateway::startup::{Application, Handles, Options, Workers};
 use em_gateway::tasks::TickReport;
@@ -91,7 +91,7 @@ async fn spawn(settings: &Settings, workers: Workers, clock: Clock) -> TestApp {
         let store = store.clone();
         let now = clock.now();
         async move {
-            access::issue(&store, name, scope, None, now)
+            access::issue(&store, name, scope, Owner::default(), None, now)
                 .await
                 .unwrap()
                 .token
