@@ -1,7 +1,8 @@
 //! Where webhooks may go. A subscription's URL must be http(s); the addresses it resolves to are
 //! checked when the connection is made (so DNS cannot be switched to an inside address after the
-//! URL was accepted), and loopback, private, link-local and other non-public addresses are
-//! refused unless `EMGW_WEBHOOK_ALLOW_PRIVATE=true`. Redirects are not followed.
+//! URL was accepted), and loopback, private, link-local and other non-public addresses
+//! ([`super::address`]) are refused unless `EMGW_WEBHOOK_ALLOW_PRIVATE=true`. Redirects are not
+//! followed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,38 +11,7 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// True for addresses on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 198 && (18..20).contains(&o[1]))
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
-        }
-    }
-}
+use super::address::{is_public, refusal};
 
 /// The longest subscription URL taken: enough for any real endpoint with a token in it.
 pub const MAX_URL: usize = 2048;
@@ -64,10 +34,10 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>()
         && !allow_private
-        && !is_public(ip)
+        && let Some(range) = refusal(ip)
     {
         return Err(format!(
-            "points at a non-public address ({ip}); set EMGW_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+            "points at a non-public address ({ip}, in {range}); set EMGW_WEBHOOK_ALLOW_PRIVATE=true to allow it"
         ));
     }
     Ok(url)
@@ -125,28 +95,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn urls_must_be_http_and_public() {
         assert!(check_url("https://hooks.example.com/x", false).is_ok());
         assert!(check_url("ftp://hooks.example.com/x", false).is_err());
@@ -155,6 +103,21 @@ mod tests {
         assert!(check_url("http://[::1]:9000/", false).is_err());
         assert!(check_url("https://user:pw@hooks.example.com/", false).is_err());
         assert!(check_url("not a url", false).is_err());
+        // Literal addresses in every spelling the URL parser takes are judged as addresses.
+        for inside in [
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:a00:1::1]/",
+            "http://[fec0::1]/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://192.88.99.1/",
+        ] {
+            assert!(check_url(inside, false).is_err(), "{inside}");
+            assert!(check_url(inside, true).is_ok(), "{inside}");
+        }
+        assert!(check_url("http://[64:ff9b::808:808]/", false).is_ok());
         assert!(
             check_url(
                 &format!("https://hooks.example.com/{}", "a".repeat(2022)),
@@ -169,5 +132,16 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn literal_addresses_are_checked_before_each_send() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(!literal_allowed(&url("http://10.0.0.1/"), false));
+        assert!(!literal_allowed(&url("http://[::ffff:10.0.0.1]/"), false));
+        assert!(literal_allowed(&url("http://10.0.0.1/"), true));
+        assert!(literal_allowed(&url("http://8.8.8.8/"), false));
+        // A name is the resolver's to judge.
+        assert!(literal_allowed(&url("http://localhost/"), false));
     }
 }
