@@ -28,6 +28,8 @@ pub struct DelivererConfig {
     pub allow_private: bool,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// The egress proxy every delivery goes through, if any.
+    pub proxy: Option<Url>,
 }
 
 /// How much of a consumer's answer is read (and kept in the log on failure).
@@ -71,7 +73,10 @@ impl Deliverer {
         config: DelivererConfig,
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
-        let client = target::client(config.allow_private, config.timeout)?;
+        let client = target::client(config.allow_private, config.timeout, config.proxy.as_ref())?;
+        if let Some(proxy) = &config.proxy {
+            tracing::info!(%proxy, "webhooks go through the egress proxy, which judges their targets");
+        }
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let (records, recorder) = mpsc::channel(RECORD_BATCH * 4);
         Ok(Deliverer {

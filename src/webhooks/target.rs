@@ -3,6 +3,12 @@
 //! URL was accepted), and loopback, private, link-local and other non-public addresses
 //! ([`super::address`]) are refused unless `EMGW_WEBHOOK_ALLOW_PRIVATE=true`. Redirects are not
 //! followed.
+//!
+//! Proxies named in the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
+//! proxy resolves and reaches the target itself, round every check made here. An egress proxy
+//! is used only when named in `EMGW_WEBHOOK_PROXY`; then filtering the final target is its job
+//! (the resolver here only ever sees the proxy's own name), and only literal-IP URLs are still
+//! checked here, before each send.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -67,12 +73,42 @@ impl Resolve for Guarded {
     }
 }
 
-/// The HTTP client for deliveries.
-pub fn client(allow_private: bool, timeout: Duration) -> Result<reqwest::Client, String> {
+/// Checks the egress proxy's URL (`EMGW_WEBHOOK_PROXY`).
+pub fn check_proxy(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // It would be logged with the settings; an egress proxy on the host or the pod needs none.
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+/// The HTTP client for deliveries: straight to the target through the guarded resolver, or
+/// through `proxy` when one is set.
+pub fn client(
+    allow_private: bool,
+    timeout: Duration,
+    proxy: Option<&Url>,
+) -> Result<reqwest::Client, String> {
     let tls = crate::em::tls::client_config(&Default::default()).map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .dns_resolver(Arc::new(Guarded { allow_private }))
+        // Never the environment's proxies: they would reach targets the resolver refuses.
+        .no_proxy();
+    let builder = match proxy {
+        // The resolver sees only the proxy's name, often a sidecar's on loopback: not guarded.
+        Some(proxy) => {
+            builder.proxy(reqwest::Proxy::all(proxy.clone()).map_err(|e| e.to_string())?)
+        }
+        None => builder.dns_resolver(Arc::new(Guarded { allow_private })),
+    };
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -135,13 +171,33 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_must_be_an_http_url_without_credentials() {
+        for ok in [
+            "http://127.0.0.1:4750",
+            "http://smokescreen:4750/",
+            "https://egress.internal:443",
+        ] {
+            assert!(check_proxy(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:4750",
+            "socks5://127.0.0.1:1080",
+            "http://user:pw@proxy:3128",
+            "x",
+            "",
+        ] {
+            assert!(check_proxy(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn literal_addresses_are_checked_before_each_send() {
         let url = |s: &str| Url::parse(s).unwrap();
         assert!(!literal_allowed(&url("http://10.0.0.1/"), false));
         assert!(!literal_allowed(&url("http://[::ffff:10.0.0.1]/"), false));
         assert!(literal_allowed(&url("http://10.0.0.1/"), true));
         assert!(literal_allowed(&url("http://8.8.8.8/"), false));
-        // A name is the resolver's to judge.
+        // A name is the resolver's (or the proxy's) to judge.
         assert!(literal_allowed(&url("http://localhost/"), false));
     }
 }

@@ -1,0 +1,184 @@
+//! Webhook egress under attack (security audit, issue 13): proxies from the environment and an
+//! explicit egress proxy.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The receiver's `scheme://host:port`, to name it as a proxy.
+fn origin(receiver: &Receiver) -> String {
+    receiver.url.trim_end_matches("/hook").to_string()
+}
+
+fn port(receiver: &Receiver) -> u16 {
+    reqwest::Url::parse(&receiver.url).unwrap().port().unwrap()
+}
+
+async fn subscribe_at(base: &str, key: &str, url: &str) -> Value {
+    let resp = http()
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "subscribing {url}");
+    resp.json().await.unwrap()
+}
+
+async fn create_at(base: &str, key: &str, host: &str) -> String {
+    let resp = http()
+        .post(format!("{base}/v1/cloud-gateways"))
+        .bearer_auth(key)
+        .json(&json!({"backup_server_uid": VBR01, "server_host_name": host}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let task: Value = resp.json().await.unwrap();
+    task["id"].as_str().unwrap().to_string()
+}
+
+async fn deliveries_at(base: &str, key: &str, hook: &Value) -> Vec<Value> {
+    let resp = http()
+        .get(format!(
+            "{base}/v1/webhooks/{}/deliveries",
+            hook["id"].as_str().unwrap()
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page: Value = resp.json().await.unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn issue_key(database_url: &str) -> String {
+    let store = em_gateway::store::Store::connect(database_url)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let issued = em_gateway::access::issue(
+        &store,
+        "egress",
+        em_gateway::domain::Scope::Admin,
+        None,
+        em_gateway::clock::Clock::system().now(),
+    )
+    .await
+    .unwrap();
+    secrecy::ExposeSecret::expose_secret(&issued.token).to_string()
+}
+
+/// A proxy in the environment would resolve and reach an inside name itself, round the
+/// resolver's check: the audit had a signed delivery land on `localhost/internal-admin` and
+/// logged as delivered. A separate process, since reqwest reads these variables when a client is
+/// built and tests in one process share the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_in_the_environment_are_ignored() {
+    let sim = spawn_sim(|_| {});
+    let db = fresh_database(Db::Sqlite).await;
+    let key = issue_key(&db).await;
+    let proxy = Receiver::start(Answer::Ok);
+    let inside = Receiver::start(Answer::Ok);
+    let via = origin(&proxy);
+    let vars = process_vars(
+        &sim,
+        &db,
+        &[
+            ("EMGW_WEBHOOK_ALLOW_PRIVATE", "false"),
+            ("EMGW_WEBHOOK_RETRY_SCHEDULE", "100ms"),
+            ("HTTP_PROXY", via.as_str()),
+            ("HTTPS_PROXY", via.as_str()),
+            ("ALL_PROXY", via.as_str()),
+            ("http_proxy", via.as_str()),
+            // EM (em-sim, on 127.0.0.1) is reached directly; the webhook's `localhost` is not
+            // excepted, so a client that honours the variables sends it to the proxy.
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
+    let gateway = gateway_process(&vars).await;
+    let target = format!("http://localhost:{}/internal-admin", port(&inside));
+    let hook = subscribe_at(&gateway.base, &key, &target).await;
+    create_at(&gateway.base, &key, "env-proxy.example").await;
+    let entries = eventually(
+        "the delivery to settle",
+        Duration::from_secs(20),
+        || async {
+            let e = deliveries_at(&gateway.base, &key, &hook).await;
+            e.first()
+                .is_some_and(|d| d["state"] != "pending")
+                .then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(proxy.count(), 0, "nothing went through the proxy");
+    assert_eq!(inside.count(), 0, "nothing reached the inside address");
+    assert_eq!(entries[0]["state"], "failed");
+    let attempts = entries[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    for a in attempts {
+        assert!(a["status_code"].is_null(), "{a}");
+        let error = a["error"].as_str().unwrap();
+        assert!(error.contains("no public address"), "{error}");
+    }
+    gateway.kill().await;
+    sim.stop().await;
+}
+
+/// With `EMGW_WEBHOOK_PROXY`, every delivery goes through that proxy, which judges the target
+/// (here it accepts anything): the proxy's own name (`localhost`) is not held to the guard, but
+/// a literal inside address is still refused before the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_proxy_carries_every_delivery_but_literal_inside_addresses() {
+    let sim = spawn_sim(|_| {});
+    let db = fresh_database(Db::Sqlite).await;
+    let proxy = Receiver::start(Answer::Ok);
+    let inside = Receiver::start(Answer::Ok);
+
+    // A literal inside address subscribed while private targets were allowed.
+    let allowed = spawn_stepped_app(&test_settings(&sim, &db)).await;
+    let literal = format!("http://127.0.0.1:{}/literal", port(&inside));
+    let literal_hook = subscribe_at(&allowed.base, &allowed.write_key, &literal).await;
+    allowed.stop().await;
+
+    let via = origin(&proxy).replace("127.0.0.1", "localhost");
+    let settings = test_settings_with(
+        &sim,
+        &db,
+        &[
+            ("EMGW_WEBHOOK_ALLOW_PRIVATE", "false"),
+            ("EMGW_WEBHOOK_PROXY", via.as_str()),
+        ],
+    );
+    assert!(settings.webhook_proxy.is_some());
+    let app = spawn_stepped_app(&settings).await;
+    let named = format!("http://localhost:{}/internal-admin", port(&inside));
+    let named_hook = subscribe_at(&app.base, &app.write_key, &named).await;
+    let task = create_at(&app.base, &app.write_key, "egress-proxy.example").await;
+    app.settle_by_ticking(&task).await;
+    assert_eq!(app.deliver_due().await, 2);
+
+    let got = proxy.received();
+    assert_eq!(got.len(), 1, "the named target went through the proxy");
+    assert_eq!(
+        got[0].headers["host"],
+        format!("localhost:{}", port(&inside))
+    );
+    assert!(got[0].headers.contains_key("webhook-signature"));
+    let named_log = deliveries_at(&app.base, &app.read_key, &named_hook).await;
+    assert_eq!(named_log[0]["state"], "delivered");
+    let literal_log = deliveries_at(&app.base, &app.read_key, &literal_hook).await;
+    let error = literal_log[0]["attempts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("not public"), "{error}");
+    assert_eq!(
+        inside.count(),
+        0,
+        "nothing reached the inside address directly"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
