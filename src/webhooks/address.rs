@@ -251,7 +251,7 @@ mod tests {
             ("64:ff9b::1.1.1.1", None),
         ];
         for (address, expected) in rows {
-            let got = refusal(ip(address)).map(|l| cidr(l));
+            let got = refusal(ip(address)).map(cidr);
             assert_eq!(got, expected.map(cidr), "{address}");
         }
     }
