@@ -1,11 +1,13 @@
-//! Webhook egress under attack (security audit, issue 13): proxies from the environment and an
-//! explicit egress proxy.
+//! Webhook egress under attack (security audit, issue 13): proxies from the environment, an
+//! explicit egress proxy, and consumers whose answers the database would refuse.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::*;
+
+both_databases!(a_poisoned_answer_is_cleaned_and_retried_on_schedule);
 
 /// The receiver's `scheme://host:port`, to name it as a proxy.
 fn origin(receiver: &Receiver) -> String {
@@ -179,6 +181,70 @@ async fn an_egress_proxy_carries_every_delivery_but_literal_inside_addresses() {
         0,
         "nothing reached the inside address directly"
     );
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// A consumer answering `500` with `boom\0boom`: Postgres refuses NUL in text, which rolled the
+/// whole batch of attempts back, had the delivery resent every 30 s outside its schedule with
+/// nothing logged, and took the other consumers' attempts in the batch down with it.
+async fn a_poisoned_answer_is_cleaned_and_retried_on_schedule(db: Db) {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
+    let poisoned = Receiver::start(Answer::Status(500, "boom\0boom".into()));
+    let healthy = Receiver::start(Answer::Ok);
+    let bad_hook = subscribe_at(&app.base, &app.write_key, &poisoned.url).await;
+    let good_hook = subscribe_at(&app.base, &app.write_key, &healthy.url).await;
+    let task = create_at(&app.base, &app.write_key, "poison.example").await;
+    app.settle_by_ticking(&task).await;
+    assert_eq!(app.deliver_due().await, 2, "both in one batch");
+
+    let good = deliveries_at(&app.base, &app.read_key, &good_hook).await;
+    assert_eq!(good[0]["state"], "delivered");
+    assert_eq!(good[0]["attempts"].as_array().unwrap().len(), 1);
+
+    // The schedule is 200 ms, 400 ms, 600 ms, each ±20%: one attempt per step, no more.
+    let ms = Duration::from_millis;
+    for (advance, sent, why) in [
+        (ms(0), 0, "the retry is not due at once"),
+        (ms(240), 1, "the second attempt by 200 ms + 20%"),
+        (ms(480), 1, "the third by 400 ms + 20%"),
+        (ms(720), 1, "the last by 600 ms + 20%"),
+        (
+            ms(60_000),
+            0,
+            "failed for good: nothing more, not even after the lease",
+        ),
+    ] {
+        app.advance(advance);
+        assert_eq!(app.deliver_due().await, sent, "{why}");
+    }
+    assert_eq!(poisoned.count(), 4);
+    let bad = deliveries_at(&app.base, &app.read_key, &bad_hook).await;
+    assert_eq!(bad[0]["state"], "failed");
+    let attempts = bad[0]["attempts"].as_array().unwrap();
+    let logged: Vec<(u64, u64, &str)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status_code"].as_u64().unwrap(),
+                a["error"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let want = "HTTP 500: boom boom";
+    assert_eq!(
+        logged,
+        [
+            (1, 500, want),
+            (2, 500, want),
+            (3, 500, want),
+            (4, 500, want)
+        ],
+        "every attempt logged, the NUL gone"
+    );
+    assert_eq!(healthy.count(), 1);
     app.stop().await;
     sim.stop().await;
 }
