@@ -191,9 +191,21 @@ impl Deliverer {
                 }
             }
         }
-        self.store
+        let recorded = self
+            .store
             .record_attempts(self.owner, &attempts, now)
             .await?;
+        for (delivery_id, error) in &recorded.refused {
+            let webhook_id = attempts
+                .iter()
+                .find(|a| a.delivery_id == *delivery_id)
+                .map(|a| a.webhook_id);
+            // Its lease lapses and it is sent again; the others are recorded.
+            tracing::error!(
+                %delivery_id, webhook_id = ?webhook_id, error = %error,
+                "the database refused a webhook attempt's record"
+            );
+        }
         Ok(())
     }
 

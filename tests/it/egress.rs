@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use em_gateway::domain::ReplicaId;
+use em_gateway::store::{AttemptRecord, AttemptResult, RecordedAttempt};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -245,6 +247,97 @@ async fn a_poisoned_answer_is_cleaned_and_retried_on_schedule(db: Db) {
         "every attempt logged, the NUL gone"
     );
     assert_eq!(healthy.count(), 1);
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// The store's own line of defence: an attempt the database refuses, written with others, is
+/// written alone and takes no other down; only its delivery's lease is left to lapse. (Postgres
+/// refuses NUL in text; SQLite takes it, so the case exists on Postgres only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_database_refuses_takes_no_other_down() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(Db::Postgres).await)).await;
+    let (a, b, c) = (
+        Receiver::start(Answer::Ok),
+        Receiver::start(Answer::Ok),
+        Receiver::start(Answer::Ok),
+    );
+    let mut hooks = Vec::new();
+    for r in [&a, &b, &c] {
+        hooks.push(subscribe_at(&app.base, &app.write_key, &r.url).await);
+    }
+    let task = create_at(&app.base, &app.write_key, "refused.example").await;
+    app.settle_by_ticking(&task).await;
+
+    let replica = ReplicaId::new();
+    let now = app.workers.clock.now();
+    let lease = Duration::from_secs(30);
+    let jobs = app
+        .store
+        .claim_deliveries(replica, now, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3);
+    let hook_of = |i: usize| hooks[i]["id"].as_str().unwrap().to_string();
+    let job_of = |i: usize| {
+        jobs.iter()
+            .find(|j| j.webhook_id.to_string() == hook_of(i))
+            .unwrap()
+    };
+    let attempt = |i: usize, error: Option<&str>| RecordedAttempt {
+        delivery_id: job_of(i).delivery_id,
+        webhook_id: job_of(i).webhook_id,
+        attempt: AttemptRecord {
+            attempt: 1,
+            status_code: Some(if error.is_some() { 500 } else { 200 }),
+            error: error.map(str::to_string),
+            duration_ms: 1,
+            started_at: now.to_datetime(),
+            finished_at: now.to_datetime(),
+        },
+        result: match error {
+            Some(_) => AttemptResult::RetryAt(now + Duration::from_secs(5)),
+            None => AttemptResult::Delivered,
+        },
+    };
+    let batch = [
+        attempt(0, None),
+        attempt(1, Some("HTTP 500: boom\0boom")),
+        attempt(2, None),
+    ];
+    let recorded = app
+        .store
+        .record_attempts(replica, &batch, now)
+        .await
+        .expect("a refused record is no error of the batch");
+    assert_eq!(recorded.recorded, 2, "the others are recorded");
+    let refused: Vec<_> = recorded.refused.iter().map(|(id, _)| *id).collect();
+    assert_eq!(refused, [job_of(1).delivery_id], "only the poisoned one");
+
+    for (i, state, attempts) in [(0, "delivered", 1), (1, "pending", 0), (2, "delivered", 1)] {
+        let log = deliveries_at(&app.base, &app.read_key, &hooks[i]).await;
+        assert_eq!(log[0]["state"], state, "delivery {i}");
+        assert_eq!(log[0]["attempts"].as_array().unwrap().len(), attempts);
+    }
+    // Its lease stands until it lapses; then it is due again, and only it.
+    let other = ReplicaId::new();
+    let before = now + lease;
+    assert!(
+        app.store
+            .claim_deliveries(other, before, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after = before + Duration::from_millis(1);
+    let again = app
+        .store
+        .claim_deliveries(other, after, lease, 10)
+        .await
+        .unwrap();
+    let again: Vec<_> = again.iter().map(|j| j.delivery_id).collect();
+    assert_eq!(again, [job_of(1).delivery_id]);
     app.stop().await;
     sim.stop().await;
 }
