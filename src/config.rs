@@ -65,6 +65,9 @@ struct RawSettings {
     webhook_concurrency: usize,
     /// webhook subscriptions one owner may have, 1–10000
     webhooks_per_owner: usize,
+    /// http(s) URL of an egress proxy for webhooks, which then filters their targets itself
+    /// (the environment's HTTP_PROXY, HTTPS_PROXY and ALL_PROXY are never used for webhooks)
+    webhook_proxy: Option<String>,
     /// keys the stored hash of API keys (changing it invalidates every key)
     api_key_pepper: Option<Secret>,
     /// `json` or `pretty` (default: pretty on a terminal, else json)
@@ -94,6 +97,7 @@ impl Default for RawSettings {
             webhook_timeout_ms: 10_000,
             webhook_concurrency: 128,
             webhooks_per_owner: 50,
+            webhook_proxy: None,
             api_key_pepper: None,
             log_format: None,
             rust_log: "info".into(),
@@ -143,6 +147,8 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// Webhook subscriptions one owner may have: one task's events fan out to each.
     pub webhooks_per_owner: usize,
+    /// Every webhook goes through this egress proxy, which judges its target.
+    pub webhook_proxy: Option<reqwest::Url>,
     /// A client that has not sent its whole request head by then gets 408.
     pub client_timeout: Duration,
     pub log_format: Option<LogFormat>,
@@ -205,6 +211,11 @@ impl Settings {
                 raw.webhooks_per_owner,
                 1..=10_000,
             )?,
+            webhook_proxy: raw
+                .webhook_proxy
+                .as_deref()
+                .map(|p| check.field("webhook_proxy", crate::webhooks::target::check_proxy(p)))
+                .transpose()?,
             // actix reads its request deadlines off a clock cached every 500 ms: below a
             // second they misfire.
             client_timeout: check.millis("client_timeout_ms", raw.client_timeout_ms, 1000)?,
@@ -584,6 +595,7 @@ mod tests {
         );
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
         assert_eq!(s.webhook_concurrency, 128);
+        assert!(s.webhook_proxy.is_none());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
         assert_eq!(s.log_format, None);
         assert_eq!(s.log_filter, "info");
@@ -749,6 +761,13 @@ mod tests {
         assert!(err.starts_with("EMGW_WEBHOOK_CONCURRENCY"), "{err}");
         let s = load(&[("EMGW_WEBHOOK_CONCURRENCY", "8")]).unwrap();
         assert_eq!(s.webhook_concurrency, 8);
+        let err = error(&[("EMGW_WEBHOOK_PROXY", "socks5://127.0.0.1:1080")]);
+        assert!(err.starts_with("EMGW_WEBHOOK_PROXY: "), "{err}");
+        let s = load(&[("EMGW_WEBHOOK_PROXY", "http://127.0.0.1:4750")]).unwrap();
+        assert_eq!(
+            s.webhook_proxy.map(|u| u.to_string()).as_deref(),
+            Some("http://127.0.0.1:4750/")
+        );
         // In the file, the error also says where.
         let err = load_file("webhook_concurrency = 0\n", &[])
             .unwrap_err()

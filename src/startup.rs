@@ -141,6 +141,7 @@ impl Application {
                     timeout: settings.webhook_timeout,
                     allow_private: settings.webhook_allow_private,
                     concurrency: settings.webhook_concurrency,
+                    proxy: settings.webhook_proxy.clone(),
                 },
                 wake_deliverer.clone(),
             )

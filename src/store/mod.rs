@@ -32,7 +32,7 @@ pub use keys::{ApiKeyRecord, NewApiKey};
 pub use sessions::OrphanRules;
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
-    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook,
+    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook, Recorded,
     RecordedAttempt, WebhookRecord,
 };
 

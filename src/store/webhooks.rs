@@ -108,6 +108,44 @@ pub struct RecordedAttempt {
     pub result: AttemptResult,
 }
 
+/// What [`Store::record_attempts`] made of a batch.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Attempts logged, their deliveries moved on.
+    pub recorded: usize,
+    /// Attempts the database refused even when written alone, with its reason: not logged,
+    /// their deliveries' leases left to lapse.
+    pub refused: Vec<(DeliveryId, StoreError)>,
+}
+
+impl Recorded {
+    fn all(recorded: usize) -> Self {
+        Recorded {
+            recorded,
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// Why a transaction of attempts was not written.
+enum RecordFailure {
+    /// The database refused a statement (a value it does not take, a constraint): the data's
+    /// fault, perhaps of one record only.
+    Refused(StoreError),
+    /// Anything else: the database is unreachable, the connection broke, a row is unreadable.
+    Other(StoreError),
+}
+
+impl From<sqlx::Error> for RecordFailure {
+    fn from(e: sqlx::Error) -> Self {
+        if matches!(e, sqlx::Error::Database(_)) {
+            RecordFailure::Refused(e.into())
+        } else {
+            RecordFailure::Other(e.into())
+        }
+    }
+}
+
 /// How an attempt ended, and what happens to the delivery next.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AttemptResult {
@@ -415,20 +453,57 @@ impl Store {
     /// Logs attempts and moves their deliveries on, all in one transaction (a burst of
     /// settled tasks means thousands of attempts a second; one transaction each would not keep
     /// up). Only a delivery's lease holder may: a replica whose lease lapsed mid-attempt cannot
-    /// overwrite another's result, and its attempt is not logged. Returns how many were
-    /// recorded.
+    /// overwrite another's result, and its attempt is not logged.
+    ///
+    /// If the database refuses the batch, each attempt is written alone, so that one record it
+    /// refuses takes no other down; the refused ones are returned and their leases left to
+    /// lapse. An unreachable database is an error: every lease lapses.
     pub async fn record_attempts(
         &self,
         owner: ReplicaId,
         batch: &[RecordedAttempt],
         now: Timestamp,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Recorded, StoreError> {
+        let alone = match self.record_together(owner, batch, now).await {
+            Ok(recorded) => return Ok(Recorded::all(recorded)),
+            Err(RecordFailure::Other(e)) => return Err(e),
+            Err(RecordFailure::Refused(e)) => match batch {
+                [one] => {
+                    return Ok(Recorded {
+                        recorded: 0,
+                        refused: vec![(one.delivery_id, e)],
+                    });
+                }
+                many => many,
+            },
+        };
+        let mut out = Recorded::all(0);
+        for one in alone {
+            match self
+                .record_together(owner, std::slice::from_ref(one), now)
+                .await
+            {
+                Ok(n) => out.recorded += n,
+                Err(RecordFailure::Refused(e)) => out.refused.push((one.delivery_id, e)),
+                Err(RecordFailure::Other(e)) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::record_attempts`] in one transaction. Returns how many were recorded.
+    async fn record_together(
+        &self,
+        owner: ReplicaId,
+        batch: &[RecordedAttempt],
+        now: Timestamp,
+    ) -> Result<usize, RecordFailure> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin().await.map_err(RecordFailure::Other)?;
         // Losing this in a database crash only means the deliveries are sent again.
-        tx.relax_durability().await?;
+        tx.relax_durability().await.map_err(RecordFailure::Other)?;
         let mut held = HashSet::new();
         for chunk in batch.chunks(RECORD_CHUNK) {
             let sql = format!(
@@ -502,7 +577,7 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(RecordFailure::Other)?;
         Ok(recorded.len())
     }
 

@@ -28,10 +28,16 @@ pub struct DelivererConfig {
     pub allow_private: bool,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// The egress proxy every delivery goes through, if any.
+    pub proxy: Option<Url>,
 }
 
-/// How much of a consumer's answer is read (and kept in the log on failure).
+/// How much of a consumer's answer is read.
 const BODY_LIMIT: usize = 4 * 1024;
+/// Characters of a failed answer's body kept in the log.
+const LOGGED_BODY: usize = 200;
+/// Characters of a connection error kept in the log.
+const LOGGED_ERROR: usize = 500;
 /// Even with nothing due, look again this often (a crashed replica's leases lapse).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// Deliveries claimed together once the deliverer is busy.
@@ -71,7 +77,13 @@ impl Deliverer {
         config: DelivererConfig,
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
-        let client = target::client(config.allow_private, config.timeout)?;
+        let client = target::client(config.allow_private, config.timeout, config.proxy.as_ref())?;
+        if let Some(proxy) = &config.proxy {
+            tracing::info!(
+                %proxy,
+                "webhooks go through this egress proxy, which judges their targets"
+            );
+        }
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let (records, recorder) = mpsc::channel(RECORD_BATCH * 4);
         Ok(Deliverer {
@@ -179,9 +191,21 @@ impl Deliverer {
                 }
             }
         }
-        self.store
+        let recorded = self
+            .store
             .record_attempts(self.owner, &attempts, now)
             .await?;
+        for (delivery_id, error) in &recorded.refused {
+            let webhook_id = attempts
+                .iter()
+                .find(|a| a.delivery_id == *delivery_id)
+                .map(|a| a.webhook_id);
+            // Its lease lapses and it is sent again; the others are recorded.
+            tracing::error!(
+                %delivery_id, webhook_id = ?webhook_id, error = %error,
+                "the database refused a webhook attempt's record"
+            );
+        }
         Ok(())
     }
 
@@ -266,13 +290,13 @@ impl Deliverer {
         let (status, error, outcome) = match &answer {
             Ok((status, body, retry_after)) => (
                 Some(*status),
-                (!(200..300).contains(status)).then(|| snippet(*status, body)),
+                (!(200..300).contains(status)).then(|| answer_error(*status, body)),
                 Outcome::Answered {
                     status: *status,
                     retry_after: *retry_after,
                 },
             ),
-            Err(e) => (None, Some(e.clone()), Outcome::NoAnswer),
+            Err(e) => (None, Some(clean(e, LOGGED_ERROR)), Outcome::NoAnswer),
         };
         let result = match retry::next(outcome, number, &self.config.schedule, fastrand::f64()) {
             Next::Delivered => AttemptResult::Delivered,
@@ -356,11 +380,88 @@ impl Deliverer {
     }
 }
 
-fn snippet(status: u16, body: &str) -> String {
-    let body: String = body.chars().take(200).collect();
-    if body.trim().is_empty() {
+/// A failed answer as logged: its status and the start of its body.
+fn answer_error(status: u16, body: &str) -> String {
+    let body = clean(body, LOGGED_BODY);
+    if body.is_empty() {
         format!("HTTP {status}")
     } else {
-        format!("HTTP {status}: {}", body.trim())
+        format!("HTTP {status}: {body}")
+    }
+}
+
+/// Text a consumer chose (its answer, or an error about its connection), made fit to store and
+/// show: control characters, NUL among them (Postgres refuses it in text), and invisible
+/// formatting (zero-width, bidirectional overrides) count as spaces; runs of spaces become one;
+/// at most `max` characters are kept, `…` marking a cut. Invalid UTF-8 was decoded lossily
+/// before (U+FFFD) and stays so.
+fn clean(text: &str, max: usize) -> String {
+    let is_gap = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    let words: Vec<&str> = text.split(is_gap).filter(|w| !w.is_empty()).collect();
+    let joined = words.join(" ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_text_is_cleaned_before_it_is_stored() {
+        let long = "a".repeat(300);
+        let cut = format!("{}…", "a".repeat(199));
+        // As the deliverer reads a body: bytes decoded lossily.
+        let lossy = String::from_utf8_lossy(b"caf\xe9\0\xff").into_owned();
+        let rows: &[(&str, &str, &str)] = &[
+            ("plain text stays", "not yet", "not yet"),
+            ("NUL is a space", "boom\0boom", "boom boom"),
+            ("C0 and DEL", "a\x01b\x1bc\x7fd", "a b c d"),
+            ("C1", "a\u{85}b\u{9b}c", "a b c"),
+            ("lines become one", "line 1\r\n\tline 2\n", "line 1 line 2"),
+            ("runs collapse, ends trim", "  a \0\0  b  ", "a b"),
+            ("bidi override", "safe\u{202e}txt.exe", "safe txt.exe"),
+            ("zero-width and BOM", "\u{feff}a\u{200b}b", "a b"),
+            (
+                "invalid UTF-8 stays replaced",
+                &lossy,
+                "caf\u{fffd} \u{fffd}",
+            ),
+            (
+                "non-ASCII kept",
+                "Größe überschritten — 限度",
+                "Größe überschritten — 限度",
+            ),
+            ("only control: empty", "\0\x01 \n", ""),
+            ("bounded", &long, &cut),
+        ];
+        for (why, text, expected) in rows {
+            let got = clean(text, 200);
+            assert_eq!(&got, expected, "{why}");
+            assert!(!got.contains('\0') && got.chars().count() <= 200, "{why}");
+        }
+        // The bound counts characters, not bytes; a cut never leaves a space before `…`.
+        assert_eq!(clean(&"é".repeat(10), 5), "éééé…");
+        assert_eq!(clean("ab cd", 4), "ab…");
+        assert_eq!(clean("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn a_failed_answer_is_logged_by_status_and_cleaned_body() {
+        assert_eq!(answer_error(500, "boom\0boom"), "HTTP 500: boom boom");
+        assert_eq!(answer_error(502, " \0 "), "HTTP 502");
+        assert_eq!(answer_error(503, ""), "HTTP 503");
+        let long = answer_error(500, &"x".repeat(4096));
+        assert_eq!(long.chars().count(), "HTTP 500: ".len() + LOGGED_BODY);
     }
 }

@@ -1,6 +1,7 @@
 //! Completion webhooks: signed per the Standard Webhooks specification, delivered at least once
 //! from a durable outbox that the poller fills in the transaction that settles a task.
 
+pub mod address;
 pub mod deliverer;
 pub mod retry;
 pub mod signature;

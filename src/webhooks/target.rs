@@ -1,7 +1,14 @@
 //! Where webhooks may go. A subscription's URL must be http(s); the addresses it resolves to are
 //! checked when the connection is made (so DNS cannot be switched to an inside address after the
-//! URL was accepted), and loopback, private, link-local and other non-public addresses are
-//! refused unless `EMGW_WEBHOOK_ALLOW_PRIVATE=true`. Redirects are not followed.
+//! URL was accepted), and loopback, private, link-local and other non-public addresses
+//! ([`super::address`]) are refused unless `EMGW_WEBHOOK_ALLOW_PRIVATE=true`. Redirects are not
+//! followed.
+//!
+//! Proxies named in the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
+//! proxy resolves and reaches the target itself, round every check made here. An egress proxy
+//! is used only when named in `EMGW_WEBHOOK_PROXY`; then filtering the final target is its job
+//! (the resolver here only ever sees the proxy's own name), and only literal-IP URLs are still
+//! checked here, before each send.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,38 +17,7 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// True for addresses on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 198 && (18..20).contains(&o[1]))
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
-        }
-    }
-}
+use super::address::{is_public, refusal};
 
 /// The longest subscription URL taken: enough for any real endpoint with a token in it.
 pub const MAX_URL: usize = 2048;
@@ -72,10 +48,10 @@ pub fn check_address(url: &Url, allow_private: bool) -> Result<(), String> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>()
         && !allow_private
-        && !is_public(ip)
+        && let Some(range) = refusal(ip)
     {
         return Err(format!(
-            "points at a non-public address ({ip}); set EMGW_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+            "points at a non-public address ({ip}, in {range}); set EMGW_WEBHOOK_ALLOW_PRIVATE=true to allow it"
         ));
     }
     Ok(())
@@ -105,12 +81,42 @@ impl Resolve for Guarded {
     }
 }
 
-/// The HTTP client for deliveries.
-pub fn client(allow_private: bool, timeout: Duration) -> Result<reqwest::Client, String> {
+/// Checks the egress proxy's URL (`EMGW_WEBHOOK_PROXY`).
+pub fn check_proxy(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // It would be logged with the settings; an egress proxy on the host or the pod needs none.
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+/// The HTTP client for deliveries: straight to the target through the guarded resolver, or
+/// through `proxy` when one is set.
+pub fn client(
+    allow_private: bool,
+    timeout: Duration,
+    proxy: Option<&Url>,
+) -> Result<reqwest::Client, String> {
     let tls = crate::em::tls::client_config(&Default::default()).map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .dns_resolver(Arc::new(Guarded { allow_private }))
+        // Never the environment's proxies: they would reach targets the resolver refuses.
+        .no_proxy();
+    let builder = match proxy {
+        // The resolver sees only the proxy's name, often a sidecar's on loopback: not guarded.
+        Some(proxy) => {
+            builder.proxy(reqwest::Proxy::all(proxy.clone()).map_err(|e| e.to_string())?)
+        }
+        None => builder.dns_resolver(Arc::new(Guarded { allow_private })),
+    };
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -133,28 +139,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn urls_must_be_http_and_public() {
         assert!(check_url("https://hooks.example.com/x", false).is_ok());
         assert!(check_url("ftp://hooks.example.com/x", false).is_err());
@@ -163,6 +147,21 @@ mod tests {
         assert!(check_url("http://[::1]:9000/", false).is_err());
         assert!(check_url("https://user:pw@hooks.example.com/", false).is_err());
         assert!(check_url("not a url", false).is_err());
+        // Literal addresses in every spelling the URL parser takes are judged as addresses.
+        for inside in [
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:a00:1::1]/",
+            "http://[fec0::1]/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://192.88.99.1/",
+        ] {
+            assert!(check_url(inside, false).is_err(), "{inside}");
+            assert!(check_url(inside, true).is_ok(), "{inside}");
+        }
+        assert!(check_url("http://[64:ff9b::808:808]/", false).is_ok());
         assert!(
             check_url(
                 &format!("https://hooks.example.com/{}", "a".repeat(2022)),
@@ -177,5 +176,36 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_proxy_must_be_an_http_url_without_credentials() {
+        for ok in [
+            "http://127.0.0.1:4750",
+            "http://smokescreen:4750/",
+            "https://egress.internal:443",
+        ] {
+            assert!(check_proxy(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:4750",
+            "socks5://127.0.0.1:1080",
+            "http://user:pw@proxy:3128",
+            "x",
+            "",
+        ] {
+            assert!(check_proxy(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn literal_addresses_are_checked_before_each_send() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(!literal_allowed(&url("http://10.0.0.1/"), false));
+        assert!(!literal_allowed(&url("http://[::ffff:10.0.0.1]/"), false));
+        assert!(literal_allowed(&url("http://10.0.0.1/"), true));
+        assert!(literal_allowed(&url("http://8.8.8.8/"), false));
+        // A name is the resolver's (or the proxy's) to judge.
+        assert!(literal_allowed(&url("http://localhost/"), false));
     }
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod egress;
 mod em_client;
 mod faults;
 mod fuzz;

@@ -463,13 +463,28 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
         ),
     ];
     assert_eq!(
-        store.record_attempts(r2, &batch, now()).await.unwrap(),
+        store
+            .record_attempts(r2, &batch, now())
+            .await
+            .unwrap()
+            .recorded,
         0,
         "a replica without the leases records nothing"
     );
-    assert_eq!(store.record_attempts(r1, &batch, now()).await.unwrap(), 3);
     assert_eq!(
-        store.record_attempts(r1, &batch, now()).await.unwrap(),
+        store
+            .record_attempts(r1, &batch, now())
+            .await
+            .unwrap()
+            .recorded,
+        3
+    );
+    assert_eq!(
+        store
+            .record_attempts(r1, &batch, now())
+            .await
+            .unwrap()
+            .recorded,
         0,
         "recording gives the leases up"
     );

@@ -17,6 +17,8 @@ pub enum Answer {
     RetryAfterOnce(u64),
     /// Holds the request this long before answering 200.
     Hang(Duration),
+    /// This status with this body, every time.
+    Status(u16, String),
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +109,10 @@ impl Receiver {
                             tokio::time::sleep(d).await;
                             HttpResponse::Ok().finish()
                         }
+                        Answer::Status(status, body) => HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(status).unwrap(),
+                        )
+                        .body(body),
                     }
                 }
             }))
