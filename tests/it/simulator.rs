@@ -189,6 +189,18 @@ async fn sessions_401_with_basic_realm_and_the_cookie_wins() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    let anonymous = http()
+        .post(format!("{}/sessionMngr/?v=v1_7", sim.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let counters = &sim_state(&sim).await["counters"];
+    assert_eq!(
+        (&counters["logons"], &counters["logons_refused"]),
+        (&json!(1), &json!(2)),
+        "refused logons are counted apart from the ones that made a session"
+    );
     let version = http()
         .post(format!("{}/sessionMngr/?v=v9_9", sim.api_url))
         .basic_auth(USER, Some(PASSWORD))
