@@ -314,7 +314,7 @@ fn log_on(sim: &Sim, world: &mut World, call: &Call, now: Instant) -> Reply {
             "Authorization header expected but not found.",
         );
     };
-    if user != &sim.username || password != &sim.password {
+    if !sim.is_account(user, password) {
         world.counters.logons_refused += 1;
         return error(StatusCode::UNAUTHORIZED, "Invalid user name or password.");
     }

@@ -212,6 +212,47 @@ async fn sessions_401_with_basic_realm_and_the_cookie_wins() {
 }
 
 #[tokio::test]
+async fn the_account_password_can_be_reset() {
+    let sim = spawn_sim(|_| {});
+    let token = raw_logon(&sim).await;
+    let log_on = |password: &'static str| {
+        http()
+            .post(format!("{}/sessionMngr/?v=v1_7", sim.api_url))
+            .basic_auth(USER, Some(password))
+            .send()
+    };
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/account",
+        Some(json!({"password": "n3w-Pa55"})),
+    )
+    .await;
+    assert_eq!(log_on(PASSWORD).await.unwrap().status(), 401);
+    assert_eq!(log_on("n3w-Pa55").await.unwrap().status(), 201);
+    let still = http()
+        .get(format!("{}/backupServers", sim.api_url))
+        .header("X-RestSvcSessionId", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "a session logged on before stays");
+    let bad = http()
+        .put(format!(
+            "{}/_sim/account",
+            sim.api_url.trim_end_matches("/api")
+        ))
+        .json(&json!({"pass": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let state = sim_state(&sim).await;
+    assert!(!state.to_string().contains("n3w-Pa55"), "never shown");
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn sessions_expire_when_idle() {
     let idle = Duration::from_millis(200);
     let sim = spawn_sim(|c| c.session_idle = idle);
