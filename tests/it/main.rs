@@ -7,6 +7,7 @@ mod faults;
 mod fuzz;
 mod gateway;
 mod golden;
+mod logon_backoff;
 mod operations;
 mod outage;
 mod sim_tenants;
