@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::em::EmSettings;
+use crate::em::session::LogonBackoff;
 use crate::em::tls::{TlsTrust, parse_fingerprint};
 
 // ---------------------------------------------------------------------------------------------
@@ -47,6 +48,11 @@ struct RawSettings {
     em_sessions: usize,
     /// timeout of one EM call, in ms (at least 100)
     em_timeout_ms: u64,
+    /// no logon for this long after EM refused the credentials, in ms (at least 100); doubles
+    /// with each further refusal in a row
+    em_logon_backoff_ms: u64,
+    /// the longest wait between refused logons, in ms (at least `em_logon_backoff_ms`)
+    em_logon_backoff_max_ms: u64,
     /// how often in-flight tasks are checked, in ms (at least 10)
     poll_interval_ms: u64,
     /// how long a task EM lost track of may wait for its effect to show among EM's objects
@@ -89,6 +95,8 @@ impl Default for RawSettings {
             em_tls_insecure: false,
             em_sessions: EmSettings::DEFAULT_SESSIONS,
             em_timeout_ms: as_millis(EmSettings::DEFAULT_REQUEST_TIMEOUT),
+            em_logon_backoff_ms: as_millis(LogonBackoff::DEFAULT.first),
+            em_logon_backoff_max_ms: as_millis(LogonBackoff::DEFAULT.max),
             poll_interval_ms: 1000,
             settle_grace_ms: 300_000,
             client_timeout_ms: 10_000,
@@ -270,6 +278,15 @@ impl Check<'_> {
     fn em(&self, raw: &RawSettings) -> Result<Option<EmSettings>, ConfigError> {
         let sessions = self.within("em_sessions", raw.em_sessions, 1..=64)?;
         let request_timeout = self.millis("em_timeout_ms", raw.em_timeout_ms, 100)?;
+        let first = self.millis("em_logon_backoff_ms", raw.em_logon_backoff_ms, 100)?;
+        let logon_backoff = LogonBackoff {
+            first,
+            max: self.millis(
+                "em_logon_backoff_max_ms",
+                raw.em_logon_backoff_max_ms,
+                as_millis(first),
+            )?,
+        };
         let cert_sha256 = match &raw.em_cert_sha256 {
             None => None,
             Some(v) => Some(self.field("em_cert_sha256", parse_fingerprint(v.trim()))?),
@@ -293,6 +310,7 @@ impl Check<'_> {
             .ok_or_else(|| required("em_password"))?;
         let mut em = EmSettings::new(url, username, password.0).with_sessions(sessions);
         em.request_timeout = request_timeout;
+        em.logon_backoff = logon_backoff;
         em.tls = TlsTrust {
             ca_file: raw.em_ca_file.clone(),
             cert_sha256,
@@ -608,6 +626,10 @@ mod tests {
         assert_eq!(em.sessions, 4);
         assert_eq!(em.max_in_flight, 64);
         assert_eq!(em.request_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (em.logon_backoff.first, em.logon_backoff.max),
+            (Duration::from_secs(1), Duration::from_secs(300))
+        );
         assert!(em.tls.ca_file.is_none() && em.tls.cert_sha256.is_none() && !em.tls.insecure);
     }
 
@@ -808,6 +830,9 @@ mod tests {
             ("EMGW_POLL_INTERVAL_MS", "9", "10"),
             ("EMGW_WEBHOOK_TIMEOUT_MS", "99", "100"),
             ("EMGW_CLIENT_TIMEOUT_MS", "999", "1000"),
+            ("EMGW_EM_LOGON_BACKOFF_MS", "99", "100"),
+            // Never shorter than the first wait (1 s by default).
+            ("EMGW_EM_LOGON_BACKOFF_MAX_MS", "999", "1000"),
         ] {
             let err = load(&with_em(&[(var, refused)])).unwrap_err().to_string();
             assert!(err.starts_with(var), "{var}={refused}: {err}");
@@ -826,6 +851,17 @@ mod tests {
         .unwrap();
         assert_eq!((em.sessions, em.max_in_flight), (2, 32));
         assert_eq!(em.request_timeout, Duration::from_secs(2));
+        let em = load(&with_em(&[
+            ("EMGW_EM_LOGON_BACKOFF_MS", "250"),
+            ("EMGW_EM_LOGON_BACKOFF_MAX_MS", "250"),
+        ]))
+        .unwrap()
+        .em
+        .unwrap();
+        assert_eq!(
+            (em.logon_backoff.first, em.logon_backoff.max),
+            (Duration::from_millis(250), Duration::from_millis(250))
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn describe() {
     );
     describe_counter!(
         "emgw_em_logons_total",
-        "Enterprise Manager logons by outcome"
+        "Enterprise Manager logons by outcome: ok, refused (EM refused the credentials), failed"
     );
     describe_gauge!("emgw_tasks_in_flight", "Tasks not yet settled");
     describe_counter!(
@@ -121,8 +121,28 @@ pub fn em_call(operation: &str, outcome: &str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
-pub fn em_logon(outcome: &'static str) {
-    counter!("emgw_em_logons_total", "outcome" => outcome).increment(1);
+/// How a logon to EM ended: the `outcome` label of `emgw_em_logons_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmLogon {
+    Ok,
+    /// EM refused the credentials (401/403): what locks the account out.
+    Refused,
+    /// No session for another reason: EM unreachable, a 5xx, an unreadable answer.
+    Failed,
+}
+
+impl EmLogon {
+    pub fn label(self) -> &'static str {
+        match self {
+            EmLogon::Ok => "ok",
+            EmLogon::Refused => "refused",
+            EmLogon::Failed => "failed",
+        }
+    }
+}
+
+pub fn em_logon(outcome: EmLogon) {
+    counter!("emgw_em_logons_total", "outcome" => outcome.label()).increment(1);
 }
 
 pub fn poller_tick(took: Duration, in_flight: i64) {
@@ -197,7 +217,7 @@ mod install_tests {
     fn the_recorder_installs_and_renders() {
         let handle = super::install();
         assert!(handle.is_some(), "the recorder installs");
-        super::em_logon("ok");
+        super::em_logon(super::EmLogon::Ok);
         assert!(
             super::render().contains("emgw_em_logons_total"),
             "{}",

@@ -1,8 +1,10 @@
-//! `/healthz` (the process lives) and `/readyz` (the database and EM answer).
+//! `/healthz` (the process lives) and `/readyz` (the database and EM answer, and EM takes the
+//! gateway's credentials).
 
 use actix_web::{HttpResponse, web};
 
 use super::AppState;
+use crate::em::error::retry_after_secs;
 
 /// `/healthz`'s answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -37,7 +39,14 @@ pub async fn healthz() -> HttpResponse {
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (db, em) = tokio::join!(state.store.ping(), state.em.ping());
+    // EM answering its anonymous entry point is not enough: while it refuses the gateway's
+    // credentials, no call that needs a session can succeed.
+    let em = em.and_then(|()| state.em.logon_refusal().map_or(Ok(()), Err));
     let ready = db.is_ok() && em.is_ok();
+    let retry_after = match &em {
+        Err(e) => e.retry_in().map(retry_after_secs),
+        Ok(()) => None,
+    };
     let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
     let body = Readiness {
         database: show(db.map_err(|e| e.to_string())),
@@ -47,7 +56,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "5"))
+            .insert_header(("Retry-After", retry_after.unwrap_or(5)))
             .json(body)
     }
 }

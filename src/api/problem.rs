@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{FieldError, Scope};
 use crate::em::EmError;
+use crate::em::error::retry_after_secs;
 use crate::store::StoreError;
 use crate::tasks::SubmitError;
 
@@ -130,7 +131,7 @@ impl ApiError {
             }
             ApiError::Em(EmError::LogonRefused { .. }) => (
                 "em-logon-refused",
-                "The gateway cannot log on to Enterprise Manager",
+                "Enterprise Manager refused the gateway's credentials",
             ),
             ApiError::Em(_) => (
                 "em-bad-answer",
@@ -162,9 +163,11 @@ impl ResponseError for ApiError {
                 {
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
                 }
-                EmError::Refused { status: 503, .. } | EmError::Unreachable(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                // Refused credentials: unavailable until the logon back-off allows a try and
+                // someone fixes the password.
+                EmError::Refused { status: 503, .. }
+                | EmError::Unreachable(_)
+                | EmError::LogonRefused { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
             },
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -183,7 +186,10 @@ impl ResponseError for ApiError {
         };
         let em = match self {
             ApiError::Em(
-                EmError::Refused { status, message } | EmError::LogonRefused { status, message },
+                EmError::Refused { status, message }
+                | EmError::LogonRefused {
+                    status, message, ..
+                },
             ) => Some(EmRefusal {
                 status: *status,
                 message: message.clone(),
@@ -207,7 +213,12 @@ impl ResponseError for ApiError {
             HeaderValue::from_static("application/problem+json"),
         ));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            // The logon back-off knows when the next try is; otherwise a guess.
+            let retry_after = match self {
+                ApiError::Em(e) => e.retry_in().map(retry_after_secs),
+                _ => None,
+            };
+            resp.insert_header((header::RETRY_AFTER, retry_after.unwrap_or(5)));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -288,5 +299,76 @@ impl<
             .filter(|status| *status != 0)
             .map(|status| (status.to_string(), problem_response(meaning(status)).into()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn answer(e: EmError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let resp = ApiError::Em(e).error_response();
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.into_body().try_into_bytes().unwrap_or_default();
+        (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn refused_credentials_are_503_until_the_next_logon() {
+        let (status, retry_after, problem) = answer(EmError::LogonRefused {
+            status: 401,
+            message: "Invalid user name or password.".into(),
+            retry_in: Duration::from_millis(11_200),
+        });
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            retry_after.as_deref(),
+            Some("12"),
+            "seconds left, rounded up"
+        );
+        assert_eq!(
+            problem["type"],
+            "https://em-gateway.dev/problems/em-logon-refused"
+        );
+        assert_eq!(
+            problem["title"],
+            "Enterprise Manager refused the gateway's credentials"
+        );
+        assert_eq!(
+            problem["em"],
+            serde_json::json!({"status": 401, "message": "Invalid user name or password."})
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("next logon in 12 s"),
+            "{problem}"
+        );
+        let (_, retry_after, _) = answer(EmError::LogonRefused {
+            status: 403,
+            message: "Access denied.".into(),
+            retry_in: Duration::from_millis(10),
+        });
+        assert_eq!(retry_after.as_deref(), Some("1"), "never 0");
+        // EM unreachable keeps its answer.
+        let (status, retry_after, problem) = answer(EmError::Unreachable("refused".into()));
+        assert_eq!(
+            (status, retry_after.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("5"))
+        );
+        assert_eq!(
+            problem["type"],
+            "https://em-gateway.dev/problems/em-unavailable"
+        );
     }
 }

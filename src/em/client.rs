@@ -8,7 +8,7 @@
 //! have started an operation (see [`EmError::OutcomeUnknown`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::{Method, StatusCode, Url};
@@ -18,9 +18,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::EmError;
-use super::session::{Session, SessionPool, SessionRef};
+use super::session::{LogonBackoff, LogonState, Session, SessionPool, SessionRef};
 use super::tls::{self, TlsTrust};
 use super::xml;
+use crate::telemetry::EmLogon;
 
 /// EM's session token header; read case-insensitively (EM has been seen to vary its case).
 pub const SESSION_HEADER: &str = "X-RestSvcSessionId";
@@ -48,6 +49,8 @@ pub struct EmSettings {
     /// A session with no request for this long is sent a keep-alive (EM expires them after 15
     /// idle minutes).
     pub keepalive_after: Duration,
+    /// How long no logon is tried after EM refused the credentials.
+    pub logon_backoff: LogonBackoff,
 }
 
 impl EmSettings {
@@ -65,6 +68,7 @@ impl EmSettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             keepalive_after: Duration::from_secs(5 * 60),
+            logon_backoff: LogonBackoff::DEFAULT,
             sessions: 0,
             max_in_flight: 0,
         }
@@ -151,7 +155,7 @@ impl EmClient {
             base,
             username: settings.username,
             password: settings.password,
-            pool: SessionPool::new(settings.sessions),
+            pool: SessionPool::new(settings.sessions, settings.logon_backoff),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             keepalive_after: settings.keepalive_after,
         })
@@ -168,6 +172,12 @@ impl EmClient {
     /// The sessions currently logged on.
     pub fn live_sessions(&self) -> Vec<SessionRef> {
         self.pool.live()
+    }
+
+    /// EM's refusal of the gateway's credentials while the last logon was refused (`/readyz`
+    /// shows it); `None` before any refusal and once a logon succeeded.
+    pub fn logon_refusal(&self) -> Option<EmError> {
+        self.pool.logon_state().refusal(Instant::now())
     }
 
     /// Logs every slot on now instead of on first use.
@@ -434,30 +444,56 @@ impl EmClient {
         }
     }
 
-    /// The slot's session, logging on if it has none.
+    /// The slot's session, logging on if it has none. Logons go one at a time over the whole
+    /// pool: a caller that waited while another logon failed takes that failure instead of
+    /// trying again, and while the back-off runs (EM refused the credentials) nobody tries.
     async fn session_for(&self, slot: usize) -> Result<Arc<Session>, EmError> {
         if let Some(session) = self.pool.current(slot) {
             return Ok(session);
         }
-        let lock = self
-            .pool
-            .logon_lock(slot)
-            .ok_or_else(|| EmError::BadAnswer(format!("no session slot {slot}")))?;
-        let _guard = lock.lock().await;
+        let seen = self.pool.logons_finished();
+        let mut last = self.pool.logon_lock().await;
         if let Some(session) = self.pool.current(slot) {
             return Ok(session);
         }
-        let session = match self.log_on().await {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                crate::telemetry::em_logon("failed");
-                return Err(e);
+        let before = self.pool.logon_state();
+        before.check(Instant::now())?;
+        if last.finished != seen
+            && let Some(failure) = &last.failure
+        {
+            return Err(failure.clone());
+        }
+        let result = self.log_on().await;
+        let now = Instant::now();
+        let after = self
+            .pool
+            .record_logon(&mut last, result.as_ref().map(|_| ()), now);
+        match result {
+            Ok(session) => {
+                let session = Arc::new(session);
+                crate::telemetry::em_logon(EmLogon::Ok);
+                if let LogonState::Refused { refusals, .. } = before {
+                    tracing::info!(
+                        slot,
+                        refusals,
+                        "Enterprise Manager accepted the gateway's credentials again"
+                    );
+                }
+                tracing::info!(slot, "logged on to Enterprise Manager");
+                self.pool.install(slot, session.clone());
+                Ok(session)
             }
-        };
-        crate::telemetry::em_logon("ok");
-        tracing::info!(slot, "logged on to Enterprise Manager");
-        self.pool.install(slot, session.clone());
-        Ok(session)
+            Err(e @ EmError::LogonRefused { .. }) => {
+                crate::telemetry::em_logon(EmLogon::Refused);
+                let refused = after.refusal(now).unwrap_or(e);
+                tracing::warn!(slot, error = %refused, "no logon until the back-off ends");
+                Err(refused)
+            }
+            Err(e) => {
+                crate::telemetry::em_logon(EmLogon::Failed);
+                Err(e)
+            }
+        }
     }
 
     async fn log_on(&self) -> Result<Session, EmError> {
@@ -498,6 +534,8 @@ impl EmClient {
             return Err(EmError::LogonRefused {
                 status: status.as_u16(),
                 message,
+                // The back-off's to say (see `session_for`).
+                retry_in: Duration::ZERO,
             });
         }
         if !status.is_success() {

@@ -7,6 +7,7 @@
 //! | `POST /_sim/sessions/expire` | expires every logon session now (their tasks go with them) |
 //! | `POST /_sim/restart` | forgets sessions and tasks, keeps objects; operations under way still complete |
 //! | `POST /_sim/counters/reset` | zeroes the request and logon counters |
+//! | `PUT /_sim/account` | `{"password": "…"}`: the API account's new password (sessions stay) |
 //! | `PUT /_sim/tenants/{id}/resources/{rid}/used` | `{"used_mb": N}`: the space a quota's backups take (simulated tenant backups) |
 //! | `POST /_sim/tenants/{id}/password-check` | `{"password": "…"}` → `{"matches": bool}`: whether a tenant's password is that one |
 
@@ -96,6 +97,23 @@ fn handle_fixed(req: &HttpRequest, path: &str, body: &[u8], sim: &Sim) -> HttpRe
         ("POST", "/_sim/counters/reset") => {
             sim.world().counters = Default::default();
             HttpResponse::NoContent().finish()
+        }
+        ("PUT", "/_sim/account") => {
+            let password = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+                v.get("password")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            match password {
+                Some(password) => {
+                    sim.set_password(password);
+                    HttpResponse::NoContent().finish()
+                }
+                None => problem(
+                    StatusCode::BAD_REQUEST,
+                    r#"the body must be {"password": "…"}"#,
+                ),
+            }
         }
         _ => problem(
             StatusCode::NOT_FOUND,

@@ -130,7 +130,8 @@ pub struct Sim {
     faults: Mutex<Faults>,
     hrefs: Hrefs,
     username: String,
-    password: String,
+    /// Changeable through `PUT /_sim/account`, as an administrator resets a password.
+    password: Mutex<String>,
 }
 
 impl Sim {
@@ -148,6 +149,15 @@ impl Sim {
 
     fn set_faults(&self, faults: Faults) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn is_account(&self, user: &str, password: &str) -> bool {
+        user == self.username
+            && *self.password.lock().unwrap_or_else(|p| p.into_inner()) == password
+    }
+
+    fn set_password(&self, password: String) {
+        *self.password.lock().unwrap_or_else(|p| p.into_inner()) = password;
     }
 }
 
@@ -200,7 +210,7 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
             base: api_url.clone(),
         },
         username: config.username,
-        password: config.password,
+        password: Mutex::new(config.password),
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -308,12 +308,14 @@ fn log_on(sim: &Sim, world: &mut World, call: &Call, now: Instant) -> Reply {
         Some(other) => return bad_request(format!("Unsupported API version [{other}].")),
     }
     let Some((user, password)) = &call.basic else {
+        world.counters.logons_refused += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "Authorization header expected but not found.",
         );
     };
-    if user != &sim.username || password != &sim.password {
+    if !sim.is_account(user, password) {
+        world.counters.logons_refused += 1;
         return error(StatusCode::UNAUTHORIZED, "Invalid user name or password.");
     }
     let (token, session_id) = world.log_on(user, now);

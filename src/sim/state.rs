@@ -191,7 +191,10 @@ pub struct TaskView {
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Counters {
+    /// Logons that made a session.
     pub logons: u64,
+    /// Logons refused with 401 (wrong or missing credentials): what locks an account out.
+    pub logons_refused: u64,
     pub requests: u64,
     pub requests_by_route: BTreeMap<String, u64>,
     /// Requests refused with 400: bodies or parameters EM would not take.

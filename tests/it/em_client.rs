@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use em_gateway::em::session::LogonBackoff;
 use em_gateway::em::xml::{
     self, CloudGatewayEdit, CloudGatewayUids, CloudTenantUids, CreateCloudGatewayPoolSpec,
     CreateCloudGatewaySpec, Namespace, NetworkMode, TaskState,
 };
 use em_gateway::em::{EmClient, EmError, SessionRef, Submitted};
+use em_gateway::sim::RunningSim;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -290,11 +292,13 @@ async fn wrong_credentials_are_a_clear_logon_error() {
         EmError::LogonRefused {
             status: 401,
             message,
+            retry_in,
         } => {
             assert!(
                 message.contains("Invalid user name or password"),
                 "{message}"
-            )
+            );
+            assert_eq!(*retry_in, Duration::from_secs(1), "the first wait");
         }
         other => panic!("expected LogonRefused, got {other:?}"),
     }
@@ -552,5 +556,186 @@ async fn reads_backup_servers_and_tenants_for_a_portal() {
     assert!(tenants.iter().any(|t| t.uid == ACME && t.name == "acme"));
     assert_eq!(client.cloud_tenant(Uuid::new_v4()).await.unwrap(), None);
     client.ping().await.unwrap();
+    sim.stop().await;
+}
+
+/// A password em-sim does not take (until a test makes it its password).
+const WRONG: &str = "Wr0ng-Pa55-c41e";
+
+fn with_wrong_password(sim: &RunningSim, sessions: usize, first: Duration) -> EmClient {
+    let mut s = settings(sim, sessions);
+    s.password = WRONG.to_string().into();
+    s.logon_backoff = LogonBackoff {
+        first,
+        max: first * 2,
+    };
+    EmClient::new(s).unwrap()
+}
+
+async fn logons(sim: &RunningSim) -> (u64, u64) {
+    let state = sim_state(sim).await;
+    let counter = |name: &str| state["counters"][name].as_u64().unwrap();
+    (counter("logons"), counter("logons_refused"))
+}
+
+fn assert_backing_off(result: Result<impl std::fmt::Debug, EmError>, first: Duration) {
+    match result {
+        Err(EmError::LogonRefused {
+            status: 401,
+            retry_in,
+            ..
+        }) => assert!(
+            !retry_in.is_zero() && retry_in <= first,
+            "{retry_in:?}: the time left of the first wait"
+        ),
+        other => panic!("expected the logon back-off, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refused_credentials_make_one_logon_per_wait_for_the_whole_pool() {
+    let first = Duration::from_secs(1);
+    let sim = spawn_sim(|_| {});
+    let client = Arc::new(with_wrong_password(&sim, 4, first));
+    // 40 callers at once over 4 empty slots: one logon, whose refusal they all get.
+    let calls = (0..40).map(|_| {
+        let client = client.clone();
+        async move { client.backup_servers().await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    assert_eq!(
+        logons(&sim).await,
+        (0, 1),
+        "one refused logon for 40 callers"
+    );
+    for result in results {
+        assert_backing_off(result, first);
+    }
+    // While the wait runs, calls answer at once without a logon.
+    for _ in 0..20 {
+        assert_backing_off(client.cloud_gateways().await, first);
+    }
+    assert_backing_off(client.warm_up().await, first);
+    assert_eq!(logons(&sim).await, (0, 1), "none while backing off");
+    assert!(client.logon_refusal().is_some());
+
+    // The password is fixed at EM: the first logon after the wait succeeds and ends the back-off.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/account",
+        Some(json!({"password": WRONG})),
+    )
+    .await;
+    eventually("a logon after the wait", Duration::from_secs(5), || async {
+        client.backup_servers().await.ok()
+    })
+    .await;
+    assert_eq!(client.logon_refusal(), None);
+    client.warm_up().await.unwrap();
+    assert_eq!(logons(&sim).await, (4, 1), "every slot logs on again");
+    sim.stop().await;
+}
+
+/// The password is changed at EM under a running pool (a rotation the gateway was not told
+/// of): the sessions' re-logons stop at the first refusal.
+#[tokio::test]
+async fn a_password_changed_under_a_running_pool_is_refused_once() {
+    let first = Duration::from_secs(1);
+    let sim = spawn_sim(|_| {});
+    let client = Arc::new(client(&sim, 4));
+    client.warm_up().await.unwrap();
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/account",
+        Some(json!({"password": "r0tated-Pa55"})),
+    )
+    .await;
+    sim_control(&sim, Method::POST, "/_sim/sessions/expire", None).await;
+    let calls = (0..20).map(|_| {
+        let client = client.clone();
+        async move { client.backup_servers().await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    assert_eq!(
+        logons(&sim).await,
+        (4, 1),
+        "four expired sessions, one refused logon"
+    );
+    for result in results {
+        assert_backing_off(result, first);
+    }
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn failures_other_than_refusals_do_not_back_off() {
+    let sim = spawn_sim(|_| {});
+    let client = client(&sim, 2);
+    // EM answers 503 to everything, the logon included: each call tries, as before.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"error_rate": 1.0})),
+    )
+    .await;
+    for _ in 0..3 {
+        let err = client.backup_servers().await.unwrap_err();
+        assert!(
+            matches!(err, EmError::Refused { status: 503, .. }),
+            "EM's own answer, not a back-off: {err:?}"
+        );
+    }
+    assert_eq!(client.logon_refusal(), None);
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"error_rate": 0.0})),
+    )
+    .await;
+    client.backup_servers().await.expect("no wait after a 503");
+
+    // EM unreachable: every call tries again, none backs off.
+    let mut down = settings(&sim, 2);
+    down.password = WRONG.to_string().into();
+    let down = EmClient::new(down).unwrap();
+    sim.stop().await;
+    for _ in 0..3 {
+        let err = down.backup_servers().await.unwrap_err();
+        assert!(matches!(err, EmError::Unreachable(_)), "{err:?}");
+    }
+    assert_eq!(down.logon_refusal(), None);
+}
+
+/// Logons go one at a time over the pool; when one fails for EM being out of reach, the callers
+/// that waited for it take its failure instead of each trying (and timing out) in turn.
+#[tokio::test]
+async fn callers_waiting_for_a_logon_share_its_failure() {
+    let sim = spawn_sim(|_| {});
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"latency_ms": 2000})),
+    )
+    .await;
+    let mut slow = settings(&sim, 4);
+    slow.request_timeout = Duration::from_millis(300);
+    let client = Arc::new(EmClient::new(slow).unwrap());
+    let started = std::time::Instant::now();
+    let calls = (0..20).map(|_| {
+        let client = client.clone();
+        async move { client.backup_servers().await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        assert!(matches!(result, Err(EmError::Unreachable(_))), "{result:?}");
+    }
+    let took = started.elapsed();
+    // One timed-out logon, not 20 in a row (6 s).
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(client.logon_refusal(), None, "no answer is no refusal");
     sim.stop().await;
 }

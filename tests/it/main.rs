@@ -8,6 +8,7 @@ mod faults;
 mod fuzz;
 mod gateway;
 mod golden;
+mod logon_backoff;
 mod operations;
 mod outage;
 mod owners;

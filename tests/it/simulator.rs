@@ -189,6 +189,18 @@ async fn sessions_401_with_basic_realm_and_the_cookie_wins() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    let anonymous = http()
+        .post(format!("{}/sessionMngr/?v=v1_7", sim.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let counters = &sim_state(&sim).await["counters"];
+    assert_eq!(
+        (&counters["logons"], &counters["logons_refused"]),
+        (&json!(1), &json!(2)),
+        "refused logons are counted apart from the ones that made a session"
+    );
     let version = http()
         .post(format!("{}/sessionMngr/?v=v9_9", sim.api_url))
         .basic_auth(USER, Some(PASSWORD))
@@ -196,6 +208,47 @@ async fn sessions_401_with_basic_realm_and_the_cookie_wins() {
         .await
         .unwrap();
     assert_eq!(version.status(), 400);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_password_can_be_reset() {
+    let sim = spawn_sim(|_| {});
+    let token = raw_logon(&sim).await;
+    let log_on = |password: &'static str| {
+        http()
+            .post(format!("{}/sessionMngr/?v=v1_7", sim.api_url))
+            .basic_auth(USER, Some(password))
+            .send()
+    };
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/account",
+        Some(json!({"password": "n3w-Pa55"})),
+    )
+    .await;
+    assert_eq!(log_on(PASSWORD).await.unwrap().status(), 401);
+    assert_eq!(log_on("n3w-Pa55").await.unwrap().status(), 201);
+    let still = http()
+        .get(format!("{}/backupServers", sim.api_url))
+        .header("X-RestSvcSessionId", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "a session logged on before stays");
+    let bad = http()
+        .put(format!(
+            "{}/_sim/account",
+            sim.api_url.trim_end_matches("/api")
+        ))
+        .json(&json!({"pass": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let state = sim_state(&sim).await;
+    assert!(!state.to_string().contains("n3w-Pa55"), "never shown");
     sim.stop().await;
 }
 
