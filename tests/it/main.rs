@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod em_client;
+mod em_tenants;
 mod faults;
 mod fuzz;
 mod gateway;
