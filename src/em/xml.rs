@@ -618,7 +618,9 @@ pub struct CreateCloudTenantResourceSpec {
     pub wan_accelerator_uid: Option<String>,
 }
 
-/// The root of `POST /cloud/tenants/{id}/resources`.
+/// The root of `POST /cloud/tenants/{id}/resources`: the spec's elements under a root with EM's
+/// namespace. `flatten` turns it into a map, which has no name of its own: the root's name is
+/// given when it is written.
 #[derive(Serialize)]
 struct ResourceSpecDocument<'a> {
     #[serde(rename = "@xmlns")]
