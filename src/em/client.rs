@@ -270,7 +270,16 @@ impl EmClient {
         path: &[&str],
         body: Option<String>,
     ) -> Result<Submitted, EmError> {
-        let url = self.url(path, &[]);
+        self.submit_to(method, self.url(path, &[]), body).await
+    }
+
+    /// [`Self::submit`] to a URL with a query (`?includeBackups=true`).
+    async fn submit_to(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+    ) -> Result<Submitted, EmError> {
         let (method_name, path_name) = (method.to_string(), url.path().to_string());
         let span = tracing::info_span!("em_submit", %method, path = %url.path(), em_task_id = tracing::field::Empty);
         async {
@@ -399,6 +408,113 @@ impl EmClient {
             return Err(refusal(status, &text));
         }
         xml::from_xml(&text).map_err(|e| EmError::BadAnswer(e.to_string()))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cloud Connect tenants, their storage quotas and backup repositories (em-api.md §16).
+    // Writes answer 202 with a Task, as the gateway writes do. The tenant reads themselves are
+    // `cloud_tenants` and `cloud_tenant` above.
+    // -----------------------------------------------------------------------------------------
+
+    /// `POST /cloud/tenants`; the finished task's `Related` link names the new tenant.
+    pub async fn create_cloud_tenant(
+        &self,
+        spec: &xml::CreateCloudTenantSpec,
+    ) -> Result<Submitted, EmError> {
+        self.submit(Method::POST, &["cloud", "tenants"], Some(body(spec)?))
+            .await
+    }
+
+    /// `PUT /cloud/tenants/{id}`: changes what the edit holds, keeps the rest.
+    pub async fn edit_cloud_tenant(
+        &self,
+        id: Uuid,
+        edit: &xml::CloudTenantEdit,
+    ) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        self.submit(Method::PUT, &["cloud", "tenants", &id], Some(body(edit)?))
+            .await
+    }
+
+    /// `DELETE /cloud/tenants/{id}`. Without `include_backups` the tenant's backups stay on the
+    /// repositories (EM's default: the parameter is then left out).
+    pub async fn delete_cloud_tenant(
+        &self,
+        id: Uuid,
+        include_backups: bool,
+    ) -> Result<Submitted, EmError> {
+        let id = id.to_string();
+        let query: &[(&str, &str)] = if include_backups {
+            &[("includeBackups", "true")]
+        } else {
+            &[]
+        };
+        let url = self.url(&["cloud", "tenants", &id], query);
+        self.submit_to(Method::DELETE, url, None).await
+    }
+
+    /// `POST /cloud/tenants/{id}/resources`: a new storage quota; the finished task's `Related`
+    /// link names it.
+    pub async fn create_cloud_tenant_resource(
+        &self,
+        tenant: Uuid,
+        spec: &xml::CreateCloudTenantResourceSpec,
+    ) -> Result<Submitted, EmError> {
+        let tenant = tenant.to_string();
+        let body = xml::to_xml_resource_spec(spec)
+            .map_err(|e| EmError::BadAnswer(format!("cannot write the EM request: {e}")))?;
+        self.submit(
+            Method::POST,
+            &["cloud", "tenants", &tenant, "resources"],
+            Some(body),
+        )
+        .await
+    }
+
+    /// `DELETE /cloud/tenants/{id}/resources/{rid}`: the quota goes, its backups stay.
+    pub async fn delete_cloud_tenant_resource(
+        &self,
+        tenant: Uuid,
+        resource: Uuid,
+    ) -> Result<Submitted, EmError> {
+        let (tenant, resource) = (tenant.to_string(), resource.to_string());
+        self.submit(
+            Method::DELETE,
+            &["cloud", "tenants", &tenant, "resources", &resource],
+            None,
+        )
+        .await
+    }
+
+    /// A tenant's storage quotas, with their links; `None` when there is no such tenant.
+    pub async fn cloud_tenant_resources(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<Vec<xml::CloudTenantResource>>, EmError> {
+        // Always entities: EM has no reference form of quotas, so no `?format=Entity`.
+        let url = self.url(&["cloud", "tenants", &tenant.to_string(), "resources"], &[]);
+        let list: Option<xml::CloudTenantResources> = found(self.read(Via::AnySession, url).await)?;
+        Ok(list.map(|l| l.items))
+    }
+
+    pub async fn cloud_tenant_resource(
+        &self,
+        tenant: Uuid,
+        resource: Uuid,
+    ) -> Result<Option<xml::CloudTenantResource>, EmError> {
+        let (tenant, resource) = (tenant.to_string(), resource.to_string());
+        let url = self.url(&["cloud", "tenants", &tenant, "resources", &resource], &[]);
+        found(self.read(Via::AnySession, url).await)
+    }
+
+    /// The repositories of every backup server (their `Up` link names the server).
+    pub async fn repositories(&self) -> Result<Vec<xml::Repository>, EmError> {
+        let list: xml::Repositories = self.entities(&["repositories"]).await?;
+        Ok(list.items)
+    }
+
+    pub async fn repository(&self, id: Uuid) -> Result<Option<xml::Repository>, EmError> {
+        self.entity(&["repositories", &id.to_string()]).await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -685,6 +801,15 @@ impl EmClient {
             url.query_pairs_mut().extend_pairs(query);
         }
         url
+    }
+}
+
+/// A read of one object: EM's 404 means there is none.
+fn found<T>(read: Result<T, EmError>) -> Result<Option<T>, EmError> {
+    match read {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -4,6 +4,7 @@ mod access;
 mod cli;
 mod egress;
 mod em_client;
+mod em_tenants;
 mod faults;
 mod fuzz;
 mod gateway;
