@@ -1,4 +1,4 @@
-//! What a portal needs to fill in UIDs: backup servers and Cloud Connect tenants.
+//! What a portal needs to fill in UIDs: backup servers and the repositories quotas go on.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -7,10 +7,10 @@ use super::extract::Reader;
 use super::gateways::path_id;
 use super::problem::{ApiError, Problems};
 use super::views::{
-    BackupServerPage, BackupServerView, CloudTenantPage, CloudTenantView, Paging, Query, page,
+    BackupServerPage, BackupServerView, Paging, Query, RepositoryPage, RepositoryView, page,
     uid_filter,
 };
-use crate::domain::{BackupServer, CloudTenant};
+use crate::domain::BackupServer;
 
 /// Lists the backup servers EM manages.
 #[utoipa::path(get, path = "/v1/backup-servers", tag = "inventory",
@@ -68,19 +68,19 @@ pub async fn backup_server(
     Ok(HttpResponse::Ok().json(BackupServerView::from(server)))
 }
 
-/// Lists the Cloud Connect tenants.
-#[utoipa::path(get, path = "/v1/cloud-tenants", tag = "inventory",
-    operation_id = "listCloudTenants",
+/// Lists backup repositories, where storage quotas go.
+#[utoipa::path(get, path = "/v1/repositories", tag = "inventory",
+    operation_id = "listRepositories",
     params(
-        ("backup_server_uid" = Option<Uuid>, Query, description = "Only tenants of this backup server (its guid; the UID is accepted too)"),
+        ("backup_server_uid" = Option<Uuid>, Query, description = "Only repositories of this backup server (its guid; the UID is accepted too)"),
         ("name" = Option<String>, Query, description = "Only names containing this (case-insensitive)"),
         Paging,
     ),
     responses(
-        (status = 200, body = CloudTenantPage, description = "One page, sorted by id"),
+        (status = 200, body = RepositoryPage, description = "One page, sorted by id"),
         Problems::<400, 502>,
     ))]
-pub async fn cloud_tenants(
+pub async fn repositories(
     _: Reader,
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -90,39 +90,17 @@ pub async fn cloud_tenants(
     let name = q.take("name", |v| Ok(v.to_lowercase()));
     let (limit, cursor) = q.paging();
     q.finish()?;
-    let items: Vec<CloudTenantView> = state
+    let items: Vec<RepositoryView> = state
         .em
-        .cloud_tenants()
+        .repositories()
         .await?
-        .into_iter()
-        .map(CloudTenantView::from)
-        .filter(|t| server.is_none_or(|s| t.backup_server.as_ref().is_some_and(|b| b.id == s)))
-        .filter(|t| {
+        .iter()
+        .map(RepositoryView::from)
+        .filter(|r| server.is_none_or(|s| r.backup_server.as_ref().is_some_and(|b| b.id == s)))
+        .filter(|r| {
             name.as_ref()
-                .is_none_or(|n| t.name.to_lowercase().contains(n))
+                .is_none_or(|n| r.name.to_lowercase().contains(n))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(CloudTenantPage::from(page(items, |t| t.id, limit, cursor))))
-}
-
-/// Reads one tenant.
-#[utoipa::path(get, path = "/v1/cloud-tenants/{id}", tag = "inventory",
-    operation_id = "getCloudTenant",
-    params(("id" = Uuid, Path, description = "The tenant's guid (its UID is accepted too)")),
-    responses(
-        (status = 200, body = CloudTenantView, description = "The tenant"),
-        Problems::<404, 502>,
-    ))]
-pub async fn cloud_tenant(
-    _: Reader,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path_id::<CloudTenant>(&id, "cloud tenant")?;
-    let tenant = state
-        .em
-        .cloud_tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no cloud tenant {id}")))?;
-    Ok(HttpResponse::Ok().json(CloudTenantView::from(tenant)))
+    Ok(HttpResponse::Ok().json(RepositoryPage::from(page(items, |r| r.id, limit, cursor))))
 }

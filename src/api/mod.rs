@@ -11,6 +11,7 @@ mod pools;
 pub mod problem;
 mod request;
 mod tasks;
+mod tenants;
 mod views;
 mod webhooks;
 
@@ -86,9 +87,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::scope("/cloud-tenants")
-                    .service(web::resource("").get(inventory::cloud_tenants))
-                    .service(web::resource("/{id}").get(inventory::cloud_tenant)),
+                    .service(web::resource("").get(tenants::list).post(tenants::create))
+                    .service(
+                        web::resource("/{id}")
+                            .get(tenants::get)
+                            .patch(tenants::update)
+                            .delete(tenants::delete),
+                    )
+                    .service(web::resource("/{id}/backup-resources").post(tenants::create_resource))
+                    .service(
+                        web::resource("/{id}/backup-resources/{resource_id}")
+                            .delete(tenants::delete_resource),
+                    ),
             )
+            .service(web::resource("/repositories").get(inventory::repositories))
             .service(
                 web::scope("/webhooks")
                     .service(web::resource("").get(webhooks::list).post(webhooks::create))

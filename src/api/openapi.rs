@@ -17,13 +17,13 @@ use utoipa::{Modify, OpenApi};
 
 use super::problem::{meaning, problem_response};
 use super::request::CrossFieldRules;
-use super::{gateways, health, inventory, keys, pools, problem, tasks, webhooks};
+use super::{gateways, health, inventory, keys, pools, problem, tasks, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "em-gateway",
-        description = "A JSON API in front of Veeam Backup Enterprise Manager: Cloud Connect gateways and pools, tasks that EM settles, and signed webhooks.\n\nEvery `/v1` route needs `Authorization: Bearer <api key>`. Scopes nest: `read` ⊂ `write` ⊂ `admin`. Errors are `application/problem+json` (RFC 9457). Every POST, PATCH and DELETE takes an `Idempotency-Key`.",
+        description = "A JSON API in front of Veeam Backup Enterprise Manager: Cloud Connect tenants with their storage quotas, gateways and pools, tasks that EM settles, and signed webhooks.\n\nEvery `/v1` route needs `Authorization: Bearer <api key>`. Scopes nest: `read` ⊂ `write` ⊂ `admin`. Errors are `application/problem+json` (RFC 9457). Every POST, PATCH and DELETE takes an `Idempotency-Key`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
         contact(name = "em-gateway maintainers", url = "https://em-gateway.dev"),
     ),
@@ -43,8 +43,14 @@ use super::{gateways, health, inventory, keys, pools, problem, tasks, webhooks};
         tasks::list,
         inventory::backup_servers,
         inventory::backup_server,
-        inventory::cloud_tenants,
-        inventory::cloud_tenant,
+        inventory::repositories,
+        tenants::create,
+        tenants::list,
+        tenants::get,
+        tenants::update,
+        tenants::delete,
+        tenants::create_resource,
+        tenants::delete_resource,
         webhooks::create,
         webhooks::list,
         webhooks::get,
@@ -64,7 +70,8 @@ use super::{gateways, health, inventory, keys, pools, problem, tasks, webhooks};
         (name = "cloud gateways", description = "Cloud Connect gateways"),
         (name = "cloud gateway pools", description = "Groups of gateways assigned to tenants"),
         (name = "tasks", description = "Writes accepted and followed until EM settles them"),
-        (name = "inventory", description = "Backup servers and tenants, for filling in UIDs"),
+        (name = "cloud tenants", description = "Onboard, change, suspend and remove Cloud Connect tenants with their storage quotas"),
+        (name = "inventory", description = "Backup servers and repositories, for filling in UIDs"),
         (name = "webhooks", description = "Signed notifications when tasks settle (Standard Webhooks)"),
         (name = "api keys", description = "Key management (admin scope)"),
         (name = "operations", description = "Health and readiness, without authentication"),
@@ -96,6 +103,7 @@ impl Modify for Conventions {
         add_rules::<gateways::CreateCloudGatewayRequest>(components);
         add_rules::<gateways::UpdateCloudGatewayRequest>(components);
         add_rules::<pools::UpdateCloudGatewayPoolRequest>(components);
+        add_rules::<tenants::UpdateCloudTenantRequest>(components);
         openapi.security = Some(vec![api_key()]);
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, operation) in operations(item) {

@@ -114,6 +114,23 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64
     d.deserialize_option(Whole)
 }
 
+/// A field where `null` means something other than leaving it out (a PATCH's "turn this off"):
+/// absent → `None`, `null` → `Some(None)`. Use with `#[serde(default, deserialize_with = …)]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// [`present`] for a [`whole_number`].
+pub fn present_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<i64>>, D::Error> {
+    whole_number(d).map(Some)
+}
+
 fn malformed(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     {
         let inner = e.inner().to_string();

@@ -25,10 +25,27 @@ pub async fn submit<T, V>(
 where
     T: Request<Value = (V, Metadata)>,
 {
+    submit_with(req, state, key, body, command, false).await
+}
+
+/// [`submit`], with `strict_capacity`: a quota beyond its repository's free space is refused
+/// rather than sent on with a warning.
+pub async fn submit_with<T, V>(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &ApiKeyRecord,
+    body: Body<T>,
+    command: impl FnOnce(V) -> Command,
+    strict_capacity: bool,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Request<Value = (V, Metadata)>,
+{
     let bytes = body.bytes()?;
     once(req, state, key.id, &bytes, |idempotency| async move {
         let (value, metadata) = body.parse()?;
-        run(state, key, command(value), metadata, idempotency).await
+        let by = requester(key, metadata, idempotency, strict_capacity);
+        run(state, command(value), by).await
     })
     .await
 }
@@ -41,24 +58,28 @@ pub async fn submit_without_body(
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
     once(req, state, key.id, b"", |idempotency| {
-        run(state, key, command, Metadata::default(), idempotency)
+        let by = requester(key, Metadata::default(), idempotency, false);
+        run(state, command, by)
     })
     .await
 }
 
-async fn run(
-    state: &AppState,
+fn requester(
     key: &ApiKeyRecord,
-    command: Command,
     metadata: Metadata,
     idempotency: Option<crate::store::IdempotencyKey>,
-) -> Result<HttpResponse, ApiError> {
-    let by = Requester {
+    strict_capacity: bool,
+) -> Requester {
+    Requester {
         api_key_id: Some(key.id),
         owner: key.owner.clone(),
         metadata,
         idempotency,
-    };
+        strict_capacity,
+    }
+}
+
+async fn run(state: &AppState, command: Command, by: Requester) -> Result<HttpResponse, ApiError> {
     let task = state.submitter.submit(command, by).await?;
     Ok(respond(&answer::accepted(&task)))
 }

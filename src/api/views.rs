@@ -7,7 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::NetworkType;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{NetworkType, SpeedUnit};
 use crate::em::xml;
 
 /// Another EM object, named.
@@ -170,34 +172,187 @@ impl From<xml::BackupServer> for BackupServerView {
     }
 }
 
+/// A Cloud Connect tenant with its storage quotas, as EM reports it. Never its password.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "3f2a1c10-0000-4000-8000-00000000e901", "uid": "urn:veeam:CloudTenant:3f2a1c10-0000-4000-8000-00000000e901",
+    "name": "abc-company", "description": "ABC Company", "enabled": true, "lease_expires_at": null,
+    "backup_server": {"id": "29e5d158-1f58-44bc-bbaa-2752d787a91d", "uid": "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d", "name": "vbr01.example.local"},
+    "backup_resources": [{"id": "3f2a1c10-0000-4000-8000-00000000e911", "name": "Cloud Repository",
+        "repository": {"id": "3f2a1c10-0000-4000-8000-00000000a101", "uid": "urn:veeam:Repository:3f2a1c10-0000-4000-8000-00000000a101", "name": "Cloud Repo 01"},
+        "quota_mb": 307200, "used_mb": 0, "wan_accelerator_uid": null}],
+    "max_concurrent_tasks": 2, "throttling": null, "backup_protection_days": 7,
+    "cloud_gateway_pool_uids": ["urn:veeam:CloudGatewayPool:3f2a1c10-0000-4000-8000-0000000000c1"],
+    "cloud_gateway_pools": [{"id": "3f2a1c10-0000-4000-8000-0000000000c1", "uid": "urn:veeam:CloudGatewayPool:3f2a1c10-0000-4000-8000-0000000000c1", "name": "EU pool"}],
+    "failover_to_other_gateways": true, "backup_count": 0, "replica_count": 0,
+    "last_active_at": null, "last_result": "Success"}))]
 pub struct CloudTenantView {
     pub id: Uuid,
     pub uid: String,
+    /// The tenant's user name.
     pub name: String,
     #[schema(required = true)]
     pub description: Option<String>,
     #[schema(required = true)]
     pub enabled: Option<bool>,
+    /// When the tenant's lease ends; null: no lease.
+    #[schema(required = true)]
+    pub lease_expires_at: Option<DateTime<Utc>>,
     #[schema(required = true)]
     pub backup_server: Option<ObjectRef>,
+    /// Storage quotas on cloud repositories.
+    pub backup_resources: Vec<BackupResourceView>,
+    #[schema(required = true)]
+    pub max_concurrent_tasks: Option<u32>,
+    /// null: not throttled.
+    #[schema(required = true)]
+    pub throttling: Option<ThrottlingView>,
+    /// Insider protection: days deleted backups are kept; null: off.
+    #[schema(required = true)]
+    pub backup_protection_days: Option<u32>,
     /// Pools assigned to the tenant.
     pub cloud_gateway_pool_uids: Vec<String>,
+    /// The same pools, named.
+    pub cloud_gateway_pools: Vec<ObjectRef>,
+    /// Whether the tenant may fail over to gateways outside its pools.
+    #[schema(required = true)]
+    pub failover_to_other_gateways: Option<bool>,
+    #[schema(required = true)]
+    pub backup_count: Option<u32>,
+    #[schema(required = true)]
+    pub replica_count: Option<u32>,
+    /// When the tenant last connected; null: never.
+    #[schema(required = true)]
+    pub last_active_at: Option<DateTime<Utc>>,
+    /// EM's result of the tenant's last session (`Success`, …).
+    #[schema(required = true)]
+    pub last_result: Option<String>,
 }
 
-impl From<xml::CloudTenant> for CloudTenantView {
-    fn from(t: xml::CloudTenant) -> Self {
+/// A storage quota on a cloud repository (MB = 2^20 bytes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupResourceView {
+    /// The id in `/v1/cloud-tenants/{id}/backup-resources/{resource_id}`.
+    pub id: Uuid,
+    /// The repository's name as the tenant sees it.
+    pub name: String,
+    #[schema(required = true)]
+    pub repository: Option<ObjectRef>,
+    pub quota_mb: u64,
+    #[schema(required = true)]
+    pub used_mb: Option<u64>,
+    #[schema(required = true)]
+    pub wan_accelerator_uid: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThrottlingView {
+    pub speed_limit: u32,
+    pub unit: SpeedUnit,
+}
+
+impl CloudTenantView {
+    /// `names`: repositories' and pools' names by id, to name what the tenant refers to.
+    pub fn of(t: &xml::CloudTenant, names: &HashMap<Uuid, String>) -> Self {
+        let unit = match t.throttling_speed_unit {
+            Some(xml::ThrottlingSpeedUnit::Mbps) => Some(SpeedUnit::Mbps),
+            Some(xml::ThrottlingSpeedUnit::KBps) => Some(SpeedUnit::KBps),
+            Some(xml::ThrottlingSpeedUnit::MBps) => Some(SpeedUnit::MBps),
+            _ => None,
+        };
+        let throttling = match (t.throttling_enabled, t.throttling_speed_limit, unit) {
+            (Some(true), Some(speed_limit), Some(unit)) => {
+                Some(ThrottlingView { speed_limit, unit })
+            }
+            _ => None,
+        };
         CloudTenantView {
             id: guid(&t.uid),
+            uid: t.uid.clone(),
+            name: t.name.clone(),
+            description: t.description.clone(),
+            enabled: t.enabled,
+            lease_expires_at: t.lease_options.and_then(|l| l.expires()),
             backup_server: t
                 .links
                 .find("Up", Some("BackupServerReference"))
                 .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
-            uid: t.uid,
-            name: t.name,
-            description: t.description,
-            enabled: t.enabled,
-            cloud_gateway_pool_uids: t.cloud_gateway_pools.uids,
+            backup_resources: t
+                .resources
+                .items
+                .iter()
+                .map(|r| BackupResourceView::of(r, names))
+                .collect(),
+            max_concurrent_tasks: t.max_concurrent_tasks,
+            throttling,
+            backup_protection_days: t
+                .backup_protection_period
+                .filter(|_| t.backup_protection_enabled == Some(true)),
+            cloud_gateway_pool_uids: t.cloud_gateway_pools.uids.clone(),
+            cloud_gateway_pools: t
+                .cloud_gateway_pools
+                .uids
+                .iter()
+                .filter_map(|u| ObjectRef::from_uid(u, names))
+                .collect(),
+            failover_to_other_gateways: t.failover_to_others_gateways_if_fail,
+            backup_count: t.backup_count,
+            replica_count: t.replica_count,
+            last_active_at: t.last_active,
+            last_result: t.last_result.clone(),
+        }
+    }
+}
+
+impl BackupResourceView {
+    pub fn of(r: &xml::CloudTenantResource, names: &HashMap<Uuid, String>) -> Self {
+        let q = &r.repository_quota;
+        BackupResourceView {
+            id: r.id,
+            name: q.display_name.clone(),
+            repository: ObjectRef::from_uid(&q.repository_uid, names),
+            quota_mb: q.quota,
+            used_mb: q.used_quota,
+            wan_accelerator_uid: q.wan_accelerator_uid.clone().filter(|w| !w.is_empty()),
+        }
+    }
+}
+
+/// A backup repository a storage quota can be put on (MB = 2^20 bytes; EM reports bytes).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "3f2a1c10-0000-4000-8000-00000000a101", "uid": "urn:veeam:Repository:3f2a1c10-0000-4000-8000-00000000a101",
+    "name": "Cloud Repo 01", "kind": "WindowsLocal", "capacity_mb": 1029623, "free_mb": 840962,
+    "backup_server": {"id": "29e5d158-1f58-44bc-bbaa-2752d787a91d", "uid": "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d", "name": "vbr01.example.local"}}))]
+pub struct RepositoryView {
+    pub id: Uuid,
+    pub uid: String,
+    pub name: String,
+    /// EM's kind: `WindowsLocal`, `LinuxLocal`, `CifsShare`, …, `Extendable` (scale-out).
+    #[schema(required = true)]
+    pub kind: Option<String>,
+    #[schema(required = true)]
+    pub capacity_mb: Option<u64>,
+    #[schema(required = true)]
+    pub free_mb: Option<u64>,
+    #[schema(required = true)]
+    pub backup_server: Option<ObjectRef>,
+}
+
+impl From<&xml::Repository> for RepositoryView {
+    fn from(r: &xml::Repository) -> Self {
+        const MB: u64 = 1 << 20;
+        RepositoryView {
+            id: guid(&r.uid),
+            uid: r.uid.clone(),
+            name: r.name.clone(),
+            kind: r.kind.clone(),
+            capacity_mb: r.capacity.map(|b| b / MB),
+            free_mb: r.free_space.map(|b| b / MB),
+            backup_server: r
+                .links
+                .find("Up", Some("BackupServerReference"))
+                .and_then(|l| ObjectRef::from_link(l, "BackupServer")),
         }
     }
 }
@@ -234,6 +389,7 @@ pages!(
     CloudGatewayPoolPage of CloudGatewayPoolView,
     BackupServerPage of BackupServerView,
     CloudTenantPage of CloudTenantView,
+    RepositoryPage of RepositoryView,
 );
 
 /// `limit` and `cursor` of the lists EM returns whole.

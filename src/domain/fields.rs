@@ -51,7 +51,7 @@ impl FieldErrors {
 
 /// Characters EM's XML cannot carry (XML 1.0 has no U+FFFE or U+FFFF) or that no one means in a
 /// name: control characters. `multiline` lets tabs and line feeds through.
-fn text_chars_ok(text: &str, multiline: bool) -> Result<(), String> {
+pub(crate) fn text_chars_ok(text: &str, multiline: bool) -> Result<(), String> {
     let bad = |c: char| {
         (c.is_control() && !(multiline && (c == '\n' || c == '\t')))
             || c == '\u{FFFE}'

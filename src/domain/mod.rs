@@ -8,6 +8,7 @@ mod owner;
 mod pool;
 mod scope;
 mod task;
+mod tenant;
 mod uid;
 mod vocabulary;
 mod webhook;
@@ -24,8 +25,14 @@ pub use pool::parse_uid_list;
 pub use pool::{CloudGatewayPoolChange, NewCloudGatewayPool};
 pub use scope::Scope;
 pub use task::{Operation, Resource, ResourceType, ResourceView, TaskState, TaskView};
+pub use tenant::{
+    CloudTenantChange, Count, Edit, NewBackupResource, NewCloudTenant, NewTenantBackupResource,
+    QuotaMb, QuotaResize, ResourceName, SpeedUnit, TenantBackupResource, TenantName,
+    TenantPassword, Throttling, lease_end,
+};
 pub use uid::{
     BackupServer, BackupServerUid, CloudGateway, CloudGatewayPool, CloudGatewayPoolUid,
-    CloudGatewayUid, CloudTenant, CloudTenantUid, Uid, UidKind,
+    CloudGatewayUid, CloudTenant, CloudTenantUid, Repository, RepositoryUid, Uid, UidKind,
+    WanAccelerator, WanAcceleratorUid,
 };
 pub use webhook::{DeliveryState, EventType, TaskEvent};

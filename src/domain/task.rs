@@ -18,6 +18,11 @@ string_enum!(
         CreateCloudGatewayPool = "create_cloud_gateway_pool",
         UpdateCloudGatewayPool = "update_cloud_gateway_pool",
         DeleteCloudGatewayPool = "delete_cloud_gateway_pool",
+        CreateCloudTenant = "create_cloud_tenant",
+        UpdateCloudTenant = "update_cloud_tenant",
+        DeleteCloudTenant = "delete_cloud_tenant",
+        CreateCloudTenantBackupResource = "create_cloud_tenant_backup_resource",
+        DeleteCloudTenantBackupResource = "delete_cloud_tenant_backup_resource",
     }
 );
 
@@ -35,6 +40,9 @@ string_enum!(
     ResourceType {
         CloudGateway = "cloud_gateway",
         CloudGatewayPool = "cloud_gateway_pool",
+        CloudTenant = "cloud_tenant",
+        /// A tenant's storage quota on a cloud repository.
+        CloudTenantBackupResource = "cloud_tenant_backup_resource",
     }
 );
 
@@ -44,17 +52,27 @@ impl Operation {
             Operation::CreateCloudGateway
             | Operation::UpdateCloudGateway
             | Operation::DeleteCloudGateway => ResourceType::CloudGateway,
-            _ => ResourceType::CloudGatewayPool,
+            Operation::CreateCloudGatewayPool
+            | Operation::UpdateCloudGatewayPool
+            | Operation::DeleteCloudGatewayPool => ResourceType::CloudGatewayPool,
+            Operation::CreateCloudTenant
+            | Operation::UpdateCloudTenant
+            | Operation::DeleteCloudTenant => ResourceType::CloudTenant,
+            Operation::CreateCloudTenantBackupResource
+            | Operation::DeleteCloudTenantBackupResource => ResourceType::CloudTenantBackupResource,
         }
     }
 }
 
 impl ResourceType {
-    /// EM's type name in UIDs.
+    /// EM's type name in UIDs and links. (A storage quota has no UID of its own in EM, only
+    /// an id; its `uid` is written in the same form for uniformity.)
     pub fn em_name(&self) -> &'static str {
         match self {
             ResourceType::CloudGateway => "CloudGateway",
             ResourceType::CloudGatewayPool => "CloudGatewayPool",
+            ResourceType::CloudTenant => "CloudTenant",
+            ResourceType::CloudTenantBackupResource => "CloudTenantResource",
         }
     }
 }
@@ -77,7 +95,7 @@ impl Resource {
 #[schema(example = json!({
     "id": "0193a5c4-8f2e-7cc1-9d7e-3b1f3c2a9e10", "operation": "create_cloud_gateway",
     "state": "running", "em_task_id": "task-7", "message": null, "resource": null,
-    "metadata": {"order": "42"}, "owner": "default", "created_at": "2026-11-24T10:00:00.000Z",
+    "metadata": {"order": "42"}, "owner": "default", "warnings": [], "created_at": "2026-11-24T10:00:00.000Z",
     "updated_at": "2026-11-24T10:00:00.000Z", "finished_at": null}))]
 pub struct TaskView {
     pub id: Uuid,
@@ -97,6 +115,9 @@ pub struct TaskView {
     pub metadata: BTreeMap<String, String>,
     /// The owner of the API key that asked for it.
     pub owner: super::Owner,
+    /// What the gateway noticed before sending the request on (a storage quota larger than the
+    /// repository's free space, say): EM went ahead regardless.
+    pub warnings: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When it settled; null while running.

@@ -27,6 +27,8 @@ uid_kind!(BackupServer, BackupServerUid, "BackupServer");
 uid_kind!(CloudGateway, CloudGatewayUid, "CloudGateway");
 uid_kind!(CloudGatewayPool, CloudGatewayPoolUid, "CloudGatewayPool");
 uid_kind!(CloudTenant, CloudTenantUid, "CloudTenant");
+uid_kind!(Repository, RepositoryUid, "Repository");
+uid_kind!(WanAccelerator, WanAcceleratorUid, "WanAccelerator");
 
 /// `urn:veeam:<Type>:<guid>`; accepted also as the bare guid.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

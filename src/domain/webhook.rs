@@ -41,7 +41,7 @@ impl EventType {
         "state": "succeeded", "em_task_id": "task-7", "message": null,
         "resource": {"type": "cloud_gateway", "id": "917be225-2ba4-4c5f-a4ba-7e0a6c8d1f20",
             "uid": "urn:veeam:CloudGateway:917be225-2ba4-4c5f-a4ba-7e0a6c8d1f20"},
-        "metadata": {"order": "42"}, "owner": "default", "created_at": "2026-11-24T10:00:00.000Z",
+        "metadata": {"order": "42"}, "owner": "default", "warnings": [], "created_at": "2026-11-24T10:00:00.000Z",
         "updated_at": "2026-11-24T10:00:02.000Z", "finished_at": "2026-11-24T10:00:02.000Z"}}))]
 pub struct TaskEvent<'a> {
     #[serde(rename = "type")]

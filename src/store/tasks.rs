@@ -18,7 +18,7 @@ use crate::domain::{
 
 const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_task_id, \
      em_session_id, em_owner, resource_type, resource_id, message, api_key_id, owner, \
-     created_at, updated_at, finished_at";
+     warnings, created_at, updated_at, finished_at";
 
 /// Tasks settled per statement (5 parameters each).
 const SETTLE_CHUNK: usize = 200;
@@ -46,6 +46,8 @@ pub struct TaskRecord {
     pub api_key_id: Option<ApiKeyId>,
     /// The owner of the key that asked for it: who sees it and gets its webhooks.
     pub owner: Owner,
+    /// What the gateway noticed but sent on anyway.
+    pub warnings: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -62,6 +64,7 @@ pub struct NewTask {
     pub metadata: Metadata,
     pub api_key_id: Option<ApiKeyId>,
     pub owner: Owner,
+    pub warnings: Vec<String>,
 }
 
 /// EM accepted a task: its id, and the session that can see it.
@@ -144,6 +147,10 @@ fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             .map(|k| id(&k, ApiKeyId::parse, "api key id"))
             .transpose()?,
         owner: owner(&row.try_get::<String, _>("owner")?)?,
+        warnings: match row.try_get::<Option<String>, _>("warnings")? {
+            Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("warnings"))?,
+            None => Vec::new(),
+        },
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
         finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(time),
@@ -187,9 +194,9 @@ impl Store {
             .map(|chunk| {
                 let sql = format!(
                     "INSERT INTO tasks (id, operation, state, target_id, request, metadata, \
-                     api_key_id, created_at, updated_at, resource_type, resource_id, owner) \
-                     VALUES {} RETURNING {COLUMNS}",
-                    placeholders(chunk.len(), 12, 0)
+                     api_key_id, created_at, updated_at, resource_type, resource_id, owner, \
+                     warnings) VALUES {} RETURNING {COLUMNS}",
+                    placeholders(chunk.len(), 13, 0)
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for (task, _) in chunk {
@@ -211,7 +218,12 @@ impl Store {
                         .bind(now.as_millis())
                         .bind(resource_type)
                         .bind(target)
-                        .bind(task.owner.as_str());
+                        .bind(task.owner.as_str())
+                        .bind(
+                            (!task.warnings.is_empty())
+                                .then(|| serde_json::to_string(&task.warnings).ok())
+                                .flatten(),
+                        );
                 }
                 query
             })

@@ -6,9 +6,12 @@
 
 use uuid::Uuid;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::{
-    CloudGatewayChange, CloudGatewayPoolChange, Network, NewCloudGateway, NewCloudGatewayPool,
-    Operation,
+    CloudGatewayChange, CloudGatewayPoolChange, CloudTenantChange, Edit, Network,
+    NewBackupResource, NewCloudGateway, NewCloudGatewayPool, NewCloudTenant,
+    NewTenantBackupResource, Operation, TenantBackupResource,
 };
 use crate::em::xml::{self, Namespace, NetworkMode};
 use crate::em::{EmClient, EmError, Submitted};
@@ -22,6 +25,17 @@ pub enum Command {
     CreateCloudGatewayPool(NewCloudGatewayPool),
     UpdateCloudGatewayPool(Uuid, CloudGatewayPoolChange),
     DeleteCloudGatewayPool(Uuid),
+    CreateCloudTenant(NewCloudTenant),
+    UpdateCloudTenant(Uuid, CloudTenantChange),
+    DeleteCloudTenant(Uuid, TenantDeletion),
+    CreateCloudTenantBackupResource(NewTenantBackupResource),
+    DeleteCloudTenantBackupResource(TenantBackupResource),
+}
+
+/// How a tenant goes: with its backups, or leaving them on the repositories (EM's default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDeletion {
+    pub delete_backups: bool,
 }
 
 /// A recorded request that no longer parses (a row from an incompatible version, or damaged).
@@ -38,17 +52,32 @@ impl Command {
             Command::CreateCloudGatewayPool(_) => Operation::CreateCloudGatewayPool,
             Command::UpdateCloudGatewayPool(..) => Operation::UpdateCloudGatewayPool,
             Command::DeleteCloudGatewayPool(_) => Operation::DeleteCloudGatewayPool,
+            Command::CreateCloudTenant(_) => Operation::CreateCloudTenant,
+            Command::UpdateCloudTenant(..) => Operation::UpdateCloudTenant,
+            Command::DeleteCloudTenant(..) => Operation::DeleteCloudTenant,
+            Command::CreateCloudTenantBackupResource(_) => {
+                Operation::CreateCloudTenantBackupResource
+            }
+            Command::DeleteCloudTenantBackupResource(_) => {
+                Operation::DeleteCloudTenantBackupResource
+            }
         }
     }
 
     /// The EM object an update or delete is about (a create learns its object from EM).
     pub fn target(&self) -> Option<Uuid> {
         match self {
-            Command::CreateCloudGateway(_) | Command::CreateCloudGatewayPool(_) => None,
+            Command::CreateCloudGateway(_)
+            | Command::CreateCloudGatewayPool(_)
+            | Command::CreateCloudTenant(_)
+            | Command::CreateCloudTenantBackupResource(_) => None,
             Command::UpdateCloudGateway(id, _)
             | Command::DeleteCloudGateway(id)
             | Command::UpdateCloudGatewayPool(id, _)
-            | Command::DeleteCloudGatewayPool(id) => Some(*id),
+            | Command::DeleteCloudGatewayPool(id)
+            | Command::UpdateCloudTenant(id, _)
+            | Command::DeleteCloudTenant(id, _) => Some(*id),
+            Command::DeleteCloudTenantBackupResource(r) => Some(r.resource),
         }
     }
 
@@ -64,6 +93,12 @@ impl Command {
             Command::DeleteCloudGateway(_) | Command::DeleteCloudGatewayPool(_) => {
                 Ok("null".into())
             }
+            // Without the password: it is never serialised.
+            Command::CreateCloudTenant(c) => serde_json::to_string(c),
+            Command::UpdateCloudTenant(_, c) => serde_json::to_string(c),
+            Command::DeleteCloudTenant(_, d) => serde_json::to_string(d),
+            Command::CreateCloudTenantBackupResource(c) => serde_json::to_string(c),
+            Command::DeleteCloudTenantBackupResource(r) => serde_json::to_string(r),
         };
         json.unwrap_or_else(|_| "null".into())
     }
@@ -77,7 +112,8 @@ impl Command {
         fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Unreadable> {
             serde_json::from_str(text).map_err(|_| Unreadable)
         }
-        let target = || target.ok_or(Unreadable);
+        let given = target;
+        let target = || given.ok_or(Unreadable);
         Ok(match operation {
             Operation::CreateCloudGateway => Command::CreateCloudGateway(parse(request)?),
             Operation::UpdateCloudGateway => {
@@ -89,6 +125,19 @@ impl Command {
                 Command::UpdateCloudGatewayPool(target()?, parse(request)?)
             }
             Operation::DeleteCloudGatewayPool => Command::DeleteCloudGatewayPool(target()?),
+            Operation::CreateCloudTenant => Command::CreateCloudTenant(parse(request)?),
+            Operation::UpdateCloudTenant => Command::UpdateCloudTenant(target()?, parse(request)?),
+            Operation::DeleteCloudTenant => Command::DeleteCloudTenant(target()?, parse(request)?),
+            Operation::CreateCloudTenantBackupResource => {
+                Command::CreateCloudTenantBackupResource(parse(request)?)
+            }
+            Operation::DeleteCloudTenantBackupResource => {
+                let r: TenantBackupResource = parse(request)?;
+                if Some(r.resource) != given {
+                    return Err(Unreadable);
+                }
+                Command::DeleteCloudTenantBackupResource(r)
+            }
         })
     }
 
@@ -112,11 +161,37 @@ impl Command {
                 EmRequest::EditCloudGatewayPool(*id, pool_edit(&current, change))
             }
             Command::DeleteCloudGatewayPool(id) => EmRequest::DeleteCloudGatewayPool(*id),
+            Command::CreateCloudTenant(c) => EmRequest::CreateCloudTenant(tenant_spec(c)),
+            Command::UpdateCloudTenant(id, change) => {
+                let Some(current) = em.cloud_tenant(*id).await? else {
+                    return Ok(None);
+                };
+                EmRequest::EditCloudTenant(*id, tenant_edit(&current, change))
+            }
+            Command::DeleteCloudTenant(id, d) => EmRequest::DeleteCloudTenant(*id, *d),
+            Command::CreateCloudTenantBackupResource(c) => {
+                EmRequest::CreateCloudTenantResource(c.tenant, resource_spec(&c.resource))
+            }
+            Command::DeleteCloudTenantBackupResource(r) => {
+                EmRequest::DeleteCloudTenantResource(r.tenant, r.resource)
+            }
         }))
     }
 
     /// What the caller is told when the object to change does not exist.
     pub fn missing(&self) -> String {
+        match self {
+            Command::CreateCloudTenantBackupResource(c) => {
+                return format!("no cloud tenant {}", c.tenant);
+            }
+            Command::DeleteCloudTenantBackupResource(r) => {
+                return format!(
+                    "no storage quota {} on cloud tenant {}",
+                    r.resource, r.tenant
+                );
+            }
+            _ => {}
+        }
         let kind = self.operation().resource_type().as_str().replace('_', " ");
         match self.target() {
             Some(id) => format!("no {kind} {id}"),
@@ -134,6 +209,11 @@ pub enum EmRequest {
     CreateCloudGatewayPool(xml::CreateCloudGatewayPoolSpec),
     EditCloudGatewayPool(Uuid, xml::CloudGatewayPoolEdit),
     DeleteCloudGatewayPool(Uuid),
+    CreateCloudTenant(xml::CreateCloudTenantSpec),
+    EditCloudTenant(Uuid, xml::CloudTenantEdit),
+    DeleteCloudTenant(Uuid, TenantDeletion),
+    CreateCloudTenantResource(Uuid, xml::CreateCloudTenantResourceSpec),
+    DeleteCloudTenantResource(Uuid, Uuid),
 }
 
 impl EmRequest {
@@ -147,6 +227,17 @@ impl EmRequest {
                 em.edit_cloud_gateway_pool(*id, edit).await
             }
             EmRequest::DeleteCloudGatewayPool(id) => em.delete_cloud_gateway_pool(*id).await,
+            EmRequest::CreateCloudTenant(spec) => em.create_cloud_tenant(spec).await,
+            EmRequest::EditCloudTenant(id, edit) => em.edit_cloud_tenant(*id, edit).await,
+            EmRequest::DeleteCloudTenant(id, d) => {
+                em.delete_cloud_tenant(*id, d.delete_backups).await
+            }
+            EmRequest::CreateCloudTenantResource(tenant, spec) => {
+                em.create_cloud_tenant_resource(*tenant, spec).await
+            }
+            EmRequest::DeleteCloudTenantResource(tenant, resource) => {
+                em.delete_cloud_tenant_resource(*tenant, *resource).await
+            }
         }
     }
 }
@@ -245,6 +336,138 @@ pub fn pool_edit(
     }
 }
 
+pub fn resource_spec(r: &NewBackupResource) -> xml::CreateCloudTenantResourceSpec {
+    xml::CreateCloudTenantResourceSpec {
+        name: r.name.as_str().to_string(),
+        repository_uid: r.repository.urn(),
+        quota_mb: r.quota_mb.get(),
+        wan_accelerator_uid: r.wan_accelerator.map(|w| w.urn()),
+    }
+}
+
+pub fn tenant_spec(c: &NewCloudTenant) -> xml::CreateCloudTenantSpec {
+    xml::CreateCloudTenantSpec {
+        xmlns: Namespace,
+        name: c.name.as_str().to_string(),
+        description: c.description.as_ref().map(|d| d.as_str().to_string()),
+        // A request always carries one (the API requires it); a command read back from its
+        // record has none and is never sent. Were it sent empty, EM would refuse it.
+        password: c
+            .password
+            .as_ref()
+            .map(|p| p.secret().clone())
+            .unwrap_or_default(),
+        enabled: Some(c.enabled),
+        lease_expiration_date: c.lease_expires_at,
+        resources: xml::BackupResources {
+            items: c.backup_resources.iter().map(resource_spec).collect(),
+        },
+        throttling_enabled: Some(c.throttling.is_some()),
+        throttling_speed_limit: c.throttling.map(|t| t.speed_limit.get()),
+        throttling_speed_unit: c.throttling.map(|t| speed_unit(t.unit)),
+        public_ip_count: None,
+        backup_server_uid: c.backup_server.urn(),
+        max_concurrent_tasks: c.max_concurrent_tasks.map(|n| n.get()),
+        backup_protection_enabled: Some(c.backup_protection_days.is_some()),
+        backup_protection_period: c.backup_protection_days.map(|d| d.get()),
+        tenant_type: xml::CloudTenantType::Standalone,
+        cloud_gateway_pools: xml::CloudGatewayPoolUids {
+            uids: c.cloud_gateway_pools.iter().map(|p| p.urn()).collect(),
+        },
+        failover_to_others_gateways_if_fail: c.failover_to_other_gateways,
+    }
+}
+
+fn speed_unit(unit: crate::domain::SpeedUnit) -> xml::ThrottlingSpeedUnit {
+    match unit {
+        crate::domain::SpeedUnit::Mbps => xml::ThrottlingSpeedUnit::Mbps,
+        crate::domain::SpeedUnit::KBps => xml::ThrottlingSpeedUnit::KBps,
+        crate::domain::SpeedUnit::MBps => xml::ThrottlingSpeedUnit::MBps,
+    }
+}
+
+/// The entity EM's PUT wants: what EM has, with the change applied. Quotas not resized are left
+/// out (EM keeps them); a resize of a quota the tenant does not have is left out too (the
+/// submit refused it before: see `tasks::precheck`).
+pub fn tenant_edit(current: &xml::CloudTenant, change: &CloudTenantChange) -> xml::CloudTenantEdit {
+    let username = current
+        .username()
+        .map(str::to_string)
+        .unwrap_or_else(|| current.name.clone());
+    let mut edit = xml::CloudTenantEdit::new(username);
+    edit.password = change.password.as_ref().map(|p| p.secret().clone());
+    edit.description = change
+        .description
+        .as_ref()
+        .map(|d| d.as_str().to_string())
+        .or_else(|| current.description.clone());
+    edit.enabled = change.enabled.or(current.enabled);
+    edit.lease_options = match change.lease_expires_at {
+        Edit::Keep => current.lease_options,
+        Edit::Clear => Some(xml::LeaseOptions::none()),
+        Edit::Set(at) => Some(xml::LeaseOptions::until(at)),
+    };
+    // A speed unit EM added later cannot be written back: then it is left as EM has it.
+    let current_unit = current
+        .throttling_speed_unit
+        .filter(|u| *u != xml::ThrottlingSpeedUnit::Unknown);
+    (
+        edit.throttling_enabled,
+        edit.throttling_speed_limit,
+        edit.throttling_speed_unit,
+    ) = match change.throttling {
+        Edit::Keep => (
+            current.throttling_enabled,
+            current.throttling_speed_limit,
+            current_unit,
+        ),
+        Edit::Clear => (Some(false), current.throttling_speed_limit, current_unit),
+        Edit::Set(t) => (
+            Some(true),
+            Some(t.speed_limit.get()),
+            Some(speed_unit(t.unit)),
+        ),
+    };
+    edit.max_concurrent_tasks = change
+        .max_concurrent_tasks
+        .map(|n| n.get())
+        .or(current.max_concurrent_tasks);
+    (
+        edit.backup_protection_enabled,
+        edit.backup_protection_period,
+    ) = match change.backup_protection_days {
+        Edit::Keep => (
+            current.backup_protection_enabled,
+            current.backup_protection_period,
+        ),
+        Edit::Clear => (Some(false), current.backup_protection_period),
+        Edit::Set(days) => (Some(true), Some(days.get())),
+    };
+    edit.cloud_gateway_pools =
+        change
+            .cloud_gateway_pools
+            .as_ref()
+            .map(|pools| xml::CloudGatewayPoolUids {
+                uids: pools.iter().map(|p| p.urn()).collect(),
+            });
+    edit.failover_to_others_gateways_if_fail = change
+        .failover_to_other_gateways
+        .or(current.failover_to_others_gateways_if_fail);
+    edit.resources = xml::CloudTenantResourceEdits {
+        items: change
+            .backup_resources
+            .iter()
+            .filter_map(|resize| {
+                let quota = current.resources.items.iter().find(|r| r.id == resize.id)?;
+                let mut edit = xml::CloudTenantResourceEdit::from(quota);
+                edit.repository_quota.quota = resize.quota_mb.get();
+                Some(edit)
+            })
+            .collect(),
+    };
+    edit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +482,86 @@ mod tests {
             external_port: Port::CLOUD_GATEWAY_DEFAULT,
             internal_port: Port::CLOUD_GATEWAY_DEFAULT,
         }
+    }
+
+    fn tenant() -> NewCloudTenant {
+        NewCloudTenant {
+            backup_server: BackupServerUid::parse("29e5d158-1f58-44bc-bbaa-2752d787a91d").unwrap(),
+            name: crate::domain::TenantName::parse("ABC Ltd").unwrap(),
+            description: None,
+            password: None,
+            enabled: true,
+            lease_expires_at: None,
+            backup_resources: Vec::new(),
+            max_concurrent_tasks: None,
+            throttling: None,
+            backup_protection_days: None,
+            cloud_gateway_pools: Vec::new(),
+            failover_to_other_gateways: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_tenant_edit_is_what_em_has_with_the_change_and_a_password_only_when_set() {
+        let current: xml::CloudTenant = xml::from_xml(
+            r#"<CloudTenant Name="abc" UID="urn:veeam:CloudTenant:3f2a1c10-0000-4000-8000-00000000e901" xmlns="http://www.veeam.com/ent/v1.0">
+  <Password/><Description>before</Description><Enabled>true</Enabled><LeaseOptions Enabled="true" ExpirationDate="2031-01-01T00:00:00Z"/>
+  <Resources><CloudTenantResource Id="3f2a1c10-0000-4000-8000-00000000e911"><RepositoryQuota><DisplayName>C</DisplayName><RepositoryUid>urn:veeam:Repository:3f2a1c10-0000-4000-8000-00000000a101</RepositoryUid><Quota>2048</Quota><UsedQuota>10</UsedQuota></RepositoryQuota></CloudTenantResource></Resources>
+  <ThrottlingEnabled>true</ThrottlingEnabled><ThrottlingSpeedLimit>5</ThrottlingSpeedLimit><ThrottlingSpeedUnit>KBps</ThrottlingSpeedUnit>
+  <MaxConcurrentTasks>3</MaxConcurrentTasks><BackupProtectionEnabled>true</BackupProtectionEnabled><BackupProtectionPeriod>9</BackupProtectionPeriod>
+  <TenantType><StandaloneTenant><TenantCredentials><Username>abc</Username></TenantCredentials></StandaloneTenant></TenantType></CloudTenant>"#,
+        )
+        .unwrap();
+        let quota = Uuid::parse_str("3f2a1c10-0000-4000-8000-00000000e911").unwrap();
+        let change = CloudTenantChange {
+            enabled: Some(false),
+            lease_expires_at: Edit::Clear,
+            backup_protection_days: Edit::Clear,
+            backup_resources: vec![
+                crate::domain::QuotaResize {
+                    id: quota,
+                    quota_mb: crate::domain::QuotaMb::parse(4096).unwrap(),
+                },
+                crate::domain::QuotaResize {
+                    id: Uuid::now_v7(),
+                    quota_mb: crate::domain::QuotaMb::parse(4096).unwrap(),
+                },
+            ],
+            ..Default::default()
+        };
+        let edit = tenant_edit(&current, &change);
+        assert_eq!(edit.username, "abc");
+        assert!(edit.password.is_none(), "no password unless it changes");
+        assert_eq!(edit.description.as_deref(), Some("before"), "kept");
+        assert_eq!(edit.enabled, Some(false));
+        assert_eq!(edit.lease_options, Some(xml::LeaseOptions::none()));
+        assert_eq!(
+            (
+                edit.throttling_enabled,
+                edit.throttling_speed_limit,
+                edit.throttling_speed_unit
+            ),
+            (Some(true), Some(5), Some(xml::ThrottlingSpeedUnit::KBps)),
+            "kept"
+        );
+        assert_eq!(edit.max_concurrent_tasks, Some(3));
+        assert_eq!(edit.backup_protection_enabled, Some(false));
+        assert_eq!(edit.cloud_gateway_pools, None, "pools not named: kept");
+        assert_eq!(edit.resources.items.len(), 1, "only the tenant's own quota");
+        assert_eq!(edit.resources.items[0].repository_quota.quota, 4096);
+        let with_password = CloudTenantChange {
+            password: Some(crate::domain::TenantPassword::parse("n3w").unwrap()),
+            password_changed: true,
+            cloud_gateway_pools: Some(Vec::new()),
+            ..Default::default()
+        };
+        let edit = tenant_edit(&current, &with_password);
+        let xml = xml::to_xml(&edit).unwrap();
+        assert!(xml.contains("<Password>n3w</Password>"), "{xml}");
+        assert!(
+            xml.contains("<CloudGatewayPools/>"),
+            "an empty list removes the pools: {xml}"
+        );
     }
 
     #[test]
@@ -276,6 +579,26 @@ mod tests {
             Command::DeleteCloudGateway(id),
             Command::UpdateCloudGatewayPool(id, CloudGatewayPoolChange::default()),
             Command::DeleteCloudGatewayPool(id),
+            Command::CreateCloudTenant(tenant()),
+            Command::UpdateCloudTenant(
+                id,
+                CloudTenantChange {
+                    enabled: Some(false),
+                    password_changed: true,
+                    lease_expires_at: Edit::Clear,
+                    ..Default::default()
+                },
+            ),
+            Command::DeleteCloudTenant(
+                id,
+                TenantDeletion {
+                    delete_backups: true,
+                },
+            ),
+            Command::DeleteCloudTenantBackupResource(TenantBackupResource {
+                tenant: Uuid::now_v7(),
+                resource: id,
+            }),
         ];
         for command in commands {
             let back =

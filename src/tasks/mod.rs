@@ -4,7 +4,8 @@
 //!
 //! 1. [`command`]: the validated write as a value — recorded with the task, turned into the one
 //!    EM request that carries it out.
-//! 2. [`submit`]: the task is recorded *before* EM is called, then gets EM's task id (and the
+//! 2. [`submit`]: [`precheck`] refuses at once what EM would fail later; then the task is
+//!    recorded *before* EM is called, then gets EM's task id (and the
 //!    202 answer kept under the request's Idempotency-Key, in the same transaction).
 //! 3. [`replay`]: an `Idempotency-Key` makes a write happen at most once; repeats get the first
 //!    answer.
@@ -16,6 +17,7 @@
 pub mod answer;
 pub mod command;
 pub mod poller;
+pub mod precheck;
 pub mod reconcile;
 pub mod replay;
 pub mod submit;

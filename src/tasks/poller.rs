@@ -290,6 +290,10 @@ impl Poller {
                 Look::CloudGatewayPool(id) => {
                     em.pool.insert(id, self.em.cloud_gateway_pool(id).await?);
                 }
+                Look::CloudTenants => em.tenants = Some(self.em.cloud_tenants().await?),
+                Look::CloudTenant(id) => {
+                    em.tenant.insert(id, self.em.cloud_tenant(id).await?);
+                }
             }
         }
         Ok(())

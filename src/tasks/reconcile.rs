@@ -12,9 +12,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::command::Command;
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
-    CloudGatewayChange, CloudGatewayPoolChange, Network, Operation, Resource, ResourceType,
-    TaskState,
+    CloudGatewayChange, CloudGatewayPoolChange, CloudTenantChange, Edit, Network, Operation,
+    Resource, ResourceType, TaskState,
 };
 use crate::em::xml;
 use crate::store::Settlement;
@@ -55,6 +57,9 @@ pub enum Look {
     CloudGatewayPools,
     CloudGateway(Uuid),
     CloudGatewayPool(Uuid),
+    CloudTenants,
+    /// A tenant's entity, with its storage quotas.
+    CloudTenant(Uuid),
 }
 
 /// What judging `command` needs to see.
@@ -68,6 +73,12 @@ pub fn looks(command: &Command) -> Vec<Look> {
         Command::UpdateCloudGatewayPool(id, _) | Command::DeleteCloudGatewayPool(id) => {
             vec![Look::CloudGatewayPool(*id)]
         }
+        Command::CreateCloudTenant(_) => vec![Look::CloudTenants],
+        Command::UpdateCloudTenant(id, _) | Command::DeleteCloudTenant(id, _) => {
+            vec![Look::CloudTenant(*id)]
+        }
+        Command::CreateCloudTenantBackupResource(c) => vec![Look::CloudTenant(c.tenant)],
+        Command::DeleteCloudTenantBackupResource(r) => vec![Look::CloudTenant(r.tenant)],
     }
 }
 
@@ -79,6 +90,8 @@ pub struct EmObjects {
     /// By id; `None` inside: EM says it does not exist.
     pub gateway: HashMap<Uuid, Option<xml::CloudGateway>>,
     pub pool: HashMap<Uuid, Option<xml::CloudGatewayPool>>,
+    pub tenants: Option<Vec<xml::CloudTenant>>,
+    pub tenant: HashMap<Uuid, Option<xml::CloudTenant>>,
 }
 
 impl EmObjects {
@@ -88,6 +101,8 @@ impl EmObjects {
             Look::CloudGatewayPools => self.pools.is_some(),
             Look::CloudGateway(id) => self.gateway.contains_key(&id),
             Look::CloudGatewayPool(id) => self.pool.contains_key(&id),
+            Look::CloudTenants => self.tenants.is_some(),
+            Look::CloudTenant(id) => self.tenant.contains_key(&id),
         }
     }
 }
@@ -193,6 +208,79 @@ pub fn judge(command: &Command, em: &EmObjects) -> Finding {
                 *id,
                 current.as_ref().map(|p| pool_matches(p, change)),
             ),
+        },
+        Command::CreateCloudTenant(c) => {
+            let Some(tenants) = &em.tenants else {
+                return unread();
+            };
+            let found = tenants.iter().find(|t| {
+                c.name.same_as(&t.name) && backup_server_of(&t.links) == Some(c.backup_server.id())
+            });
+            match found.and_then(|t| guid(&t.uid)) {
+                Some(id) => done(
+                    TaskState::Succeeded,
+                    format!("cloud tenant {} exists", c.name),
+                    Some(Resource {
+                        type_: ResourceType::CloudTenant,
+                        id,
+                    }),
+                ),
+                None => Finding::NotYet(format!("no cloud tenant {} appeared", c.name)),
+            }
+        }
+        Command::UpdateCloudTenant(id, change) => match em.tenant.get(id) {
+            None => unread(),
+            Some(current) => changed(
+                ResourceType::CloudTenant,
+                *id,
+                current.as_ref().map(|t| tenant_matches(t, change)),
+            ),
+        },
+        Command::DeleteCloudTenant(id, _) => match em.tenant.get(id) {
+            None => unread(),
+            Some(gone) => deleted(ResourceType::CloudTenant, *id, gone.is_some()),
+        },
+        Command::CreateCloudTenantBackupResource(c) => match em.tenant.get(&c.tenant) {
+            None => unread(),
+            Some(None) => done(
+                TaskState::Failed,
+                format!("cloud tenant {} no longer exists", c.tenant),
+                None,
+            ),
+            Some(Some(tenant)) => {
+                let repository = c.resource.repository.id();
+                let quota = tenant
+                    .resources
+                    .items
+                    .iter()
+                    .find(|r| guid(&r.repository_quota.repository_uid) == Some(repository));
+                match quota {
+                    Some(q) => done(
+                        TaskState::Succeeded,
+                        format!(
+                            "cloud tenant {} has a storage quota on repository {repository}",
+                            c.tenant
+                        ),
+                        Some(Resource {
+                            type_: ResourceType::CloudTenantBackupResource,
+                            id: q.id,
+                        }),
+                    ),
+                    None => Finding::NotYet(format!(
+                        "no storage quota on repository {repository} appeared for cloud tenant {}",
+                        c.tenant
+                    )),
+                }
+            }
+        },
+        Command::DeleteCloudTenantBackupResource(r) => match em.tenant.get(&r.tenant) {
+            None => unread(),
+            Some(tenant) => {
+                let exists = tenant
+                    .as_ref()
+                    .is_some_and(|t| t.resources.items.iter().any(|q| q.id == r.resource));
+                deleted(ResourceType::CloudTenantBackupResource, r.resource, exists)
+            }
         },
     }
 }
@@ -312,6 +400,68 @@ fn pool_matches(p: &xml::CloudGatewayPool, c: &CloudGatewayPoolChange) -> bool {
         && c.tenants
             .as_ref()
             .is_none_or(|t| same(&p.cloud_tenants.uids, t.iter().map(|u| u.id()).collect()))
+}
+
+fn tenant_matches(t: &xml::CloudTenant, c: &CloudTenantChange) -> bool {
+    let same_second = |a: DateTime<Utc>, b: DateTime<Utc>| a.timestamp() == b.timestamp();
+    let lease_ok = match c.lease_expires_at {
+        Edit::Keep => true,
+        Edit::Clear => t.lease_options.and_then(|l| l.expires()).is_none(),
+        Edit::Set(at) => t
+            .lease_options
+            .and_then(|l| l.expires())
+            .is_some_and(|have| same_second(have, at)),
+    };
+    let throttling_ok = match c.throttling {
+        Edit::Keep => true,
+        Edit::Clear => t.throttling_enabled != Some(true),
+        Edit::Set(want) => {
+            t.throttling_enabled == Some(true)
+                && t.throttling_speed_limit == Some(want.speed_limit.get())
+                && t.throttling_speed_unit.map(|u| format!("{u:?}"))
+                    == Some(want.unit.as_str().to_string())
+        }
+    };
+    let protection_ok = match c.backup_protection_days {
+        Edit::Keep => true,
+        Edit::Clear => t.backup_protection_enabled != Some(true),
+        Edit::Set(days) => {
+            t.backup_protection_enabled == Some(true)
+                && t.backup_protection_period == Some(days.get())
+        }
+    };
+    let pools_ok = c.cloud_gateway_pools.as_ref().is_none_or(|want| {
+        let mut have: Vec<Uuid> = t
+            .cloud_gateway_pools
+            .uids
+            .iter()
+            .filter_map(|u| guid(u))
+            .collect();
+        let mut want: Vec<Uuid> = want.iter().map(|p| p.id()).collect();
+        have.sort();
+        want.sort();
+        have == want
+    });
+    let quotas_ok = c.backup_resources.iter().all(|resize| {
+        t.resources
+            .items
+            .iter()
+            .any(|q| q.id == resize.id && q.repository_quota.quota == resize.quota_mb.get())
+    });
+    // The password cannot be read back: a change of it alone is judged by the rest.
+    lease_ok
+        && throttling_ok
+        && protection_ok
+        && pools_ok
+        && quotas_ok
+        && c.enabled.is_none_or(|e| t.enabled == Some(e))
+        && c.description
+            .as_ref()
+            .is_none_or(|d| t.description.as_deref().unwrap_or("") == d.as_str())
+        && c.max_concurrent_tasks
+            .is_none_or(|n| t.max_concurrent_tasks == Some(n.get()))
+        && c.failover_to_other_gateways
+            .is_none_or(|f| t.failover_to_others_gateways_if_fail == Some(f))
 }
 
 fn humanize(d: Duration) -> String {
@@ -591,6 +741,171 @@ mod tests {
         assert_eq!(
             settled.message.as_deref(),
             Some("Server gw is already a cloud gateway.")
+        );
+    }
+
+    const TENANT: &str = "3f2a1c10-0000-4000-8000-00000000e901";
+    const QUOTA: &str = "3f2a1c10-0000-4000-8000-00000000e911";
+    const REPO: &str = "3f2a1c10-0000-4000-8000-00000000a101";
+
+    /// EM's `CloudTenant` entity with one quota (or none), disabled or not.
+    fn tenant_xml(name: &str, enabled: bool, quota_mb: Option<u64>) -> xml::CloudTenant {
+        let resources = quota_mb.map_or(String::new(), |mb| {
+            format!(
+                r#"<CloudTenantResource Id="{QUOTA}"><RepositoryQuota><DisplayName>C</DisplayName><RepositoryUid>urn:veeam:Repository:{REPO}</RepositoryUid><Quota>{mb}</Quota><UsedQuota>0</UsedQuota></RepositoryQuota></CloudTenantResource>"#
+            )
+        });
+        xml::from_xml(&format!(
+            r#"<CloudTenant Name="{name}" UID="urn:veeam:CloudTenant:{TENANT}" xmlns="http://www.veeam.com/ent/v1.0">
+  <Links><Link Href="https://em:9398/api/backupServers/{VBR01}" Name="vbr01" Type="BackupServerReference" Rel="Up"/></Links>
+  <Password/><Enabled>{enabled}</Enabled><LeaseOptions Enabled="false"/><Resources>{resources}</Resources>
+  <ThrottlingEnabled>false</ThrottlingEnabled><ThrottlingSpeedLimit>1</ThrottlingSpeedLimit><ThrottlingSpeedUnit>Mbps</ThrottlingSpeedUnit>
+  <MaxConcurrentTasks>1</MaxConcurrentTasks></CloudTenant>"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn lost_tenant_commands_are_judged_by_ems_objects() {
+        use crate::domain::{
+            NewBackupResource, NewCloudTenant, NewTenantBackupResource, QuotaMb, QuotaResize,
+            RepositoryUid, ResourceName, TenantBackupResource, TenantName,
+        };
+        use crate::tasks::command::TenantDeletion;
+        let id = Uuid::parse_str(TENANT).unwrap();
+        let quota = Uuid::parse_str(QUOTA).unwrap();
+        let create = Command::CreateCloudTenant(NewCloudTenant {
+            backup_server: BackupServerUid::parse(VBR01).unwrap(),
+            name: TenantName::parse("ABC Ltd").unwrap(),
+            description: None,
+            password: None,
+            enabled: true,
+            lease_expires_at: None,
+            backup_resources: Vec::new(),
+            max_concurrent_tasks: None,
+            throttling: None,
+            backup_protection_days: None,
+            cloud_gateway_pools: Vec::new(),
+            failover_to_other_gateways: None,
+        });
+        let suspend = Command::UpdateCloudTenant(
+            id,
+            CloudTenantChange {
+                enabled: Some(false),
+                backup_resources: vec![QuotaResize {
+                    id: quota,
+                    quota_mb: QuotaMb::parse(4096).unwrap(),
+                }],
+                ..Default::default()
+            },
+        );
+        let add = Command::CreateCloudTenantBackupResource(NewTenantBackupResource {
+            tenant: id,
+            resource: NewBackupResource {
+                name: ResourceName::parse("C").unwrap(),
+                repository: RepositoryUid::parse(REPO).unwrap(),
+                quota_mb: QuotaMb::parse(4096).unwrap(),
+                wan_accelerator: None,
+            },
+        });
+        let remove = Command::DeleteCloudTenantBackupResource(TenantBackupResource {
+            tenant: id,
+            resource: quota,
+        });
+        let delete = Command::DeleteCloudTenant(id, TenantDeletion::default());
+        let with = |t: Option<xml::CloudTenant>| EmObjects {
+            tenants: Some(t.clone().into_iter().collect()),
+            tenant: HashMap::from([(id, t)]),
+            ..Default::default()
+        };
+        let succeeded = |kind, id| Some((TaskState::Succeeded, Some(Resource { type_: kind, id })));
+        let cases = [
+            (
+                "create: the name exists, any case",
+                &create,
+                with(Some(tenant_xml("abc ltd", true, None))),
+                succeeded(ResourceType::CloudTenant, id),
+            ),
+            ("create: not yet", &create, with(None), None),
+            (
+                "suspend: taken",
+                &suspend,
+                with(Some(tenant_xml("abc", false, Some(4096)))),
+                succeeded(ResourceType::CloudTenant, id),
+            ),
+            (
+                "suspend: quota not resized yet",
+                &suspend,
+                with(Some(tenant_xml("abc", false, Some(2048)))),
+                None,
+            ),
+            (
+                "suspend: still enabled",
+                &suspend,
+                with(Some(tenant_xml("abc", true, Some(4096)))),
+                None,
+            ),
+            (
+                "suspend: tenant gone",
+                &suspend,
+                with(None),
+                Some((TaskState::Failed, None)),
+            ),
+            (
+                "add quota: on the repository",
+                &add,
+                with(Some(tenant_xml("abc", true, Some(4096)))),
+                succeeded(ResourceType::CloudTenantBackupResource, quota),
+            ),
+            (
+                "add quota: not yet",
+                &add,
+                with(Some(tenant_xml("abc", true, None))),
+                None,
+            ),
+            (
+                "add quota: tenant gone",
+                &add,
+                with(None),
+                Some((TaskState::Failed, None)),
+            ),
+            (
+                "remove quota: gone",
+                &remove,
+                with(Some(tenant_xml("abc", true, None))),
+                succeeded(ResourceType::CloudTenantBackupResource, quota),
+            ),
+            (
+                "remove quota: still there",
+                &remove,
+                with(Some(tenant_xml("abc", true, Some(1024)))),
+                None,
+            ),
+            (
+                "delete: gone",
+                &delete,
+                with(None),
+                succeeded(ResourceType::CloudTenant, id),
+            ),
+            (
+                "delete: still there",
+                &delete,
+                with(Some(tenant_xml("abc", true, None))),
+                None,
+            ),
+        ];
+        for (what, command, em, expected) in cases {
+            let got = match judge(command, &em) {
+                Finding::Done {
+                    state, resource, ..
+                } => Some((state, resource)),
+                Finding::NotYet(_) => None,
+            };
+            assert_eq!(got, expected, "{what}");
+        }
+        assert!(
+            matches!(judge(&create, &EmObjects::default()), Finding::NotYet(_)),
+            "unread"
         );
     }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::answer;
 use super::command::Command;
+use super::precheck::{self, Inventory, Need};
 use crate::clock::Clock;
 use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
 use crate::em::xml;
@@ -43,6 +44,9 @@ pub struct Requester {
     pub metadata: Metadata,
     /// The request's Idempotency-Key: the task and the answer are recorded under it.
     pub idempotency: Option<IdempotencyKey>,
+    /// The caller asked (`?strict_capacity=true`) that a storage quota larger than its
+    /// repository's free space be refused rather than sent on with a warning.
+    pub strict_capacity: bool,
 }
 
 /// Writes gathered into one transaction, at most.
@@ -95,7 +99,7 @@ impl Submitter {
 
     /// Checks the command against what EM has, records it, sends it, and answers with its task.
     pub async fn submit(&self, command: Command, by: Requester) -> Result<TaskRecord, SubmitError> {
-        self.check(&command).await?;
+        let warnings = self.check(&command, by.strict_capacity).await?;
         let request = command
             .prepare(&self.em)
             .await?
@@ -108,6 +112,7 @@ impl Submitter {
             metadata: by.metadata,
             api_key_id: by.api_key_id,
             owner: by.owner,
+            warnings,
         };
         let key = by.idempotency;
         let task = self.intents.write((intent, key.clone())).await?;
@@ -149,13 +154,71 @@ impl Submitter {
         }
     }
 
-    /// Refuses, before anything is recorded, what EM would refuse for the objects it names.
-    async fn check(&self, command: &Command) -> Result<(), SubmitError> {
+    /// Refuses, before anything is recorded, what EM would refuse for the objects it names;
+    /// answers what to warn of.
+    async fn check(&self, command: &Command, strict: bool) -> Result<Vec<String>, SubmitError> {
         match command {
-            Command::CreateCloudGateway(c) => self.check_backup_server(c.backup_server).await,
-            Command::CreateCloudGatewayPool(c) => self.check_backup_server(c.backup_server).await,
-            _ => Ok(()),
+            Command::CreateCloudGateway(c) => self.check_backup_server(c.backup_server).await?,
+            Command::CreateCloudGatewayPool(c) => self.check_backup_server(c.backup_server).await?,
+            Command::CreateCloudTenant(c) => self.check_backup_server(c.backup_server).await?,
+            _ => {}
         }
+        let needs = precheck::needs(command);
+        if needs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inventory = self.read(&needs).await?;
+        let verdict = precheck::check(command, &inventory, strict);
+        if let Some(missing) = verdict.missing {
+            return Err(SubmitError::NotFound(missing));
+        }
+        if !verdict.conflicts.is_empty() {
+            return Err(SubmitError::Conflicts(verdict.conflicts));
+        }
+        Ok(verdict.warnings)
+    }
+
+    /// Reads what the pre-check needs, all at once. A read that fails fails the request: a
+    /// tenant write is judged against EM's objects or not sent.
+    async fn read(&self, needs: &[Need]) -> Result<Inventory, EmError> {
+        let em = &self.em;
+        let wants = |n: Need| needs.contains(&n);
+        let tenant = needs.iter().find_map(|n| match n {
+            Need::Tenant(id) => Some(*id),
+            _ => None,
+        });
+        let (tenants, tenant, repositories, pools) = tokio::try_join!(
+            async {
+                match wants(Need::Tenants) {
+                    true => em.cloud_tenants().await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match tenant {
+                    Some(id) => em.cloud_tenant(id).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match wants(Need::Repositories) {
+                    true => em.repositories().await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match wants(Need::Pools) {
+                    true => em.cloud_gateway_pools().await.map(Some),
+                    false => Ok(None),
+                }
+            },
+        )?;
+        Ok(Inventory {
+            tenants,
+            tenant,
+            repositories,
+            pools,
+        })
     }
 
     /// A backup server EM does not manage: EM would answer 400 for it anyway, but this way the

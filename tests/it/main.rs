@@ -18,5 +18,6 @@ mod simulator;
 mod store;
 mod support;
 mod surface;
+mod tenants;
 mod tls;
 mod webhooks;

@@ -42,6 +42,7 @@ fn new_task() -> NewTask {
         metadata: Metadata::default(),
         api_key_id: None,
         owner: Owner::default(),
+        warnings: Vec::new(),
     }
 }
 

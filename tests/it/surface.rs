@@ -613,6 +613,7 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         metadata: Metadata::default(),
         api_key_id: None,
         owner: em_gateway::domain::Owner::default(),
+        warnings: Vec::new(),
     };
     app.store
         .insert_tasks(
