@@ -27,9 +27,9 @@ pub struct CreateApiKeyRequest {
     pub scope: Option<Scope>,
     /// The team or system the key belongs to: a `read` or `write` key sees and acts only on its
     /// owner's tasks and webhooks. Absent: `default`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "request::present")]
     #[schema(nullable = false, value_type = Owner)]
-    pub owner: Option<String>,
+    pub owner: Option<Option<String>>,
     /// 1 to 3650; absent: never expires.
     #[serde(default, deserialize_with = "request::whole_number")]
     #[schema(minimum = 1, maximum = 3650)]
@@ -60,9 +60,13 @@ impl Request for CreateApiKeyRequest {
         if self.scope.is_none() {
             e.add("scope", "is required (read, write or admin)");
         }
-        let owner = match self.owner.as_deref() {
+        let owner = match &self.owner {
             None => Some(Owner::default()),
-            Some(o) => e.check("owner", Owner::parse(o)),
+            Some(None) => {
+                e.add("owner", "must be an owner's name (leave it out for `default`)");
+                None
+            }
+            Some(Some(o)) => e.check("owner", Owner::parse(o)),
         };
         let expires_in = match self.expires_in_days {
             None => None,

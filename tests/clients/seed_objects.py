@@ -1,6 +1,6 @@
 """Makes real objects for schemathesis to aim at, and prints them as schemathesis dictionaries.
 
-Without them every GET/PATCH/DELETE of /v1/cloud-gateways/{id} and /v1/cloud-gateway-pools/{id}
+Without them every GET/PATCH/DELETE of /v1/cloud-gateways/{id}, /v1/cloud-gateway-pools/{id} and /v1/cloud-tenants/{id}
 gets a random id and a 404, and never reaches Enterprise Manager. Standard library only (this runs
 before any client is generated).
 
@@ -16,6 +16,7 @@ import uuid
 
 BACKUP_SERVER = "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d"
 TENANT = "urn:veeam:CloudTenant:5cf540af-512a-5ba8-9f12-77fba51207e0"
+REPOSITORY = "urn:veeam:Repository:3f2a1c10-0000-4000-8000-00000000a101"
 DEADLINE_S = 30
 
 
@@ -64,10 +65,19 @@ def main(base, key, document):
 
     # Bare guids only: the document types these path ids as `format: uuid`, so a `urn:veeam:…` UID
     # (which the gateway also takes) counts as invalid input there, and its 202 as a failure.
+    tenant_task = call(base, key, "POST", "/v1/cloud-tenants", {
+        "backup_server_uid": BACKUP_SERVER,
+        "name": f"st-tenant-{uuid.uuid4().hex[:6]}",
+        "password": f"st-{uuid.uuid4().hex}",
+        "backup_resources": [{"name": "Cloud", "repository_uid": REPOSITORY, "quota_mb": 10240}],
+    })
+    tenant = settled(base, key, tenant_task)["resource"]
+    task_ids.append(tenant_task["id"])
     dictionaries = {
         "/v1/cloud-gateways/": [g["id"] for g in gateways],
         "/v1/cloud-gateway-pools/": [pool["id"]],
         "/v1/tasks/": task_ids,
+        "/v1/cloud-tenants/": [tenant["id"], TENANT.rsplit(":", 1)[1]],
     }
     for n, (prefix, ids) in enumerate(dictionaries.items()):
         # The path parameter's name as the document spells it ({id} today; it may be renamed).

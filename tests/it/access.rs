@@ -148,6 +148,8 @@ async fn admins_manage_keys_over_http() {
         json!({"name": "", "scope": "write"}),
         json!({"name": "x", "scope": "root"}),
         json!({"name": "x", "scope": "read", "expires_in_days": 0}),
+        json!({"name": "x", "scope": "read", "owner": null}),
+        json!({"name": "x", "scope": "read", "owner": "two words"}),
     ] {
         let resp = app.post("/v1/api-keys", &app.admin_key, bad.clone()).await;
         assert!(
