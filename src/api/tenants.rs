@@ -346,9 +346,9 @@ pub struct UpdateCloudTenantRequest {
     #[schema(value_type = Option<Vec<crate::domain::CloudGatewayPoolUid>>)]
     pub cloud_gateway_pool_uids: Option<Vec<String>>,
     pub failover_to_other_gateways: Option<bool>,
-    /// Quotas to resize; the others are kept. New quotas are added with
+    /// Quotas to resize (at least one); the others are kept. New quotas are added with
     /// `POST /v1/cloud-tenants/{id}/backup-resources`.
-    #[schema(value_type = Option<Vec<QuotaResizeRequest>>)]
+    #[schema(value_type = Option<Vec<QuotaResizeRequest>>, min_items = 1)]
     pub backup_resources: Option<Vec<QuotaResizeRequest>>,
     #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<BTreeMap<String, String>>,
@@ -394,6 +394,12 @@ impl Request for UpdateCloudTenantRequest {
                 .map(|d| d.map(|n| e.check("backup_protection_days", Count::parse(n)))),
         );
         let max_tasks = parse_count(&mut e, "max_concurrent_tasks", self.max_concurrent_tasks);
+        if self.backup_resources.as_ref().is_some_and(Vec::is_empty) {
+            e.add(
+                "backup_resources",
+                "must list at least one quota to resize (leave it out to keep them all)",
+            );
+        }
         let mut resizes = Vec::new();
         let mut seen = HashSet::new();
         for (i, r) in self.backup_resources.iter().flatten().enumerate() {

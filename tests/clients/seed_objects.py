@@ -73,12 +73,25 @@ def main(base, key, document):
     })
     tenant = settled(base, key, tenant_task)["resource"]
     task_ids.append(tenant_task["id"])
+    quotas = [q["id"] for q in call(base, key, "GET", f"/v1/cloud-tenants/{tenant['id']}")["backup_resources"]]
     dictionaries = {
         "/v1/cloud-gateways/": [g["id"] for g in gateways],
         "/v1/cloud-gateway-pools/": [pool["id"]],
         "/v1/tasks/": task_ids,
         "/v1/cloud-tenants/": [tenant["id"], TENANT.rsplit(":", 1)[1]],
     }
+    # A quota of that tenant, for DELETE …/backup-resources/{resource_id}: first, as the first
+    # matching [[operations]] entry is the one that applies.
+    # for DELETE …/backup-resources/{resource_id}.
+    quota_path = "/v1/cloud-tenants/{id}/backup-resources/{resource_id}"
+    if quota_path in paths:
+        print(f"[dictionaries.quotas]\nvalues = {json.dumps(quotas)}\n")
+        print(f"[dictionaries.quota_tenant]\nvalues = {json.dumps([tenant['id']])}\n")
+        print("[[operations]]")
+        print(f"include-path-regex = {json.dumps('^' + re.escape(quota_path) + '$')}")
+        print('parameters = { "path.id" = { dictionary = "quota_tenant", probability = 0.8 }, '
+              '"path.resource_id" = { dictionary = "quotas", probability = 0.8 } }\n')
+
     for n, (prefix, ids) in enumerate(dictionaries.items()):
         # The path parameter's name as the document spells it ({id} today; it may be renamed).
         names = sorted({m.group(1) for p in paths for m in [re.match(re.escape(prefix) + r"\{(\w+)\}", p)] if m})
@@ -86,7 +99,9 @@ def main(base, key, document):
             continue
         print(f"[dictionaries.ids_{n}]\nvalues = {json.dumps(ids)}\n")
         print("[[operations]]")
-        print(f"include-path-regex = {json.dumps('^' + re.escape(prefix + '{' + names[0] + '}'))}")
+        # Not the paths with a second id (a quota's): their own entry above pairs the ids.
+        regex = '^' + re.escape(prefix + '{' + names[0] + '}') + '(/[a-z-]+)*$'
+        print(f"include-path-regex = {json.dumps(regex)}")
         print(f'parameters = {{ "path.{names[0]}" = {{ dictionary = "ids_{n}", probability = 0.7 }} }}\n')
 
 

@@ -588,6 +588,7 @@ async fn bad_input_is_422_naming_the_field_and_never_reaches_em() {
     let acme = format!("/v1/cloud-tenants/{ACME_ID}");
     for (body, status, field) in [
         (json!({}), 422, "body"),
+        (json!({"backup_resources": []}), 422, "backup_resources"),
         (
             json!({"backup_protection_days": 0}),
             422,
