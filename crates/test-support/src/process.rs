@@ -2,17 +2,42 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use em_gateway::sim::RunningSim;
 
 use crate::sim::{PASSWORD, USER};
 
+/// Lines of output kept per process: enough for a test's run at debug level, bounded for a
+/// benchmark's long one.
+const KEPT_LINES: usize = 200_000;
+
+/// What a process printed, stdout and stderr interleaved as read.
+#[derive(Debug, Default)]
+struct Output {
+    lines: Vec<String>,
+    /// Lines past [`KEPT_LINES`], not kept.
+    dropped: usize,
+}
+
+impl Output {
+    fn push(&mut self, line: String) {
+        if self.lines.len() < KEPT_LINES {
+            self.lines.push(line);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
 /// A started program, killed when dropped.
 pub struct Process {
     child: tokio::process::Child,
     /// The line it announced itself with.
     pub announced: String,
+    output: Arc<Mutex<Output>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Process {
@@ -40,20 +65,65 @@ impl Process {
             .map_err(|e| format!("{}: {e}", program.display()))?;
         let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
         let mut err = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+        let output: Arc<Mutex<Output>> = Arc::default();
+        let keep = |line: &str| output.lock().unwrap().push(line.to_string());
         let announced = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
-                tokio::select! {
-                    Ok(Some(l)) = out.next_line() => if l.contains(marker) { return Ok(l) },
-                    Ok(Some(l)) = err.next_line() => if l.contains(marker) { return Ok(l) },
+                let line = tokio::select! {
+                    Ok(Some(l)) = out.next_line() => l,
+                    Ok(Some(l)) = err.next_line() => l,
                     else => return Err(format!("{} exited before announcing itself", program.display())),
+                };
+                keep(&line);
+                if line.contains(marker) {
+                    return Ok(line);
                 }
             }
         })
         .await
         .map_err(|_| format!("{} did not start within a minute", program.display()))??;
-        tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
-        tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
-        Ok(Process { child, announced })
+        let (o, e) = (output.clone(), output.clone());
+        let readers = vec![
+            tokio::spawn(async move {
+                while let Ok(Some(l)) = out.next_line().await {
+                    o.lock().unwrap().push(l);
+                }
+            }),
+            tokio::spawn(async move {
+                while let Ok(Some(l)) = err.next_line().await {
+                    e.lock().unwrap().push(l);
+                }
+            }),
+        ];
+        Ok(Process {
+            child,
+            announced,
+            output,
+            readers,
+        })
+    }
+
+    /// The lines it printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().lines.clone()
+    }
+
+    /// SIGTERM, waits for it to exit (up to `patience`, then SIGKILL), and returns every line it
+    /// printed, to the last. Panics if some were not kept.
+    pub async fn terminate_and_read(
+        mut self,
+        patience: Duration,
+    ) -> (Option<std::process::ExitStatus>, Vec<String>) {
+        let readers = std::mem::take(&mut self.readers);
+        let output = self.output.clone();
+        let status = self.terminate(patience).await;
+        for reader in readers {
+            // The pipes close with the process; the rest of its output is read by then.
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
+        let output = std::mem::take(&mut *output.lock().unwrap());
+        assert_eq!(output.dropped, 0, "more than {KEPT_LINES} lines of output");
+        (status, output.lines)
     }
 
     pub fn pid(&self) -> u32 {
@@ -141,6 +211,18 @@ impl GatewayProcess {
     /// SIGKILL: no shutdown, no logoff, leases left behind.
     pub async fn kill(self) {
         self.process.kill().await;
+    }
+
+    /// Its log so far (JSON lines).
+    pub fn log(&self) -> Vec<String> {
+        self.process.output()
+    }
+
+    /// SIGTERM: a clean stop. Returns how it exited and its whole log.
+    pub async fn stop(self) -> (Option<std::process::ExitStatus>, Vec<String>) {
+        self.process
+            .terminate_and_read(Duration::from_secs(30))
+            .await
     }
 }
 
