@@ -18,6 +18,7 @@ mod simulator;
 mod store;
 mod support;
 mod surface;
+mod tenant_recovery;
 mod tenant_secrets;
 mod tenants;
 mod tls;
