@@ -22,4 +22,5 @@ mod tenant_recovery;
 mod tenant_secrets;
 mod tenants;
 mod tls;
+mod walkthrough;
 mod webhooks;
