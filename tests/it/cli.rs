@@ -150,6 +150,9 @@ async fn commands_explain_themselves_and_fail_in_one_line() {
     ] {
         assert!(help.contains(flag), "em-sim --help documents {flag}");
     }
+    for model in ["Cloud Connect tenants", "storage quotas", "repositories"] {
+        assert!(help.contains(model), "em-sim --help says it serves {model}");
+    }
     let out = gateway(&["serve"], &temp_sqlite()).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
