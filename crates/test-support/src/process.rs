@@ -103,11 +103,6 @@ impl Process {
         })
     }
 
-    /// The lines it printed so far.
-    pub fn output(&self) -> Vec<String> {
-        self.output.lock().unwrap().lines.clone()
-    }
-
     /// SIGTERM, waits for it to exit (up to `patience`, then SIGKILL), and returns every line it
     /// printed, to the last. Panics if some were not kept.
     pub async fn terminate_and_read(
@@ -211,11 +206,6 @@ impl GatewayProcess {
     /// SIGKILL: no shutdown, no logoff, leases left behind.
     pub async fn kill(self) {
         self.process.kill().await;
-    }
-
-    /// Its log so far (JSON lines).
-    pub fn log(&self) -> Vec<String> {
-        self.process.output()
     }
 
     /// SIGTERM: a clean stop. Returns how it exited and its whole log.
