@@ -63,7 +63,10 @@ impl Request for CreateApiKeyRequest {
         let owner = match &self.owner {
             None => Some(Owner::default()),
             Some(None) => {
-                e.add("owner", "must be an owner's name (leave it out for `default`)");
+                e.add(
+                    "owner",
+                    "must be an owner's name (leave it out for `default`)",
+                );
                 None
             }
             Some(Some(o)) => e.check("owner", Owner::parse(o)),
