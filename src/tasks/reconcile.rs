@@ -230,11 +230,28 @@ pub fn judge(command: &Command, em: &EmObjects) -> Finding {
         }
         Command::UpdateCloudTenant(id, change) => match em.tenant.get(id) {
             None => unread(),
-            Some(current) => changed(
-                ResourceType::CloudTenant,
-                *id,
-                current.as_ref().map(|t| tenant_matches(t, change)),
-            ),
+            Some(current) => {
+                let finding = changed(
+                    ResourceType::CloudTenant,
+                    *id,
+                    current.as_ref().map(|t| tenant_matches(t, change)),
+                );
+                // EM never shows a password: say that it was not checked.
+                match finding {
+                    Finding::Done {
+                        state: TaskState::Succeeded,
+                        what,
+                        resource,
+                    } if change.password_changed => done(
+                        TaskState::Succeeded,
+                        format!(
+                            "{what}; its new password cannot be read back from EM and was not checked"
+                        ),
+                        resource,
+                    ),
+                    other => other,
+                }
+            }
         },
         Command::DeleteCloudTenant(id, _) => match em.tenant.get(id) {
             None => unread(),
@@ -907,5 +924,22 @@ mod tests {
             matches!(judge(&create, &EmObjects::default()), Finding::NotYet(_)),
             "unread"
         );
+        let password_only = Command::UpdateCloudTenant(
+            id,
+            CloudTenantChange {
+                password_changed: true,
+                ..Default::default()
+            },
+        );
+        match judge(&password_only, &with(Some(tenant_xml("abc", true, None)))) {
+            Finding::Done { state, what, .. } => {
+                assert_eq!(state, TaskState::Succeeded);
+                assert!(
+                    what.ends_with("cannot be read back from EM and was not checked"),
+                    "{what}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
