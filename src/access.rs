@@ -62,8 +62,8 @@ pub fn hash_with(pepper: &[u8], token: &str) -> String {
 
 pub fn check_name(name: &str) -> Result<String, KeyError> {
     let name = name.trim();
-    let bad = |c: char| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}';
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(bad) {
+    let one_line = crate::domain::check_text(name, crate::domain::Lines::One);
+    if name.is_empty() || name.chars().count() > 100 || one_line.is_err() {
         return Err(KeyError::BadName);
     }
     Ok(name.to_string())

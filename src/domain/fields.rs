@@ -49,18 +49,40 @@ impl FieldErrors {
     }
 }
 
-/// Characters EM's XML cannot carry (XML 1.0 has no U+FFFE or U+FFFF) or that no one means in a
-/// name: control characters. `multiline` lets tabs and line feeds through.
-pub(crate) fn text_chars_ok(text: &str, multiline: bool) -> Result<(), String> {
-    let bad = |c: char| {
-        (c.is_control() && !(multiline && (c == '\n' || c == '\t')))
-            || c == '\u{FFFE}'
-            || c == '\u{FFFF}'
+/// Whether a text may run over several lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A name: no control character at all.
+    One,
+    /// Free text: tabs and line feeds too.
+    Many,
+}
+
+/// The one rule for text that may reach EM's XML or sit beside it: XML 1.0 characters only
+/// (its `Char` production has no C0 control but tab, LF and CR, and no U+FFFE or U+FFFF: EM's
+/// parser refuses the whole document over one of them). Stricter still, as no one means them:
+/// no DEL or C1 control, and no CR, which every XML parser turns into LF, so that EM would keep
+/// something other than what was sent. [`Lines::Many`] lets tab and LF through.
+pub fn check_text(text: &str, lines: Lines) -> Result<(), String> {
+    let allowed = |c: char| match c {
+        '\t' | '\n' => lines == Lines::Many,
+        '\u{FFFE}' | '\u{FFFF}' => false,
+        c => !c.is_control(),
     };
-    if text.chars().any(bad) {
-        return Err("must not contain control characters or U+FFFE/U+FFFF".into());
+    match text.chars().enumerate().find(|(_, c)| !allowed(*c)) {
+        None => Ok(()),
+        Some((at, c)) => Err(format!(
+            "must not contain U+{:04X} (character {}): {}",
+            u32::from(c),
+            at + 1,
+            match lines {
+                Lines::One => "one line, without control characters, U+FFFE or U+FFFF",
+                Lines::Many => {
+                    "no control characters but tab and line feed, and no U+FFFE or U+FFFF"
+                }
+            }
+        )),
     }
-    Ok(())
 }
 
 /// A string schema for a domain type: its rules, as the JSON Schema that documents them.
@@ -84,7 +106,7 @@ pub(crate) fn string_schema(
     schema.into()
 }
 
-/// [`text_chars_ok`] as a JSON Schema pattern.
+/// [`check_text`] with [`Lines::Many`] as a JSON Schema pattern.
 pub(crate) const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F\uFFFE\uFFFF]*$";
 
 /// One-line text with at least one character that is not a space: a name.
@@ -231,7 +253,7 @@ impl Description {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        text_chars_ok(text, true)?;
+        check_text(text, Lines::Many)?;
         Ok(Description(text.to_string()))
     }
 
@@ -282,7 +304,7 @@ impl PoolName {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        text_chars_ok(text, false)?;
+        check_text(text, Lines::One)?;
         Ok(PoolName(text.to_string()))
     }
 
@@ -361,6 +383,9 @@ impl Metadata {
                     format!("metadata.{k}"),
                     format!("values must be at most {} characters", Self::MAX_VALUE),
                 );
+            } else if let Err(message) = check_text(v, Lines::Many) {
+                // Echoed in tasks and webhooks, and a portal may well pass them on to EM.
+                errors.add(format!("metadata.{k}"), message);
             }
         }
         Metadata(map)
@@ -378,7 +403,7 @@ impl utoipa::PartialSchema for Metadata {
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .description(Some(
-                "Your own data, echoed in the task and in webhooks: a flat map of strings.",
+                "Your own data, echoed in the task and in webhooks: a flat map of strings (no control characters but tab and line feed).",
             ))
             .max_properties(Some(Self::MAX_KEYS))
             .property_names(Some(
@@ -389,7 +414,8 @@ impl utoipa::PartialSchema for Metadata {
             .additional_properties(Some(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .max_length(Some(Self::MAX_VALUE)),
+                    .max_length(Some(Self::MAX_VALUE))
+                    .pattern(Some(TEXT_PATTERN)),
             ))
             .examples([serde_json::json!({"order": "42"})])
             .into()
@@ -432,20 +458,57 @@ mod tests {
     }
 
     #[test]
-    fn free_text_refuses_control_characters_and_non_xml_characters() {
-        assert!(Description::parse("line one\n\tline two").is_ok());
-        for bad in [
-            "a\u{0}b",
-            "bell\u{7}",
-            "\u{85}",
-            "a\u{FFFE}",
-            "\u{FFFF}",
-            "cr\r",
-        ] {
-            assert!(Description::parse(bad).is_err(), "{bad:?}");
+    fn text_holds_xml_1_0_characters_and_no_control_characters() {
+        use Lines::{Many, One};
+        // (character, allowed in one line, allowed in free text)
+        let cases = [
+            ('a', true, true),
+            (' ', true, true),
+            ('é', true, true),
+            ('€', true, true),
+            ('\u{D7FF}', true, true),
+            ('\u{E000}', true, true),
+            ('\u{FDD0}', true, true), // a non-character, but an XML 1.0 `Char`
+            ('\u{FFFD}', true, true),
+            ('\u{10000}', true, true),
+            ('\u{10FFFF}', true, true),
+            ('\t', false, true),
+            ('\n', false, true),
+            ('\r', false, false), // XML parsers turn it into LF
+            ('\u{0}', false, false),
+            ('\u{1}', false, false),
+            ('\u{8}', false, false),
+            ('\u{B}', false, false),
+            ('\u{C}', false, false),
+            ('\u{1B}', false, false),
+            ('\u{1F}', false, false),
+            ('\u{7F}', false, false),
+            ('\u{80}', false, false),
+            ('\u{85}', false, false),
+            ('\u{9F}', false, false),
+            ('\u{FFFE}', false, false),
+            ('\u{FFFF}', false, false),
+        ];
+        for (c, one, many) in cases {
+            let text = format!("a{c}b");
+            assert_eq!(check_text(&text, One).is_ok(), one, "{c:?} in one line");
+            assert_eq!(check_text(&text, Many).is_ok(), many, "{c:?} in free text");
+            assert_eq!(
+                Description::parse(&text).is_ok(),
+                many,
+                "{c:?} in a description"
+            );
+            assert_eq!(PoolName::parse(&text).is_ok(), one, "{c:?} in a pool name");
+            let mut errors = FieldErrors::new();
+            Metadata::parse(BTreeMap::from([("k".into(), text.clone())]), &mut errors);
+            assert_eq!(errors.is_empty(), many, "{c:?} in a metadata value");
         }
-        assert!(PoolName::parse("EU pool").is_ok());
-        assert!(PoolName::parse("EU\tpool").is_err());
+        assert_eq!(
+            check_text("ab\u{FFFE}", Many).unwrap_err(),
+            "must not contain U+FFFE (character 3): no control characters but tab and line \
+             feed, and no U+FFFE or U+FFFF",
+            "the message names the character and where it is"
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ mod webhook;
 pub(crate) use vocabulary::string_enum;
 
 pub use fields::{
-    Description, FieldError, FieldErrors, HostName, Metadata, PoolName, Port, name_schema,
+    Description, FieldError, FieldErrors, HostName, Lines, Metadata, PoolName, Port, check_text,
+    name_schema,
 };
 pub use gateway::{CloudGatewayChange, Network, NetworkType, NewCloudGateway};
 pub use ids::{ApiKeyId, DeliveryId, EventId, ReplicaId, TaskId, WebhookId};

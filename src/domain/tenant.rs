@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::fields::{string_schema, text_chars_ok};
+use super::fields::{Lines, check_text, string_schema};
 use super::{
     BackupServerUid, CloudGatewayPoolUid, Description, RepositoryUid, WanAcceleratorUid,
     string_enum,
@@ -51,7 +51,7 @@ impl TenantName {
         if text.ends_with('.') {
             return Err("must not end with a period".into());
         }
-        text_chars_ok(text, false)?;
+        check_text(text, Lines::One)?;
         Ok(TenantName(text.to_string()))
     }
 
@@ -113,8 +113,10 @@ impl TenantPassword {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        // Not the text in the message: it is the secret.
-        text_chars_ok(text, false)?;
+        // Not the text in the message, nor which character or where: it is the secret.
+        check_text(text, Lines::One).map_err(|_| {
+            "must be one line, without control characters, U+FFFE or U+FFFF".to_string()
+        })?;
         Ok(TenantPassword(SecretString::from(text.to_string())))
     }
 
@@ -246,7 +248,7 @@ impl ResourceName {
         if text.chars().count() > Self::MAX {
             return Err(format!("must be at most {} characters", Self::MAX));
         }
-        text_chars_ok(text, false)?;
+        check_text(text, Lines::One)?;
         Ok(ResourceName(text.to_string()))
     }
 

@@ -1,0 +1,271 @@
+//! The audit's smaller findings (issue 13, point 8), as a hostile or careless client meets
+//! them: text EM's XML cannot carry.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+use crate::tenants::REPO01;
+
+async fn refused_field(app: &TestApp, method: &str, path: &str, key: &str, body: Value) -> String {
+    let resp = http()
+        .request(method.parse().unwrap(), app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(status, 422, "{method} {path} {body}: {problem}");
+    problem["errors"][0]["field"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_outside_xml_1_0_is_refused_naming_the_field() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let gw = "/v1/cloud-gateways/3e4e6d17-ee2a-430f-807c-8d92af2a5551";
+    let pool = "/v1/cloud-gateway-pools/3e4e6d17-ee2a-430f-807c-8d92af2a5552";
+    let gateway = |extra: Value| {
+        let mut body = json!({"backup_server_uid": VBR01, "server_host_name": "gw.example"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let new_pool = |extra: Value| {
+        let mut body = json!({"backup_server_uid": VBR01, "name": "EU pool",
+            "cloud_gateway_uids": ["3e4e6d17-ee2a-430f-807c-8d92af2a5551"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let tenant = |extra: Value| {
+        let mut body = crate::tenants::new_tenant("hostile");
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let tenant_path = "/v1/cloud-tenants/5cf540af-512a-5ba8-9f12-77fba51207e0";
+    let tenant_quotas = format!("{tenant_path}/backup-resources");
+    let (w, a) = (app.write_key.as_str(), app.admin_key.as_str());
+    // (method, path, key, body, the field named)
+    let cases = [
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"description": "a\u{FFFE}"})),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"description": "bell\u{7}"})),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"server_host_name": "gw\u{1}.example"})),
+            "server_host_name",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"network_type": "nat", "external_ip": "nat\u{FFFF}.example"})),
+            "external_ip",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"metadata": {"order": "4\u{0}2"}})),
+            "metadata.order",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"metadata": {"order": "42\r"}})),
+            "metadata.order",
+        ),
+        (
+            "PATCH",
+            gw,
+            w,
+            json!({"description": "\u{FFFF}"}),
+            "description",
+        ),
+        (
+            "PATCH",
+            gw,
+            w,
+            json!({"enabled": true, "metadata": {"k": "\u{1B}[31m"}}),
+            "metadata.k",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateway-pools",
+            w,
+            new_pool(json!({"name": "EU\u{FFFE}pool"})),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateway-pools",
+            w,
+            new_pool(json!({"name": "EU\npool"})),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateway-pools",
+            w,
+            new_pool(json!({"description": "\u{0}"})),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/cloud-gateway-pools",
+            w,
+            new_pool(json!({"metadata": {"k": "\u{FFFE}"}})),
+            "metadata.k",
+        ),
+        ("PATCH", pool, w, json!({"name": "\u{8}"}), "name"),
+        (
+            "PATCH",
+            pool,
+            w,
+            json!({"description": "x\u{FFFF}"}),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/webhooks",
+            w,
+            json!({"url": "http://127.0.0.1:9/x", "description": "\u{FFFE}"}),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/api-keys",
+            a,
+            json!({"name": "portal\u{FFFF}", "scope": "read"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/cloud-tenants",
+            w,
+            tenant(json!({"name": "acme\u{FFFE}"})),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/cloud-tenants",
+            w,
+            tenant(json!({"description": "\u{FFFF}"})),
+            "description",
+        ),
+        (
+            "POST",
+            "/v1/cloud-tenants",
+            w,
+            tenant(json!({"password": "pa\u{1}ss"})),
+            "password",
+        ),
+        (
+            "POST",
+            "/v1/cloud-tenants",
+            w,
+            tenant(
+                json!({"backup_resources": [{"name": "\u{7}", "repository_uid": REPO01, "quota_mb": 2048}]}),
+            ),
+            "backup_resources[0].name",
+        ),
+        (
+            "PATCH",
+            tenant_path,
+            w,
+            json!({"description": "\u{0}"}),
+            "description",
+        ),
+        (
+            "PATCH",
+            tenant_path,
+            w,
+            json!({"password": "new\npassword"}),
+            "password",
+        ),
+        (
+            "POST",
+            &tenant_quotas,
+            w,
+            json!({"name": "Q\u{FFFE}", "repository_uid": REPO01, "quota_mb": 2048}),
+            "name",
+        ),
+    ];
+    for (method, path, key, body, field) in cases {
+        assert_eq!(
+            refused_field(&app, method, path, key, body.clone()).await,
+            field,
+            "{body}"
+        );
+    }
+    // A password is a secret: its problem says what is wrong, not which character or where.
+    let resp = app
+        .post(
+            "/v1/cloud-tenants",
+            w,
+            tenant(json!({"password": "pa\u{1}ss"})),
+        )
+        .await;
+    let problem = resp.text().await.unwrap();
+    assert!(
+        !problem.contains("U+0001") && !problem.contains("character 3"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.get_json("/v1/tasks").await["items"],
+        json!([]),
+        "nothing refused became a task"
+    );
+
+    // Tabs and line feeds are text; so is anything XML 1.0 has, astral planes included.
+    let accepted = app
+        .post(
+            "/v1/cloud-gateways",
+            w,
+            gateway(json!({"description": "line one\n\tline two 🦀 \u{FDD0}",
+                "metadata": {"note": "a\tb\nc"}})),
+        )
+        .await;
+    assert_eq!(accepted.status(), 202);
+    let task: Value = accepted.json().await.unwrap();
+    assert_eq!(task["metadata"]["note"], "a\tb\nc");
+    app.settled(task["id"].as_str().unwrap()).await;
+
+    // A lone surrogate is no character at all: malformed JSON, never a 500.
+    let lone = http()
+        .post(app.url("/v1/cloud-gateways"))
+        .bearer_auth(w)
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"backup_server_uid": "{VBR01}", "server_host_name": "gw.example", "description": "\ud800"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lone.status(), 400);
+    app.stop().await;
+    sim.stop().await;
+}
