@@ -23,9 +23,14 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// One entry per invalid field.
+    /// One entry per invalid field, at most 100: the first ones found, in the request's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100)]
     pub errors: Vec<FieldError>,
+    /// How many invalid fields `errors` leaves out (it lists 100); absent when it lists all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1)]
+    pub errors_omitted: Option<usize>,
     /// What Enterprise Manager answered, when EM refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub em: Option<EmRefusal>,
@@ -77,21 +82,39 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
-fn conflict_detail(errors: &[FieldError]) -> String {
+/// The most `errors` entries one answer lists: a body of 5,000 bad items would otherwise be
+/// answered with half a megabyte that no one reads past the first screen.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// The entries an answer lists, and how many more there were.
+fn listed(errors: &[FieldError]) -> (&[FieldError], Option<usize>) {
+    let shown = errors.len().min(MAX_LISTED_ERRORS);
+    let omitted = errors.len() - shown;
+    (&errors[..shown], (omitted > 0).then_some(omitted))
+}
+
+/// `"3 fields are invalid"`, and what is left out of the list when it was cut.
+fn many_detail(errors: &[FieldError], what: &str) -> String {
     match errors {
         [one] => format!("{}: {}", one.field, one.message),
-        many => format!(
-            "{} fields conflict with Enterprise Manager's objects",
-            many.len()
-        ),
+        many => match listed(many) {
+            (_, None) => format!("{} fields {what}", many.len()),
+            (shown, Some(omitted)) => format!(
+                "{} fields {what}; the first {} are listed, {omitted} more {} not",
+                many.len(),
+                shown.len(),
+                if omitted == 1 { "is" } else { "are" }
+            ),
+        },
     }
 }
 
+fn conflict_detail(errors: &[FieldError]) -> String {
+    many_detail(errors, "conflict with Enterprise Manager's objects")
+}
+
 fn invalid_detail(errors: &[FieldError]) -> String {
-    match errors {
-        [one] => format!("{}: {}", one.field, one.message),
-        many => format!("{} fields are invalid", many.len()),
-    }
+    many_detail(errors, "are invalid")
 }
 
 impl From<SubmitError> for ApiError {
@@ -178,11 +201,14 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let (slug, title) = self.kind();
-        let errors = match self {
+        let (errors, errors_omitted) = match self {
             ApiError::Malformed { errors, .. }
             | ApiError::Invalid(errors)
-            | ApiError::ConflictsWithEm(errors) => errors.clone(),
-            _ => Vec::new(),
+            | ApiError::ConflictsWithEm(errors) => {
+                let (shown, omitted) = listed(errors);
+                (shown.to_vec(), omitted)
+            }
+            _ => (Vec::new(), None),
         };
         let em = match self {
             ApiError::Em(
@@ -205,6 +231,7 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             errors,
+            errors_omitted,
             em,
         };
         let mut resp = HttpResponse::build(status);
@@ -320,6 +347,50 @@ mod tests {
             .map(str::to_string);
         let body = resp.into_body().try_into_bytes().unwrap_or_default();
         (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn field_errors(n: usize) -> Vec<FieldError> {
+        (0..n)
+            .map(|i| FieldError {
+                field: format!("cloud_gateway_uids[{i}]"),
+                message: "must be a guid".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn at_most_100_field_errors_are_listed_and_the_rest_counted() {
+        // (invalid fields, entries listed, errors_omitted, detail)
+        let cases = [
+            (1, 1, None, "cloud_gateway_uids[0]: must be a guid"),
+            (2, 2, None, "2 fields are invalid"),
+            (100, 100, None, "100 fields are invalid"),
+            (
+                101,
+                100,
+                Some(1),
+                "101 fields are invalid; the first 100 are listed, 1 more is not",
+            ),
+            (
+                5000,
+                100,
+                Some(4900),
+                "5000 fields are invalid; the first 100 are listed, 4900 more are not",
+            ),
+        ];
+        for (n, shown, omitted, detail) in cases {
+            let resp = ApiError::Invalid(field_errors(n)).error_response();
+            let body = resp.into_body().try_into_bytes().unwrap_or_default();
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let errors = problem["errors"].as_array().unwrap();
+            assert_eq!(errors.len(), shown, "{n}");
+            assert_eq!(
+                errors[0]["field"], "cloud_gateway_uids[0]",
+                "the first ones"
+            );
+            assert_eq!(problem["errors_omitted"].as_u64(), omitted, "{n}");
+            assert_eq!(problem["detail"], detail, "{n}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The audit's smaller findings (issue 13, point 8), as a hostile or careless client meets
-//! them: text EM's XML cannot carry.
+//! them: text EM's XML cannot carry and thousands of bad items in one request.
 
 use serde_json::{Value, json};
 
@@ -266,6 +266,48 @@ async fn text_outside_xml_1_0_is_refused_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(lone.status(), 400);
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_bad_items_get_100_errors_and_a_count() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let bad: Vec<String> = (0..5000).map(|i| format!("x{i}")).collect();
+    let resp = app
+        .post(
+            "/v1/cloud-gateway-pools",
+            &app.write_key,
+            json!({"backup_server_uid": VBR01, "name": "big", "cloud_gateway_uids": bad}),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
+    let bytes = resp.bytes().await.unwrap();
+    let problem: Value = serde_json::from_slice(&bytes).unwrap();
+    let errors = problem["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 100);
+    assert_eq!(errors[0]["field"], "cloud_gateway_uids[0]");
+    assert_eq!(errors[99]["field"], "cloud_gateway_uids[99]");
+    assert_eq!(problem["errors_omitted"], 4900);
+    assert_eq!(
+        problem["detail"],
+        "5000 fields are invalid; the first 100 are listed, 4900 more are not"
+    );
+    assert!(bytes.len() < 16 * 1024, "{} bytes", bytes.len());
+    println!("5,000 bad UIDs: a {}-byte answer", bytes.len());
+
+    // A few stay listed whole, without a count.
+    let few = app
+        .post(
+            "/v1/cloud-gateway-pools",
+            &app.write_key,
+            json!({"backup_server_uid": VBR01, "name": "small", "cloud_gateway_uids": ["x", "y"]}),
+        )
+        .await;
+    let problem: Value = few.json().await.unwrap();
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+    assert!(problem.get("errors_omitted").is_none(), "{problem}");
     app.stop().await;
     sim.stop().await;
 }
