@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use super::AppState;
 use super::problem::ApiError;
 use super::request;
-use crate::domain::{Scope, Visibility};
+use crate::domain::{FieldError, Scope, Visibility};
 use crate::store::ApiKeyRecord;
 
 /// The scope a route needs.
@@ -83,20 +83,28 @@ impl<S: Needs> FromRequest for Caller<S> {
 }
 
 async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKeyRecord, ApiError> {
-    let header = req
+    let mut headers = req
         .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized(
-            "send Authorization: Bearer <api key>",
-        ))?;
+        .get_all(actix_web::http::header::AUTHORIZATION);
+    let header = headers.next().ok_or(ApiError::Unauthorized(
+        "send Authorization: Bearer <api key>",
+    ))?;
+    // Two keys are no key: which one a proxy or a framework on the way would take differs.
+    let count = 1 + headers.count();
+    if count > 1 {
+        return Err(ApiError::Malformed {
+            detail: format!("send one Authorization header, not {count}"),
+            errors: vec![FieldError {
+                field: "Authorization".into(),
+                message: format!("must be sent once; this request has {count}"),
+            }],
+        });
+    }
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(|t| SecretString::from(t.trim().to_string()))
+        .and_then(bearer_token)
+        .map(|t| SecretString::from(t.to_string()))
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <api key>",
         ))?;
@@ -107,6 +115,14 @@ async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKeyRecor
         .ok_or(ApiError::Unauthorized(
             "the API key is unknown, revoked or expired",
         ))
+}
+
+/// The token of `Bearer <token>`. The scheme is case-insensitive and one or more spaces
+/// separate it from the token (RFC 9110 §11.4: `auth-scheme 1*SP token68`).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("Bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A request body type: parsed from JSON into the value a handler works with.
@@ -190,5 +206,34 @@ impl<T: Request + 'static> FromRequest for OptionalBody<T> {
         }
         let body = Body::<T>::from_request(req, payload);
         Box::pin(async move { Ok(OptionalBody(Some(body.await?))) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_spaces_may_repeat() {
+        let cases = [
+            ("Bearer emgw_k", Some("emgw_k")),
+            ("bearer emgw_k", Some("emgw_k")),
+            ("BEARER emgw_k", Some("emgw_k")),
+            ("BeArEr emgw_k", Some("emgw_k")),
+            ("Bearer   emgw_k", Some("emgw_k")),
+            (" Bearer emgw_k ", Some("emgw_k")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearer    ", None),
+            ("Bearer\temgw_k", None),
+            ("Beareremgw_k", None),
+            ("Basic YWRtaW46c2VjcmV0", None),
+            ("Bearers emgw_k", None),
+            ("emgw_k", None),
+            ("", None),
+        ];
+        for (value, token) in cases {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
     }
 }

@@ -156,12 +156,13 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut O
 
 fn v1_operation(method: &str, operation: &mut Operation) {
     operation.security = Some(vec![api_key()]);
-    // The key is checked against the database: any route may find either missing.
-    let mut shared = vec![401, 503];
+    // The key is checked against the database: any route may find either missing. Two
+    // `Authorization` headers are malformed on any route.
+    let mut shared = vec![400, 401, 503];
     let write = method != "get";
     if write {
         // A read key may not write; the Idempotency-Key header has its own answers.
-        shared.extend([400, 403, 409, 422]);
+        shared.extend([403, 409, 422]);
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         parameters.push(RefOr::T(from_json::<Parameter>(json!({
             "name": "Idempotency-Key",

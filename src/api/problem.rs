@@ -259,7 +259,7 @@ impl ResponseError for ApiError {
 pub fn meaning(status: u16) -> &'static str {
     match status {
         400 => {
-            "Malformed: broken JSON, an unknown field, a wrong type, an unknown query parameter or a bad `Idempotency-Key` header"
+            "Malformed: broken JSON, an unknown field, a wrong type, an unknown query parameter, a bad `Idempotency-Key` header or more than one `Authorization` header"
         }
         401 => "No API key, or one that is unknown, revoked or expired",
         403 => "The API key's scope is too small for this call",

@@ -1,6 +1,8 @@
 //! The audit's smaller findings (issue 13, point 8), as a hostile or careless client meets
-//! them: text EM's XML cannot carry and thousands of bad items in one request.
+//! them: text EM's XML cannot carry, thousands of bad items in one request and the `Bearer`
+//! scheme in any case, two `Authorization` headers.
 
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -308,6 +310,87 @@ async fn thousands_of_bad_items_get_100_errors_and_a_count() {
     let problem: Value = few.json().await.unwrap();
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
     assert!(problem.get("errors_omitted").is_none(), "{problem}");
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn tasks_with(app: &TestApp, values: &[String]) -> (u16, Value) {
+    let mut headers = HeaderMap::new();
+    for v in values {
+        headers.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+    }
+    let resp = http()
+        .get(app.url("/v1/tasks"))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_one_authorization_header_is_required() {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let key = &app.read_key;
+    for value in [
+        format!("Bearer {key}"),
+        format!("bearer {key}"),
+        format!("BEARER {key}"),
+        format!("BeArEr {key}"),
+        format!("Bearer    {key}"),
+    ] {
+        let (status, body) = tasks_with(&app, std::slice::from_ref(&value)).await;
+        assert_eq!(status, 200, "{value}: {body}");
+    }
+    for value in [
+        format!("Basic {key}"),
+        format!("Bearer{key}"),
+        "Bearer".to_string(),
+    ] {
+        let (status, _) = tasks_with(&app, std::slice::from_ref(&value)).await;
+        assert_eq!(status, 401, "{value}");
+    }
+
+    // Two headers: refused whatever they hold, before any key is looked at.
+    for pair in [
+        [format!("Bearer {key}"), format!("Bearer {key}")],
+        [format!("Bearer {key}"), "Bearer emgw_unknown".to_string()],
+        ["Bearer emgw_unknown".to_string(), format!("Bearer {key}")],
+    ] {
+        let (status, problem) = tasks_with(&app, &pair).await;
+        assert_eq!(status, 400, "{pair:?}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "Authorization", "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization"),
+            "{problem}"
+        );
+    }
+    // Nor does a write get through with two.
+    let mut headers = HeaderMap::new();
+    headers.append(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", app.write_key)).unwrap(),
+    );
+    headers.append(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", app.read_key)).unwrap(),
+    );
+    let write = http()
+        .post(app.url("/v1/cloud-gateways"))
+        .headers(headers)
+        .json(&json!({"backup_server_uid": VBR01, "server_host_name": "two.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 400);
+    assert_eq!(app.get_json("/v1/tasks").await["items"], json!([]));
     app.stop().await;
     sim.stop().await;
 }
