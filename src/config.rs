@@ -60,6 +60,8 @@ struct RawSettings {
     settle_grace_ms: u64,
     /// time a client has to send its request head, in ms (at least 1000)
     client_timeout_ms: u64,
+    /// time a client has to send its request body once the head arrived, in ms (at least 100)
+    body_timeout_ms: u64,
     /// webhooks may target loopback, private and link-local addresses
     webhook_allow_private: bool,
     /// delays before each webhook retry: `500ms`, `5s`, `5m`, `2h`, comma-separated (or a list)
@@ -100,6 +102,7 @@ impl Default for RawSettings {
             poll_interval_ms: 1000,
             settle_grace_ms: 300_000,
             client_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
             webhook_allow_private: false,
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             webhook_timeout_ms: 10_000,
@@ -159,6 +162,8 @@ pub struct Settings {
     pub webhook_proxy: Option<reqwest::Url>,
     /// A client that has not sent its whole request head by then gets 408.
     pub client_timeout: Duration,
+    /// A client that has not sent its whole request body by then (from its head) gets 408.
+    pub body_timeout: Duration,
     pub log_format: Option<LogFormat>,
     pub log_filter: String,
     /// Keys the hash of stored API keys.
@@ -227,6 +232,8 @@ impl Settings {
             // actix reads its request deadlines off a clock cached every 500 ms: below a
             // second they misfire.
             client_timeout: check.millis("client_timeout_ms", raw.client_timeout_ms, 1000)?,
+            // Timed by tokio, not by actix's cached clock: short deadlines hold.
+            body_timeout: check.millis("body_timeout_ms", raw.body_timeout_ms, 100)?,
             log_format: raw.log_format,
             log_filter: raw.rust_log,
             api_key_pepper: raw.api_key_pepper.map(|s| s.0),
@@ -615,6 +622,7 @@ mod tests {
         assert_eq!(s.webhook_concurrency, 128);
         assert!(s.webhook_proxy.is_none());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert_eq!(s.log_format, None);
         assert_eq!(s.log_filter, "info");
         assert!(s.api_key_pepper.is_none());
@@ -830,6 +838,7 @@ mod tests {
             ("EMGW_POLL_INTERVAL_MS", "9", "10"),
             ("EMGW_WEBHOOK_TIMEOUT_MS", "99", "100"),
             ("EMGW_CLIENT_TIMEOUT_MS", "999", "1000"),
+            ("EMGW_BODY_TIMEOUT_MS", "99", "100"),
             ("EMGW_EM_LOGON_BACKOFF_MS", "99", "100"),
             // Never shorter than the first wait (1 s by default).
             ("EMGW_EM_LOGON_BACKOFF_MAX_MS", "999", "1000"),

@@ -174,6 +174,7 @@ impl Application {
                 per_owner: u32::try_from(settings.webhooks_per_owner).unwrap_or(u32::MAX),
                 wake: wake_deliverer,
             },
+            body_timeout: settings.body_timeout,
         });
         let mut server = HttpServer::new(move || {
             App::new()

@@ -125,6 +125,9 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("Bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The body deadline of an app without [`AppState`]: the setting's default.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request body type: parsed from JSON into the value a handler works with.
 pub trait Request: serde::de::DeserializeOwned {
     type Value;
@@ -159,9 +162,12 @@ impl<T: Request + 'static> FromRequest for Body<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
         let payload = web::Payload::from_request(&req, payload).into_inner();
+        let deadline = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(BODY_TIMEOUT, |state| state.body_timeout);
         Box::pin(async move {
             let read = match payload {
-                Ok(payload) => request::body(&req, payload).await,
+                Ok(payload) => request::body(&req, payload, deadline).await,
                 Err(e) => Err(ApiError::Malformed {
                     detail: format!("the request body could not be read: {e}"),
                     errors: Vec::new(),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub replay: Replay,
     pub auth: Authenticator,
     pub webhooks: WebhookSettings,
+    /// How long a client may take to send a request body.
+    pub body_timeout: std::time::Duration,
 }
 
 pub struct WebhookSettings {

@@ -174,7 +174,7 @@ fn v1_operation(method: &str, operation: &mut Operation) {
         }))));
     }
     if let Some(RefOr::T(body)) = &mut operation.request_body {
-        shared.extend([400, 413, 415]);
+        shared.extend([408, 413, 415]);
         // An `Option<T>` body means the body may be left out, not that it may be `null`.
         for content in body.content.values_mut() {
             if let RefOr::T(content) = content
@@ -204,7 +204,8 @@ fn v1_operation(method: &str, operation: &mut Operation) {
                 }))),
             );
         }
-        if write && status < 500 {
+        // A 408 is answered before the body, so before any Idempotency-Key is claimed.
+        if write && status < 500 && status != 408 {
             response.headers.insert(
                 "Idempotent-Replayed".into(),
                 RefOr::T(from_json::<Header>(json!({

@@ -63,6 +63,8 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
     #[error("{0}")]
@@ -137,6 +139,7 @@ impl ApiError {
             ApiError::Malformed { .. } => ("malformed-request", "The request is malformed"),
             ApiError::Invalid(_) => ("invalid-request", "The request is invalid"),
             ApiError::TooLarge(_) => ("payload-too-large", "The request body is too large"),
+            ApiError::BodyTimeout(_) => ("request-timeout", "The request body came too slowly"),
             ApiError::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             ApiError::HeadTooLarge(_) => ("headers-too-large", "Request headers too large"),
             ApiError::UriTooLong => ("uri-too-long", "Request path too long"),
@@ -174,6 +177,7 @@ impl ResponseError for ApiError {
             ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -250,6 +254,10 @@ impl ResponseError for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: the connection cannot carry another request.
+            resp.force_close();
+        }
         resp.body(serde_json::to_string(&body).unwrap_or_default())
     }
 }
@@ -265,6 +273,9 @@ pub fn meaning(status: u16) -> &'static str {
         403 => "The API key's scope is too small for this call",
         404 => "No such object",
         409 => "A request with this `Idempotency-Key` is still in progress; retry shortly",
+        408 => {
+            "The request body did not arrive within `EMGW_BODY_TIMEOUT_MS` (10 s by default); the connection is closed"
+        }
         413 => "The request body is larger than 64 KiB",
         414 => "The request path and query are longer than 4 KiB",
         415 => "The request body must be `application/json`",

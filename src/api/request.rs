@@ -1,4 +1,6 @@
-//! Reading request bodies: size-limited, JSON only, every problem named by field.
+//! Reading request bodies: size-limited, time-limited, JSON only, every problem named by field.
+
+use std::time::Duration;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
@@ -7,8 +9,14 @@ use super::MAX_BODY;
 use super::problem::ApiError;
 use crate::domain::FieldError;
 
-/// Reads a JSON body's bytes (size-limited; the content type must be JSON).
-pub async fn body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, ApiError> {
+/// Reads a JSON body's bytes (size-limited; the content type must be JSON), all of it within
+/// `deadline`: actix's own deadline covers only the head, so a client that trickles or stalls
+/// its body would otherwise hold the connection for good.
+pub async fn body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    deadline: Duration,
+) -> Result<web::Bytes, ApiError> {
     let is_json = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -24,7 +32,8 @@ pub async fn body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = match payload.to_bytes_limited(MAX_BODY).await {
+    let read = tokio::time::timeout(deadline, payload.to_bytes_limited(MAX_BODY)).await;
+    let body = match read.map_err(|_| ApiError::BodyTimeout(deadline))? {
         Ok(Ok(body)) => body,
         Ok(Err(e)) => {
             return Err(ApiError::Malformed {

@@ -1,9 +1,13 @@
 //! The audit's smaller findings (issue 13, point 8), as a hostile or careless client meets
-//! them: text EM's XML cannot carry, thousands of bad items in one request and the `Bearer`
-//! scheme in any case, two `Authorization` headers.
+//! them: text EM's XML cannot carry, thousands of bad items in one request, the `Bearer` scheme
+//! in any case, two `Authorization` headers and a body that stalls or trickles.
+
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::support::*;
 use crate::tenants::REPO01;
@@ -391,6 +395,174 @@ async fn the_bearer_scheme_is_case_insensitive_and_one_authorization_header_is_r
         .unwrap();
     assert_eq!(write.status(), 400);
     assert_eq!(app.get_json("/v1/tasks").await["items"], json!([]));
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// The body deadline the tests run with: short, so that waiting for it costs little.
+const BODY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+async fn app_with_body_timeout() -> (em_gateway::sim::RunningSim, TestApp) {
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(Db::Sqlite).await;
+    let millis = BODY_TIMEOUT.as_millis().to_string();
+    let app = spawn_app(&test_settings_with(
+        &sim,
+        &url,
+        &[("EMGW_BODY_TIMEOUT_MS", millis.as_str())],
+    ))
+    .await;
+    (sim, app)
+}
+
+fn port(app: &TestApp) -> u16 {
+    app.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A gateway create, as sent over a raw connection: the head announces the whole body.
+fn create_head(key: &str, length: usize) -> String {
+    format!(
+        "POST /v1/cloud-gateways HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+fn create_body(host: &str) -> Vec<u8> {
+    json!({"backup_server_uid": VBR01, "server_host_name": host})
+        .to_string()
+        .into_bytes()
+}
+
+/// Reads one answer's head and body (by its `content-length`) off `stream`.
+async fn read_answer(stream: &mut TcpStream) -> (String, Value) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed before an answer: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return (
+                    head.to_string(),
+                    serde_json::from_str(body).unwrap_or(Value::Null),
+                );
+            }
+        }
+    }
+}
+
+/// Whether the gateway hangs up (within `patience`) after its answer.
+async fn closed_within(stream: &mut TcpStream, patience: Duration) -> bool {
+    let mut rest = Vec::new();
+    matches!(
+        tokio::time::timeout(patience, stream.read_to_end(&mut rest)).await,
+        Ok(Ok(_)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_trickled_body_is_answered_408_and_the_connection_closed() {
+    let (sim, app) = app_with_body_timeout().await;
+    let body = create_body("stalled.example");
+
+    // Stalled: the head and a few bytes, then nothing.
+    let mut stalled = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
+    stalled
+        .write_all(create_head(&app.write_key, body.len()).as_bytes())
+        .await
+        .unwrap();
+    stalled.write_all(&body[..10]).await.unwrap();
+    let sent = Instant::now();
+    let (head, problem) = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut stalled))
+        .await
+        .expect("an answer, not a connection held for ever");
+    let took = sent.elapsed();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(
+        took >= BODY_TIMEOUT && took < BODY_TIMEOUT + Duration::from_millis(1500),
+        "answered after {took:?}, the deadline being {BODY_TIMEOUT:?}"
+    );
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(problem["status"], 408);
+    assert_eq!(
+        problem["type"],
+        "https://em-gateway.dev/problems/request-timeout"
+    );
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(5)).await,
+        "the connection is closed after the 408"
+    );
+
+    // Trickled: a byte every 100 ms never stalls, but never finishes in time either.
+    let mut trickled = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
+    trickled
+        .write_all(create_head(&app.write_key, body.len()).as_bytes())
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let mut answer = None;
+    for byte in &body[..body.len() - 1] {
+        if trickled.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        let mut peek = [0u8; 1];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(100), trickled.peek(&mut peek)).await
+            && n > 0
+        {
+            answer = Some(read_answer(&mut trickled).await);
+            break;
+        }
+    }
+    let (head, _) = answer.expect("an answer before the body ended");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(sent.elapsed() < BODY_TIMEOUT + Duration::from_millis(1500));
+    assert!(closed_within(&mut trickled, Duration::from_secs(5)).await);
+
+    // Neither became a task, and the gateway still serves.
+    let tasks = app.get_json("/v1/tasks").await;
+    assert_eq!(tasks["items"], json!([]), "{tasks}");
+    app.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_body_within_the_deadline_is_served() {
+    let (sim, app) = app_with_body_timeout().await;
+    let body = create_body("steady.example");
+    let mut steady = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
+    steady
+        .write_all(create_head(&app.write_key, body.len()).as_bytes())
+        .await
+        .unwrap();
+    // Six pieces 100 ms apart: about half the deadline.
+    let piece = body.len().div_ceil(6);
+    for chunk in body.chunks(piece) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        steady.write_all(chunk).await.unwrap();
+    }
+    let (head, task) = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut steady))
+        .await
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    assert_eq!(task["state"], "running", "{task}");
+    app.settled(task["id"].as_str().unwrap()).await;
     app.stop().await;
     sim.stop().await;
 }
