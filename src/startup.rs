@@ -180,7 +180,7 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(api::limit_request_head))
                 .wrap(actix_web::middleware::from_fn(api::record_metrics))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<api::span::RequestSpan>::new())
                 .app_data(state.clone())
                 .configure(api::configure)
         })

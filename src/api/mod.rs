@@ -10,6 +10,7 @@ pub mod openapi;
 mod pools;
 pub mod problem;
 mod request;
+pub mod span;
 mod tasks;
 mod tenants;
 mod views;

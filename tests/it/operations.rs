@@ -277,6 +277,106 @@ async fn secrets_stay_out_of_the_logs_and_sigterm_stops_cleanly() {
     sim.stop().await;
 }
 
+/// The real binary at debug level, sent a key in a query string: no log line carries it, while
+/// the harmless parameters beside it are still there to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_stay_out_of_the_logs_but_harmless_ones() {
+    let marker = "emgw_QueryMarker0c41d7";
+    let sim = spawn_sim(|_| {});
+    let db = format!(
+        "sqlite://{}",
+        std::env::temp_dir()
+            .join(format!("emgw_t_{}.db", uuid::Uuid::new_v4().simple()))
+            .display()
+    );
+    let envs = |cmd: &mut tokio::process::Command| {
+        cmd.env_clear()
+            .env("DATABASE_URL", &db)
+            .env("EMGW_LISTEN", "127.0.0.1:0")
+            .env("EMGW_EM_URL", &sim.api_url)
+            .env("EMGW_EM_USERNAME", USER)
+            .env("EMGW_EM_PASSWORD", PASSWORD)
+            .env("EMGW_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug");
+    };
+    let mut create = tokio::process::Command::new(GATEWAY);
+    create.args(["keys", "create", "--name", "logs", "--scope", "read"]);
+    envs(&mut create);
+    let out = create.output().await.unwrap();
+    let key = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+
+    let mut serve = tokio::process::Command::new(GATEWAY);
+    serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    envs(&mut serve);
+    let mut child = serve.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut logs = String::new();
+    let port = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stderr.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway exited: {logs}");
+            logs.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(line) = logs.lines().find(|l| l.contains("em-gateway listening")) {
+                let v: Value = serde_json::from_str(line).unwrap();
+                return v["port"].as_u64().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{port}");
+    // Refused (an unknown parameter), so the answer is logged with the request's span.
+    let refused = http()
+        .get(format!("{base}/v1/tasks?api_key={marker}&limit=5"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    for path in [
+        format!("/healthz?{marker}"),
+        format!("/v1/nowhere?token={marker}&state=failed"),
+    ] {
+        http()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let pid = child.id().unwrap().to_string();
+    let stopped = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(stopped.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    stderr.read_to_string(&mut logs).await.unwrap();
+
+    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(marker)).collect();
+    assert!(leaks.is_empty(), "a query value in the logs: {leaks:?}");
+    assert!(
+        logs.contains(r#""http.target":"/v1/tasks?api_key=…&limit=5""#),
+        "the request is logged with its harmless parameters"
+    );
+    assert!(logs.contains(r#""http.target":"/v1/nowhere?token=…&state=failed""#));
+    sim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_slow_requests_are_cut_off() {
     let sim = spawn_sim(|_| {});
