@@ -1,13 +1,14 @@
 //! The span every request's log lines carry: tracing-actix-web's, but for the target it
-//! records. A query string is where a careless client puts a key (`?api_key=…`), so its values
-//! are left out, but for the parameters the routes read that are known to say nothing secret.
+//! records and what it logs of an error. A query string is where a careless client puts a key
+//! (`?api_key=…`), so its values are left out, but for the parameters the routes read that are
+//! known to say nothing secret; and an error's text is cut short, as a client chooses its length.
 
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing::field::Empty;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
+use tracing_actix_web::{RequestId, RootSpanBuilder};
 
 /// The query parameters whose values are logged: filters, paging and flags of the routes.
 const HARMLESS: &[&str] = &[
@@ -91,17 +92,80 @@ impl RootSpanBuilder for RequestSpan {
         )
     }
 
+    /// As tracing-actix-web's, with the event its `emit_event_on_error` would send, but what
+    /// is logged of an error is bounded: a problem's field errors are a client's to multiply.
     fn on_request_end<B: MessageBody>(
         span: Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (
+                response.status(),
+                response.response().error().map(|e| e.as_response_error()),
+            ),
+            Err(e) => (
+                e.as_response_error().status_code(),
+                Some(e.as_response_error()),
+            ),
+        };
+        span.record("http.status_code", status.as_u16());
+        let failed = error.is_some() && !status.is_client_error();
+        span.record("otel.status_code", if failed { "ERROR" } else { "OK" });
+        let Some(error) = error else {
+            return;
+        };
+        let details = bounded(format!("{error:?}"));
+        span.record("exception.message", bounded(error.to_string()).as_str());
+        span.record("exception.details", details.as_str());
+        span.in_scope(|| {
+            let prefix = "Error encountered while processing the incoming HTTP request";
+            if status.is_client_error() {
+                tracing::warn!("{prefix}: {details}");
+            } else {
+                tracing::error!("{prefix}: {details}");
+            }
+        });
     }
+}
+
+/// The most of an error's text one log field holds.
+const MAX_LOGGED: usize = 2048;
+
+/// `text`, cut to [`MAX_LOGGED`] bytes (on a character boundary) with a note of what was cut.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_LOGGED {
+        return text;
+    }
+    let end = (0..=MAX_LOGGED)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{HARMLESS, loggable_target};
+    use super::{HARMLESS, MAX_LOGGED, bounded, loggable_target};
+
+    #[test]
+    fn what_is_logged_of_an_error_is_bounded() {
+        let cases = [
+            (String::new(), String::new()),
+            ("a".repeat(MAX_LOGGED), "a".repeat(MAX_LOGGED)),
+            (
+                "a".repeat(MAX_LOGGED + 10),
+                format!("{}… (10 more bytes)", "a".repeat(MAX_LOGGED)),
+            ),
+            // A character across the limit is cut whole.
+            (
+                format!("{}é{}", "a".repeat(MAX_LOGGED - 1), "b".repeat(5)),
+                format!("{}… (7 more bytes)", "a".repeat(MAX_LOGGED - 1)),
+            ),
+        ];
+        for (text, logged) in cases {
+            assert_eq!(bounded(text.clone()), logged, "{} bytes", text.len());
+        }
+    }
 
     /// A new query parameter is logged without its value until someone judges it harmless here;
     /// a name the routes no longer read does not stay on the list.
