@@ -104,6 +104,16 @@ impl Modify for Conventions {
         add_rules::<gateways::UpdateCloudGatewayRequest>(components);
         add_rules::<pools::UpdateCloudGatewayPoolRequest>(components);
         add_rules::<tenants::UpdateCloudTenantRequest>(components);
+        // Values that differ only in case (`Mbps`, `MBps`) are one name to generators that
+        // upper-case enum members (openapi-python-client refuses the document): name them.
+        name_members::<crate::domain::SpeedUnit>(
+            components,
+            &[
+                "MEGABITS_PER_SECOND",
+                "KILOBYTES_PER_SECOND",
+                "MEGABYTES_PER_SECOND",
+            ],
+        );
         openapi.security = Some(vec![api_key()]);
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, operation) in operations(item) {
@@ -135,6 +145,17 @@ fn add_rules<T: CrossFieldRules>(components: &mut Components) {
             .extensions
             .get_or_insert_with(Default::default)
             .insert("allOf".into(), serde_json::Value::Array(T::rules()));
+    }
+}
+
+/// `x-enum-varnames` (OpenAPI Generator's extension, read by openapi-python-client too): the
+/// names generated code gives an enum's members, in the order of its values.
+fn name_members<T: utoipa::ToSchema>(components: &mut Components, names: &[&str]) {
+    if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(T::name().as_ref()) {
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("x-enum-varnames".into(), json!(names));
     }
 }
 
@@ -334,6 +355,33 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Generators that name enum members by upper-casing values (openapi-python-client) refuse
+    /// two values that differ only in case unless `x-enum-varnames` names every member.
+    #[test]
+    fn enum_members_have_distinct_names_in_upper_case() {
+        let doc = document();
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            let Some(values) = schema["enum"].as_array() else {
+                continue;
+            };
+            let names: Vec<String> = match schema["x-enum-varnames"].as_array() {
+                Some(given) => {
+                    assert_eq!(given.len(), values.len(), "{name}: one name per value");
+                    given
+                        .iter()
+                        .map(|n| n.as_str().unwrap().to_uppercase())
+                        .collect()
+                }
+                None => values
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_uppercase())
+                    .collect(),
+            };
+            let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+            assert_eq!(distinct.len(), names.len(), "{name}: {names:?}");
+        }
     }
 
     #[test]
