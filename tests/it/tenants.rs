@@ -252,7 +252,9 @@ async fn a_tenant_is_onboarded_changed_and_removed(db: Db) {
 /// The pre-check cannot see a name taken between its read and EM's run: two creates of one
 /// name at once both pass it, and EM fails the second with its own message.
 async fn a_name_taken_in_a_race_fails_with_ems_message(db: Db) {
-    let sim = spawn_sim(|_| {});
+    // EM's tasks take long enough that neither tenant (nor quota) exists while both requests are
+    // checked, however busy the machine: an object appears only when its task finishes.
+    let sim = spawn_sim(|c| c.task_time = std::time::Duration::from_secs(3));
     let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let (a, b) = tokio::join!(
         send(
