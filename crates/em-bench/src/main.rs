@@ -15,6 +15,9 @@ use emgw_test_support::{Answer, GatewayProcess, PostgresDatabase, Receiver, SimP
 use serde_json::{Value, json};
 use tokio::process::Command;
 
+mod cost;
+mod front;
+
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
 #[derive(Debug, Parser)]
 #[command(name = "em-bench")]
@@ -28,6 +31,12 @@ struct Args {
     /// Tasks in flight at once in the scale phase.
     #[arg(long, default_value_t = 10_000)]
     in_flight: usize,
+    /// Which phases to run: front (in front of a slow EM), cost (against /healthz), in-flight.
+    #[arg(long, value_delimiter = ',', default_value = "front,cost,in-flight")]
+    phases: Vec<String>,
+    /// EM's answer time in the front phase, ms.
+    #[arg(long, default_value_t = 20)]
+    em_latency_ms: u64,
 }
 
 const VBR01: &str = "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d";
@@ -71,8 +80,12 @@ fn http() -> reqwest::Client {
 }
 
 async fn start_sim(task_ms: u64) -> Result<SimProcess, String> {
+    start_sim_with(task_ms, &[]).await
+}
+
+async fn start_sim_with(task_ms: u64, extra: &[&str]) -> Result<SimProcess, String> {
     let task_ms = task_ms.to_string();
-    let args = [
+    let mut args = vec![
         "--username",
         SIM_USER,
         "--password",
@@ -82,6 +95,7 @@ async fn start_sim(task_ms: u64) -> Result<SimProcess, String> {
         "--workers",
         "1",
     ];
+    args.extend_from_slice(extra);
     SimProcess::start(&bin("em-sim")?, &args).await
 }
 
@@ -98,6 +112,17 @@ async fn start_gateway(sim_api: &str, database_url: &str) -> Result<GatewayProce
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     Ok(GatewayProcess::start(&bin("em-gateway")?, &vars).await)
+}
+
+/// A gateway reaching Postgres through the URL as a user writes it (no `sslmode`), and an admin
+/// key for it.
+async fn start_gateway_plain(
+    sim_api: &str,
+    database_url: &str,
+) -> Result<(GatewayProcess, String), String> {
+    let plain = database_url.replace("?sslmode=disable", "");
+    let key = api_key(&plain).await?;
+    Ok((start_gateway(sim_api, &plain).await?, key))
 }
 
 async fn api_key(database_url: &str) -> Result<String, String> {
@@ -326,8 +351,7 @@ async fn in_flight_run(
     let sim = start_sim(task_ms).await?;
     let sim_api = sim.api_url.clone();
     let db = PostgresDatabase::create("emgw_bench_").await?;
-    let key = api_key(&db.url).await?;
-    let gateway = start_gateway(&sim_api, &db.url).await?;
+    let (gateway, key) = start_gateway_plain(&sim_api, &db.url).await?;
     let base = gateway.base.clone();
     let receiver = Receiver::start(Answer::Ok);
     let hook_url = receiver.url.clone();
@@ -512,88 +536,34 @@ fn verdict(ok: bool) -> &'static str {
 async fn run(args: Args) -> Result<(), String> {
     let mut report = String::new();
     let started_at = chrono::Utc::now();
-    let scale = if args.quick { 10 } else { 1 };
     let in_flight = if args.quick {
         args.in_flight.min(500)
     } else {
         args.in_flight
     };
+    let wants = |phase: &str| args.phases.iter().any(|p| p == phase);
 
-    // --- Phase 1 and 2: latency, throughput, task reads ------------------------------------
-    eprintln!("em-bench: phase 1: create latency, direct and through the gateway");
-    let sim = start_sim(60_000).await?;
-    let sim_api = sim.api_url.clone();
-    let db = PostgresDatabase::create("emgw_bench_").await?;
-    let key = api_key(&db.url).await?;
-    let gateway = start_gateway(&sim_api, &db.url).await?;
-    let base = gateway.base.clone();
-    // Warm both paths up.
-    direct_creates(&sim_api, 4, 50, "warm-d").await?;
-    gateway_creates(&base, &key, 4, 50, "warm-g", None, None).await;
-
-    let mut rows = Vec::new();
-    for clients in [1usize, 32, 256] {
-        let total = (if clients == 1 { 1000 } else { 5000 }) / scale;
-        let direct = direct_creates(&sim_api, clients, total, &format!("d{clients}-")).await?;
-        let through = gateway_creates(
-            &base,
-            &key,
-            clients,
-            total,
-            &format!("g{clients}-"),
-            None,
-            None,
-        )
-        .await;
+    // --- In front of a slow EM; the cost of a request ---------------------------------------
+    let front = if wants("front") {
         eprintln!(
-            "  {clients:>3} clients: direct p50 {} ms, gateway p50 {} ms",
-            ms(direct.p50),
-            ms(through.p50)
+            "em-bench: front: creates direct and through the gateway, EM answering in {} ms",
+            args.em_latency_ms
         );
-        rows.push((clients, direct, through));
-    }
-
-    eprintln!("em-bench: phase 2: task reads");
-    let tasks: Value = http()
-        .get(format!("{base}/v1/tasks?limit=1"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let task_id = tasks["items"][0]["id"]
-        .as_str()
-        .ok_or("no task to read")?
-        .to_string();
-    let reads = {
-        let client = http();
-        let url = format!("{base}/v1/tasks/{task_id}");
-        let key = key.clone();
-        load(32, 100_000 / scale, None, move |_| {
-            let (client, url, key) = (client.clone(), url.clone(), key.clone());
-            async move {
-                client
-                    .get(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        })
-        .await
+        Some(front::run(args.em_latency_ms, &[32, 256], args.quick).await?)
+    } else {
+        None
     };
-    eprintln!(
-        "  {:.0} reads/s, p50 {} ms",
-        reads.per_second,
-        ms(reads.p50)
-    );
-    let logons_phase1 = gateway_logons(&base).await;
-    gateway.kill().await;
-    sim.process.kill().await;
-    if let Err(e) = db.drop().await {
-        eprintln!("em-bench: {e}");
+    let cost = if wants("cost") {
+        eprintln!("em-bench: cost: /healthz, creates and task reads on one gateway");
+        Some(cost::run(32, args.quick).await?)
+    } else {
+        None
+    };
+    if !wants("in-flight") {
+        let report = report_head(&args, started_at)
+            + &report_targets(front.as_ref(), cost.as_ref(), None)
+            + &report_front_cost(front.as_ref(), cost.as_ref());
+        return write_report(&args, report);
     }
 
     // --- Phase 3 and 4: many tasks in flight ---------------------------------------------------
@@ -606,75 +576,13 @@ async fn run(args: Args) -> Result<(), String> {
     let burst = in_flight_run(in_flight, task_ms, None).await?;
 
     // --- Report ------------------------------------------------------------------------------
-    let (_, d32, g32) = rows
-        .iter()
-        .find(|(c, _, _)| *c == 32)
-        .cloned()
-        .ok_or("no 32-client run")?;
-    let add_p50 = g32.p50.saturating_sub(d32.p50);
-    let add_p99 = g32.p99.saturating_sub(d32.p99);
-    let ratio = g32.per_second / d32.per_second.max(1.0);
-    let p95_delay = percentile(&paced.delays, 0.95);
-    let lists_per_session = paced.task_lists_per_interval / paced.sessions;
-    report.push_str("# Benchmarks\n\n");
-    report.push_str(&format!(
-        "Written by `em-bench`{} on {} UTC.\n\n",
-        if args.quick {
-            " --quick (a small smoke run: figures are indicative only)"
-        } else {
-            ""
-        },
-        started_at.format("%Y-%m-%d %H:%M")
+    report.push_str(&report_head(&args, started_at));
+    report.push_str(&report_targets(
+        front.as_ref(),
+        cost.as_ref(),
+        Some((in_flight, &paced, &burst)),
     ));
-    report.push_str(&format!("**Machine**: {}.\n\n", machine()));
-    report.push_str("**Command**: `cargo build --release --workspace && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` (PostgreSQL on the same host over loopback with `sslmode=disable`, a fresh database per phase) as separate processes on loopback, and drives them with its own HTTP load generator and webhook receiver; all share the machine's 2 cores.\n\n");
-    report.push_str("## Targets\n\n| target | measured | |\n|---|---|---|\n");
-    report.push_str(&format!("| gateway adds ≤ 1 ms at p50 over direct em-sim (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n", ms(add_p50), ms(g32.p50), ms(d32.p50), verdict(add_p50 <= Duration::from_millis(1))));
-    report.push_str(&format!(
-        "| gateway adds ≤ 5 ms at p99 (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n",
-        ms(add_p99),
-        ms(g32.p99),
-        ms(d32.p99),
-        verdict(add_p99 <= Duration::from_millis(5))
-    ));
-    report.push_str(&format!("| through-gateway throughput ≥ half of direct (32 clients) | {:.0} vs {:.0} creates/s ({:.2}) | {} |\n", g32.per_second, d32.per_second, ratio, verdict(ratio >= 0.5)));
-    report.push_str(&format!(
-        "| task reads ≥ 10,000/s on Postgres | {:.0}/s | {} |\n",
-        reads.per_second,
-        verdict(reads.per_second >= 10_000.0)
-    ));
-    report.push_str(&format!("| ≤ 1 EM request per session per poll interval at {in_flight} in flight | {:.2} task lists per session per interval ({:.2} EM requests of any kind per interval, {} sessions) | {} |\n", lists_per_session, paced.em_requests_per_interval, paced.sessions, verdict(lists_per_session <= 1.05)));
-    report.push_str(&format!(
-        "| webhook p95 ≤ poll interval + 250 ms after EM finishes | {} ms | {} |\n",
-        ms(p95_delay),
-        verdict(p95_delay <= Duration::from_millis(1250))
-    ));
-    let rss_peak = paced.rss_peak.max(burst.rss_peak);
-    report.push_str(&format!("| gateway RSS < 64 MiB at {in_flight} in flight | {:.1} MiB while in flight, peak {:.1} MiB (phase 4: {:.1}) | {} |\n", paced.rss_in_flight as f64 / 1024.0, paced.rss_peak as f64 / 1024.0, burst.rss_peak as f64 / 1024.0, verdict(rss_peak < 64 * 1024)));
-    let logons_ok = [logons_phase1, paced.logons, burst.logons]
-        .iter()
-        .all(|l| *l <= 4);
-    report.push_str(&format!("| EM logons ≤ pool size (4) | {logons_phase1} in phases 1–2, {} in phase 3, {} in phase 4 | {} |\n\n", paced.logons, burst.logons, verdict(logons_ok)));
-    report.push_str("## Create a gateway: direct to em-sim and through the gateway\n\n");
-    report.push_str("| clients | direct p50 / p99 ms | direct creates/s | gateway p50 / p99 ms | gateway creates/s | throughput ratio | errors |\n|---|---|---|---|---|---|---|\n");
-    for (c, d, g) in &rows {
-        report.push_str(&format!(
-            "| {c} | {} / {} | {:.0} | {} / {} | {:.0} | {:.2} | {} / {} |\n",
-            ms(d.p50),
-            ms(d.p99),
-            d.per_second,
-            ms(g.p50),
-            ms(g.p99),
-            g.per_second,
-            g.per_second / d.per_second.max(1.0),
-            d.errors,
-            g.errors
-        ));
-    }
-    report.push_str(&format!(
-        "\n## Task reads\n\n`GET /v1/tasks/{{id}}`, 32 clients, {} requests: {:.0}/s, p50 {} ms, p99 {} ms, {} errors.\n",
-        reads.count, reads.per_second, ms(reads.p50), ms(reads.p99), reads.errors
-    ));
+    report.push_str(&report_front_cost(front.as_ref(), cost.as_ref()));
     report.push_str(&format!(
         "\n## {in_flight} tasks in flight (phase 3)\n\nem-sim tasks run {} s. {} tasks submitted at {pace:.0}/s, in {:.1} s ({} errors), so they also finish at that pace. Over {:.1} s with all of them running: {:.2} EM task-list calls per poll interval over {} sessions, {:.2} EM requests of any kind per interval. Gateway RSS {:.1} MiB in flight, {:.1} MiB at the end, peak {:.1} MiB.\n\n",
         task_ms / 1000, paced.submitted.count, paced.submit_took.as_secs_f64(), paced.submitted.errors, paced.window.as_secs_f64(), paced.task_lists_per_interval, paced.sessions, paced.em_requests_per_interval,
@@ -709,6 +617,10 @@ async fn run(args: Args) -> Result<(), String> {
         "\nThe gateway's own counters at the end of phase 3:\n\n```\n{}\n```\n",
         paced.metrics.join("\n")
     ));
+    write_report(&args, report)
+}
+
+fn write_report(args: &Args, mut report: String) -> Result<(), String> {
     if let Ok(notes) = std::fs::read_to_string("BENCHMARKS.notes.md") {
         report.push('\n');
         report.push_str(&notes);
@@ -717,4 +629,148 @@ async fn run(args: Args) -> Result<(), String> {
     eprintln!("em-bench: wrote {}", args.out.display());
     print!("{report}");
     Ok(())
+}
+
+fn report_head(args: &Args, started_at: chrono::DateTime<chrono::Utc>) -> String {
+    let mut report = String::from("# Benchmarks\n\n");
+    report.push_str(&format!(
+        "Written by `em-bench{}` on {} UTC{}.\n\n",
+        if args.quick { " --quick" } else { "" },
+        started_at.format("%Y-%m-%d %H:%M"),
+        if args.quick {
+            " (a small smoke run: figures are indicative only)"
+        } else {
+            ""
+        }
+    ));
+    report.push_str(&format!("**Machine**: {}.\n\n", machine()));
+    report.push_str("**Command**: `cargo build --release --workspace && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` as separate processes on loopback and drives them with its own HTTP load generator and webhook receiver; all share the machine's cores. Each phase has a fresh em-sim and a fresh PostgreSQL database on the same host, reached through a `DATABASE_URL` as a user writes it: `postgres://postgres@127.0.0.1:5432/emgw_bench_…` (no `sslmode`).\n\n");
+    report
+}
+
+type InFlightRuns<'a> = (usize, &'a InFlightRun, &'a InFlightRun);
+
+fn report_targets(
+    front: Option<&front::Front>,
+    cost: Option<&cost::Cost>,
+    in_flight: Option<InFlightRuns<'_>>,
+) -> String {
+    let mut report =
+        String::from("## Targets (issue 15)\n\n| target | measured | |\n|---|---|---|\n");
+    if let Some(front) = front {
+        for row in &front.rows {
+            report.push_str(&format!(
+                "| EM answering in {} ms, {} clients: through-gateway throughput ≥ 0.95 × direct, added p50 ≤ 2 ms, added p99 ≤ 5 ms | {:.0} vs {:.0} creates/s (×{:.2}), p50 +{} ms ({} vs {}), p99 +{} ms ({} vs {}) | {} |\n",
+                front.latency_ms,
+                row.clients,
+                row.through.per_second,
+                row.direct.per_second,
+                row.ratio(),
+                ms(row.added_p50()),
+                ms(row.through.p50),
+                ms(row.direct.p50),
+                ms(row.added_p99()),
+                ms(row.through.p99),
+                ms(row.direct.p99),
+                verdict(row.met()),
+            ));
+        }
+    }
+    if let Some(cost) = cost {
+        let us = |s: f64| format!("{:.1} µs", s * 1e6);
+        report.push_str(&format!(
+            "| CPU per create ≤ 4 × per `/healthz` | {} vs {} (×{:.1}) | {} |\n",
+            us(cost.creates.cpu),
+            us(cost.healthz.cpu),
+            cost.create_ratio(),
+            verdict(cost.create_ratio() <= 4.0)
+        ));
+        report.push_str(&format!(
+            "| CPU per task read ≤ 3 × per `/healthz` | {} vs {} (×{:.1}) | {} |\n",
+            us(cost.reads.cpu),
+            us(cost.healthz.cpu),
+            cost.read_ratio(),
+            verdict(cost.read_ratio() <= 3.0)
+        ));
+        report.push_str(&format!(
+            "| task reads ≥ 0.25 × the `/healthz` rate | {:.0} vs {:.0}/s (×{:.2}) | {} |\n",
+            cost.reads.run.per_second,
+            cost.healthz.run.per_second,
+            cost.read_rate_ratio(),
+            verdict(cost.read_rate_ratio() >= 0.25)
+        ));
+    }
+    if let Some((in_flight, paced, burst)) = in_flight {
+        let p95_delay = percentile(&paced.delays, 0.95);
+        let lists_per_session = paced.task_lists_per_interval / paced.sessions;
+        report.push_str(&format!("| ≤ 1 EM task list per session per poll interval at {in_flight} in flight | {:.2} task lists per session per interval ({:.2} EM requests of any kind per interval, {} sessions) | {} |\n", lists_per_session, paced.em_requests_per_interval, paced.sessions, verdict(lists_per_session <= 1.05)));
+        report.push_str(&format!(
+            "| webhook p95 ≤ poll interval + 250 ms after EM finishes ({in_flight} in flight) | {} ms | {} |\n",
+            ms(p95_delay),
+            verdict(p95_delay <= Duration::from_millis(1250))
+        ));
+        let rss_peak = paced.rss_peak.max(burst.rss_peak);
+        report.push_str(&format!("| gateway RSS < 64 MiB at {in_flight} in flight | {:.1} MiB while in flight, peak {:.1} MiB (phase 4: {:.1}) | {} |\n", paced.rss_in_flight as f64 / 1024.0, paced.rss_peak as f64 / 1024.0, burst.rss_peak as f64 / 1024.0, verdict(rss_peak < 64 * 1024)));
+        let logons_ok = [paced.logons, burst.logons].iter().all(|l| *l <= 4);
+        report.push_str(&format!(
+            "| EM logons ≤ pool size (4) | {} in phase 3, {} in phase 4 | {} |\n",
+            paced.logons,
+            burst.logons,
+            verdict(logons_ok)
+        ));
+    }
+    report.push('\n');
+    report
+}
+
+fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) -> String {
+    let mut report = String::new();
+    if let Some(front) = front {
+        report.push_str(&format!(
+            "## In front of an EM answering in {} ms: creates direct and through the gateway\n\n",
+            front.latency_ms
+        ));
+        report.push_str("em-sim started with `--latency-ms`; its tasks outlast the phase. Direct: the bench logs on four EM sessions and POSTs EM's XML; through the gateway: `POST /v1/cloud-gateways` with JSON, answered 202 once the task is recorded and EM has accepted it.\n\n");
+        report.push_str("| clients | direct creates/s | direct p50 / p99 ms | gateway creates/s | gateway p50 / p99 ms | ratio | added p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &front.rows {
+            report.push_str(&format!(
+                "| {} | {:.0} | {} / {} | {:.0} | {} / {} | {:.2} | {} / {} | {} / {} |\n",
+                r.clients,
+                r.direct.per_second,
+                ms(r.direct.p50),
+                ms(r.direct.p99),
+                r.through.per_second,
+                ms(r.through.p50),
+                ms(r.through.p99),
+                r.ratio(),
+                ms(r.added_p50()),
+                ms(r.added_p99()),
+                r.direct.errors,
+                r.through.errors
+            ));
+        }
+        report.push('\n');
+    }
+    if let Some(cost) = cost {
+        report.push_str("## What a request costs the gateway, against its own `/healthz`\n\nOne gateway in front of an in-memory em-sim, 32 clients. CPU is the gateway process's user + system time over the run (from /proc), per request; PostgreSQL's (all its processes) beside it.\n\n| request | requests | per second | p50 / p99 ms | gateway CPU µs | × `/healthz` | PostgreSQL CPU µs | errors |\n|---|---|---|---|---|---|---|---|\n");
+        for (name, m) in [
+            ("`GET /healthz`", &cost.healthz),
+            ("`POST /v1/cloud-gateways`", &cost.creates),
+            ("`GET /v1/tasks/{id}`", &cost.reads),
+        ] {
+            report.push_str(&format!(
+                "| {name} | {} | {:.0} | {} / {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                m.run.count,
+                m.run.per_second,
+                ms(m.run.p50),
+                ms(m.run.p99),
+                m.cpu * 1e6,
+                m.cpu / cost.healthz.cpu.max(1e-9),
+                m.postgres_cpu * 1e6,
+                m.run.errors
+            ));
+        }
+        report.push('\n');
+    }
+    report
 }

@@ -1,0 +1,176 @@
+//! Phase "cost": what a create and a task read cost the gateway, against the same gateway's
+//! `/healthz` (actix-web's own floor: routing, one JSON answer, the middleware) in the same run.
+//! CPU is the gateway process's user + system time from /proc; Postgres's is shown beside it.
+
+use crate::{Run, gateway_creates, http, load, start_gateway_plain, start_sim_with};
+use emgw_test_support::PostgresDatabase;
+use serde_json::Value;
+
+/// CPU seconds a process has used (user + system), from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds of every PostgreSQL process on the machine.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end().starts_with("postgres"))
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
+pub struct Measured {
+    pub run: Run,
+    /// Gateway CPU per request, seconds.
+    pub cpu: f64,
+    /// PostgreSQL CPU per request, seconds.
+    pub postgres_cpu: f64,
+}
+
+async fn measure<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> Measured {
+    let (cpu0, pg0) = (cpu_seconds(pid), postgres_cpu_seconds());
+    let run = work.await;
+    let (cpu1, pg1) = (cpu_seconds(pid), postgres_cpu_seconds());
+    let n = run.count.max(1) as f64;
+    Measured {
+        cpu: (cpu1 - cpu0) / n,
+        postgres_cpu: (pg1 - pg0) / n,
+        run,
+    }
+}
+
+pub struct Cost {
+    pub healthz: Measured,
+    pub creates: Measured,
+    pub reads: Measured,
+}
+
+impl Cost {
+    pub fn create_ratio(&self) -> f64 {
+        self.creates.cpu / self.healthz.cpu.max(1e-9)
+    }
+    pub fn read_ratio(&self) -> f64 {
+        self.reads.cpu / self.healthz.cpu.max(1e-9)
+    }
+    pub fn read_rate_ratio(&self) -> f64 {
+        self.reads.run.per_second / self.healthz.run.per_second.max(1.0)
+    }
+}
+
+fn get(
+    url: String,
+    key: Option<String>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static {
+    let client = http();
+    move |_| {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        Box::pin(async move {
+            let mut req = client.get(url);
+            if let Some(key) = key {
+                req = req.bearer_auth(key);
+            }
+            req.send().await.is_ok_and(|r| r.status() == 200)
+        })
+    }
+}
+
+pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
+    let scale = if quick { 10 } else { 1 };
+    let sim = start_sim_with(600_000, &[]).await?;
+    let db = PostgresDatabase::create("emgw_bench_").await?;
+    let (gateway, key) = start_gateway_plain(&sim.api_url, &db.url).await?;
+    let (base, pid) = (gateway.base.clone(), gateway.process.pid());
+    // Warm up every path measured.
+    gateway_creates(&base, &key, 8, 200, "warm-c", None, None).await;
+    load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;
+
+    let healthz = measure(
+        pid,
+        load(
+            clients,
+            100_000 / scale,
+            None,
+            get(format!("{base}/healthz"), None),
+        ),
+    )
+    .await;
+    let creates = measure(
+        pid,
+        gateway_creates(&base, &key, clients, 20_000 / scale, "cost-", None, None),
+    )
+    .await;
+    let tasks: Value = http()
+        .get(format!("{base}/v1/tasks?limit=1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let task = tasks["items"][0]["id"].as_str().ok_or("no task to read")?;
+    let url = format!("{base}/v1/tasks/{task}");
+    load(8, 2_000, None, get(url.clone(), Some(key.clone()))).await;
+    let reads = measure(
+        pid,
+        load(clients, 100_000 / scale, None, get(url, Some(key))),
+    )
+    .await;
+    for (name, m) in [
+        ("healthz", &healthz),
+        ("create", &creates),
+        ("task read", &reads),
+    ] {
+        eprintln!(
+            "  {name}: {:.0}/s, p50 {:.2} ms, gateway CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
+            m.run.per_second,
+            m.run.p50.as_secs_f64() * 1e3,
+            m.cpu * 1e6,
+            m.postgres_cpu * 1e6,
+            m.run.errors
+        );
+    }
+    gateway.kill().await;
+    sim.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
+    Ok(Cost {
+        healthz,
+        creates,
+        reads,
+    })
+}

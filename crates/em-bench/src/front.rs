@@ -1,0 +1,86 @@
+//! Phase "front": what a user sees in front of a real EM. em-sim answers every request after
+//! `latency_ms` (a real EM answers a create in tens of milliseconds); the same creates go
+//! direct and through the gateway, side by side in one run.
+
+use std::time::Duration;
+
+use crate::{Run, direct_creates, gateway_creates, start_gateway_plain, start_sim_with};
+use emgw_test_support::PostgresDatabase;
+
+pub struct FrontRow {
+    pub clients: usize,
+    pub direct: Run,
+    pub through: Run,
+}
+
+impl FrontRow {
+    pub fn ratio(&self) -> f64 {
+        self.through.per_second / self.direct.per_second.max(1.0)
+    }
+    pub fn added_p50(&self) -> Duration {
+        self.through.p50.saturating_sub(self.direct.p50)
+    }
+    pub fn added_p99(&self) -> Duration {
+        self.through.p99.saturating_sub(self.direct.p99)
+    }
+    /// The targets of issue 15 for this row.
+    pub fn met(&self) -> bool {
+        self.ratio() >= 0.95
+            && self.added_p50() <= Duration::from_millis(2)
+            && self.added_p99() <= Duration::from_millis(5)
+    }
+}
+
+pub struct Front {
+    pub latency_ms: u64,
+    pub rows: Vec<FrontRow>,
+}
+
+pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Front, String> {
+    // Tasks that outlast the phase: the poller's work is the same on both sides of the ratio.
+    let sim = start_sim_with(600_000, &["--latency-ms", &latency_ms.to_string()]).await?;
+    let db = PostgresDatabase::create("emgw_bench_").await?;
+    let (gateway, key) = start_gateway_plain(&sim.api_url, &db.url).await?;
+    let base = gateway.base.clone();
+    direct_creates(&sim.api_url, 8, 200, "warm-d").await?;
+    gateway_creates(&base, &key, 8, 200, "warm-g", None, None).await;
+    let mut rows = Vec::new();
+    for &clients in clients {
+        // Long enough that start and end effects are a small share: ~4 s per side.
+        let per_second = clients as f64 * 1000.0 / latency_ms.max(1) as f64;
+        let total = ((per_second * 4.0) as usize).clamp(2_000, 40_000) / if quick { 10 } else { 1 };
+        let direct = direct_creates(&sim.api_url, clients, total, &format!("fd{clients}-")).await?;
+        let through = gateway_creates(
+            &base,
+            &key,
+            clients,
+            total,
+            &format!("fg{clients}-"),
+            None,
+            None,
+        )
+        .await;
+        eprintln!(
+            "  {clients:>3} clients, EM {latency_ms} ms: direct {:.0}/s p50 {:.2} p99 {:.2} ms; gateway {:.0}/s p50 {:.2} p99 {:.2} ms ({} / {} errors)",
+            direct.per_second,
+            direct.p50.as_secs_f64() * 1e3,
+            direct.p99.as_secs_f64() * 1e3,
+            through.per_second,
+            through.p50.as_secs_f64() * 1e3,
+            through.p99.as_secs_f64() * 1e3,
+            direct.errors,
+            through.errors,
+        );
+        rows.push(FrontRow {
+            clients,
+            direct,
+            through,
+        });
+    }
+    gateway.kill().await;
+    sim.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
+    Ok(Front { latency_ms, rows })
+}
