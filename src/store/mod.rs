@@ -79,6 +79,37 @@ fn redact(text: &str) -> String {
     }
 }
 
+/// The URL the Postgres driver is given. Without an `sslmode`, sqlx (like libpq) tries TLS
+/// first; to this machine's own loopback that encrypts what never leaves the host, and costs
+/// every query a TLS record on each side. So a loopback host without an `sslmode` gets
+/// `sslmode=disable`; any `sslmode` written in the URL is kept as written.
+fn postgres_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let chooses_tls = parsed.query_pairs().any(|(k, _)| k == "sslmode");
+    let loopback = match parsed.host() {
+        // Hosts of `postgres:` URLs (not a special scheme) come as names, addresses included.
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if chooses_tls || !loopback {
+        return url.to_string();
+    }
+    let sep = if parsed.query().is_some() { '&' } else { '?' };
+    match url.split_once('#') {
+        Some((before, fragment)) => format!("{before}{sep}sslmode=disable#{fragment}"),
+        None => format!("{url}{sep}sslmode=disable"),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -90,7 +121,7 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
+            (Backend::Postgres, postgres_url(url))
         } else if url.starts_with("sqlite:") {
             // Create the file on first use.
             let sep = if url.contains('?') { '&' } else { '?' };
@@ -245,5 +276,52 @@ mod tests {
         let text = super::redact("error connecting to postgres://emgw:hunter2@db:5432/emgw");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("@db:5432"));
+    }
+
+    #[test]
+    fn loopback_postgres_without_an_sslmode_goes_without_tls() {
+        let cases = [
+            // Loopback, no sslmode: TLS off.
+            (
+                "postgres://u@127.0.0.1:5432/db",
+                "postgres://u@127.0.0.1:5432/db?sslmode=disable",
+            ),
+            (
+                "postgres://u@localhost/db",
+                "postgres://u@localhost/db?sslmode=disable",
+            ),
+            (
+                "postgresql://u@[::1]/db?application_name=x",
+                "postgresql://u@[::1]/db?application_name=x&sslmode=disable",
+            ),
+            (
+                "postgres://u@127.8.9.1/db",
+                "postgres://u@127.8.9.1/db?sslmode=disable",
+            ),
+            // What the URL says is kept.
+            (
+                "postgres://u@127.0.0.1/db?sslmode=require",
+                "postgres://u@127.0.0.1/db?sslmode=require",
+            ),
+            (
+                "postgres://u@localhost/db?sslmode=prefer",
+                "postgres://u@localhost/db?sslmode=prefer",
+            ),
+            // Another host: sqlx's default (TLS when offered).
+            ("postgres://u@db.internal/db", "postgres://u@db.internal/db"),
+            ("postgres://u@10.0.0.5/db", "postgres://u@10.0.0.5/db"),
+            (
+                "postgres://u@localhost.example.com/db",
+                "postgres://u@localhost.example.com/db",
+            ),
+            // A Unix socket named in the query: no host to judge.
+            (
+                "postgres:///db?host=/run/postgresql",
+                "postgres:///db?host=/run/postgresql",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(super::postgres_url(given), expected, "{given}");
+        }
     }
 }
