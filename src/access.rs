@@ -43,16 +43,21 @@ pub enum KeyError {
 
 const DEFAULT_PEPPER: &[u8] = b"em-gateway api key v1";
 
-static PEPPER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+/// The hash key made from `EMGW_API_KEY_PEPPER`; made once, since every request checks a key.
+static PEPPER_KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+static DEFAULT_KEY: std::sync::LazyLock<ring::hmac::Key> =
+    std::sync::LazyLock::new(|| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, DEFAULT_PEPPER));
 
 /// Sets the hash key for this process, once, before any key is checked or issued.
 pub fn set_pepper(pepper: &SecretString) {
-    let _ = PEPPER.set(pepper.expose_secret().as_bytes().to_vec());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pepper.expose_secret().as_bytes());
+    let _ = PEPPER_KEY.set(key);
 }
 
 /// The stored form of a key.
 pub fn hash(token: &str) -> String {
-    hash_with(PEPPER.get().map_or(DEFAULT_PEPPER, |p| p.as_slice()), token)
+    let key = PEPPER_KEY.get().unwrap_or(&DEFAULT_KEY);
+    crate::em::tls::hex(ring::hmac::sign(key, token.as_bytes()).as_ref())
 }
 
 pub fn hash_with(pepper: &[u8], token: &str) -> String {

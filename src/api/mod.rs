@@ -144,6 +144,11 @@ async fn metrics() -> actix_web::HttpResponse {
         .body(crate::telemetry::render())
 }
 
+/// The route pattern a request matched (`None`: no route), found once per request by the root
+/// span and kept in the request's extensions for the metrics.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub Option<String>);
+
 /// Counts and times every request by its route pattern (never its concrete path).
 pub async fn record_metrics(
     req: actix_web::dev::ServiceRequest,
@@ -152,11 +157,11 @@ pub async fn record_metrics(
     let started = std::time::Instant::now();
     let method = crate::telemetry::method_label(req.method());
     let res = next.call(req).await?;
-    // Asked after routing, actix follows the matched resource; asked before, it would match the
-    // path against every route's regex again.
-    let route = res
-        .request()
-        .match_pattern()
+    use actix_web::HttpMessage as _;
+    // The root span found the route already: matching it costs a regex per route.
+    let found = res.request().extensions().get::<MatchedRoute>().cloned();
+    let route = found
+        .map_or_else(|| res.request().match_pattern(), |r| r.0)
         .unwrap_or_else(|| "unmatched".to_string());
     crate::telemetry::http_request(&route, method, res.status().as_u16(), started.elapsed());
     Ok(res)

@@ -70,6 +70,9 @@ impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let request_id = request.extensions().get::<RequestId>().copied();
         let route = request.match_pattern();
+        request
+            .extensions_mut()
+            .insert(super::MatchedRoute(route.clone()));
         let info = request.connection_info();
         tracing::info_span!(
             "HTTP request",
