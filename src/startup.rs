@@ -151,6 +151,7 @@ impl Application {
                     timeout: settings.webhook_timeout,
                     allow_private: settings.webhook_allow_private,
                     concurrency: settings.webhook_concurrency,
+                    per_subscription: settings.webhook_concurrency_per_subscription,
                     proxy: settings.webhook_proxy.clone(),
                 },
                 wake_deliverer.clone(),
