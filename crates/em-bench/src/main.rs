@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod fairness;
+
 use clap::Parser;
 use emgw_test_support::{Answer, GatewayProcess, PostgresDatabase, Receiver, SimProcess};
 use serde_json::{Value, json};
@@ -596,6 +598,9 @@ async fn run(args: Args) -> Result<(), String> {
         eprintln!("em-bench: {e}");
     }
 
+    eprintln!("em-bench: fairness: one webhook consumer hanging, one healthy");
+    let fair = fairness::run(if args.quick { 50 } else { 1000 }).await?;
+
     // --- Phase 3 and 4: many tasks in flight ---------------------------------------------------
     let task_ms: u64 = if args.quick { 5_000 } else { 30_000 };
     // Submitted over a third of the task time, so they also finish at that pace.
@@ -651,6 +656,7 @@ async fn run(args: Args) -> Result<(), String> {
     ));
     let rss_peak = paced.rss_peak.max(burst.rss_peak);
     report.push_str(&format!("| gateway RSS < 64 MiB at {in_flight} in flight | {:.1} MiB while in flight, peak {:.1} MiB (phase 4: {:.1}) | {} |\n", paced.rss_in_flight as f64 / 1024.0, paced.rss_peak as f64 / 1024.0, burst.rss_peak as f64 / 1024.0, verdict(rss_peak < 64 * 1024)));
+    report.push_str(&fair.target_row());
     let logons_ok = [logons_phase1, paced.logons, burst.logons]
         .iter()
         .all(|l| *l <= 4);
