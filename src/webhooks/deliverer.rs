@@ -185,6 +185,8 @@ impl Deliverer {
                 // The leases lapse and the deliveries are tried again: at least once, never lost.
                 tracing::warn!(error = %e, attempts = n, "could not record webhook attempts");
             }
+            // Their leases are over: a retry may be due before the sending loop would look.
+            self.wake.notify_one();
         }
     }
 
