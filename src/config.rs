@@ -71,6 +71,9 @@ struct RawSettings {
     webhook_timeout_ms: u64,
     /// webhook attempts in flight at once, across all subscriptions, 1–1024
     webhook_concurrency: usize,
+    /// webhook attempts in flight at once to one subscription, on each replica, 1–1024 (a
+    /// consumer that hangs holds no more)
+    webhook_concurrency_per_subscription: usize,
     /// webhook subscriptions one owner may have, 1–10000
     webhooks_per_owner: usize,
     /// http(s) URL of an egress proxy for webhooks, which then filters their targets itself
@@ -107,6 +110,7 @@ impl Default for RawSettings {
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             webhook_timeout_ms: 10_000,
             webhook_concurrency: 128,
+            webhook_concurrency_per_subscription: 8,
             webhooks_per_owner: 50,
             webhook_proxy: None,
             api_key_pepper: None,
@@ -156,6 +160,9 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Webhook attempts in flight at once, across all subscriptions.
     pub webhook_concurrency: usize,
+    /// Webhook attempts in flight at once to one subscription (per replica): a consumer that
+    /// hangs holds no more of the slots.
+    pub webhook_concurrency_per_subscription: usize,
     /// Webhook subscriptions one owner may have: one task's events fan out to each.
     pub webhooks_per_owner: usize,
     /// Every webhook goes through this egress proxy, which judges its target.
@@ -217,6 +224,11 @@ impl Settings {
             webhook_concurrency: check.within(
                 "webhook_concurrency",
                 raw.webhook_concurrency,
+                1..=1024,
+            )?,
+            webhook_concurrency_per_subscription: check.within(
+                "webhook_concurrency_per_subscription",
+                raw.webhook_concurrency_per_subscription,
                 1..=1024,
             )?,
             webhooks_per_owner: check.within(
@@ -620,6 +632,7 @@ mod tests {
         );
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
         assert_eq!(s.webhook_concurrency, 128);
+        assert_eq!(s.webhook_concurrency_per_subscription, 8);
         assert!(s.webhook_proxy.is_none());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
         assert_eq!(s.body_timeout, Duration::from_secs(10));
@@ -834,6 +847,8 @@ mod tests {
             ("EMGW_EM_SESSIONS", "65", "64"),
             ("EMGW_WEBHOOK_CONCURRENCY", "0", "1"),
             ("EMGW_WEBHOOK_CONCURRENCY", "1025", "1024"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "0", "1"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1025", "1024"),
             ("EMGW_EM_TIMEOUT_MS", "99", "100"),
             ("EMGW_POLL_INTERVAL_MS", "9", "10"),
             ("EMGW_WEBHOOK_TIMEOUT_MS", "99", "100"),

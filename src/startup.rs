@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
-use crate::store::{Store, StoreError};
+use crate::store::{PoolFor, Store, StoreError};
 use crate::tasks::{Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
 
@@ -90,6 +90,8 @@ pub struct Application {
     handles: Handles,
     em: Arc<EmClient>,
     store: Store,
+    /// The poller's, the deliverer's and the hand-over's.
+    background_store: Store,
     owner: ReplicaId,
 }
 
@@ -105,6 +107,14 @@ impl Application {
             .ok_or(ConfigError::Missing("EMGW_EM_URL"))?;
         let store = Store::connect(settings.database_url.expose_secret()).await?;
         store.migrate().await?;
+        // A Postgres connection belongs to the tokio runtime that opened it, and actix runs each
+        // HTTP worker on a runtime of its own, shut down with the server: a connection a request
+        // opened is dead once the server has stopped ("A Tokio 1.x context was found, but it is
+        // being shutdown"). What runs after that — the poller and the deliverer finishing, the
+        // hand-over of this replica's sessions and leases — uses a pool that only this runtime
+        // opens connections for.
+        let background_store =
+            Store::connect_for(settings.database_url.expose_secret(), PoolFor::Background).await?;
         let em = Arc::new(em_client(em_config)?);
         // Log on now so that bad credentials show at start; EM being down must not stop us.
         if let Err(e) = em.warm_up().await {
@@ -120,7 +130,7 @@ impl Application {
 
         let wake_deliverer = Arc::new(tokio::sync::Notify::new());
         let poller = Arc::new(Poller::new(
-            store.clone(),
+            background_store.clone(),
             em.clone(),
             owner,
             clock.clone(),
@@ -133,7 +143,7 @@ impl Application {
         ));
         let deliverer = Arc::new(
             Deliverer::new(
-                store.clone(),
+                background_store.clone(),
                 owner,
                 clock.clone(),
                 DelivererConfig {
@@ -141,6 +151,7 @@ impl Application {
                     timeout: settings.webhook_timeout,
                     allow_private: settings.webhook_allow_private,
                     concurrency: settings.webhook_concurrency,
+                    per_subscription: settings.webhook_concurrency_per_subscription,
                     proxy: settings.webhook_proxy.clone(),
                 },
                 wake_deliverer.clone(),
@@ -208,6 +219,7 @@ impl Application {
             },
             em,
             store,
+            background_store,
             owner,
         })
     }
@@ -239,14 +251,17 @@ impl Application {
         }
         self.keepalive.abort();
         self.em.log_off_all().await;
+        // The hand-over: the other replicas' next ticks take this one's tasks over as orphans.
+        let handover = &self.background_store;
         let now = self.handles.clock.now();
-        if let Err(e) = self.store.release_sessions(self.owner, now).await {
+        if let Err(e) = handover.release_sessions(self.owner, now).await {
             tracing::warn!(error = %e, "could not release this replica's EM sessions");
         }
-        if let Err(e) = self.store.release_leases(self.owner).await {
+        if let Err(e) = handover.release_leases(self.owner).await {
             tracing::warn!(error = %e, "could not release this replica's leases");
         }
         self.store.close().await;
+        handover.close().await;
         tracing::info!("stopped");
         result
     }

@@ -116,8 +116,23 @@ pub struct Store {
     backend: Backend,
 }
 
+/// Who a pool serves, which sets how many connections it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolFor {
+    /// The HTTP API (and the commands).
+    Api,
+    /// The poller, the deliverer and the hand-over at shutdown: work that outlives the HTTP
+    /// server's worker threads (see [`crate::startup`]).
+    Background,
+}
+
 impl Store {
+    /// A pool for the HTTP API.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_for(url, PoolFor::Api).await
+    }
+
+    pub async fn connect_for(url: &str, role: PoolFor) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -138,9 +153,11 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
             .disable_statement_logging();
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Postgres => 16,
-                Backend::Sqlite => 4,
+            .max_connections(match (backend, role) {
+                (Backend::Postgres, PoolFor::Api) => 16,
+                // The poller's settles at once, its heartbeat, the deliverer's claims and records.
+                (Backend::Postgres, PoolFor::Background) => 8,
+                (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
             // sqlx pings every connection it hands out: a round trip before each query, a

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
 use super::sessions::OrphanRules;
-use super::{Backend, Store, StoreError, Tx, id, owner, placeholders, time};
+use super::{Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, time};
 use crate::clock::Timestamp;
 use crate::domain::{
     ApiKeyId, Metadata, Operation, Owner, ReplicaId, Resource, ResourceType, TaskId, TaskState,
@@ -348,7 +348,7 @@ impl Store {
                  OR (t.em_session_id IS NOT NULL AND NOT EXISTS ( \
                    SELECT 1 FROM em_sessions s WHERE s.session_id = t.em_session_id \
                    AND s.lost_at IS NULL AND s.heartbeat_at > $5))) \
-               ORDER BY t.id LIMIT $6 {lock}) \
+               ORDER BY COALESCE(t.lease_until, 0), t.id LIMIT $6 {lock}) \
              RETURNING {COLUMNS}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -361,6 +361,32 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Orphans looked at whose effect does not show yet: free for any replica's next tick (EM
+    /// may finish at any moment; a lease kept would hold them back for its length), and put
+    /// after the orphans looked at less recently (`lease_until` says when they were looked at).
+    pub async fn unlease_orphans(
+        &self,
+        owner: ReplicaId,
+        ids: &[TaskId],
+        looked_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(SETTLE_CHUNK) {
+            let sql = format!(
+                "UPDATE tasks SET lease_owner = NULL, lease_until = $2 \
+                 WHERE lease_owner = $1 AND state = 'running' AND id IN ({})",
+                parameters(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(owner.to_string())
+                .bind(looked_at.as_millis());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 }
 

@@ -369,25 +369,45 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<DeliveryJob>, StoreError> {
+        self.claim_deliveries_except(owner, now, lease, limit, &[])
+            .await
+    }
+
+    /// The same, passing over the deliveries of the subscriptions in `skip` (those with as
+    /// many attempts in flight as they may have).
+    pub async fn claim_deliveries_except(
+        &self,
+        owner: ReplicaId,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+        skip: &[WebhookId],
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let ids: Vec<String> = sqlx::query(AssertSqlSafe(format!(
+        let except = except("d.webhook_id", skip, 3);
+        let mut query = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ( \
                SELECT d.id FROM webhook_deliveries d WHERE d.state = 'pending' \
-               AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3) \
-               ORDER BY d.next_attempt_at LIMIT $4 {lock}) RETURNING id"
+               AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3){except} \
+               ORDER BY d.next_attempt_at LIMIT ${} {lock}) RETURNING id",
+            skip.len() + 4
         )))
         .bind(owner.to_string())
         .bind((now + lease).as_millis())
-        .bind(now.as_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id"))
-        .collect::<Result<_, _>>()?;
+        .bind(now.as_millis());
+        for webhook in skip {
+            query = query.bind(webhook.to_string());
+        }
+        let ids: Vec<String> = query
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<_, _>>()?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -438,13 +458,45 @@ impl Store {
         Ok(jobs)
     }
 
-    /// When the next pending delivery is due, if any.
-    pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+    /// Gives claimed deliveries back as they were (attempts, schedule), for any replica's next
+    /// claim: held back because their subscription has its share in flight.
+    pub async fn unclaim_deliveries(
+        &self,
+        owner: ReplicaId,
+        ids: &[DeliveryId],
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(OUTBOX_CHUNK) {
+            let sql = format!(
+                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner = $1 AND state = 'pending' AND id IN ({})",
+                parameters(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(owner.to_string());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// When the next pending delivery may be claimed (due, and its lease over), passing over
+    /// the subscriptions in `skip`; `None` if there is none.
+    pub async fn next_delivery_due(
+        &self,
+        skip: &[WebhookId],
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let sql = format!(
+            "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until \
+             ELSE next_attempt_at END) AS due FROM webhook_deliveries \
+             WHERE state = 'pending'{}",
+            except("webhook_id", skip, 0)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for webhook in skip {
+            query = query.bind(webhook.to_string());
+        }
+        let row = query.fetch_one(&self.pool).await?;
         Ok(row
             .try_get::<Option<i64>, _>("due")?
             .map(Timestamp::from_millis))
@@ -686,5 +738,14 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// ` AND column NOT IN ($n, …)` for `skip`, its parameters after the first `before`.
+fn except(column: &str, skip: &[WebhookId], before: usize) -> String {
+    if skip.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {column} NOT IN ({})", parameters(skip.len(), before))
     }
 }

@@ -247,6 +247,7 @@ impl Poller {
         let now = self.clock.now();
         let mut em = EmObjects::default();
         let mut settlements = Vec::new();
+        let mut not_yet = Vec::new();
         for task in &orphans {
             let command = match Command::from_record(task.operation, task.target_id, &task.request)
             {
@@ -266,11 +267,17 @@ impl Poller {
             }
             let waited = now.since(Timestamp::from(task.created_at));
             let finding = reconcile::judge(&command, &em);
-            if let Some(settlement) = reconcile::settle_lost(finding, waited, self.config.grace) {
-                settlements.push((task.id, settlement));
+            match reconcile::settle_lost(finding, waited, self.config.grace) {
+                Some(settlement) => settlements.push((task.id, settlement)),
+                None => not_yet.push(task.id),
             }
         }
         report.orphans_settled = self.settle(settlements, "objects").await?;
+        // Looked at again next tick, by whichever replica: settled within an interval of EM
+        // finishing (a stopped replica's tasks are handed over mid-run).
+        self.store
+            .unlease_orphans(self.owner, &not_yet, now)
+            .await?;
         Ok(())
     }
 

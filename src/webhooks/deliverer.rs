@@ -1,22 +1,25 @@
-//! Sends due deliveries: leased (one replica per delivery), concurrent (a slow consumer delays
-//! nobody else), retried as [`retry::next`] decides, every attempt logged.
+//! Sends due deliveries: leased (one replica per delivery), concurrent, fair (a subscription has
+//! at most its share of the attempts in flight, so a consumer that hangs delays nobody else; see
+//! [`fair`]), retried as [`retry::next`] decides, every attempt logged.
 //!
 //! In the service, [`Deliverer::run`] keeps sending as slots free up and sleeps until the next
 //! delivery is due or until it is woken (the poller wakes it the moment it settles a task). A
 //! test calls [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
+use super::fair::{self, Plan};
 use super::retry::{self, Next, Outcome};
 use super::signature;
 use super::target;
 use crate::clock::Clock;
-use crate::domain::{DeliveryId, ReplicaId};
+use crate::domain::{DeliveryId, ReplicaId, WebhookId};
 use crate::store::{AttemptRecord, AttemptResult, DeliveryJob, RecordedAttempt, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct DelivererConfig {
     pub allow_private: bool,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliveries of one subscription in flight at once (on this replica).
+    pub per_subscription: usize,
     /// The egress proxy every delivery goes through, if any.
     pub proxy: Option<Url>,
 }
@@ -61,12 +66,14 @@ pub struct Deliverer {
     client: reqwest::Client,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    /// Attempts in flight per subscription.
+    in_flight: Mutex<HashMap<WebhookId, usize>>,
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
     records: mpsc::Sender<Done>,
     /// Taken by `run`.
-    recorder: std::sync::Mutex<Option<mpsc::Receiver<Done>>>,
+    recorder: Mutex<Option<mpsc::Receiver<Done>>>,
 }
 
 impl Deliverer {
@@ -94,8 +101,9 @@ impl Deliverer {
             client,
             wake,
             slots,
+            in_flight: Mutex::default(),
             records,
-            recorder: std::sync::Mutex::new(Some(recorder)),
+            recorder: Mutex::new(Some(recorder)),
         })
     }
 
@@ -122,6 +130,9 @@ impl Deliverer {
             if jobs.is_empty() {
                 return Ok(total);
             }
+            // Each round's attempts end before the next: only its own count.
+            let (jobs, held) = self.admit(jobs, &mut HashMap::new());
+            self.give_back(&held).await?;
             let done: Vec<Done> = stream::iter(jobs)
                 .map(|job| self.attempt(job))
                 .buffer_unordered(width)
@@ -174,6 +185,8 @@ impl Deliverer {
                 // The leases lapse and the deliveries are tried again: at least once, never lost.
                 tracing::warn!(error = %e, attempts = n, "could not record webhook attempts");
             }
+            // Their leases are over: a retry may be due before the sending loop would look.
+            self.wake.notify_one();
         }
     }
 
@@ -211,70 +224,138 @@ impl Deliverer {
 
     async fn send_due(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let width = self.config.concurrency.max(1);
+        // Claim in batches: one claim per freed slot would cost a round trip per delivery.
+        let batch = CLAIM_BATCH.min(width);
+        let mut last_claim: Option<Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
             let free = self.slots.available_permits();
             let busy = width - free.min(width);
-            // Claim in batches: one claim per freed slot would cost a round trip per delivery.
-            let batch = CLAIM_BATCH.min(width);
-            let mut claimed = 0;
-            if free >= batch || (busy == 0 && free > 0) {
-                match self
-                    .store
-                    .claim_deliveries(
-                        self.owner,
-                        self.clock.now(),
-                        self.lease(),
-                        u32::try_from(free).unwrap_or(u32::MAX),
-                    )
-                    .await
-                {
-                    Ok(jobs) => {
-                        claimed = jobs.len();
-                        for job in jobs {
-                            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                                return;
-                            };
-                            let me = self.clone();
-                            tokio::spawn(async move {
-                                let done = me.attempt(job).await;
-                                if me.records.send(done).await.is_err() {
-                                    // Only once stopped; the lease lapses and the delivery is
-                                    // tried again.
-                                    tracing::warn!(
-                                        "a webhook attempt was made while stopping and is not recorded"
-                                    );
-                                }
-                                drop(permit);
-                                // A freed slot may let a waiting delivery go.
-                                me.wake.notify_one();
-                            });
+            let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
+            let wait = match fair::plan(free, busy, batch, since) {
+                Plan::AwaitSlot => IDLE_CHECK,
+                Plan::Pause(pause) => pause,
+                Plan::Claim => {
+                    last_claim = Some(Instant::now());
+                    match self.clone().claim_and_send(free).await {
+                        // The queue may hold more: look again as slots free up.
+                        Ok(true) => continue,
+                        Ok(false) => self.next_due().await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim webhook deliveries");
+                            Duration::from_secs(1)
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
-                }
-            }
-            let wait = if (claimed > 0 && claimed == free) || (free < batch && busy > 0) {
-                // The queue may hold more: look again as soon as a batch of slots frees up.
-                IDLE_CHECK
-            } else {
-                match self.store.next_delivery_due().await {
-                    Ok(Some(due)) => due.since(self.clock.now()).min(IDLE_CHECK),
-                    Ok(None) => IDLE_CHECK,
-                    Err(_) => Duration::from_secs(1),
                 }
             };
-            if wait.is_zero() && self.slots.available_permits() >= batch {
-                continue;
-            }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// How long until a delivery may be claimed, passing over the subscriptions with their
+    /// share in flight (an attempt that ends wakes the loop).
+    async fn next_due(&self) -> Duration {
+        let full = self.full();
+        match self.store.next_delivery_due(&full).await {
+            Ok(Some(due)) => due.since(self.clock.now()).min(IDLE_CHECK),
+            Ok(None) => IDLE_CHECK,
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+
+    fn full(&self) -> Vec<WebhookId> {
+        self.in_flight
+            .lock()
+            .map(|f| fair::full(&f, self.config.per_subscription))
+            .unwrap_or_default()
+    }
+
+    /// Claims up to `free` deliveries and starts them, passing over subscriptions with their
+    /// share in flight. True if the queue may hold more.
+    async fn claim_and_send(self: Arc<Self>, free: usize) -> Result<bool, StoreError> {
+        let mut limit = free;
+        loop {
+            let jobs = self
+                .store
+                .claim_deliveries_except(
+                    self.owner,
+                    self.clock.now(),
+                    self.lease(),
+                    u32::try_from(limit).unwrap_or(u32::MAX),
+                    &self.full(),
+                )
+                .await?;
+            let (jobs, held) = match self.in_flight.lock() {
+                Ok(mut in_flight) => self.admit(jobs, &mut in_flight),
+                // Not reached (nothing panics under the lock); the leases lapse.
+                Err(_) => return Ok(false),
+            };
+            self.give_back(&held).await?;
+            for job in jobs {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return Ok(false);
+                };
+                limit -= 1;
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let webhook = job.webhook_id;
+                    let done = me.attempt(job).await;
+                    if me.records.send(done).await.is_err() {
+                        // Only once stopped; the lease lapses and the delivery is tried again.
+                        tracing::warn!(
+                            "a webhook attempt was made while stopping and is not recorded"
+                        );
+                    }
+                    if let Ok(mut in_flight) = me.in_flight.lock() {
+                        fair::done(&mut in_flight, &webhook);
+                    }
+                    drop(permit);
+                    // A freed slot may let a waiting delivery go.
+                    me.wake.notify_one();
+                });
+            }
+            // Some held back: their subscriptions are full now, and the next claim passes them
+            // over for the others' deliveries.
+            if held.is_empty() || limit == 0 {
+                // Every slot asked for was filled: there may be more.
+                return Ok(limit == 0);
+            }
+        }
+    }
+
+    /// Splits claimed jobs into those sent now (counted in `in_flight`) and those held back.
+    fn admit(
+        &self,
+        jobs: Vec<DeliveryJob>,
+        in_flight: &mut HashMap<WebhookId, usize>,
+    ) -> (Vec<DeliveryJob>, Vec<DeliveryId>) {
+        let keys: Vec<WebhookId> = jobs.iter().map(|j| j.webhook_id).collect();
+        let admitted = fair::admit(&keys, in_flight, self.config.per_subscription);
+        let mut send = Vec::with_capacity(jobs.len());
+        let mut held = Vec::new();
+        for (job, go) in jobs.into_iter().zip(admitted) {
+            if go {
+                send.push(job);
+            } else {
+                held.push(job.delivery_id);
+            }
+        }
+        (send, held)
+    }
+
+    /// Deliveries held back go back as they were, for the next claim (this replica's or
+    /// another's): attempts and schedule untouched.
+    async fn give_back(&self, held: &[DeliveryId]) -> Result<(), StoreError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.store.unclaim_deliveries(self.owner, held).await
     }
 
     /// Sends one delivery and says what became of it; nothing is written here.

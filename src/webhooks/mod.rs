@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod deliverer;
+pub mod fair;
 pub mod retry;
 pub mod signature;
 pub mod target;

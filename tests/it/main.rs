@@ -9,6 +9,7 @@ mod faults;
 mod fuzz;
 mod gateway;
 mod golden;
+mod handover;
 mod hostile_clients;
 mod logon_backoff;
 mod operations;

@@ -12,6 +12,7 @@ both_databases!(
     a_410_disables_the_subscription,
     a_hanging_consumer_times_out_and_is_retried,
     a_restarted_gateway_still_delivers,
+    a_hanging_consumer_holds_only_its_share_of_the_slots,
 );
 
 fn gateway(host: &str) -> Value {
@@ -550,6 +551,73 @@ async fn webhook_concurrency_limits_attempts_in_flight() {
     }
     assert_eq!(app.deliver_due().await, 3);
     assert_eq!(receiver.max_in_flight(), 3);
+    app.stop().await;
+    sim.stop().await;
+}
+
+async fn a_hanging_consumer_holds_only_its_share_of_the_slots(db: Db) {
+    // Eight slots, two a subscription; the hung consumer outlasts the test (no timeout frees a
+    // slot), and has more deliveries due than there are slots.
+    const TASKS: usize = 12;
+    let (sim, app) = start(
+        db,
+        &[
+            ("EMGW_WEBHOOK_CONCURRENCY", "8"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "2"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
+        ],
+    )
+    .await;
+    let hung = Receiver::start(Answer::Hold);
+    let healthy = Receiver::start(Answer::Ok);
+    let hung_hook = subscribe(&app, &hung.url, json!([])).await;
+    let healthy_hook = subscribe(&app, &healthy.url, json!([])).await;
+    for i in 0..TASKS {
+        create(&app, &format!("fair-{i}.example")).await;
+    }
+
+    // Every event reaches the healthy consumer while the hung one holds two requests.
+    healthy.wait_for(TASKS).await;
+    let delivered = eventually(
+        "the healthy deliveries to be recorded",
+        Duration::from_secs(15),
+        || async {
+            let e = log(&app, &healthy_hook).await;
+            (e.len() == TASKS && e.iter().all(|d| d["state"] == "delivered")).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(delivered.len(), TASKS);
+    assert_eq!(hung.in_flight(), 2, "the hung consumer holds its share");
+    assert_eq!(hung.max_in_flight(), 2, "and never more");
+    assert_eq!(hung.count(), 2);
+    // Its deliveries wait as they were: pending, due since they were queued, no attempt
+    // recorded (the two under way are recorded when they end).
+    let waiting = log(&app, &hung_hook).await;
+    assert_eq!(waiting.len(), TASKS);
+    for d in &waiting {
+        assert_eq!(d["state"], "pending", "{d}");
+        assert_eq!(d["next_attempt_at"], d["created_at"], "{d}");
+        assert_eq!(d["attempts"], json!([]), "{d}");
+    }
+
+    // Once it answers, each delivery is delivered at its first attempt: none lost, none
+    // pushed back on its retry schedule.
+    hung.release();
+    hung.wait_for(TASKS).await;
+    let entries = eventually(
+        "the hung consumer's deliveries to be delivered",
+        Duration::from_secs(15),
+        || async {
+            let e = log(&app, &hung_hook).await;
+            e.iter().all(|d| d["state"] == "delivered").then_some(e)
+        },
+    )
+    .await;
+    for d in &entries {
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+    }
+    assert_eq!(hung.max_in_flight(), 2);
     app.stop().await;
     sim.stop().await;
 }

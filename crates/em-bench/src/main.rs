@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 mod cost;
+mod fairness;
 mod front;
 
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
@@ -31,8 +32,9 @@ struct Args {
     /// Tasks in flight at once in the scale phase.
     #[arg(long, default_value_t = 10_000)]
     in_flight: usize,
-    /// Which phases to run: front (in front of a slow EM), cost (against /healthz), in-flight.
-    #[arg(long, value_delimiter = ',', default_value = "front,cost,in-flight")]
+    /// Which phases to run: front (in front of a slow EM), cost (against /healthz), fairness,
+    /// in-flight.
+    #[arg(long, value_delimiter = ',', default_value = "front,cost,fairness,in-flight")]
     phases: Vec<String>,
     /// EM's answer time in the front phase, ms.
     #[arg(long, default_value_t = 20)]
@@ -559,12 +561,19 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         None
     };
+    let fair = if wants("fairness") {
+        eprintln!("em-bench: fairness: one webhook consumer hanging, one healthy");
+        Some(fairness::run(if args.quick { 50 } else { 1000 }).await?)
+    } else {
+        None
+    };
     if !wants("in-flight") {
         let report = report_head(&args, started_at)
-            + &report_targets(front.as_ref(), cost.as_ref(), None)
+            + &report_targets(front.as_ref(), cost.as_ref(), fair.as_ref(), None)
             + &report_front_cost(front.as_ref(), cost.as_ref());
         return write_report(&args, report);
     }
+
 
     // --- Phase 3 and 4: many tasks in flight ---------------------------------------------------
     let task_ms: u64 = if args.quick { 5_000 } else { 30_000 };
@@ -580,6 +589,7 @@ async fn run(args: Args) -> Result<(), String> {
     report.push_str(&report_targets(
         front.as_ref(),
         cost.as_ref(),
+        fair.as_ref(),
         Some((in_flight, &paced, &burst)),
     ));
     report.push_str(&report_front_cost(front.as_ref(), cost.as_ref()));
@@ -653,6 +663,7 @@ type InFlightRuns<'a> = (usize, &'a InFlightRun, &'a InFlightRun);
 fn report_targets(
     front: Option<&front::Front>,
     cost: Option<&cost::Cost>,
+    fair: Option<&fairness::Fairness>,
     in_flight: Option<InFlightRuns<'_>>,
 ) -> String {
     let mut report =
@@ -699,6 +710,9 @@ fn report_targets(
             cost.read_rate_ratio(),
             verdict(cost.read_rate_ratio() >= 0.25)
         ));
+    }
+    if let Some(fair) = fair {
+        report.push_str(&fair.target_row());
     }
     if let Some((in_flight, paced, burst)) = in_flight {
         let p95_delay = percentile(&paced.delays, 0.95);

@@ -17,6 +17,8 @@ pub enum Answer {
     RetryAfterOnce(u64),
     /// Holds the request this long before answering 200.
     Hang(Duration),
+    /// Accepts the request and never answers, until [`Receiver::release`] (then 200).
+    Hold,
     /// This status with this body, every time.
     Status(u16, String),
 }
@@ -43,6 +45,8 @@ pub struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Requests being answered now, and the most there ever were at once.
     in_flight: Arc<Mutex<(usize, usize)>>,
+    /// Lets the requests [`Answer::Hold`] holds go.
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Counts a request as answered when dropped (also when the client gave up waiting).
@@ -62,11 +66,17 @@ impl Receiver {
         let answer = Arc::new(Mutex::new(answer));
         let got: Arc<Mutex<Vec<Received>>> = Arc::new(Mutex::new(Vec::new()));
         let in_flight: Arc<Mutex<(usize, usize)>> = Arc::default();
-        let (a, g, f) = (answer.clone(), got.clone(), in_flight.clone());
+        let released = Arc::new(tokio::sync::watch::channel(false).0);
+        let (a, g, f, r) = (
+            answer.clone(),
+            got.clone(),
+            in_flight.clone(),
+            released.clone(),
+        );
         let server = HttpServer::new(move || {
-            let (a, g, f) = (a.clone(), g.clone(), f.clone());
+            let (a, g, f, r) = (a.clone(), g.clone(), f.clone(), r.clone());
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let (a, g, f) = (a.clone(), g.clone(), f.clone());
+                let (a, g, f, mut r) = (a.clone(), g.clone(), f.clone(), r.subscribe());
                 async move {
                     {
                         let mut f = f.lock().unwrap();
@@ -109,6 +119,10 @@ impl Receiver {
                             tokio::time::sleep(d).await;
                             HttpResponse::Ok().finish()
                         }
+                        Answer::Hold => {
+                            let _ = r.wait_for(|go| *go).await;
+                            HttpResponse::Ok().finish()
+                        }
                         Answer::Status(status, body) => HttpResponse::build(
                             actix_web::http::StatusCode::from_u16(status).unwrap(),
                         )
@@ -128,7 +142,18 @@ impl Receiver {
             answer,
             got,
             in_flight,
+            released,
         }
+    }
+
+    /// Answers the requests held by [`Answer::Hold`], and any later ones at once.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// How many requests it is answering (or holding) now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().map(|f| f.0).unwrap_or(0)
     }
 
     /// The most requests it was answering at once.
