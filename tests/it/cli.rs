@@ -193,7 +193,11 @@ async fn serve_on_postgres_needs_a_server_key_and_says_how_to_make_one() {
         }
         command
     };
-    let out = serve(None).output().await.unwrap();
+    // Were it to start, it would serve on: a deadline turns that into a failure.
+    let out = tokio::time::timeout(Duration::from_secs(60), serve(None).output())
+        .await
+        .expect("serve without a server key stops at once")
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
