@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::em::EmSettings;
 use crate::em::session::LogonBackoff;
 use crate::em::tls::{TlsTrust, parse_fingerprint};
+use crate::secrets::{ServerKey, parse_keys};
 
 // ---------------------------------------------------------------------------------------------
 // The declaration. A new setting is a field here (its doc comment is its meaning), its default
@@ -81,6 +82,12 @@ struct RawSettings {
     webhook_proxy: Option<String>,
     /// keys the stored hash of API keys (changing it invalidates every key)
     api_key_pepper: Option<Secret>,
+    /// 32 random bytes in base64 that seal the secrets the database keeps (required on
+    /// PostgreSQL; on SQLite, without it, a key file beside the database is used)
+    secret_key: Option<Secret>,
+    /// earlier secret keys, comma-separated: what they sealed still opens (and is sealed again
+    /// with `secret_key` at start)
+    secret_keys_previous: Option<Secret>,
     /// `json` or `pretty` (default: pretty on a terminal, else json)
     log_format: Option<LogFormat>,
     /// log filter
@@ -114,6 +121,8 @@ impl Default for RawSettings {
             webhooks_per_owner: 50,
             webhook_proxy: None,
             api_key_pepper: None,
+            secret_key: None,
+            secret_keys_previous: None,
             log_format: None,
             rust_log: "info".into(),
         }
@@ -175,6 +184,10 @@ pub struct Settings {
     pub log_filter: String,
     /// Keys the hash of stored API keys.
     pub api_key_pepper: Option<SecretString>,
+    /// Seals the secrets the database keeps; `None`: a key file beside a SQLite database.
+    pub secret_key: Option<ServerKey>,
+    /// Earlier keys, which still open what they sealed.
+    pub secret_keys_previous: Vec<ServerKey>,
 }
 
 /// Looks a variable up (the process environment, or a test's map).
@@ -249,6 +262,22 @@ impl Settings {
             log_format: raw.log_format,
             log_filter: raw.rust_log,
             api_key_pepper: raw.api_key_pepper.map(|s| s.0),
+            secret_key: raw
+                .secret_key
+                .map(|k| {
+                    check.field(
+                        "secret_key",
+                        ServerKey::parse(k.0.expose_secret()).map_err(|e| e.to_string()),
+                    )
+                })
+                .transpose()?,
+            secret_keys_previous: match raw.secret_keys_previous {
+                None => Vec::new(),
+                Some(keys) => check.field(
+                    "secret_keys_previous",
+                    parse_keys(keys.0.expose_secret()).map_err(|e| e.to_string()),
+                )?,
+            },
         })
     }
 }
@@ -639,6 +668,7 @@ mod tests {
         assert_eq!(s.log_format, None);
         assert_eq!(s.log_filter, "info");
         assert!(s.api_key_pepper.is_none());
+        assert!(s.secret_key.is_none() && s.secret_keys_previous.is_empty());
 
         let em = load(EM).unwrap().em.unwrap();
         assert_eq!(em.base_url.as_str(), "http://em.example:9399/api");
@@ -958,10 +988,23 @@ mod tests {
             ("EMGW_EM_PASSWORD", "pw-MARKER"),
             ("DATABASE_URL", "postgres://u:db-MARKER@h/d"),
             ("EMGW_API_KEY_PEPPER", "pepper-MARKER"),
+            (
+                "EMGW_SECRET_KEY",
+                "TUFSS0VSLU1BUktFUi1NQVJLRVItTUFSS0VSLU1BUks=",
+            ),
         ]))
         .unwrap();
         let debug = format!("{s:?}");
         assert!(!debug.contains("MARKER"), "{debug}");
+        assert!(!debug.contains("TUFSS0VS"), "{debug}");
+        assert!(s.secret_key.is_some());
+        // A key that is no key is refused without being quoted.
+        for var in ["EMGW_SECRET_KEY", "EMGW_SECRET_KEYS_PREVIOUS"] {
+            let err = error(&[(var, "not-a-key-MARKER")]);
+            assert!(err.starts_with(&format!("{var}: ")), "{err}");
+            assert!(!err.contains("MARKER"), "{err}");
+            assert!(err.contains("em-gateway secret-key"), "{err}");
+        }
         assert!(debug.contains("em.example"), "{debug}");
         // A bare number is taken as the secret, not refused with its digits in the message.
         let s = load_file("api_key_pepper = 987654321\n", &[]).unwrap();

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod em;
 pub mod outbound;
+pub mod secrets;
 pub mod sim;
 pub mod startup;
 pub mod store;

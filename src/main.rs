@@ -42,6 +42,13 @@ enum Command {
     Keys(KeysCommand),
     /// Prints the OpenAPI document.
     Openapi,
+    /// Prints a fresh server key for EMGW_SECRET_KEY (32 random bytes, base64).
+    ///
+    /// The key seals the secrets the database keeps (webhook signing secrets, answers kept for
+    /// Idempotency-Key). Keep it apart from the database and its backups, and give every
+    /// replica the same one. To rotate: the new key in EMGW_SECRET_KEY, the old one in
+    /// EMGW_SECRET_KEYS_PREVIOUS until every replica has restarted.
+    SecretKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +133,16 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         Command::Keys(keys) => keys_command(keys, &settings).await,
         Command::Openapi => {
             print!("{}", em_gateway::api::openapi::document());
+            Ok(())
+        }
+        Command::SecretKey => {
+            let (key, text) =
+                em_gateway::secrets::ServerKey::generate().map_err(|e| e.to_string())?;
+            eprintln!(
+                "a new server key (key id {}); set it as EMGW_SECRET_KEY:",
+                key.id()
+            );
+            println!("{}", text.expose_secret());
             Ok(())
         }
     }

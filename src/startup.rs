@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
+use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{PoolFor, Store, StoreError};
 use crate::tasks::{Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
@@ -70,6 +71,33 @@ pub enum StartError {
     Webhooks(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("{0}")]
+    SecretKey(String),
+}
+
+/// The server key the service runs with ([`secrets::resolve`]), said once in the log (its id,
+/// never the key).
+pub fn keyring(settings: &Settings) -> Result<Keyring, StartError> {
+    let (keys, source) = secrets::resolve(
+        settings.secret_key.as_ref(),
+        &settings.secret_keys_previous,
+        &settings.database_url,
+    )
+    .map_err(StartError::SecretKey)?;
+    let key_id = keys.current_id();
+    match source {
+        KeySource::Configured => tracing::info!(key_id, "server key from EMGW_SECRET_KEY"),
+        KeySource::File { path, created } => tracing::info!(
+            key_id,
+            path = %path.display(),
+            created,
+            "server key from the key file beside the SQLite database (set EMGW_SECRET_KEY to choose one)"
+        ),
+        KeySource::Ephemeral => {
+            tracing::warn!(key_id, "server key made for this in-memory database only")
+        }
+    }
+    Ok(keys)
 }
 
 pub fn em_client(em: &EmSettings) -> Result<EmClient, StartError> {
@@ -93,6 +121,7 @@ pub struct Application {
     /// The poller's, the deliverer's and the hand-over's.
     background_store: Store,
     owner: ReplicaId,
+    keys: Keyring,
 }
 
 impl Application {
@@ -105,16 +134,31 @@ impl Application {
             .em
             .as_ref()
             .ok_or(ConfigError::Missing("EMGW_EM_URL"))?;
-        let store = Store::connect(settings.database_url.expose_secret()).await?;
+        let keys = keyring(settings)?;
+        let store = Store::connect(settings.database_url.expose_secret())
+            .await?
+            .sealing_with(keys.clone());
         store.migrate().await?;
+        let resealed = store.seal_stored_secrets().await?;
+        if resealed.total() > 0 {
+            tracing::info!(
+                webhook_secrets = resealed.webhook_secrets,
+                answers = resealed.answers,
+                key_id = keys.current_id(),
+                "sealed stored secrets with the current server key"
+            );
+        }
         // A Postgres connection belongs to the tokio runtime that opened it, and actix runs each
         // HTTP worker on a runtime of its own, shut down with the server: a connection a request
         // opened is dead once the server has stopped ("A Tokio 1.x context was found, but it is
         // being shutdown"). What runs after that — the poller and the deliverer finishing, the
         // hand-over of this replica's sessions and leases — uses a pool that only this runtime
         // opens connections for.
+        // The deliverer opens webhook secrets: this pool seals and opens with the same keys.
         let background_store =
-            Store::connect_for(settings.database_url.expose_secret(), PoolFor::Background).await?;
+            Store::connect_for(settings.database_url.expose_secret(), PoolFor::Background)
+                .await?
+                .sealing_with(keys.clone());
         let em = Arc::new(em_client(em_config)?);
         // Log on now so that bad credentials show at start; EM being down must not stop us.
         if let Err(e) = em.warm_up().await {
@@ -178,6 +222,7 @@ impl Application {
                 store.clone(),
                 clock.clone(),
                 em_config.request_timeout * 2 + Duration::from_secs(1),
+                keys.clone(),
             ),
             auth: Authenticator::new(store.clone(), clock.clone()),
             webhooks: api::WebhookSettings {
@@ -221,7 +266,13 @@ impl Application {
             store,
             background_store,
             owner,
+            keys,
         })
+    }
+
+    /// The server keys it seals and fingerprints with.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
     }
 
     pub fn port(&self) -> u16 {

@@ -95,18 +95,40 @@ where
     F: FnOnce(Option<IdempotencyKey>) -> Fut,
     Fut: Future<Output = Result<HttpResponse, ApiError>>,
 {
+    once_vetted(req, state, api_key_id, body, |_| async { Ok(()) }, run).await
+}
+
+/// [`once`], with a check of a kept answer before it is sent again: `vet` may refuse to replay
+/// it (an answer that carried a secret that has since been withdrawn).
+pub async fn once_vetted<V, VFut, F, Fut>(
+    req: &HttpRequest,
+    state: &AppState,
+    api_key_id: ApiKeyId,
+    body: &[u8],
+    vet: V,
+    run: F,
+) -> Result<HttpResponse, ApiError>
+where
+    V: FnOnce(StoredAnswer) -> VFut,
+    VFut: Future<Output = Result<(), ApiError>>,
+    F: FnOnce(Option<IdempotencyKey>) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
     let Some(key) = key_of(req, api_key_id)? else {
         return run(None).await;
     };
-    let fingerprint = replay::fingerprint(
+    let request = replay::request_bytes(
         req.method().as_str(),
         req.uri().path(),
         req.query_string(),
         body,
     );
-    match state.replay.claim(&key, &fingerprint).await? {
+    match state.replay.claim(&key, &request).await? {
         Decision::Run => {}
-        Decision::Answer(stored) => return Ok(replayed(respond(&stored))),
+        Decision::Answer(stored) => {
+            vet(stored.clone()).await?;
+            return Ok(replayed(respond(&stored)));
+        }
         Decision::Mismatch => return Err(ApiError::IdempotencyMismatch),
         Decision::InProgress => {
             return Err(ApiError::Conflict(

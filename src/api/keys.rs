@@ -8,13 +8,13 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{Admin, Body, Request};
-use super::idempotency::once;
+use super::idempotency::{once, once_vetted};
 use super::problem::{ApiError, Problem, Problems};
 use super::request;
 use super::views::Query;
 use crate::access;
 use crate::domain::{ApiKeyId, FieldErrors, Owner, Scope};
-use crate::store::ApiKeyRecord;
+use crate::store::{ApiKeyRecord, StoredAnswer};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -150,12 +150,38 @@ pub struct ApiKeyList {
     pub items: Vec<ApiKeyView>,
 }
 
+/// Why a kept answer to a key's creation is not sent again: the key it holds no longer works.
+pub const WITHDRAWN: &str = "the API key this request created has been revoked or has expired; \
+     its secret is not shown again";
+
+/// A replayed creation hands the key out again only while it works: a revoked key's secret
+/// stays withdrawn, whoever holds the `Idempotency-Key`.
+async fn still_usable(state: &AppState, stored: &StoredAnswer) -> Result<(), ApiError> {
+    let created = serde_json::from_str::<serde_json::Value>(&stored.body)
+        .ok()
+        .and_then(|v| {
+            v.get("id")
+                .and_then(|i| i.as_str())
+                .and_then(ApiKeyId::parse)
+        });
+    let Some(id) = created else {
+        // A refusal kept as the answer: no key in it.
+        return Ok(());
+    };
+    match state.store.api_key(id).await? {
+        Some(key) if key.usable(state.clock.now()) => Ok(()),
+        _ => Err(ApiError::Gone(WITHDRAWN.into())),
+    }
+}
+
 /// Creates an API key; the answer shows it, once.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", operation_id = "createApiKey",
     request_body = CreateApiKeyRequest,
     responses(
-        (status = 201, body = ApiKeyView, description = "Created; `key` holds the key, shown only here",
+        (status = 201, body = ApiKeyView, description = "Created; `key` holds the key, shown only here (and to a repeat with the same `Idempotency-Key` while the key works)",
             headers(("Location" = String, description = "/v1/api-keys/{id}"))),
+        (status = 410, body = Problem, content_type = "application/problem+json",
+            description = "A repeat with the same `Idempotency-Key` of a creation whose key has since been revoked or has expired: its secret is not shown again"),
     ))]
 pub async fn create(
     admin: Admin,
@@ -163,7 +189,11 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    once(&req, &state, admin.id, &body.bytes()?, |_| async {
+    let vet = |stored: StoredAnswer| {
+        let state = state.clone();
+        async move { still_usable(&state, &stored).await }
+    };
+    once_vetted(&req, &state, admin.id, &body.bytes()?, vet, |_| async {
         let spec = body.parse()?;
         let now = state.clock.now();
         let expires_at = spec.expires_in.map(|d| (now + d).to_datetime());

@@ -78,6 +78,9 @@ pub enum ApiError {
     ConflictsWithEm(Vec<FieldError>),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
+    /// What the request would show is withdrawn for good: 410.
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Em(#[from] EmError),
     #[error(transparent)]
@@ -149,6 +152,7 @@ impl ApiError {
                 "The request conflicts with Enterprise Manager's objects",
             ),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
+            ApiError::Gone(_) => ("gone", "Gone"),
             ApiError::Em(EmError::Refused { .. }) => {
                 ("em-refused", "Enterprise Manager refused the request")
             }
@@ -183,6 +187,7 @@ impl ResponseError for ApiError {
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::Conflict(_) | ApiError::ConflictsWithEm(_) => StatusCode::CONFLICT,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Em(e) => match e {
                 // EM's own client errors reach the caller as they are (EM found the request bad).
                 EmError::Refused { status, .. }

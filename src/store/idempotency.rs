@@ -1,5 +1,7 @@
 //! Idempotency-Key claims: the first request under a key does the work; repeats get its answer,
-//! kept as the bytes the caller handed over.
+//! kept as the bytes the caller handed over — sealed, since an answer may carry a secret (a new
+//! API key, a webhook's signing secret). Requests are told apart by a keyed fingerprint, never
+//! a plain hash of a body that may hold a password.
 
 use std::time::Duration;
 
@@ -42,16 +44,32 @@ pub enum Claim {
     },
 }
 
+/// Where a kept answer is sealed for: its key, so it cannot be moved to another.
+pub(super) fn answer_place(api_key_id: &str, key: &str) -> String {
+    format!("idempotency_keys.body:{api_key_id}:{key}")
+}
+
+impl IdempotencyKey {
+    fn place(&self) -> String {
+        answer_place(&self.api_key_id.to_string(), &self.key)
+    }
+}
+
 impl Store {
-    /// Claims a key for a request with this fingerprint. A claim older than `stale` whose task
-    /// was never recorded is taken over: its request cannot have reached EM.
+    /// Claims a key for a request with these fingerprints (the request's keyed hash under each
+    /// server key, the current one first: one taken before a key rotation still matches). A
+    /// claim older than `stale` whose task was never recorded is taken over: its request cannot
+    /// have reached EM.
     pub async fn claim_idempotency(
         &self,
         key: &IdempotencyKey,
-        fingerprint: &str,
+        fingerprints: &[String],
         now: Timestamp,
         stale: Duration,
     ) -> Result<Claim, StoreError> {
+        let Some(fingerprint) = fingerprints.first() else {
+            return Ok(Claim::Mismatch);
+        };
         // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
@@ -62,7 +80,7 @@ impl Store {
         )
         .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
-        .bind(fingerprint)
+        .bind(fingerprint.as_str())
         .bind(now.as_millis())
         .bind((now + KEEP).as_millis())
         .execute(&self.pool)
@@ -80,9 +98,10 @@ impl Store {
         .await?;
         let Some(row) = row else {
             // Purged between the insert and the read: try once more.
-            return Box::pin(self.claim_idempotency(key, fingerprint, now, stale)).await;
+            return Box::pin(self.claim_idempotency(key, fingerprints, now, stale)).await;
         };
-        if row.try_get::<String, _>("fingerprint")? != fingerprint {
+        let stored: String = row.try_get("fingerprint")?;
+        if !fingerprints.contains(&stored) {
             return Ok(Claim::Mismatch);
         }
         let state: String = row.try_get("state")?;
@@ -90,9 +109,10 @@ impl Store {
             return Ok(Claim::Replay(StoredAnswer {
                 status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
                     .unwrap_or(500),
-                body: row
-                    .try_get::<Option<String>, _>("body")?
-                    .unwrap_or_default(),
+                body: match row.try_get::<Option<String>, _>("body")? {
+                    Some(body) => self.keys()?.open_stored(&body, &key.place())?,
+                    None => String::new(),
+                },
                 location: row.try_get("location")?,
             }));
         }
@@ -160,6 +180,7 @@ impl Tx {
         key: &IdempotencyKey,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
+        let body = self.keys()?.seal(answer.body.as_bytes(), &key.place())?;
         sqlx::query(
             "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
              WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
@@ -167,7 +188,7 @@ impl Tx {
         .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
         .bind(i64::from(answer.status))
-        .bind(answer.body.as_str())
+        .bind(body)
         .bind(answer.location.clone())
         .execute(&mut *self.tx)
         .await?;

@@ -9,26 +9,33 @@
 //! The store stores: it never reads the clock (every write is given its `now`), and it builds
 //! no HTTP answer and no webhook payload — it keeps the bytes it is handed. What must be written
 //! together is written in a [`Tx`], which the task lifecycle opens and commits.
+//!
+//! Secrets are sealed here, at the boundary, with the server key ([`crate::secrets`]): the
+//! webhook signing secrets and the answers kept for `Idempotency-Key` are written sealed and
+//! opened when read, so the rest of the code handles them in clear and the database never does.
 
 mod batch;
 mod idempotency;
 mod keys;
+mod sealing;
 mod sessions;
 mod tasks;
 mod webhooks;
 
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
 
 use crate::clock::Timestamp;
+use crate::secrets::{Keyring, SecretError};
 
 pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
+pub use sealing::Resealed;
 pub use sessions::OrphanRules;
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
@@ -56,6 +63,17 @@ pub enum StoreError {
     Migration(String),
     #[error("a stored row is unreadable: {0}")]
     Corrupt(String),
+    /// A sealed value does not open (another server key, or damaged).
+    #[error("{0}")]
+    Sealed(SecretError),
+    #[error("no server key: EMGW_SECRET_KEY is needed to store or read secrets")]
+    NoServerKey,
+}
+
+impl From<SecretError> for StoreError {
+    fn from(e: SecretError) -> Self {
+        StoreError::Sealed(e)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -114,6 +132,8 @@ fn postgres_url(url: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Seals and opens secrets; `None` for the commands that touch none (`migrate`, `keys`).
+    keys: Option<Arc<Keyring>>,
 }
 
 /// Who a pool serves, which sets how many connections it may hold.
@@ -186,7 +206,21 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            keys: None,
+        })
+    }
+
+    /// The store, sealing secrets with `keys`.
+    pub fn sealing_with(mut self, keys: Keyring) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
+    fn keys(&self) -> Result<&Keyring, StoreError> {
+        self.keys.as_deref().ok_or(StoreError::NoServerKey)
     }
 
     pub fn backend(&self) -> Backend {
@@ -215,6 +249,7 @@ impl Store {
         Ok(Tx {
             tx: self.pool.begin().await?,
             backend: self.backend,
+            keys: self.keys.clone(),
         })
     }
 
@@ -240,9 +275,14 @@ pub(crate) fn parameters(count: usize, skip: usize) -> String {
 pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
     backend: Backend,
+    keys: Option<Arc<Keyring>>,
 }
 
 impl Tx {
+    fn keys(&self) -> Result<&Keyring, StoreError> {
+        self.keys.as_deref().ok_or(StoreError::NoServerKey)
+    }
+
     /// Lets a Postgres transaction commit without waiting for the disk. Only for writes whose
     /// loss in a database crash is recovered by design (see the callers).
     pub async fn relax_durability(&mut self) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::domain::{
     ApiKeyId, DeliveryId, DeliveryState, EventId, EventType, Owner, ReplicaId, TaskId, WebhookId,
 };
+use crate::secrets::Keyring;
 
 const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
      previous_secret_until, disabled_at, disabled_reason, owner, created_at, updated_at";
@@ -173,26 +174,37 @@ fn event_type(text: &str) -> Result<EventType, StoreError> {
     id(text, EventType::parse, "event type")
 }
 
-fn decode_webhook(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
+/// Where a webhook's signing secrets are sealed for: the current one and the previous one share
+/// it, since a rotation moves the current one over in SQL (either signs for this webhook alone).
+pub(super) fn secret_place(webhook: &str) -> String {
+    format!("webhooks.secret:{webhook}")
+}
+
+/// A stored signing secret, opened.
+fn open_secret(keys: &Keyring, stored: &str, webhook: &str) -> Result<SecretString, StoreError> {
+    Ok(SecretString::from(
+        keys.open_stored(stored, &secret_place(webhook))?,
+    ))
+}
+
+fn decode_webhook(row: &AnyRow, keys: &Keyring) -> Result<WebhookRecord, StoreError> {
     let types: String = row.try_get("event_types")?;
     let types: Vec<String> = serde_json::from_str(&types)
         .map_err(|_| StoreError::Corrupt("webhook event types".into()))?;
+    let webhook: String = row.try_get("id")?;
     Ok(WebhookRecord {
-        id: id(
-            &row.try_get::<String, _>("id")?,
-            WebhookId::parse,
-            "webhook id",
-        )?,
+        id: id(&webhook, WebhookId::parse, "webhook id")?,
         url: row.try_get("url")?,
         event_types: types
             .iter()
             .map(|t| event_type(t))
             .collect::<Result<_, _>>()?,
         description: row.try_get("description")?,
-        secret: SecretString::from(row.try_get::<String, _>("secret")?),
+        secret: open_secret(keys, &row.try_get::<String, _>("secret")?, &webhook)?,
         previous_secret: row
             .try_get::<Option<String>, _>("previous_secret")?
-            .map(SecretString::from),
+            .map(|p| open_secret(keys, &p, &webhook))
+            .transpose()?,
         previous_secret_until: row
             .try_get::<Option<i64>, _>("previous_secret_until")?
             .map(time),
@@ -221,8 +233,11 @@ impl Tx {
         )))
         .fetch_all(&mut *self.tx)
         .await?;
-        let hooks: Vec<WebhookRecord> =
-            rows.iter().map(decode_webhook).collect::<Result<_, _>>()?;
+        let keys = self.keys()?;
+        let hooks: Vec<WebhookRecord> = rows
+            .iter()
+            .map(|r| decode_webhook(r, keys))
+            .collect::<Result<_, _>>()?;
         let mut wanted: Vec<&NewEvent> = Vec::new();
         let mut deliveries: Vec<(DeliveryId, WebhookId, &EventId)> = Vec::new();
         for event in events {
@@ -287,24 +302,29 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let types: Vec<&str> = hook.event_types.iter().map(|t| t.as_str()).collect();
+        let keys = self.keys()?;
+        let webhook = WebhookId::new().to_string();
+        let secret = keys.seal(hook.secret.as_bytes(), &secret_place(&webhook))?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO webhooks (id, url, event_types, description, secret, api_key_id, \
              created_at, updated_at, owner) SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8 \
              WHERE (SELECT COUNT(*) FROM webhooks WHERE owner = $8) < $9 \
              RETURNING {WEBHOOK_COLUMNS}"
         )))
-        .bind(WebhookId::new().to_string())
+        .bind(webhook.as_str())
         .bind(hook.url.as_str())
         .bind(serde_json::to_string(&types).unwrap_or_else(|_| "[]".into()))
         .bind(hook.description.clone())
-        .bind(hook.secret.as_str())
+        .bind(secret)
         .bind(hook.api_key_id.map(|k| k.to_string()))
         .bind(now.as_millis())
         .bind(hook.owner.as_str())
         .bind(i64::from(most))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode_webhook).transpose()
+        row.as_ref()
+            .map(|r| decode_webhook(r, self.keys()?))
+            .transpose()
     }
 
     pub async fn webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
@@ -314,7 +334,9 @@ impl Store {
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode_webhook).transpose()
+        row.as_ref()
+            .map(|r| decode_webhook(r, self.keys()?))
+            .transpose()
     }
 
     /// Every subscription, or one owner's.
@@ -328,7 +350,8 @@ impl Store {
         .bind(owner.map(Owner::as_str))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_webhook).collect()
+        let keys = self.keys()?;
+        rows.iter().map(|r| decode_webhook(r, keys)).collect()
     }
 
     /// Deletes a subscription with its pending deliveries and log.
@@ -348,6 +371,9 @@ impl Store {
         previous_until: Timestamp,
         now: Timestamp,
     ) -> Result<Option<WebhookRecord>, StoreError> {
+        let secret = self
+            .keys()?
+            .seal(secret.as_bytes(), &secret_place(&id.to_string()))?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $3, \
              secret = $2, updated_at = $4 WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
@@ -358,7 +384,9 @@ impl Store {
         .bind(now.as_millis())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode_webhook).transpose()
+        row.as_ref()
+            .map(|r| decode_webhook(r, self.keys()?))
+            .transpose()
     }
 
     /// Leases due deliveries for `lease`; each is sent by one replica only.
@@ -425,14 +453,20 @@ impl Store {
         }
         let rows = query.fetch_all(&self.pool).await?;
         let mut jobs = Vec::with_capacity(rows.len());
+        let keys = self.keys()?;
         for row in &rows {
-            let mut secrets = vec![SecretString::from(row.try_get::<String, _>("secret")?)];
+            let webhook: String = row.try_get("webhook_id")?;
+            let mut secrets = vec![open_secret(
+                keys,
+                &row.try_get::<String, _>("secret")?,
+                &webhook,
+            )?];
             let previous: Option<String> = row.try_get("previous_secret")?;
             let until: Option<i64> = row.try_get("previous_secret_until")?;
             if let (Some(previous), Some(until)) = (previous, until)
                 && until > now.as_millis()
             {
-                secrets.push(SecretString::from(previous));
+                secrets.push(open_secret(keys, &previous, &webhook)?);
             }
             jobs.push(DeliveryJob {
                 delivery_id: id(
@@ -440,11 +474,7 @@ impl Store {
                     DeliveryId::parse,
                     "delivery id",
                 )?,
-                webhook_id: id(
-                    &row.try_get::<String, _>("webhook_id")?,
-                    WebhookId::parse,
-                    "webhook id",
-                )?,
+                webhook_id: id(&webhook, WebhookId::parse, "webhook id")?,
                 event_id: EventId::from_stored(row.try_get("event_id")?),
                 event_type: event_type(&row.try_get::<String, _>("type")?)?,
                 payload: row.try_get("payload")?,

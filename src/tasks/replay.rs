@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
 use crate::domain::TaskId;
+use crate::secrets::Keyring;
 use crate::store::{Claim, IdempotencyKey, Store, StoreError, StoredAnswer};
 
 use super::answer;
@@ -23,8 +24,10 @@ pub enum Decision {
     InProgress,
 }
 
-/// What makes two requests "the same": method, path and query, body.
-pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String {
+/// What makes two requests "the same": method, path and query, body. Only its keyed hash is
+/// kept ([`Keyring::fingerprints`]): a plain hash of a body that carries a password could be
+/// checked against guesses by anyone with a copy of the database.
+pub fn request_bytes(method: &str, path: &str, query: &str, body: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(body.len() + 64);
     data.extend_from_slice(method.as_bytes());
     data.push(b'\n');
@@ -33,7 +36,7 @@ pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String
     data.extend_from_slice(query.as_bytes());
     data.push(b'\n');
     data.extend_from_slice(body);
-    crate::em::tls::sha256_hex(&data)
+    data
 }
 
 /// A claim still in progress after `stale` whose task was recorded belongs to a request that
@@ -53,27 +56,32 @@ pub struct Replay {
     clock: Clock,
     /// A claim this old whose request never reached EM may be taken over.
     stale: Duration,
+    /// Keys the fingerprints.
+    keys: Keyring,
 }
 
 impl Replay {
-    pub fn new(store: Store, clock: Clock, stale: Duration) -> Self {
+    pub fn new(store: Store, clock: Clock, stale: Duration, keys: Keyring) -> Self {
         Replay {
             store,
             clock,
             stale,
+            keys,
         }
     }
 
+    /// `request` is [`request_bytes`] of the request under the key.
     pub async fn claim(
         &self,
         key: &IdempotencyKey,
-        fingerprint: &str,
+        request: &[u8],
     ) -> Result<Decision, StoreError> {
         let now = self.clock.now();
+        let fingerprints = self.keys.fingerprints(request);
         Ok(
             match self
                 .store
-                .claim_idempotency(key, fingerprint, now, self.stale)
+                .claim_idempotency(key, &fingerprints, now, self.stale)
                 .await?
             {
                 Claim::Fresh => Decision::Run,
@@ -138,6 +146,9 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_requests_apart_by_method_path_query_and_body() {
+        let (key, _) = crate::secrets::ServerKey::generate().unwrap();
+        let keys = Keyring::new(key, Vec::new());
+        let fingerprint = |m, p, q, b| keys.fingerprints(&request_bytes(m, p, q, b))[0].clone();
         let base = fingerprint("POST", "/v1/x", "", b"{}");
         assert_eq!(base, fingerprint("POST", "/v1/x", "", b"{}"));
         for other in [
@@ -148,5 +159,10 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+        // Keyed: not the plain hash of what was sent.
+        assert_ne!(
+            base,
+            crate::em::tls::sha256_hex(&request_bytes("POST", "/v1/x", "", b"{}"))
+        );
     }
 }

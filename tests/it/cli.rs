@@ -132,6 +132,7 @@ async fn commands_explain_themselves_and_fail_in_one_line() {
         &["demo", "--help"],
         &["keys", "create", "--help"],
         &["openapi", "--help"],
+        &["secret-key", "--help"],
     ] {
         let out = gateway(args, "sqlite://unused.db").await;
         assert!(out.status.success(), "{args:?}");
@@ -166,13 +167,96 @@ async fn commands_explain_themselves_and_fail_in_one_line() {
     );
 }
 
+/// `serve` on PostgreSQL without `EMGW_SECRET_KEY` stops at once and says how to make one;
+/// `em-gateway secret-key` makes one, and with it `serve` starts.
+#[tokio::test]
+async fn serve_on_postgres_needs_a_server_key_and_says_how_to_make_one() {
+    let sim = spawn_sim(|_| {});
+    let database = fresh_database(Db::Postgres).await;
+    let serve = |key: Option<String>| {
+        let mut command = Command::new(GATEWAY);
+        command
+            .arg("serve")
+            .env_clear()
+            .env("DATABASE_URL", &database)
+            .env("EMGW_LISTEN", "127.0.0.1:0")
+            .env("EMGW_EM_URL", &sim.api_url)
+            .env("EMGW_EM_USERNAME", USER)
+            .env("EMGW_EM_PASSWORD", PASSWORD)
+            .env("EMGW_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(key) = key {
+            command.env("EMGW_SECRET_KEY", key);
+        }
+        command
+    };
+    // Were it to start, it would serve on: a deadline turns that into a failure.
+    let out = tokio::time::timeout(Duration::from_secs(60), serve(None).output())
+        .await
+        .expect("serve without a server key stops at once")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("em-gateway: EMGW_SECRET_KEY is required on PostgreSQL")
+            && stderr.contains("em-gateway secret-key")
+            && stderr.contains("openssl rand -base64 32"),
+        "{stderr}"
+    );
+
+    let made = |out: std::process::Output| {
+        assert!(out.status.success(), "{out:?}");
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&key)
+            .unwrap();
+        assert_eq!(bytes.len(), 32, "{key}");
+        key
+    };
+    let key = made(gateway(&["secret-key"], "sqlite://unused.db").await);
+    assert_ne!(
+        key,
+        made(gateway(&["secret-key"], "sqlite://unused.db").await),
+        "fresh each time"
+    );
+    let mut child = serve(Some(key.clone())).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let listening = line.contains("em-gateway listening");
+            log.push(line);
+            if listening {
+                return;
+            }
+        }
+        panic!("serve exited: {log:#?}");
+    })
+    .await
+    .expect("serve starts with a key");
+    child.kill().await.ok();
+    let key_id = em_gateway::secrets::ServerKey::parse(&key).unwrap();
+    assert!(
+        log.iter().any(|l| l.contains(key_id.id())),
+        "the key id is logged"
+    );
+    assert!(!log.iter().any(|l| l.contains(&key)), "never the key");
+    sim.stop().await;
+}
+
 #[tokio::test]
 async fn the_demo_runs_and_settles_a_gateway() {
+    let database = temp_sqlite();
     let mut child = Command::new(GATEWAY)
         .arg("demo")
         .env_clear()
         .env("EMGW_LISTEN", "127.0.0.1:0")
-        .env("DATABASE_URL", temp_sqlite())
+        .env("DATABASE_URL", &database)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -226,6 +310,13 @@ async fn the_demo_runs_and_settles_a_gateway() {
     let docs = http().get(format!("{base}/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     child.kill().await.ok();
+    // Its server key, made beside its database, readable by its owner alone.
+    let key_file = format!("{}.key", database.trim_start_matches("sqlite://"));
+    let text = std::fs::read_to_string(&key_file).expect("the demo's key file");
+    em_gateway::secrets::ServerKey::parse(&text).expect("a server key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 /// `em-gateway openapi`, which reads the settings like every command, with only these variables.

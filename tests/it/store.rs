@@ -28,7 +28,8 @@ both_databases!(
 async fn store(db: Db) -> Store {
     let store = Store::connect(&fresh_database(db).await)
         .await
-        .expect("connect");
+        .expect("connect")
+        .sealing_with(test_keyring());
     store.migrate().await.expect("migrate");
     store
 }
@@ -312,7 +313,7 @@ async fn idempotency_answers_are_purged_after_a_day() {
     let stale = Duration::from_secs(1);
     assert_eq!(
         store
-            .claim_idempotency(&key, "f", now(), stale)
+            .claim_idempotency(&key, &["f".to_string()], now(), stale)
             .await
             .unwrap(),
         Claim::Fresh
@@ -325,7 +326,7 @@ async fn idempotency_answers_are_purged_after_a_day() {
     store.finish_idempotency(&key, &answer).await.unwrap();
     assert_eq!(
         store
-            .claim_idempotency(&key, "f", now(), stale)
+            .claim_idempotency(&key, &["f".to_string()], now(), stale)
             .await
             .unwrap(),
         Claim::Replay(answer)
@@ -340,7 +341,7 @@ async fn idempotency_answers_are_purged_after_a_day() {
     );
     assert_eq!(
         store
-            .claim_idempotency(&key, "other", now(), stale)
+            .claim_idempotency(&key, &["other".to_string()], now(), stale)
             .await
             .unwrap(),
         Claim::Fresh,
@@ -532,7 +533,7 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     let stale = Duration::from_secs(60);
     assert_eq!(
         store
-            .claim_idempotency(&key, "fp", now(), stale)
+            .claim_idempotency(&key, &["fp".to_string()], now(), stale)
             .await
             .unwrap(),
         Claim::Fresh
@@ -546,7 +547,7 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     assert_eq!(ids, given, "answers in the order given, across statements");
     assert!(inserted.iter().all(|t| t.state == TaskState::Running));
     match store
-        .claim_idempotency(&key, "fp", now(), stale)
+        .claim_idempotency(&key, &["fp".to_string()], now(), stale)
         .await
         .unwrap()
     {
@@ -584,7 +585,7 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         assert_eq!(t.em_owner, Some(r1));
     }
     match store
-        .claim_idempotency(&key, "fp", now(), stale)
+        .claim_idempotency(&key, &["fp".to_string()], now(), stale)
         .await
         .unwrap()
     {

@@ -567,7 +567,7 @@ async fn a_lost_answer_is_replayed_not_resent(db: Db) {
 async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
     use em_gateway::domain::{Metadata, Operation, TaskId};
     use em_gateway::store::{Claim, IdempotencyKey, NewTask};
-    use em_gateway::tasks::replay::fingerprint;
+    use em_gateway::tasks::replay::request_bytes;
 
     let sim = spawn_sim(|_| {});
     let url = fresh_database(Db::Sqlite).await;
@@ -596,7 +596,8 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         .store
         .claim_idempotency(
             &key,
-            &fingerprint("POST", "/v1/cloud-gateways", "", &bytes),
+            &app.keys
+                .fingerprints(&request_bytes("POST", "/v1/cloud-gateways", "", &bytes)),
             em_gateway::clock::Clock::system().now(),
             Duration::from_secs(60),
         )

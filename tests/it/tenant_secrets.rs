@@ -38,6 +38,9 @@ pub struct Client {
     pub base: String,
     pub key: String,
     pub answers: Vec<String>,
+    /// The plain SHA-256 of each request sent with an Idempotency-Key (as fingerprinted, and of
+    /// its body alone): what an unkeyed fingerprint would store, guessable from a password.
+    pub plain_fingerprints: Vec<String>,
 }
 
 impl Client {
@@ -49,10 +52,19 @@ impl Client {
         body: Option<Value>,
     ) -> (u16, Value) {
         let mut req = http()
-            .request(method, format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .bearer_auth(&self.key);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
+            let bytes = body
+                .as_ref()
+                .map(|b| serde_json::to_vec(b).unwrap())
+                .unwrap_or_default();
+            let whole = em_gateway::tasks::replay::request_bytes(method.as_str(), path, "", &bytes);
+            self.plain_fingerprints.extend([
+                em_gateway::em::tls::sha256_hex(&whole),
+                em_gateway::em::tls::sha256_hex(&bytes),
+            ]);
         }
         if let Some(b) = body {
             req = req.json(&b);
@@ -206,7 +218,7 @@ async fn the_tenant_password_reaches_em_and_nothing_else(db: Db) {
     let new_password = format!("Rotated-Marker-{}", &run[12..24]);
     let lost_password = format!("Lost-Marker-{}", &run[20..32]);
     let refused_password = format!("Refused-Marker-{}\u{7}", &run[..8]);
-    let markers = [
+    let passwords = [
         onboard_password.as_str(),
         new_password.as_str(),
         lost_password.as_str(),
@@ -222,6 +234,7 @@ async fn the_tenant_password_reaches_em_and_nothing_else(db: Db) {
         base: gateway.base.clone(),
         key,
         answers: Vec::new(),
+        plain_fingerprints: Vec::new(),
     };
     let receiver = Receiver::start(Answer::Ok);
     let (status, hook) = api
@@ -423,7 +436,12 @@ async fn the_tenant_password_reaches_em_and_nothing_else(db: Db) {
     assert_eq!(webhooks.len(), 3);
     assert!(metrics.contains("emgw_http_requests_total"));
 
+    // The passwords, and the plain hashes of the requests that carried them under a key.
+    assert_eq!(api.plain_fingerprints.len(), 10);
+    let fingerprints = api.plain_fingerprints.clone();
+    let markers = passwords.iter().map(|p| p.to_string()).chain(fingerprints);
     for marker in markers {
+        let marker = marker.as_str();
         let mut found = leaks(
             marker,
             rows.iter().map(|(place, v)| (place.as_str(), v.as_str())),

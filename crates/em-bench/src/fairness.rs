@@ -34,9 +34,12 @@ impl Fairness {
 pub async fn run(tasks: usize) -> Result<Fairness, String> {
     let sim = start_sim(200).await?;
     let db = PostgresDatabase::create("emgw_bench_").await?;
-    let key = api_key(&db.url).await?;
+    // The URL as a user writes it, as in the other phases.
+    let url = db.url.replace("?sslmode=disable", "");
+    let key = api_key(&url).await?;
     let vars: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.as_str()),
+        ("DATABASE_URL", url.as_str()),
+        ("EMGW_SECRET_KEY", emgw_test_support::TEST_SECRET_KEY),
         ("EMGW_EM_URL", sim.api_url.as_str()),
         ("EMGW_EM_USERNAME", SIM_USER),
         ("EMGW_EM_PASSWORD", SIM_PASSWORD),

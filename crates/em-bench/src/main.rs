@@ -109,6 +109,7 @@ async fn start_gateway(sim_api: &str, database_url: &str) -> Result<GatewayProce
         ("EMGW_EM_PASSWORD", SIM_PASSWORD),
         ("EMGW_WEBHOOK_ALLOW_PRIVATE", "true"),
         ("RUST_LOG", "warn,em_gateway=info"),
+        ("EMGW_SECRET_KEY", emgw_test_support::TEST_SECRET_KEY),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -13,12 +13,26 @@ use std::time::Duration;
 use crate::sim::{PASSWORD, USER, http};
 use crate::wait::eventually;
 
+/// The server key every test gateway seals with (`EMGW_SECRET_KEY`): a fixed one, so a gateway
+/// restarted on the same database opens what its predecessor sealed. A test value, no secret.
+pub const TEST_SECRET_KEY: &str = "dGVzdC1vbmx5IHNlcnZlciBrZXksIG5vIHNlY3JldCE=";
+
+/// [`TEST_SECRET_KEY`] as a keyring, for tests that use the store directly.
+pub fn test_keyring() -> em_gateway::secrets::Keyring {
+    em_gateway::secrets::Keyring::new(
+        em_gateway::secrets::ServerKey::parse(TEST_SECRET_KEY).expect("the test key parses"),
+        Vec::new(),
+    )
+}
+
 pub struct TestApp {
     pub base: String,
     pub store: em_gateway::store::Store,
     pub admin_key: String,
     pub write_key: String,
     pub read_key: String,
+    /// The server keys it seals and fingerprints with.
+    pub keys: em_gateway::secrets::Keyring,
     /// The poller, the deliverer and the clock: the test steps them when it spawned the app
     /// with [`spawn_stepped_app`].
     pub workers: Handles,
@@ -53,6 +67,7 @@ pub fn test_settings_with(
             "200ms,400ms,600ms".into(),
         ),
         ("EMGW_WEBHOOK_TIMEOUT_MS".into(), "500".into()),
+        ("EMGW_SECRET_KEY".into(), TEST_SECRET_KEY.into()),
     ];
     for (k, v) in extra {
         vars.retain(|(n, _)| n != k);
@@ -87,6 +102,7 @@ async fn spawn(settings: &Settings, workers: Workers, clock: Clock) -> TestApp {
         .expect("the gateway starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
+    let keys = app.keys().clone();
     let key = |name: &'static str, scope| {
         let store = store.clone();
         let now = clock.now();
@@ -111,6 +127,7 @@ async fn spawn(settings: &Settings, workers: Workers, clock: Clock) -> TestApp {
         admin_key,
         write_key,
         read_key,
+        keys,
         workers,
         handle,
         join,

@@ -237,6 +237,7 @@ pub fn process_vars(
             "200ms,200ms,500ms,1s,1s,2s,2s",
         ),
         ("EMGW_WEBHOOK_TIMEOUT_MS", "1000"),
+        ("EMGW_SECRET_KEY", crate::TEST_SECRET_KEY),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
