@@ -10,6 +10,10 @@ use crate::support::*;
 both_databases!(
     a_tenant_is_onboarded_changed_and_removed,
     a_name_taken_in_a_race_fails_with_ems_message,
+    what_em_would_fail_later_is_refused_before_it_is_sent,
+    bad_input_is_422_naming_the_field_and_never_reaches_em,
+    a_repeated_tenant_create_is_answered_from_its_first_time,
+    repositories_are_listed_in_mb_per_backup_server,
 );
 
 pub const REPO01: &str = "urn:veeam:Repository:3f2a1c10-0000-4000-8000-00000000a101";
@@ -323,10 +327,9 @@ async fn tenant_writes(sim: &em_gateway::sim::RunningSim) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_em_would_fail_later_is_refused_before_it_is_sent() {
+async fn what_em_would_fail_later_is_refused_before_it_is_sent(db: Db) {
     let sim = spawn_sim(|_| {});
-    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let app = spawn_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let tenant = |patch: Value| {
         let mut body = new_tenant("New Ltd");
         for (k, v) in patch.as_object().unwrap() {
@@ -488,10 +491,9 @@ async fn what_em_would_fail_later_is_refused_before_it_is_sent() {
     sim.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_422_naming_the_field_and_never_reaches_em() {
+async fn bad_input_is_422_naming_the_field_and_never_reaches_em(db: Db) {
     let sim = spawn_sim(|_| {});
-    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let app = spawn_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let with = |field: &str, value: Value| {
         let mut body = new_tenant("Valid Name");
         body[field] = value;
@@ -622,10 +624,9 @@ async fn bad_input_is_422_naming_the_field_and_never_reaches_em() {
     sim.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_tenant_create_is_answered_from_its_first_time() {
+async fn a_repeated_tenant_create_is_answered_from_its_first_time(db: Db) {
     let sim = spawn_sim(|_| {});
-    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let app = spawn_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let create = |body: Value| {
         http()
             .post(app.url("/v1/cloud-tenants"))
@@ -652,10 +653,9 @@ async fn a_repeated_tenant_create_is_answered_from_its_first_time() {
     sim.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repositories_are_listed_in_mb_per_backup_server() {
+async fn repositories_are_listed_in_mb_per_backup_server(db: Db) {
     let sim = spawn_sim(|_| {});
-    let app = spawn_app(&test_settings(&sim, &fresh_database(Db::Sqlite).await)).await;
+    let app = spawn_app(&test_settings(&sim, &fresh_database(db).await)).await;
     let page = app
         .get_json("/v1/repositories?backup_server_uid=29e5d158-1f58-44bc-bbaa-2752d787a91d")
         .await;
