@@ -18,7 +18,8 @@ mod tasks;
 mod webhooks;
 
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -29,7 +30,7 @@ use crate::clock::Timestamp;
 pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
-pub use sessions::OrphanRules;
+pub use sessions::{OrphanRules, SessionRow, dead_sessions};
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook, Recorded,
@@ -83,6 +84,9 @@ fn redact(text: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Running-task rows the poller's queries returned: what a test checks to know a tick did
+    /// not read every running task.
+    task_rows: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -138,11 +142,26 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            task_rows: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have
+    /// returned so far.
+    pub fn task_rows_read(&self) -> u64 {
+        self.task_rows.load(Ordering::Relaxed)
+    }
+
+    fn count_task_rows(&self, n: usize) {
+        self.task_rows
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
