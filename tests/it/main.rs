@@ -14,6 +14,7 @@ mod logon_backoff;
 mod operations;
 mod outage;
 mod owners;
+mod poller;
 mod sim_tenants;
 mod simulator;
 mod store;
