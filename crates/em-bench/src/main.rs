@@ -15,6 +15,9 @@ use emgw_test_support::{Answer, GatewayProcess, PostgresDatabase, Receiver, SimP
 use serde_json::{Value, json};
 use tokio::process::Command;
 
+mod scale;
+mod sim_scale;
+
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
 #[derive(Debug, Parser)]
 #[command(name = "em-bench")]
@@ -28,6 +31,24 @@ struct Args {
     /// Tasks in flight at once in the scale phase.
     #[arg(long, default_value_t = 10_000)]
     in_flight: usize,
+    /// Phases to run, comma-separated: `core` (phases 1–4), `scale` (in flight at each of
+    /// --scale-sizes), `sim-scale` (em-sim empty vs full).
+    #[arg(long, value_delimiter = ',', default_value = "core,scale,sim-scale")]
+    phases: Vec<String>,
+    /// Tasks in flight in phase `scale`: the first is the baseline the last is compared with.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    scale_sizes: Vec<usize>,
+    /// Gateways em-sim holds in phase `sim-scale`, and the creates measured on it.
+    #[arg(long, default_value_t = 100_000)]
+    sim_gateways: usize,
+    #[arg(long, default_value_t = 20_000)]
+    sim_creates: usize,
+}
+
+impl Args {
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
 }
 
 const VBR01: &str = "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d";
@@ -512,6 +533,29 @@ fn verdict(ok: bool) -> &'static str {
 async fn run(args: Args) -> Result<(), String> {
     let mut report = String::new();
     let started_at = chrono::Utc::now();
+    // Phases in their own modules: target rows and a section each.
+    let mut extra = (String::new(), String::new());
+    if args.runs("scale") {
+        let (rows, section) = scale::run(&args.scale_sizes).await?;
+        extra = (extra.0 + &rows, extra.1 + &section);
+    }
+    if args.runs("sim-scale") {
+        let (rows, section) = sim_scale::run(args.sim_gateways, args.sim_creates).await?;
+        extra = (extra.0 + &rows, extra.1 + &section);
+    }
+    if !args.runs("core") {
+        let head = format!(
+            "# Benchmarks (phases {})\n\nWritten by `em-bench --phases {}` on {} UTC.\n\n**Machine**: {}.\n\n## Targets\n\n| target | measured | |\n|---|---|---|\n",
+            args.phases.join(","),
+            args.phases.join(","),
+            started_at.format("%Y-%m-%d %H:%M"),
+            machine()
+        );
+        let report = format!("{head}{}{}", extra.0, extra.1);
+        std::fs::write(&args.out, &report).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        print!("{report}");
+        return Ok(());
+    }
     let scale = if args.quick { 10 } else { 1 };
     let in_flight = if args.quick {
         args.in_flight.min(500)
@@ -629,6 +673,7 @@ async fn run(args: Args) -> Result<(), String> {
     report.push_str(&format!("**Machine**: {}.\n\n", machine()));
     report.push_str("**Command**: `cargo build --release --workspace && target/release/em-bench` — it starts `target/release/em-sim` and `target/release/em-gateway serve` (PostgreSQL on the same host over loopback with `sslmode=disable`, a fresh database per phase) as separate processes on loopback, and drives them with its own HTTP load generator and webhook receiver; all share the machine's 2 cores.\n\n");
     report.push_str("## Targets\n\n| target | measured | |\n|---|---|---|\n");
+    report.push_str(&extra.0);
     report.push_str(&format!("| gateway adds ≤ 1 ms at p50 over direct em-sim (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n", ms(add_p50), ms(g32.p50), ms(d32.p50), verdict(add_p50 <= Duration::from_millis(1))));
     report.push_str(&format!(
         "| gateway adds ≤ 5 ms at p99 (create, 32 clients) | +{} ms ({} vs {} ms) | {} |\n",
@@ -709,6 +754,7 @@ async fn run(args: Args) -> Result<(), String> {
         "\nThe gateway's own counters at the end of phase 3:\n\n```\n{}\n```\n",
         paced.metrics.join("\n")
     ));
+    report.push_str(&extra.1);
     if let Ok(notes) = std::fs::read_to_string("BENCHMARKS.notes.md") {
         report.push('\n');
         report.push_str(&notes);
