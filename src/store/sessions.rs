@@ -83,6 +83,9 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // Every tick writes this again from the pool's state: one lost in a database crash is
+        // redone a tick later, so the tick need not wait for the disk.
+        tx.relax_durability().await?;
         for (slot, session_id) in live {
             sqlx::query(
                 "INSERT INTO em_sessions (session_id, owner, slot, heartbeat_at) \

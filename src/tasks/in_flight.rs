@@ -205,7 +205,8 @@ mod tests {
                 .collect::<HashSet<_>>()
         };
         // (rows read, added meanwhile, forgotten meanwhile, held after)
-        let cases: &[(&[u128], &[u128], &[u128], &[u128])] = &[
+        type Ids = &'static [u128];
+        let cases: &[(Ids, Ids, Ids, Ids)] = &[
             (&[1, 2], &[], &[], &[1, 2]),
             // Attached after the read began: its commit may have come too late for the read.
             (&[1], &[2], &[], &[1, 2]),

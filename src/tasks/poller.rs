@@ -143,8 +143,10 @@ impl Poller {
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
         let started = Instant::now();
         let db = DbTime::default();
-        let mut report = TickReport::default();
-        report.resynced = self.resync_if_due(&db).await?;
+        let mut report = TickReport {
+            resynced: self.resync_if_due(&db).await?,
+            ..TickReport::default()
+        };
         self.poll_own_sessions(&mut report, &db).await?;
         let live: Vec<(usize, String)> = self
             .em

@@ -57,7 +57,7 @@ async fn database_seconds(base: &str) -> (f64, f64) {
 
 /// EM's tasks run long enough for every create to be submitted before the first finishes.
 fn task_ms_for(count: usize) -> u64 {
-    (count as u64 * 6 / 10).max(20_000)
+    (count as u64 * 9 / 10).max(20_000)
 }
 
 /// Submits `count` creates, paced over a third of the task time so they also finish at that
@@ -180,16 +180,25 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
         return Ok((String::new(), String::new()));
     };
     let mut rows = String::new();
+    // Submitting slower than em-sim finishes leaves no window with everything in flight.
+    let measured_window = small.ticks >= 1.0 && big.ticks >= 1.0;
+    let judged = |ok: bool| {
+        if measured_window {
+            verdict(ok)
+        } else {
+            "**not measured** (no window with every task in flight: the submit outlasted em-sim's task time)"
+        }
+    };
     let ratio = big.db_per_tick.as_secs_f64() / small.db_per_tick.as_secs_f64().max(1e-9);
     rows.push_str(&format!(
         "| database time per poller tick at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{ratio:.2}) | {} |\n",
-        big.count, small.count, ms(big.db_per_tick), ms(small.db_per_tick), verdict(ratio <= 1.5)
+        big.count, small.count, ms(big.db_per_tick), ms(small.db_per_tick), judged(ratio <= 1.5)
     ));
     let lists = big.lists_per_session_per_interval;
     rows.push_str(&format!(
         "| ≤ 1 EM task list per session per interval at {} in flight | {lists:.2} | {} |\n",
         big.count,
-        verdict(lists <= 1.05)
+        judged(lists <= 1.05)
     ));
     let p95 = percentile(&big.delays, 0.95);
     rows.push_str(&format!(
