@@ -19,7 +19,7 @@ use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
 use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{PoolFor, Store, StoreError};
-use crate::tasks::{Poller, PollerConfig, Replay, Submitter};
+use crate::tasks::{InFlightSet, Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
 
 /// Whether the poller and the deliverer run by themselves.
@@ -173,6 +173,8 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
 
         let wake_deliverer = Arc::new(tokio::sync::Notify::new());
+        // Filled by the submitter, emptied and resynced by the poller.
+        let in_flight = Arc::new(InFlightSet::new());
         let poller = Arc::new(Poller::new(
             background_store.clone(),
             em.clone(),
@@ -183,6 +185,7 @@ impl Application {
                 grace: settings.settle_grace,
                 unsent_after: em_config.request_timeout + Duration::from_secs(5),
             },
+            in_flight.clone(),
             wake_deliverer.clone(),
         ));
         let deliverer = Arc::new(
@@ -216,7 +219,7 @@ impl Application {
             store: store.clone(),
             em: em.clone(),
             clock: clock.clone(),
-            submitter: Submitter::new(store.clone(), em.clone(), owner, clock.clone()),
+            submitter: Submitter::new(store.clone(), em.clone(), owner, clock.clone(), in_flight),
             // A claim this old whose request never reached EM may be taken over.
             replay: Replay::new(
                 store.clone(),

@@ -52,7 +52,10 @@ fn describe() {
         "emgw_em_logons_total",
         "Enterprise Manager logons by outcome: ok, refused (EM refused the credentials), failed"
     );
-    describe_gauge!("emgw_tasks_in_flight", "Tasks not yet settled");
+    describe_gauge!(
+        "emgw_tasks_in_flight",
+        "Tasks this replica follows on EM, not yet settled (its in-memory set)"
+    );
     describe_counter!(
         "emgw_tasks_settled_total",
         "Tasks settled, by final state and how (em, objects)"
@@ -60,6 +63,10 @@ fn describe() {
     describe_histogram!(
         "emgw_poller_tick_duration_seconds",
         "Time one poller tick takes"
+    );
+    describe_histogram!(
+        "emgw_poller_database_seconds",
+        "Database time one poller tick spends, summed over its statements"
     );
     describe_gauge!(
         "emgw_poller_lag_seconds",
@@ -145,8 +152,9 @@ pub fn em_logon(outcome: EmLogon) {
     counter!("emgw_em_logons_total", "outcome" => outcome.label()).increment(1);
 }
 
-pub fn poller_tick(took: Duration, in_flight: i64) {
+pub fn poller_tick(took: Duration, database: Duration, in_flight: i64) {
     histogram!("emgw_poller_tick_duration_seconds").record(took.as_secs_f64());
+    histogram!("emgw_poller_database_seconds").record(database.as_secs_f64());
     gauge!("emgw_tasks_in_flight").set(in_flight as f64);
     LAST_POLL_MS.store(wall_ms(), Ordering::Relaxed);
 }

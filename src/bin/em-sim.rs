@@ -16,6 +16,7 @@ use em_gateway::sim::{self, Faults, Seed, SimConfig};
 /// and `/query` (also `type=CloudTenant`, `type=Repository`). Control API under `/_sim`:
 /// `GET /_sim/state`, `GET|PUT /_sim/faults`, `POST /_sim/sessions/expire`,
 /// `POST /_sim/restart`, `POST /_sim/counters/reset`,
+/// `POST /_sim/gateways/fill` with `{"count": N}` (a large EM at once),
 /// `PUT /_sim/tenants/{id}/resources/{rid}/used` with `{"used_mb": N}` (simulated tenant
 /// backups), `POST /_sim/tenants/{id}/password-check` with `{"password": "…"}`.
 #[derive(Debug, Parser)]

@@ -7,6 +7,7 @@
 //! | `POST /_sim/sessions/expire` | expires every logon session now (their tasks go with them) |
 //! | `POST /_sim/restart` | forgets sessions and tasks, keeps objects; operations under way still complete |
 //! | `POST /_sim/counters/reset` | zeroes the request and logon counters |
+//! | `POST /_sim/gateways/fill` | `{"count": N}` (at most 1,000,000): adds N cloud gateways to the first backup server at once, with no tasks (a large EM for benchmarks) |
 //! | `PUT /_sim/account` | `{"password": "…"}`: the API account's new password (sessions stay) |
 //! | `PUT /_sim/tenants/{id}/resources/{rid}/used` | `{"used_mb": N}`: the space a quota's backups take (simulated tenant backups) |
 //! | `POST /_sim/tenants/{id}/password-check` | `{"password": "…"}` → `{"matches": bool}`: whether a tenant's password is that one |
@@ -22,6 +23,9 @@ use super::body::parse_uid;
 use super::state::{MB, UsedError, World};
 use super::views::uid;
 use super::{Faults, Sim};
+
+/// Gateways one fill call adds at most.
+const MAX_FILL: usize = 1_000_000;
 
 pub fn handle(req: &HttpRequest, body: &[u8], sim: &Sim) -> HttpResponse {
     let path = req.path().to_ascii_lowercase();
@@ -97,6 +101,27 @@ fn handle_fixed(req: &HttpRequest, path: &str, body: &[u8], sim: &Sim) -> HttpRe
         ("POST", "/_sim/counters/reset") => {
             sim.world().counters = Default::default();
             HttpResponse::NoContent().finish()
+        }
+        ("POST", "/_sim/gateways/fill") => {
+            let count = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("count").and_then(Value::as_u64))
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n <= MAX_FILL);
+            match count {
+                Some(count) => {
+                    let mut world = sim.world();
+                    let added = world.fill_gateways(count);
+                    HttpResponse::Ok().json(json!({
+                        "added": added,
+                        "cloud_gateways": world.gateway_count(),
+                    }))
+                }
+                None => problem(
+                    StatusCode::BAD_REQUEST,
+                    r#"the body must be {"count": N}, N at most 1000000"#,
+                ),
+            }
         }
         ("PUT", "/_sim/account") => {
             let password = serde_json::from_slice::<Value>(body).ok().and_then(|v| {

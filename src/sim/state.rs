@@ -502,6 +502,35 @@ impl World {
             .and_then(|p| self.pools.get(p))
     }
 
+    /// Adds `count` gateways to the first backup server at once, as if created long ago (for
+    /// benchmarks of a large EM); answers how many were added.
+    pub fn fill_gateways(&mut self, count: usize) -> usize {
+        let Some(server) = self.backup_servers.first().map(|b| b.id) else {
+            return 0;
+        };
+        let run = Uuid::new_v4().simple().to_string();
+        let run = &run[..8];
+        self.gateways.reserve(count);
+        self.gateway_hosts.reserve(count);
+        for i in 0..count {
+            let name = format!("fill-{run}-{i}.sim");
+            let gateway = Gateway {
+                id: Uuid::new_v4(),
+                created: self.next_created(),
+                backup_server: server,
+                external_ip: name.clone(),
+                name,
+                enabled: true,
+                network_mode: NetworkMode::Direct,
+                external_port: 6180,
+                internal_port: 6180,
+                description: "Added by /_sim/gateways/fill".into(),
+            };
+            self.insert_gateway(gateway);
+        }
+        count
+    }
+
     fn insert_gateway(&mut self, gateway: Gateway) {
         self.gateway_hosts
             .insert(name_key(gateway.backup_server, &gateway.name), gateway.id);
@@ -905,5 +934,81 @@ mod tests {
         w.start(&token, Change::DeleteGateway(gid), None, now);
         w.advance(now);
         assert!(w.gateway_hosts.is_empty() && w.gateways.is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_refused_again_after_a_delete_and_a_new_create() {
+        let mut w = world();
+        let server = w.backup_servers[0].id;
+        let now = Instant::now();
+        let (token, _) = w.log_on("u", now);
+        let ok = |w: &mut World, change: Change| {
+            let number = w.start(&token, change, None, now).map(|t| t.number);
+            w.advance(now);
+            let outcome = number.and_then(|n| w.task_of(&token, n, now));
+            matches!(outcome.and_then(|t| t.outcome), Some(Outcome::Succeeded(_)))
+        };
+        let g = gateway(server, "Again.example".into());
+        let gid = g.id;
+        assert!(ok(&mut w, Change::CreateGateway(g)));
+        assert!(ok(&mut w, Change::DeleteGateway(gid)));
+        let host = |name: &str| Change::CreateGateway(gateway(server, name.into()));
+        assert!(
+            ok(&mut w, host("again.EXAMPLE")),
+            "a deleted host may be a gateway again"
+        );
+        assert!(!ok(&mut w, host("AGAIN.example")), "once only");
+
+        let pool = |name: &str| Pool {
+            id: Uuid::new_v4(),
+            created: 0,
+            backup_server: server,
+            name: name.into(),
+            description: String::new(),
+            gateways: vec![],
+            tenants: vec![],
+        };
+        let first = pool("EU");
+        let pid = first.id;
+        assert!(ok(&mut w, Change::CreatePool(first)));
+        assert!(ok(&mut w, Change::DeletePool(pid)));
+        assert!(
+            ok(&mut w, Change::CreatePool(pool("eu"))),
+            "a deleted pool's name is free"
+        );
+        assert!(!ok(&mut w, Change::CreatePool(pool("Eu"))), "once only");
+
+        let tenant = |name: &str| {
+            Change::CreateTenant(Box::new(NewTenant {
+                tenant: Tenant::new(Uuid::new_v4(), name, server),
+                pools: vec![],
+            }))
+        };
+        let Change::CreateTenant(new) = tenant("Initech") else {
+            unreachable!()
+        };
+        let tid = new.tenant.id;
+        assert!(ok(&mut w, Change::CreateTenant(new)));
+        let delete = Change::DeleteTenant {
+            id: tid,
+            include_backups: true,
+        };
+        assert!(ok(&mut w, delete));
+        assert!(
+            ok(&mut w, tenant("INITECH")),
+            "a deleted tenant's name is free"
+        );
+        assert!(!ok(&mut w, tenant("initech")), "once only");
+
+        // Gateways added in bulk are indexed like any other.
+        assert_eq!(w.fill_gateways(1000), 1000);
+        let filled = w
+            .gateways_sorted()
+            .iter()
+            .map(|g| g.name.to_uppercase())
+            .find(|n| n.starts_with("FILL-"))
+            .unwrap_or_default();
+        assert!(!ok(&mut w, host(&filled)), "{filled} is already a gateway");
+        assert!(ok(&mut w, host("new-after-fill.example")));
     }
 }

@@ -23,6 +23,7 @@ mod tasks;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use sealing::Resealed;
-pub use sessions::OrphanRules;
+pub use sessions::{OrphanRules, SessionRow, dead_sessions};
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook, Recorded,
@@ -134,6 +135,9 @@ pub struct Store {
     backend: Backend,
     /// Seals and opens secrets; `None` for the commands that touch none (`migrate`, `keys`).
     keys: Option<Arc<Keyring>>,
+    /// Running-task rows the poller's queries returned: what a test checks to know a tick did
+    /// not read every running task.
+    task_rows: Arc<AtomicU64>,
 }
 
 /// Who a pool serves, which sets how many connections it may hold.
@@ -210,6 +214,7 @@ impl Store {
             pool,
             backend,
             keys: None,
+            task_rows: Arc::default(),
         })
     }
 
@@ -225,6 +230,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have
+    /// returned so far.
+    pub fn task_rows_read(&self) -> u64 {
+        self.task_rows.load(Ordering::Relaxed)
+    }
+
+    fn count_task_rows(&self, n: usize) {
+        self.task_rows
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

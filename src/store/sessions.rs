@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, parameters};
+use super::{Store, StoreError, Tx, parameters};
 use crate::clock::Timestamp;
 use crate::domain::ReplicaId;
 
@@ -35,7 +35,45 @@ impl OrphanRules {
     }
 }
 
+/// A row of the sessions table: a handful per replica, so it is read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub heartbeat_at: Timestamp,
+    pub lost_at: Option<Timestamp>,
+}
+
+/// The sessions whose tasks are orphans: lost (EM expired it, the pool logged on again, or its
+/// replica released it on shutdown), or whose replica stopped heartbeating. Orphans are looked
+/// for among these sessions' tasks only, never by walking every running task.
+pub fn dead_sessions(sessions: &[SessionRow], rules: &OrphanRules) -> Vec<String> {
+    sessions
+        .iter()
+        .filter(|s| s.lost_at.is_some() || s.heartbeat_at <= rules.heartbeat_after)
+        .map(|s| s.session_id.clone())
+        .collect()
+}
+
 impl Store {
+    /// Every session any replica registered (lost ones are kept a day, or while they still have
+    /// running tasks).
+    pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query("SELECT session_id, heartbeat_at, lost_at FROM em_sessions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionRow {
+                    session_id: row.try_get("session_id")?,
+                    heartbeat_at: Timestamp::from_millis(row.try_get("heartbeat_at")?),
+                    lost_at: row
+                        .try_get::<Option<i64>, _>("lost_at")?
+                        .map(Timestamp::from_millis),
+                })
+            })
+            .collect()
+    }
+
     /// This replica's live sessions are alive now; any other session it registered is lost
     /// (EM expired it, or the pool logged on again), so its tasks become orphans at once.
     pub async fn heartbeat_sessions(
@@ -45,6 +83,9 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // Every tick writes this again from the pool's state: one lost in a database crash is
+        // redone a tick later, so the tick need not wait for the disk.
+        tx.relax_durability().await?;
         for (slot, session_id) in live {
             sqlx::query(
                 "INSERT INTO em_sessions (session_id, owner, slot, heartbeat_at) \
@@ -109,13 +150,81 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets sessions lost before `lost_before`.
+    /// Forgets sessions lost before `lost_before`, but for those that still have running
+    /// tasks: orphans are found from this table, so a task whose session is forgotten would
+    /// never be settled.
     pub async fn prune_sessions(&self, lost_before: Timestamp) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM em_sessions WHERE lost_at IS NOT NULL AND lost_at < $1")
-                .bind(lost_before.as_millis())
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "DELETE FROM em_sessions WHERE lost_at IS NOT NULL AND lost_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.state = 'running' \
+             AND t.em_session_id = em_sessions.session_id)",
+        )
+        .bind(lost_before.as_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl Tx {
+    /// Registers sessions of this replica before the first task on them is recorded, alive as
+    /// of `now`: orphans are found from the sessions table, so a task's session must be there
+    /// even if the replica dies before its next heartbeat. A session already known is left as
+    /// it is (a lost one stays lost).
+    pub async fn register_sessions(
+        &mut self,
+        owner: ReplicaId,
+        sessions: &[(usize, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for (slot, session_id) in sessions {
+            sqlx::query(
+                "INSERT INTO em_sessions (session_id, owner, slot, heartbeat_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+            )
+            .bind(session_id.as_str())
+            .bind(owner.to_string())
+            .bind(i64::try_from(*slot).unwrap_or(0))
+            .bind(now.as_millis())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_sessions_are_lost_or_silent() {
+        let now = Timestamp::from_millis(1_000_000);
+        let rules = OrphanRules::at(now, Duration::from_secs(1), Duration::from_secs(30));
+        let at = |ago_ms: i64| Timestamp::from_millis(now.as_millis() - ago_ms);
+        // (heartbeat ms ago, lost ms ago, dead)
+        let cases = [
+            (0, None, false),
+            // Ten missed heartbeats of a 1 s interval: the replica is gone.
+            (9_999, None, false),
+            (10_000, None, true),
+            (60_000, None, true),
+            // Lost (the pool logged on again, EM expired it, or released at shutdown).
+            (0, Some(0), true),
+            (100, Some(50), true),
+            (60_000, Some(60_000), true),
+        ];
+        for (heartbeat, lost, dead) in cases {
+            let row = SessionRow {
+                session_id: "s".into(),
+                heartbeat_at: at(heartbeat),
+                lost_at: lost.map(at),
+            };
+            assert_eq!(
+                dead_sessions(&[row], &rules).len() == 1,
+                dead,
+                "heartbeat {heartbeat} ms ago, lost {lost:?}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
-use super::sessions::OrphanRules;
+use super::sessions::{OrphanRules, dead_sessions};
 use super::{Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, time};
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -24,6 +24,8 @@ const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_ta
 const SETTLE_CHUNK: usize = 200;
 /// Rows per statement when inserting or attaching in a batch.
 const INSERT_CHUNK: usize = 100;
+/// Dead sessions whose tasks one orphan claim looks up.
+const SESSIONS_PER_CLAIM: usize = 100;
 
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +290,7 @@ impl Store {
     }
 
     /// The running tasks whose EM session this replica holds: just what matching them against
-    /// EM's task list needs (the poller reads this every tick, for thousands of tasks).
+    /// EM's task list needs. The poller keeps them in memory and reads this only to resync.
     pub async fn running_tasks_of(&self, owner: ReplicaId) -> Result<Vec<InFlight>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, operation, target_id, em_task_id, em_session_id FROM tasks \
@@ -297,6 +299,7 @@ impl Store {
         .bind(owner.to_string())
         .fetch_all(&self.pool)
         .await?;
+        self.count_task_rows(rows.len());
         rows.iter()
             .map(|row| {
                 let target: Option<String> = row.try_get("target_id")?;
@@ -324,42 +327,84 @@ impl Store {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state = 'running'")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get::<i64, _>("n")?)
+        let n = row.try_get::<i64, _>("n")?;
+        self.count_task_rows(usize::try_from(n).unwrap_or(0));
+        Ok(n)
     }
 
     /// Leases running tasks that can no longer be followed on EM (see [`OrphanRules`]). A
     /// lease keeps other replicas off the task until it lapses; an inconclusive look at EM's
     /// objects simply lets it lapse.
+    ///
+    /// The small sessions table is read first; only the running tasks of dead sessions, and
+    /// intents never answered, are then looked up (each through its own index), so the work
+    /// grows with the orphans, not with the tasks in flight.
     pub async fn claim_orphans(
         &self,
         owner: ReplicaId,
         rules: &OrphanRules,
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError> {
+        let dead = dead_sessions(&self.sessions().await?, rules);
+        let mut claimed = Vec::new();
+        for sessions in dead.chunks(SESSIONS_PER_CLAIM) {
+            let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
+            if left == 0 {
+                break;
+            }
+            claimed.extend(
+                self.claim(owner, rules, Orphans::OfSessions(sessions), left)
+                    .await?,
+            );
+        }
+        let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
+        if left > 0 {
+            claimed.extend(self.claim(owner, rules, Orphans::Unsent, left).await?);
+        }
+        self.count_task_rows(claimed.len());
+        Ok(claimed)
+    }
+
+    async fn claim(
+        &self,
+        owner: ReplicaId,
+        rules: &OrphanRules,
+        which: Orphans<'_>,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Both conditions match a partial index's predicate word for word, so each backend
+        // reads only that index's few entries.
+        let which_sql = match which {
+            Orphans::Unsent => "t.em_session_id IS NULL AND t.created_at < $5".to_string(),
+            Orphans::OfSessions(sessions) => {
+                format!("t.em_session_id IN ({})", parameters(sessions.len(), 4))
+            }
+        };
         let sql = format!(
             "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE id IN ( \
-               SELECT t.id FROM tasks t WHERE t.state = 'running' \
+               SELECT t.id FROM tasks t WHERE t.state = 'running' AND {which_sql} \
                AND (t.lease_until IS NULL OR t.lease_until < $3) \
-               AND ((t.em_session_id IS NULL AND t.created_at < $4) \
-                 OR (t.em_session_id IS NOT NULL AND NOT EXISTS ( \
-                   SELECT 1 FROM em_sessions s WHERE s.session_id = t.em_session_id \
-                   AND s.lost_at IS NULL AND s.heartbeat_at > $5))) \
-               ORDER BY COALESCE(t.lease_until, 0), t.id LIMIT $6 {lock}) \
+               ORDER BY COALESCE(t.lease_until, 0), t.id LIMIT $4 {lock}) \
              RETURNING {COLUMNS}"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(owner.to_string())
             .bind(rules.lease_until.as_millis())
             .bind(rules.now.as_millis())
-            .bind(rules.unsent_before.as_millis())
-            .bind(rules.heartbeat_after.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(i64::from(limit));
+        match which {
+            Orphans::Unsent => query = query.bind(rules.unsent_before.as_millis()),
+            Orphans::OfSessions(sessions) => {
+                for session in sessions {
+                    query = query.bind(session.as_str());
+                }
+            }
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -388,6 +433,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Which orphans one claim statement looks for.
+#[derive(Debug, Clone, Copy)]
+enum Orphans<'a> {
+    /// Intents EM's answer never came for.
+    Unsent,
+    /// The running tasks of these dead sessions.
+    OfSessions(&'a [String]),
 }
 
 impl Tx {

@@ -10,12 +10,13 @@
 //! 3. [`replay`]: an `Idempotency-Key` makes a write happen at most once; repeats get the first
 //!    answer.
 //! 4. [`poller`] settles running tasks: from EM's task list when EM still shows them, from EM's
-//!    objects when EM lost them. The decisions are [`reconcile`]'s pure functions; the poller
+//!    objects when EM lost them; [`in_flight`] keeps which tasks those are in memory. The decisions are [`reconcile`]'s pure functions; the poller
 //!    only does the I/O. A settle and its webhook events are one transaction; [`answer`] builds
 //!    what the outside sees (the task's view, the 202, the event).
 
 pub mod answer;
 pub mod command;
+pub mod in_flight;
 pub mod poller;
 pub mod precheck;
 pub mod reconcile;
@@ -23,6 +24,7 @@ pub mod replay;
 pub mod submit;
 
 pub use command::{Command, EmRequest, Unreadable};
+pub use in_flight::InFlightSet;
 pub use poller::{Poller, PollerConfig, TickReport};
 pub use replay::{Decision, Replay};
 pub use submit::{Requester, SubmitError, Submitter};

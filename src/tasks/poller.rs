@@ -1,27 +1,29 @@
 //! The poller: the I/O around [`reconcile`](super::reconcile).
 //!
 //! Each tick, for each of this replica's EM sessions that has running tasks, one
-//! `GET /api/tasks` covers all of them (never one call per task). Tasks EM can no longer show —
-//! their session expired, EM restarted, their replica died, or EM's answer to the submit was
-//! lost — are orphans: any replica may lease them (`FOR UPDATE SKIP LOCKED` on Postgres) and
-//! settles them by looking at EM's objects. A settle and the webhook events it fires are one
-//! transaction.
+//! `GET /api/tasks` covers all of them (never one call per task). Which tasks those are is kept
+//! in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`], so a tick's
+//! database work grows with the tasks that finished, not with the tasks in flight. Tasks EM can
+//! no longer show — their session expired, EM restarted, their replica died or stopped, or EM's
+//! answer to the submit was lost — are orphans, found from the small sessions table: any
+//! replica may lease them (`FOR UPDATE SKIP LOCKED` on Postgres) and settles them by looking at
+//! EM's objects. A settle and the webhook events it fires are one transaction.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::{Notify, watch};
 
 use super::answer;
 use super::command::Command;
+use super::in_flight::InFlightSet;
 use super::reconcile::{self, EmObjects, Look};
 use crate::clock::{Clock, Timestamp};
 use crate::domain::{ReplicaId, TaskId};
 use crate::em::{EmClient, EmError, SessionRef};
-use crate::store::{InFlight, OrphanRules, Settlement, Store, StoreError, TaskRecord};
+use crate::store::{OrphanRules, Settlement, Store, StoreError, TaskRecord};
 
 /// Tasks settled in one transaction.
 const SETTLE_BATCH: usize = 200;
@@ -34,6 +36,9 @@ const ORPHAN_BATCH: u32 = 200;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// How long a lost EM session is remembered.
 const LOST_SESSIONS_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How often the in-memory in-flight set is made equal to the database's running tasks of this
+/// replica (and at the first tick): a task missed by an update in memory waits at most this.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
@@ -47,6 +52,8 @@ pub struct PollerConfig {
 /// What one tick did, for tests and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
+    /// The in-flight set was read again from the database: how many tasks it holds.
+    pub resynced: Option<usize>,
     pub em_task_lists: usize,
     pub settled: usize,
     pub orphans_claimed: usize,
@@ -59,9 +66,30 @@ pub struct Poller {
     owner: ReplicaId,
     clock: Clock,
     config: PollerConfig,
+    /// The tasks this replica follows on EM, shared with the submitter that fills it.
+    in_flight: Arc<InFlightSet>,
     /// Woken when a task is settled: its webhook deliveries are waiting.
     settled: Arc<Notify>,
     last_housekeeping: AtomicI64,
+    last_resync: AtomicI64,
+}
+
+/// Database time spent in one tick (summed over its statements, concurrent ones included).
+#[derive(Default)]
+struct DbTime(AtomicU64);
+
+impl DbTime {
+    async fn time<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = work.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+        out
+    }
+
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl Poller {
@@ -71,6 +99,7 @@ impl Poller {
         owner: ReplicaId,
         clock: Clock,
         config: PollerConfig,
+        in_flight: Arc<InFlightSet>,
         settled: Arc<Notify>,
     ) -> Self {
         Poller {
@@ -79,8 +108,10 @@ impl Poller {
             owner,
             clock,
             config,
+            in_flight,
             settled,
             last_housekeeping: AtomicI64::new(i64::MIN),
+            last_resync: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -107,28 +138,57 @@ impl Poller {
     }
 
     /// One round: settle what EM shows finished, heartbeat this replica's sessions, settle
-    /// orphans from EM's objects, and now and then drop what has expired.
+    /// orphans from EM's objects, and now and then resync the in-flight set and drop what has
+    /// expired.
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
-        let started = std::time::Instant::now();
-        let mut report = TickReport::default();
-        self.poll_own_sessions(&mut report).await?;
+        let started = Instant::now();
+        let db = DbTime::default();
+        let mut report = TickReport {
+            resynced: self.resync_if_due(&db).await?,
+            ..TickReport::default()
+        };
+        self.poll_own_sessions(&mut report, &db).await?;
         let live: Vec<(usize, String)> = self
             .em
             .live_sessions()
             .into_iter()
             .map(|s| (s.slot, s.session_id))
             .collect();
-        self.store
-            .heartbeat_sessions(self.owner, &live, self.clock.now())
-            .await?;
-        self.settle_orphans(&mut report).await?;
-        self.housekeeping().await;
-        let in_flight = self.store.count_running().await?;
-        crate::telemetry::poller_tick(started.elapsed(), in_flight);
+        db.time(
+            self.store
+                .heartbeat_sessions(self.owner, &live, self.clock.now()),
+        )
+        .await?;
+        self.settle_orphans(&mut report, &db).await?;
+        self.housekeeping(&db).await;
+        let in_flight = i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX);
+        crate::telemetry::poller_tick(started.elapsed(), db.total(), in_flight);
         Ok(report)
     }
 
-    async fn housekeeping(&self) {
+    /// Reads this replica's running tasks into the in-flight set, at the first tick and every
+    /// [`RESYNC_EVERY`]: what the set missed (a crash between commit and memory, a task
+    /// settled by another replica) is put right within that time.
+    async fn resync_if_due(&self, db: &DbTime) -> Result<Option<usize>, StoreError> {
+        let now = self.clock.now();
+        let last = Timestamp::from_millis(self.last_resync.load(Ordering::Relaxed));
+        if !resync_due(now, last) {
+            return Ok(None);
+        }
+        self.in_flight.begin_resync();
+        match db.time(self.store.running_tasks_of(self.owner)).await {
+            Ok(rows) => {
+                self.last_resync.store(now.as_millis(), Ordering::Relaxed);
+                Ok(Some(self.in_flight.finish_resync(rows)))
+            }
+            Err(e) => {
+                self.in_flight.abandon_resync();
+                Err(e)
+            }
+        }
+    }
+
+    async fn housekeeping(&self, db: &DbTime) {
         let now = self.clock.now();
         let last = Timestamp::from_millis(self.last_housekeeping.load(Ordering::Relaxed));
         if now.since(last) < HOUSEKEEPING_EVERY {
@@ -136,40 +196,34 @@ impl Poller {
         }
         self.last_housekeeping
             .store(now.as_millis(), Ordering::Relaxed);
-        if let Err(e) = self.store.purge_idempotency(now).await {
+        if let Err(e) = db.time(self.store.purge_idempotency(now)).await {
             tracing::warn!(error = %e, "could not purge old Idempotency-Key answers");
         }
-        if let Err(e) = self.store.prune_sessions(now - LOST_SESSIONS_KEPT).await {
+        if let Err(e) = db
+            .time(self.store.prune_sessions(now - LOST_SESSIONS_KEPT))
+            .await
+        {
             tracing::warn!(error = %e, "could not prune old EM sessions");
         }
     }
 
-    async fn poll_own_sessions(&self, report: &mut TickReport) -> Result<(), StoreError> {
-        let running = self.store.running_tasks_of(self.owner).await?;
-        if running.is_empty() {
-            return Ok(());
-        }
-        let mut by_session: HashMap<String, Vec<InFlight>> = HashMap::new();
-        for task in running {
-            by_session
-                .entry(task.em_session_id.clone())
-                .or_default()
-                .push(task);
-        }
-        let polls: Vec<_> = self
+    async fn poll_own_sessions(
+        &self,
+        report: &mut TickReport,
+        db: &DbTime,
+    ) -> Result<(), StoreError> {
+        // Sessions that are not live are left to the orphan path.
+        let polls: Vec<SessionRef> = self
             .em
             .live_sessions()
             .into_iter()
-            .filter_map(|session| {
-                let tasks = by_session.remove(session.session_id.as_str())?;
-                Some((session, tasks))
-            })
+            .filter(|session| self.in_flight.has_tasks_on(&session.session_id))
             .collect();
         report.em_task_lists += polls.len();
         // Every session's list is read at once.
         let lists = polls.len().max(1);
         let mut finished: Vec<(TaskId, Settlement)> = stream::iter(polls)
-            .map(|(session, tasks)| self.finished_on(session, tasks))
+            .map(|session| self.finished_on(session))
             .buffer_unordered(lists)
             .flat_map(stream::iter)
             .collect()
@@ -182,7 +236,7 @@ impl Poller {
         let chunks: Vec<Vec<(TaskId, Settlement)>> =
             finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
         let settled: Vec<Result<usize, StoreError>> = stream::iter(chunks)
-            .map(|chunk| self.settle(chunk, "em"))
+            .map(|chunk| self.settle(chunk, "em", db))
             .buffered(SETTLE_CONCURRENCY)
             .collect()
             .await;
@@ -194,22 +248,15 @@ impl Poller {
 
     /// One `GET /api/tasks` on a session: its tasks that EM shows finished. Tasks EM no longer
     /// lists are left to the orphan path (EM's objects).
-    async fn finished_on(
-        &self,
-        session: SessionRef,
-        tasks: Vec<InFlight>,
-    ) -> Vec<(TaskId, Settlement)> {
-        let ours: HashMap<&str, &InFlight> =
-            tasks.iter().map(|t| (t.em_task_id.as_str(), t)).collect();
-        match self
-            .em
-            .finished_tasks(&session, |id| ours.contains_key(id))
-            .await
-        {
+    async fn finished_on(&self, session: SessionRef) -> Vec<(TaskId, Settlement)> {
+        let ours = |id: &str| self.in_flight.contains(&session.session_id, id);
+        match self.em.finished_tasks(&session, ours).await {
             Ok(finished) => finished
                 .iter()
                 .filter_map(|em_task| {
-                    let task = ours.get(em_task.task_id.as_str())?;
+                    let task = self
+                        .in_flight
+                        .get(&session.session_id, em_task.task_id.as_str())?;
                     Some((
                         task.id,
                         reconcile::from_em_task(task.operation, task.target_id, em_task),
@@ -230,15 +277,14 @@ impl Poller {
         }
     }
 
-    async fn settle_orphans(&self, report: &mut TickReport) -> Result<(), StoreError> {
+    async fn settle_orphans(&self, report: &mut TickReport, db: &DbTime) -> Result<(), StoreError> {
         let rules = OrphanRules::at(
             self.clock.now(),
             self.config.interval,
             self.config.unsent_after,
         );
-        let orphans = self
-            .store
-            .claim_orphans(self.owner, &rules, ORPHAN_BATCH)
+        let orphans = db
+            .time(self.store.claim_orphans(self.owner, &rules, ORPHAN_BATCH))
             .await?;
         report.orphans_claimed = orphans.len();
         if orphans.is_empty() {
@@ -272,11 +318,10 @@ impl Poller {
                 None => not_yet.push(task.id),
             }
         }
-        report.orphans_settled = self.settle(settlements, "objects").await?;
+        report.orphans_settled = self.settle(settlements, "objects", db).await?;
         // Looked at again next tick, by whichever replica: settled within an interval of EM
         // finishing (a stopped replica's tasks are handed over mid-run).
-        self.store
-            .unlease_orphans(self.owner, &not_yet, now)
+        db.time(self.store.unlease_orphans(self.owner, &not_yet, now))
             .await?;
         Ok(())
     }
@@ -306,17 +351,23 @@ impl Poller {
         Ok(())
     }
 
-    /// Settles a batch in one transaction with the webhook events it fires, and wakes the
-    /// deliverer. Returns how many this call settled (not those settled elsewhere before).
+    /// Settles a batch in one transaction with the webhook events it fires, takes it out of
+    /// the in-flight set, and wakes the deliverer. Returns how many this call settled (not
+    /// those settled elsewhere before).
     async fn settle(
         &self,
         batch: Vec<(TaskId, Settlement)>,
         how: &'static str,
+        db: &DbTime,
     ) -> Result<usize, StoreError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let settled = settle(&self.store, &batch, self.clock.now()).await?;
+        let settled = db
+            .time(settle(&self.store, &batch, self.clock.now()))
+            .await?;
+        // Settled now or before (elsewhere): either way no longer running.
+        self.in_flight.forget(batch.iter().map(|(id, _)| *id));
         for task in &settled {
             crate::telemetry::task_settled(task.state.as_str(), how);
         }
@@ -325,6 +376,12 @@ impl Poller {
         }
         Ok(settled.len())
     }
+}
+
+/// Whether the in-flight set is due to be read again from the database (never read yet, or
+/// [`RESYNC_EVERY`] since; a clock moved back counts as due).
+pub fn resync_due(now: Timestamp, last: Timestamp) -> bool {
+    last.as_millis() == i64::MIN || now < last || now.since(last) >= RESYNC_EVERY
 }
 
 /// Ends tasks, each at most once, with their webhook events, in one transaction: a settled task
@@ -347,4 +404,27 @@ pub async fn settle(
     tx.enqueue_events(&events, now).await?;
     tx.commit().await?;
     Ok(settled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_flight_set_is_resynced_at_start_and_every_thirty_seconds() {
+        let t = |ms: i64| Timestamp::from_millis(ms);
+        let never = t(i64::MIN);
+        // (now, last resync, due)
+        let cases = [
+            (t(0), never, true),
+            (t(5_000), t(5_000), false),
+            (t(34_999), t(5_000), false),
+            (t(35_000), t(5_000), true),
+            (t(100_000), t(5_000), true),
+            (t(4_000), t(5_000), true),
+        ];
+        for (now, last, due) in cases {
+            assert_eq!(resync_due(now, last), due, "now {now:?}, last {last:?}");
+        }
+    }
 }

@@ -13,12 +13,15 @@ use uuid::Uuid;
 
 use super::answer;
 use super::command::Command;
+use super::in_flight::InFlightSet;
 use super::precheck::{self, Inventory, Need};
 use crate::clock::Clock;
 use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
 use crate::em::xml;
 use crate::em::{EmClient, EmError};
-use crate::store::{Batcher, EmAttach, IdempotencyKey, NewTask, Store, StoreError, TaskRecord};
+use crate::store::{
+    Batcher, EmAttach, IdempotencyKey, InFlight, NewTask, Store, StoreError, TaskRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -60,13 +63,40 @@ pub struct Submitter {
     /// Intents, committed durably, many requests to a commit under load.
     intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
     /// EM's task ids (with the answers kept under Idempotency-Keys), recorded the same way.
-    attaches: Batcher<(EmAttach, Option<IdempotencyKey>), Option<TaskRecord>>,
+    attaches: Batcher<Attach, Option<TaskRecord>>,
 }
 
+/// EM accepted a task: what is recorded, and the slot of the session that took it.
+struct Attach {
+    em: EmAttach,
+    slot: usize,
+    key: Option<IdempotencyKey>,
+}
+
+/// Where attaches are recorded and followed: the store, the poller's in-flight set, and the
+/// sessions already registered in the store.
+struct Attacher {
+    store: Store,
+    owner: ReplicaId,
+    in_flight: Arc<InFlightSet>,
+    registered: Mutex<HashSet<String>>,
+}
+
+/// Sessions remembered as registered; past this the memory starts again (registering again
+/// does no harm).
+const REGISTERED_KEPT: usize = 1024;
+
 impl Submitter {
-    /// `owner` is this replica: the owner of the EM sessions it submits through. Starts the
-    /// writers, so it must run inside the runtime.
-    pub fn new(store: Store, em: Arc<EmClient>, owner: ReplicaId, clock: Clock) -> Self {
+    /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
+    /// accepted join `in_flight`, which the poller follows. Starts the writers, so it must run
+    /// inside the runtime.
+    pub fn new(
+        store: Store,
+        em: Arc<EmClient>,
+        owner: ReplicaId,
+        clock: Clock,
+        in_flight: Arc<InFlightSet>,
+    ) -> Self {
         let intents = {
             let (store, clock) = (store.clone(), clock.clone());
             Batcher::start(
@@ -78,14 +108,17 @@ impl Submitter {
             )
         };
         let attaches = {
-            let (store, clock) = (store.clone(), clock.clone());
-            Batcher::start(
-                WRITE_BATCH,
-                move |batch: Vec<(EmAttach, Option<IdempotencyKey>)>| {
-                    let (store, now) = (store.clone(), clock.now());
-                    async move { attach(&store, owner, batch, now).await }
-                },
-            )
+            let clock = clock.clone();
+            let attacher = Arc::new(Attacher {
+                store: store.clone(),
+                owner,
+                in_flight,
+                registered: Mutex::new(HashSet::new()),
+            });
+            Batcher::start(WRITE_BATCH, move |batch: Vec<Attach>| {
+                let (attacher, now) = (attacher.clone(), clock.now());
+                async move { attacher.attach(batch, now).await }
+            })
         };
         Submitter {
             store,
@@ -118,12 +151,16 @@ impl Submitter {
         let task = self.intents.write((intent, key.clone())).await?;
         match request.send(&self.em).await {
             Ok(submitted) => {
-                let attach = EmAttach {
-                    id: task.id,
-                    em_task_id: submitted.task.task_id,
-                    em_session_id: submitted.session.session_id,
+                let attach = Attach {
+                    em: EmAttach {
+                        id: task.id,
+                        em_task_id: submitted.task.task_id,
+                        em_session_id: submitted.session.session_id,
+                    },
+                    slot: submitted.session.slot,
+                    key,
                 };
-                match self.attaches.write((attach, key)).await {
+                match self.attaches.write(attach).await {
                     Ok(Some(attached)) => Ok(attached),
                     Ok(None) => Ok(task),
                     Err(e) => {
@@ -243,28 +280,76 @@ impl Submitter {
     }
 }
 
-/// EM accepted these: their task ids and sessions, and the 202 kept under each request's
-/// Idempotency-Key, in one transaction.
-async fn attach(
-    store: &Store,
-    owner: ReplicaId,
-    batch: Vec<(EmAttach, Option<IdempotencyKey>)>,
-    now: crate::clock::Timestamp,
-) -> Result<Vec<Option<TaskRecord>>, StoreError> {
-    let (attaches, keys): (Vec<EmAttach>, Vec<Option<IdempotencyKey>>) = batch.into_iter().unzip();
-    let mut tx = store.begin().await?;
-    // The intent was committed durably before EM was called; this only adds EM's task id, so
-    // it need not wait for the disk. Were a database crash to lose it, the task would be an
-    // orphan the poller settles from EM's objects.
-    tx.relax_durability().await?;
-    let attached = tx.attach_em_tasks(owner, &attaches, now).await?;
-    for (task, key) in attached.iter().zip(&keys) {
-        if let (Some(task), Some(key)) = (task, key) {
-            tx.finish_idempotency(key, &answer::accepted(task)).await?;
+impl Attacher {
+    /// EM accepted these: their task ids and sessions, and the 202 kept under each request's
+    /// Idempotency-Key, in one transaction (with any session not registered yet); then the
+    /// poller follows them.
+    async fn attach(
+        &self,
+        batch: Vec<Attach>,
+        now: crate::clock::Timestamp,
+    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let sessions = self.unregistered(&batch);
+        let mut keys = Vec::with_capacity(batch.len());
+        let mut attaches = Vec::with_capacity(batch.len());
+        for a in batch {
+            keys.push(a.key);
+            attaches.push(a.em);
         }
+        let mut tx = self.store.begin().await?;
+        // The intent was committed durably before EM was called; this only adds EM's task id,
+        // so it need not wait for the disk. Were a database crash to lose it, the task would be
+        // an orphan the poller settles from EM's objects.
+        tx.relax_durability().await?;
+        if !sessions.is_empty() {
+            tx.register_sessions(self.owner, &sessions, now).await?;
+        }
+        let attached = tx.attach_em_tasks(self.owner, &attaches, now).await?;
+        for (task, key) in attached.iter().zip(&keys) {
+            if let (Some(task), Some(key)) = (task, key) {
+                tx.finish_idempotency(key, &answer::accepted(task)).await?;
+            }
+        }
+        tx.commit().await?;
+        {
+            let mut registered = self.lock_registered();
+            if registered.len() + sessions.len() > REGISTERED_KEPT {
+                registered.clear();
+            }
+            registered.extend(sessions.into_iter().map(|(_, s)| s));
+        }
+        self.in_flight
+            .add(attached.iter().flatten().filter_map(followed));
+        Ok(attached)
     }
-    tx.commit().await?;
-    Ok(attached)
+
+    /// The batch's sessions not known to be registered yet (a new logon), each once.
+    fn unregistered(&self, batch: &[Attach]) -> Vec<(usize, String)> {
+        let registered = self.lock_registered();
+        let mut new: Vec<(usize, String)> = Vec::new();
+        for a in batch {
+            let session = &a.em.em_session_id;
+            if !registered.contains(session) && !new.iter().any(|(_, s)| s == session) {
+                new.push((a.slot, session.clone()));
+            }
+        }
+        new
+    }
+
+    fn lock_registered(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.registered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A recorded task as the poller follows it; `None` for one without EM's ids.
+fn followed(task: &TaskRecord) -> Option<InFlight> {
+    Some(InFlight {
+        id: task.id,
+        operation: task.operation,
+        target_id: task.target_id,
+        em_task_id: task.em_task_id.clone()?,
+        em_session_id: task.em_session_id.clone()?,
+    })
 }
 
 /// The ids of EM's backup servers, read again when an id is not among them (at most once a

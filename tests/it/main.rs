@@ -15,6 +15,7 @@ mod logon_backoff;
 mod operations;
 mod outage;
 mod owners;
+mod poller;
 mod secrets_at_rest;
 mod sim_tenants;
 mod simulator;

@@ -68,6 +68,11 @@ async fn attach(
     owner: ReplicaId,
 ) -> Option<TaskRecord> {
     let mut tx = store.begin().await.unwrap();
+    // As the submitter does for a session it has not registered yet: orphans are found from
+    // the sessions table.
+    tx.register_sessions(owner, &[(0, session.to_string())], now())
+        .await
+        .unwrap();
     let attach = EmAttach {
         id,
         em_task_id: em_task.into(),
@@ -238,12 +243,33 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
     let orphans = store.claim_orphans(r2, &rules(now()), 10).await.unwrap();
     assert_eq!(orphans.len(), 1);
     store.release_sessions(r1, now()).await.unwrap();
+    // s1 still has a running task: forgetting it would hide that orphan for ever.
     assert_eq!(
         store
             .prune_sessions(now() + Duration::from_millis(1))
             .await
             .unwrap(),
-        2
+        1
+    );
+    settle(
+        &store,
+        &[(
+            t.id,
+            Settlement {
+                state: TaskState::Failed,
+                message: None,
+                resource: None,
+            },
+        )],
+    )
+    .await;
+    assert_eq!(
+        store
+            .prune_sessions(now() + Duration::from_millis(1))
+            .await
+            .unwrap(),
+        1,
+        "once its task is settled"
     );
 }
 

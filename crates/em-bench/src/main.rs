@@ -18,6 +18,8 @@ use tokio::process::Command;
 mod cost;
 mod fairness;
 mod front;
+mod scale;
+mod sim_scale;
 
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
 #[derive(Debug, Parser)]
@@ -32,13 +34,32 @@ struct Args {
     /// Tasks in flight at once in the scale phase.
     #[arg(long, default_value_t = 10_000)]
     in_flight: usize,
-    /// Which phases to run: front (in front of a slow EM), cost (against /healthz), fairness,
-    /// in-flight.
-    #[arg(long, value_delimiter = ',', default_value = "front,cost,fairness,in-flight")]
+    /// Phases to run, comma-separated: `front` (in front of a slow EM), `cost` (against
+    /// /healthz), `fairness`, `scale` (in flight at each of --scale-sizes), `sim-scale` (em-sim
+    /// empty vs full), `in-flight` (the earlier phases 3 and 4: one size, paced and as a burst).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "front,cost,fairness,scale,sim-scale"
+    )]
     phases: Vec<String>,
     /// EM's answer time in the front phase, ms.
     #[arg(long, default_value_t = 20)]
     em_latency_ms: u64,
+    /// Tasks in flight in phase `scale`: the first is the baseline the last is compared with.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    scale_sizes: Vec<usize>,
+    /// Gateways em-sim holds in phase `sim-scale`, and the creates measured on it.
+    #[arg(long, default_value_t = 100_000)]
+    sim_gateways: usize,
+    #[arg(long, default_value_t = 20_000)]
+    sim_creates: usize,
+}
+
+impl Args {
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
 }
 
 const VBR01: &str = "urn:veeam:BackupServer:29e5d158-1f58-44bc-bbaa-2752d787a91d";
@@ -544,7 +565,7 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         args.in_flight
     };
-    let wants = |phase: &str| args.phases.iter().any(|p| p == phase);
+    let wants = |phase: &str| args.runs(phase);
 
     // --- In front of a slow EM; the cost of a request ---------------------------------------
     let front = if wants("front") {
@@ -568,13 +589,25 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         None
     };
+    // Phases in their own modules: target rows and a section each.
+    let mut extra = (String::new(), String::new());
+    if wants("scale") {
+        let (rows, section) = scale::run(&args.scale_sizes).await?;
+        extra = (extra.0 + &rows, extra.1 + &section);
+    }
+    if wants("sim-scale") {
+        let (rows, section) = sim_scale::run(args.sim_gateways, args.sim_creates).await?;
+        extra = (extra.0 + &rows, extra.1 + &section);
+    }
     if !wants("in-flight") {
         let report = report_head(&args, started_at)
             + &report_targets(front.as_ref(), cost.as_ref(), fair.as_ref(), None)
-            + &report_front_cost(front.as_ref(), cost.as_ref());
+            + &extra.0
+            + "\n"
+            + &report_front_cost(front.as_ref(), cost.as_ref())
+            + &extra.1;
         return write_report(&args, report);
     }
-
 
     // --- Phase 3 and 4: many tasks in flight ---------------------------------------------------
     let task_ms: u64 = if args.quick { 5_000 } else { 30_000 };
@@ -593,7 +626,10 @@ async fn run(args: Args) -> Result<(), String> {
         fair.as_ref(),
         Some((in_flight, &paced, &burst)),
     ));
+    report.push_str(&extra.0);
+    report.push('\n');
     report.push_str(&report_front_cost(front.as_ref(), cost.as_ref()));
+    report.push_str(&extra.1);
     report.push_str(&format!(
         "\n## {in_flight} tasks in flight (phase 3)\n\nem-sim tasks run {} s. {} tasks submitted at {pace:.0}/s, in {:.1} s ({} errors), so they also finish at that pace. Over {:.1} s with all of them running: {:.2} EM task-list calls per poll interval over {} sessions, {:.2} EM requests of any kind per interval. Gateway RSS {:.1} MiB in flight, {:.1} MiB at the end, peak {:.1} MiB.\n\n",
         task_ms / 1000, paced.submitted.count, paced.submit_took.as_secs_f64(), paced.submitted.errors, paced.window.as_secs_f64(), paced.task_lists_per_interval, paced.sessions, paced.em_requests_per_interval,
@@ -734,7 +770,6 @@ fn report_targets(
             verdict(logons_ok)
         ));
     }
-    report.push('\n');
     report
 }
 

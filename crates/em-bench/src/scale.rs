@@ -1,0 +1,247 @@
+//! Phase `scale`: the poller with many tasks in flight, at two sizes (10,000 and 100,000 by
+//! default). What must stay flat is the database work per tick: it is read from the gateway's
+//! own `emgw_poller_database_seconds` over a window in which every task is in flight and none
+//! finishes, so it shows what tracking them costs, not what settling them does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emgw_test_support::{Answer, PostgresDatabase, Receiver};
+use serde_json::{Value, json};
+
+use crate::{
+    Run, gateway_creates, http, ms, percentile, rss_kib, sim_state, start_gateway_plain, start_sim,
+    verdict,
+};
+
+/// The gateway's default poll interval.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// What one size measured.
+pub struct Size {
+    pub count: usize,
+    pub task_ms: u64,
+    pub submitted: Run,
+    pub submit_took: Duration,
+    /// The window with every task in flight: its length, ticks, database time per tick.
+    pub window: Duration,
+    pub ticks: f64,
+    pub db_per_tick: Duration,
+    pub lists_per_session_per_interval: f64,
+    pub sessions: f64,
+    /// EM finished → webhook received, sorted.
+    pub delays: Vec<Duration>,
+    pub rss_in_flight_kib: u64,
+    pub rss_peak_kib: u64,
+}
+
+/// `emgw_poller_database_seconds` sum and count from the gateway's `/metrics`.
+async fn database_seconds(base: &str) -> (f64, f64) {
+    let text = match http().get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("emgw_poller_database_seconds_sum"),
+        value("emgw_poller_database_seconds_count"),
+    )
+}
+
+/// EM's tasks run long enough for every create to be submitted before the first finishes.
+fn task_ms_for(count: usize) -> u64 {
+    (count as u64 * 9 / 10).max(20_000)
+}
+
+/// Submits `count` creates, paced over a third of the task time so they also finish at that
+/// pace, measures the window in which all are in flight, then waits for every webhook.
+pub async fn measure(count: usize) -> Result<Size, String> {
+    let task_ms = task_ms_for(count);
+    let sim = start_sim(task_ms).await?;
+    let sim_api = sim.api_url.clone();
+    let db = PostgresDatabase::create("emgw_bench_").await?;
+    let (gateway, key) = start_gateway_plain(&sim_api, &db.url).await?;
+    let base = gateway.base.clone();
+    let receiver = Receiver::start(Answer::Ok);
+    let resp = http()
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != 201 {
+        return Err(format!("webhook subscription: {}", resp.status()));
+    }
+    let pace = count as f64 / (task_ms as f64 / 3000.0);
+    let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let started = Instant::now();
+    let submitted =
+        gateway_creates(&base, &key, 64, count, "s-", Some(sent.clone()), Some(pace)).await;
+    let submit_took = started.elapsed();
+    eprintln!(
+        "  {count}: submitted {} in {:.1} s ({} errors)",
+        submitted.count,
+        submit_took.as_secs_f64(),
+        submitted.errors
+    );
+    // All in flight from now until shortly before the first finishes; let a tick or two pass
+    // so the submit's own work is out of the figures.
+    tokio::time::sleep(INTERVAL * 2).await;
+    let first_finish = started + Duration::from_millis(task_ms);
+    let (state_before, db_before) = (sim_state(&sim_api).await, database_seconds(&base).await);
+    let window_start = Instant::now();
+    let wait = first_finish
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_millis(500));
+    tokio::time::sleep(wait).await;
+    let (state_after, db_after) = (sim_state(&sim_api).await, database_seconds(&base).await);
+    let window = window_start.elapsed();
+    let (rss_in_flight_kib, _) = rss_kib(gateway.process.pid());
+    let lists = |s: &Value| {
+        s["counters"]["requests_by_route"]["GET /tasks"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let sessions = state_after["sessions"].as_u64().unwrap_or(4).max(1) as f64;
+    let intervals = (window.as_secs_f64() / INTERVAL.as_secs_f64()).max(1.0);
+    let lists_per_session_per_interval =
+        lists(&state_after).saturating_sub(lists(&state_before)) as f64 / intervals / sessions;
+    let ticks = db_after.1 - db_before.1;
+    let db_per_tick =
+        Duration::from_secs_f64(((db_after.0 - db_before.0) / ticks.max(1.0)).max(0.0));
+
+    let deadline = first_finish + Duration::from_secs(120);
+    while receiver.count() < submitted.count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, rss_peak_kib) = rss_kib(gateway.process.pid());
+    let mut received: HashMap<String, i64> = HashMap::new();
+    for r in receiver.received() {
+        let Ok(event) = serde_json::from_str::<Value>(&r.body) else {
+            continue;
+        };
+        if let Some(id) = event["data"]["id"].as_str() {
+            received
+                .entry(id.to_string())
+                .or_insert(r.at_wall.timestamp_micros());
+        }
+    }
+    let task_us = i64::try_from(task_ms).unwrap_or(i64::MAX / 1000) * 1000;
+    let mut delays: Vec<Duration> = {
+        let sent = sent.lock().map_err(|e| e.to_string())?;
+        sent.iter()
+            .filter_map(|(id, at)| {
+                let got = received.get(id)?;
+                Some(Duration::from_micros(
+                    u64::try_from(got - (at + task_us)).unwrap_or(0),
+                ))
+            })
+            .collect()
+    };
+    delays.sort();
+    gateway.kill().await;
+    sim.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
+    Ok(Size {
+        count,
+        task_ms,
+        submitted,
+        submit_took,
+        window,
+        ticks,
+        db_per_tick,
+        lists_per_session_per_interval,
+        sessions,
+        delays,
+        rss_in_flight_kib,
+        rss_peak_kib,
+    })
+}
+
+/// Measures each size; answers the targets table's rows and the report's section.
+pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
+    let mut measured = Vec::new();
+    for &count in sizes {
+        eprintln!("em-bench: phase scale: {count} tasks in flight");
+        measured.push(measure(count).await?);
+    }
+    let (Some(small), Some(big)) = (measured.first(), measured.last()) else {
+        return Ok((String::new(), String::new()));
+    };
+    let mut rows = String::new();
+    // Submitting slower than em-sim finishes leaves no window with everything in flight.
+    let measured_window = small.ticks >= 1.0 && big.ticks >= 1.0;
+    let judged = |ok: bool| {
+        if measured_window {
+            verdict(ok)
+        } else {
+            "**not measured** (no window with every task in flight: the submit outlasted em-sim's task time)"
+        }
+    };
+    let ratio = big.db_per_tick.as_secs_f64() / small.db_per_tick.as_secs_f64().max(1e-9);
+    rows.push_str(&format!(
+        "| database time per poller tick at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{ratio:.2}) | {} |\n",
+        big.count, small.count, ms(big.db_per_tick), ms(small.db_per_tick), judged(ratio <= 1.5)
+    ));
+    let lists = big.lists_per_session_per_interval;
+    rows.push_str(&format!(
+        "| ≤ 1 EM task list per session per interval at {} in flight | {lists:.2} | {} |\n",
+        big.count,
+        judged(lists <= 1.05)
+    ));
+    let p95 = percentile(&big.delays, 0.95);
+    rows.push_str(&format!(
+        "| webhook p95 ≤ interval + 250 ms after EM finishes, at {} in flight | {} ms | {} |\n",
+        big.count,
+        ms(p95),
+        verdict(p95 <= INTERVAL + Duration::from_millis(250))
+    ));
+    rows.push_str(&format!(
+        "| gateway RSS < 64 MiB at {} in flight | {:.1} MiB in flight, peak {:.1} MiB | {} |\n",
+        big.count,
+        big.rss_in_flight_kib as f64 / 1024.0,
+        big.rss_peak_kib as f64 / 1024.0,
+        verdict(big.rss_peak_kib < 64 * 1024)
+    ));
+    let mut section = String::from(
+        "\n## Tasks in flight at scale (phase `scale`)\n\nEach size on a fresh em-sim, gateway and database; creates paced over a third of em-sim's task time. Database time per tick is `emgw_poller_database_seconds` (the tick's statements, summed) over a window in which every task is in flight and none finishes.\n\n| in flight | submitted (errors) in | window | ticks | database ms per tick | task lists per session per interval | webhooks received | EM finished → received p50 / p95 / p99 ms | RSS in flight / peak MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in &measured {
+        section.push_str(&format!(
+            "| {} | {} ({}) in {:.1} s | {:.1} s | {:.0} | {} | {:.2} ({} sessions) | {} | {} / {} / {} | {:.1} / {:.1} |\n",
+            s.count,
+            s.submitted.count,
+            s.submitted.errors,
+            s.submit_took.as_secs_f64(),
+            s.window.as_secs_f64(),
+            s.ticks,
+            ms(s.db_per_tick),
+            s.lists_per_session_per_interval,
+            s.sessions,
+            s.delays.len(),
+            ms(percentile(&s.delays, 0.5)),
+            ms(percentile(&s.delays, 0.95)),
+            ms(percentile(&s.delays, 0.99)),
+            s.rss_in_flight_kib as f64 / 1024.0,
+            s.rss_peak_kib as f64 / 1024.0,
+        ));
+    }
+    section.push_str(&format!(
+        "\nem-sim's task time: {} s at {} in flight, {} s at {}.\n",
+        small.task_ms / 1000,
+        small.count,
+        big.task_ms / 1000,
+        big.count
+    ));
+    Ok((rows, section))
+}

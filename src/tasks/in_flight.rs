@@ -1,0 +1,257 @@
+//! The tasks this replica follows on EM, kept in memory so that a poller tick reads nothing per
+//! running task from the database: filled when EM's task id is recorded, emptied when a task is
+//! settled, and made equal to the database's running tasks of this replica now and then
+//! ([`InFlightSet::begin_resync`]) so that an update missed here cannot lose a task.
+//!
+//! Small on purpose: 100,000 tasks cost a few MiB (a task id, EM's task id, what matching EM's
+//! answer needs, and a shared session id).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+use crate::domain::{Operation, TaskId};
+use crate::store::InFlight;
+
+/// A running task as the poller matches it against its session's EM task list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    pub id: TaskId,
+    pub operation: Operation,
+    pub target_id: Option<Uuid>,
+    pub em_task_id: Box<str>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// EM session → EM task id → task.
+    by_session: HashMap<Arc<str>, HashMap<Box<str>, Tracked>>,
+    /// Task → its session, to forget it by id.
+    sessions: HashMap<TaskId, Arc<str>>,
+    /// While a resync reads the database: what changed here meanwhile, which the rows read
+    /// may or may not show.
+    resync: Option<Changes>,
+}
+
+/// Tasks added and forgotten while a resync's read was under way.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub added: Vec<InFlight>,
+    pub forgotten: HashSet<TaskId>,
+}
+
+#[derive(Debug, Default)]
+pub struct InFlightSet {
+    inner: Mutex<Inner>,
+}
+
+/// What the set holds after a resync: the rows read, less what was settled here meanwhile,
+/// plus what was attached here meanwhile (its commit may have come after the read).
+pub fn merge(rows: Vec<InFlight>, changes: Changes) -> Vec<InFlight> {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .chain(changes.added)
+        .filter(|t| !changes.forgotten.contains(&t.id) && seen.insert(t.id))
+        .collect()
+}
+
+impl InFlightSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// EM accepted these and their EM task ids are recorded.
+    pub fn add(&self, tasks: impl IntoIterator<Item = InFlight>) {
+        let mut inner = self.lock();
+        for task in tasks {
+            if let Some(changes) = &mut inner.resync {
+                changes.forgotten.remove(&task.id);
+                changes.added.push(task.clone());
+            }
+            inner.insert(task);
+        }
+    }
+
+    /// These are settled (or were never this replica's to follow).
+    pub fn forget(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some(changes) = &mut inner.resync {
+                changes.forgotten.insert(id);
+            }
+            inner.remove(id);
+        }
+    }
+
+    /// Starts a resync: call before reading the database's running tasks of this replica, then
+    /// [`finish_resync`](Self::finish_resync) with them.
+    pub fn begin_resync(&self) {
+        self.lock().resync = Some(Changes::default());
+    }
+
+    /// Replaces the set with `rows` (read after [`begin_resync`](Self::begin_resync)) and what
+    /// changed here since. Returns how many tasks it holds.
+    pub fn finish_resync(&self, rows: Vec<InFlight>) -> usize {
+        let mut inner = self.lock();
+        let changes = inner.resync.take().unwrap_or_default();
+        let mut fresh = Inner::default();
+        for task in merge(rows, changes) {
+            fresh.insert(task);
+        }
+        *inner = fresh;
+        inner.sessions.len()
+    }
+
+    /// A resync's read failed: keep the set as it is.
+    pub fn abandon_resync(&self) {
+        self.lock().resync = None;
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `session` has any task being followed.
+    pub fn has_tasks_on(&self, session: &str) -> bool {
+        self.lock()
+            .by_session
+            .get(session)
+            .is_some_and(|t| !t.is_empty())
+    }
+
+    /// Whether EM task `em_task_id` of `session` is followed.
+    pub fn contains(&self, session: &str, em_task_id: &str) -> bool {
+        self.lock()
+            .by_session
+            .get(session)
+            .is_some_and(|t| t.contains_key(em_task_id))
+    }
+
+    /// The followed task that is EM task `em_task_id` of `session`.
+    pub fn get(&self, session: &str, em_task_id: &str) -> Option<Tracked> {
+        self.lock()
+            .by_session
+            .get(session)
+            .and_then(|t| t.get(em_task_id))
+            .cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, task: InFlight) {
+        self.remove(task.id);
+        let session: Arc<str> = match self.by_session.get_key_value(task.em_session_id.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(task.em_session_id.as_str()),
+        };
+        let tracked = Tracked {
+            id: task.id,
+            operation: task.operation,
+            target_id: task.target_id,
+            em_task_id: task.em_task_id.into_boxed_str(),
+        };
+        self.sessions.insert(task.id, session.clone());
+        self.by_session
+            .entry(session)
+            .or_default()
+            .insert(tracked.em_task_id.clone(), tracked);
+    }
+
+    fn remove(&mut self, id: TaskId) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        if let Some(tasks) = self.by_session.get_mut(&session) {
+            tasks.retain(|_, t| t.id != id);
+            if tasks.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(n: u128, session: &str) -> InFlight {
+        InFlight {
+            id: TaskId::from_uuid(Uuid::from_u128(n)),
+            operation: Operation::CreateCloudGateway,
+            target_id: None,
+            em_task_id: format!("task-{n}"),
+            em_session_id: session.into(),
+        }
+    }
+
+    fn ids(tasks: &[InFlight]) -> Vec<u128> {
+        tasks.iter().map(|t| t.id.uuid().as_u128()).collect()
+    }
+
+    #[test]
+    fn a_resync_keeps_what_changed_during_its_read() {
+        let forgotten = |ns: &[u128]| {
+            ns.iter()
+                .map(|n| TaskId::from_uuid(Uuid::from_u128(*n)))
+                .collect::<HashSet<_>>()
+        };
+        // (rows read, added meanwhile, forgotten meanwhile, held after)
+        type Ids = &'static [u128];
+        let cases: &[(Ids, Ids, Ids, Ids)] = &[
+            (&[1, 2], &[], &[], &[1, 2]),
+            // Attached after the read began: its commit may have come too late for the read.
+            (&[1], &[2], &[], &[1, 2]),
+            // Attached before the read and read too: once.
+            (&[1, 2], &[2], &[], &[1, 2]),
+            // Settled here while the read ran, which may still show it running.
+            (&[1, 2], &[], &[2], &[1]),
+            // Settled elsewhere (not read) and gone here too: gone.
+            (&[1], &[], &[], &[1]),
+            (&[], &[], &[], &[]),
+        ];
+        for (rows, added, gone, want) in cases {
+            let changes = Changes {
+                added: added.iter().map(|n| task(*n, "s")).collect(),
+                forgotten: forgotten(gone),
+            };
+            let read = rows.iter().map(|n| task(*n, "s")).collect();
+            assert_eq!(
+                ids(&merge(read, changes)),
+                want.to_vec(),
+                "rows {rows:?}, added {added:?}, forgotten {gone:?}",
+            );
+        }
+    }
+
+    #[test]
+    fn the_set_follows_adds_forgets_and_resyncs() {
+        let set = InFlightSet::new();
+        set.add([task(1, "a"), task(2, "a"), task(3, "b")]);
+        assert_eq!(set.len(), 3);
+        assert!(set.contains("a", "task-2") && !set.contains("b", "task-2"));
+        assert_eq!(set.get("b", "task-3").map(|t| t.id), Some(task(3, "b").id));
+        set.forget([task(3, "b").id]);
+        assert!(!set.has_tasks_on("b"), "an emptied session is dropped");
+        set.begin_resync();
+        set.add([task(4, "c")]);
+        set.forget([task(1, "a").id]);
+        // The read saw 1 and 2 (1 settled here meanwhile) and 5, attached before it began.
+        let held = set.finish_resync(vec![task(1, "a"), task(2, "a"), task(5, "a")]);
+        assert_eq!(held, 3);
+        assert!(set.contains("a", "task-2") && set.contains("a", "task-5"));
+        assert!(set.contains("c", "task-4") && !set.contains("a", "task-1"));
+        // Outside a resync nothing is remembered for the next.
+        set.add([task(6, "a")]);
+        set.begin_resync();
+        assert_eq!(set.finish_resync(Vec::new()), 0);
+    }
+}
