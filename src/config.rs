@@ -117,7 +117,7 @@ impl Default for RawSettings {
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             webhook_timeout_ms: 10_000,
             webhook_concurrency: 128,
-            webhook_concurrency_per_subscription: 8,
+            webhook_concurrency_per_subscription: 64,
             webhooks_per_owner: 50,
             webhook_proxy: None,
             api_key_pepper: None,
@@ -661,7 +661,7 @@ mod tests {
         );
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
         assert_eq!(s.webhook_concurrency, 128);
-        assert_eq!(s.webhook_concurrency_per_subscription, 8);
+        assert_eq!(s.webhook_concurrency_per_subscription, 64);
         assert!(s.webhook_proxy.is_none());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
         assert_eq!(s.body_timeout, Duration::from_secs(10));

@@ -47,7 +47,7 @@ pub async fn run(tasks: usize) -> Result<Fairness, String> {
         // The hung consumer's attempts time out and are retried throughout the phase.
         ("EMGW_WEBHOOK_TIMEOUT_MS", "2000"),
         ("EMGW_WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s,1s,1s,1s,1s"),
-        ("RUST_LOG", "warn"),
+        ("RUST_LOG", "warn,em_gateway=info"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use crate::{Run, direct_creates, gateway_creates, start_gateway_plain, start_sim_with};
+use crate::{Run, direct_creates, gateway_creates, start_gateway_plain_with, start_sim_with};
 use emgw_test_support::PostgresDatabase;
 
 pub struct FrontRow {
     pub clients: usize,
+    /// The gateway's EM logon sessions (`EMGW_EM_SESSIONS`).
+    pub sessions: usize,
     pub direct: Run,
     pub through: Run,
 }
@@ -39,13 +41,21 @@ pub struct Front {
 pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Front, String> {
     // Tasks that outlast the phase: the poller's work is the same on both sides of the ratio.
     let sim = start_sim_with(600_000, &["--latency-ms", &latency_ms.to_string()]).await?;
-    let db = PostgresDatabase::create("emgw_bench_").await?;
-    let (gateway, key) = start_gateway_plain(&sim.api_url, &db.url).await?;
-    let base = gateway.base.clone();
     direct_creates(&sim.api_url, 8, 200, "warm-d").await?;
-    gateway_creates(&base, &key, 8, 200, "warm-g", None, None).await;
     let mut rows = Vec::new();
     for &clients in clients {
+        // The gateway lets 16 EM calls per logon session be in flight (EM's protection): a
+        // gateway for this many clients has a session per 16 of them, 4 at least (the default).
+        let sessions = clients.div_ceil(16).max(4).to_string();
+        let db = PostgresDatabase::create("emgw_bench_").await?;
+        let (gateway, key) = start_gateway_plain_with(
+            &sim.api_url,
+            &db.url,
+            &[("EMGW_EM_SESSIONS", sessions.as_str())],
+        )
+        .await?;
+        let base = gateway.base.clone();
+        gateway_creates(&base, &key, 8, 200, "warm-g", None, None).await;
         // Long enough that start and end effects are a small share: ~4 s per side.
         let per_second = clients as f64 * 1000.0 / latency_ms.max(1) as f64;
         let total = ((per_second * 4.0) as usize).clamp(2_000, 40_000) / if quick { 10 } else { 1 };
@@ -73,14 +83,15 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         );
         rows.push(FrontRow {
             clients,
+            sessions: clients.div_ceil(16).max(4),
             direct,
             through,
         });
+        gateway.kill().await;
+        if let Err(e) = db.drop().await {
+            eprintln!("em-bench: {e}");
+        }
     }
-    gateway.kill().await;
     sim.process.kill().await;
-    if let Err(e) = db.drop().await {
-        eprintln!("em-bench: {e}");
-    }
     Ok(Front { latency_ms, rows })
 }

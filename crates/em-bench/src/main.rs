@@ -122,8 +122,12 @@ async fn start_sim_with(task_ms: u64, extra: &[&str]) -> Result<SimProcess, Stri
     SimProcess::start(&bin("em-sim")?, &args).await
 }
 
-async fn start_gateway(sim_api: &str, database_url: &str) -> Result<GatewayProcess, String> {
-    let vars: Vec<(String, String)> = [
+async fn start_gateway_with(
+    sim_api: &str,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Result<GatewayProcess, String> {
+    let mut vars: Vec<(String, String)> = [
         ("DATABASE_URL", database_url),
         ("EMGW_EM_URL", sim_api),
         ("EMGW_EM_USERNAME", SIM_USER),
@@ -135,6 +139,10 @@ async fn start_gateway(sim_api: &str, database_url: &str) -> Result<GatewayProce
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    // For experiments: the bench's own EMGW_ settings reach every gateway it starts (a profile
+    // with one setting changed is one variable away).
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("EMGW_")));
     Ok(GatewayProcess::start(&bin("em-gateway")?, &vars).await)
 }
 
@@ -144,9 +152,17 @@ async fn start_gateway_plain(
     sim_api: &str,
     database_url: &str,
 ) -> Result<(GatewayProcess, String), String> {
+    start_gateway_plain_with(sim_api, database_url, &[]).await
+}
+
+async fn start_gateway_plain_with(
+    sim_api: &str,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Result<(GatewayProcess, String), String> {
     let plain = database_url.replace("?sslmode=disable", "");
     let key = api_key(&plain).await?;
-    Ok((start_gateway(sim_api, &plain).await?, key))
+    Ok((start_gateway_with(sim_api, &plain, extra).await?, key))
 }
 
 async fn api_key(database_url: &str) -> Result<String, String> {
@@ -708,7 +724,7 @@ fn report_targets(
     if let Some(front) = front {
         for row in &front.rows {
             report.push_str(&format!(
-                "| EM answering in {} ms, {} clients: through-gateway throughput ≥ 0.95 × direct, added p50 ≤ 2 ms, added p99 ≤ 5 ms | {:.0} vs {:.0} creates/s (×{:.2}), p50 +{} ms ({} vs {}), p99 +{} ms ({} vs {}) | {} |\n",
+                "| EM answering in {} ms, {} clients: through-gateway throughput ≥ 0.95 × direct, added p50 ≤ 2 ms, added p99 ≤ 5 ms | {:.0} vs {:.0} creates/s (×{:.2}), p50 +{} ms ({} vs {}), p99 +{} ms ({} vs {}); gateway with {} EM sessions | {} |\n",
                 front.latency_ms,
                 row.clients,
                 row.through.per_second,
@@ -720,6 +736,7 @@ fn report_targets(
                 ms(row.added_p99()),
                 ms(row.through.p99),
                 ms(row.direct.p99),
+                row.sessions,
                 verdict(row.met()),
             ));
         }
@@ -780,7 +797,7 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
             "## In front of an EM answering in {} ms: creates direct and through the gateway\n\n",
             front.latency_ms
         ));
-        report.push_str("em-sim started with `--latency-ms`; its tasks outlast the phase. Direct: the bench logs on four EM sessions and POSTs EM's XML; through the gateway: `POST /v1/cloud-gateways` with JSON, answered 202 once the task is recorded and EM has accepted it.\n\n");
+        report.push_str("em-sim started with `--latency-ms`; its tasks outlast the phase. Direct: the bench logs on four EM sessions and POSTs EM's XML; through the gateway: `POST /v1/cloud-gateways` with JSON, answered 202 once the task is recorded and EM has accepted it. The gateway allows 16 EM calls in flight per logon session (to spare EM); each row has a fresh gateway with one session per 16 clients, 4 at least (`EMGW_EM_SESSIONS`).\n\n");
         report.push_str("| clients | direct creates/s | direct p50 / p99 ms | gateway creates/s | gateway p50 / p99 ms | ratio | added p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
             report.push_str(&format!(
