@@ -2,8 +2,9 @@
 //!
 //! Each tick, for each of this replica's EM sessions that has running tasks, one
 //! `GET /api/tasks` covers all of them (never one call per task). Which tasks those are is kept
-//! in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`], so a tick's
-//! database work grows with the tasks that finished, not with the tasks in flight. Tasks EM can
+//! in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`] (longer for a
+//! large set: [`resync_every`]), so a tick's database work grows with the tasks that finished,
+//! not with the tasks in flight. Tasks EM can
 //! no longer show — their session expired, EM restarted, their replica died or stopped, or EM's
 //! answer to the submit was lost — are orphans, found from the small sessions table: any
 //! replica may lease them (`FOR UPDATE SKIP LOCKED` on Postgres) and settles them by looking at
@@ -39,6 +40,10 @@ const LOST_SESSIONS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// How often the in-memory in-flight set is made equal to the database's running tasks of this
 /// replica (and at the first tick): a task missed by an update in memory waits at most this.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// Tasks one resync per [`RESYNC_EVERY`] may read at most: a larger set is resynced less often,
+/// so the rows read per second stay bounded (a resync of 100,000 running tasks every 30 s was
+/// most of a tick's database time at that size).
+pub const RESYNC_ROWS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
@@ -172,7 +177,7 @@ impl Poller {
     async fn resync_if_due(&self, db: &DbTime) -> Result<Option<usize>, StoreError> {
         let now = self.clock.now();
         let last = Timestamp::from_millis(self.last_resync.load(Ordering::Relaxed));
-        if !resync_due(now, last) {
+        if !resync_due(now, last, self.in_flight.len()) {
             return Ok(None);
         }
         self.in_flight.begin_resync();
@@ -379,9 +384,18 @@ impl Poller {
 }
 
 /// Whether the in-flight set is due to be read again from the database (never read yet, or
-/// [`RESYNC_EVERY`] since; a clock moved back counts as due).
-pub fn resync_due(now: Timestamp, last: Timestamp) -> bool {
-    last.as_millis() == i64::MIN || now < last || now.since(last) >= RESYNC_EVERY
+/// [`RESYNC_EVERY`] since; a clock moved back counts as due). With more than [`RESYNC_ROWS`]
+/// tasks in flight, the wait grows in proportion: the work is the same per second whatever the
+/// size, and what a resync puts right (a task settled by another replica) is rare and harmless
+/// until then.
+pub fn resync_due(now: Timestamp, last: Timestamp, in_flight: usize) -> bool {
+    last.as_millis() == i64::MIN || now < last || now.since(last) >= resync_every(in_flight)
+}
+
+/// How long between two resyncs of a set this large.
+pub fn resync_every(in_flight: usize) -> Duration {
+    let rounds = u32::try_from(in_flight.div_ceil(RESYNC_ROWS)).unwrap_or(u32::MAX);
+    RESYNC_EVERY.saturating_mul(rounds.max(1))
 }
 
 /// Ends tasks, each at most once, with their webhook events, in one transaction: a settled task
@@ -414,17 +428,47 @@ mod tests {
     fn the_in_flight_set_is_resynced_at_start_and_every_thirty_seconds() {
         let t = |ms: i64| Timestamp::from_millis(ms);
         let never = t(i64::MIN);
-        // (now, last resync, due)
+        // (now, last resync, tasks in flight, due)
         let cases = [
-            (t(0), never, true),
-            (t(5_000), t(5_000), false),
-            (t(34_999), t(5_000), false),
-            (t(35_000), t(5_000), true),
-            (t(100_000), t(5_000), true),
-            (t(4_000), t(5_000), true),
+            (t(0), never, 0, true),
+            (t(0), never, 1_000_000, true),
+            (t(5_000), t(5_000), 0, false),
+            (t(34_999), t(5_000), 0, false),
+            (t(35_000), t(5_000), 0, true),
+            (t(35_000), t(5_000), 10_000, true),
+            (t(100_000), t(5_000), 0, true),
+            (t(4_000), t(5_000), 0, true),
+            (t(4_000), t(5_000), 100_000, true),
+            // A larger set waits longer: 10,000 rows per 30 s at most.
+            (t(35_000), t(5_000), 10_001, false),
+            (t(65_000), t(5_000), 10_001, true),
+            (t(304_999), t(5_000), 100_000, false),
+            (t(305_000), t(5_000), 100_000, true),
         ];
-        for (now, last, due) in cases {
-            assert_eq!(resync_due(now, last), due, "now {now:?}, last {last:?}");
+        for (now, last, in_flight, due) in cases {
+            assert_eq!(
+                resync_due(now, last, in_flight),
+                due,
+                "now {now:?}, last {last:?}, {in_flight} in flight"
+            );
+        }
+    }
+
+    #[test]
+    fn resyncs_read_at_most_ten_thousand_rows_per_thirty_seconds() {
+        for (in_flight, every_s) in [
+            (0, 30),
+            (1, 30),
+            (10_000, 30),
+            (10_001, 60),
+            (100_000, 300),
+            (usize::MAX, 30 * u64::from(u32::MAX)),
+        ] {
+            assert_eq!(
+                resync_every(in_flight),
+                Duration::from_secs(every_s),
+                "{in_flight}"
+            );
         }
     }
 }
