@@ -9,6 +9,9 @@ use emgw_test_support::PostgresDatabase;
 
 pub struct FrontRow {
     pub clients: usize,
+    /// Of the gateway's own creates and of its EM create calls, the shares slower than 25 and
+    /// than 50 ms (its histograms): whether the tail is in the EM call or around it.
+    pub tail: Option<Tail>,
     /// The gateway's EM logon sessions (`EMGW_EM_SESSIONS`).
     pub sessions: usize,
     pub direct: Run,
@@ -81,7 +84,9 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             direct.errors,
             through.errors,
         );
+        let tail = tail(&base).await;
         rows.push(FrontRow {
+            tail,
             clients,
             sessions: clients.div_ceil(16).max(4),
             direct,
@@ -94,4 +99,54 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
     }
     sim.process.kill().await;
     Ok(Front { latency_ms, rows })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    /// Share of `POST /v1/cloud-gateways` answers slower than 25 ms and than 50 ms.
+    pub creates: (f64, f64),
+    /// Share of the gateway's EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms.
+    pub em_calls: (f64, f64),
+}
+
+/// Reads the two histograms off the gateway's `/metrics`.
+async fn tail(base: &str) -> Option<Tail> {
+    let text = crate::http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    // (le, cumulative count) of one series' buckets, and its count.
+    let shares = |name: &str, labels: &str| -> Option<(f64, f64)> {
+        let bucket = |le: &str| -> Option<f64> {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!("{name}_bucket{{"))
+                        && l.contains(labels)
+                        && l.contains(&format!("le=\"{le}\""))
+                })?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        };
+        let total = bucket("+Inf")?.max(1.0);
+        Some((
+            1.0 - bucket("0.025")? / total,
+            1.0 - bucket("0.05")? / total,
+        ))
+    };
+    Some(Tail {
+        creates: shares(
+            "emgw_http_request_duration_seconds",
+            "route=\"/v1/cloud-gateways\",method=\"POST\"",
+        )?,
+        em_calls: shares(
+            "emgw_em_call_duration_seconds",
+            "operation=\"POST /cloud/gateways\"",
+        )?,
+    })
 }

@@ -816,6 +816,19 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                 r.through.errors
             ));
         }
+        report.push_str("\nWhere the tail is, from the gateway's own histograms (all creates of the row, warm-up included): the share of its `POST /v1/cloud-gateways` answers and of its EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms.\n\n| clients | creates > 25 ms | creates > 50 ms | EM calls > 25 ms | EM calls > 50 ms |\n|---|---|---|---|---|\n");
+        for r in &front.rows {
+            if let Some(t) = r.tail {
+                report.push_str(&format!(
+                    "| {} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |\n",
+                    r.clients,
+                    t.creates.0 * 100.0,
+                    t.creates.1 * 100.0,
+                    t.em_calls.0 * 100.0,
+                    t.em_calls.1 * 100.0
+                ));
+            }
+        }
         report.push('\n');
     }
     if let Some(cost) = cost {
