@@ -304,11 +304,8 @@ pub async fn list(
         uid_filter::<crate::domain::BackupServer>,
     );
     let pool = q.take("pool_uid", uid_filter::<crate::domain::CloudGatewayPool>);
-    let name = q.take("name", |v| Ok(v.to_lowercase()));
-    let enabled = q.take("enabled", |v| {
-        v.parse::<bool>()
-            .map_err(|_| "must be true or false".to_string())
-    });
+    let name = q.name();
+    let enabled = q.flag("enabled");
     let (limit, cursor) = q.paging();
     q.finish()?;
     let items: Vec<CloudGatewayView> = state
@@ -319,10 +316,7 @@ pub async fn list(
         .map(CloudGatewayView::from)
         .filter(|g| server.is_none_or(|s| g.backup_server.as_ref().is_some_and(|b| b.id == s)))
         .filter(|g| pool.is_none_or(|p| g.pool.as_ref().is_some_and(|x| x.id == p)))
-        .filter(|g| {
-            name.as_ref()
-                .is_none_or(|n| g.name.to_lowercase().contains(n))
-        })
+        .filter(|g| name.as_ref().is_none_or(|n| n.matches(&g.name)))
         .filter(|g| enabled.is_none_or(|e| g.enabled == Some(e)))
         .collect();
     Ok(HttpResponse::Ok().json(CloudGatewayPage::from(page(items, |g| g.id, limit, cursor))))

@@ -29,7 +29,7 @@ pub async fn backup_servers(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
-    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let name = q.name();
     let (limit, cursor) = q.paging();
     q.finish()?;
     let items: Vec<BackupServerView> = state
@@ -38,10 +38,7 @@ pub async fn backup_servers(
         .await?
         .into_iter()
         .map(BackupServerView::from)
-        .filter(|b| {
-            name.as_ref()
-                .is_none_or(|n| b.name.to_lowercase().contains(n))
-        })
+        .filter(|b| name.as_ref().is_none_or(|n| n.matches(&b.name)))
         .collect();
     Ok(HttpResponse::Ok().json(BackupServerPage::from(page(items, |b| b.id, limit, cursor))))
 }
@@ -87,7 +84,7 @@ pub async fn repositories(
 ) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
     let server = q.take("backup_server_uid", uid_filter::<BackupServer>);
-    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let name = q.name();
     let (limit, cursor) = q.paging();
     q.finish()?;
     let items: Vec<RepositoryView> = state
@@ -97,10 +94,7 @@ pub async fn repositories(
         .iter()
         .map(RepositoryView::from)
         .filter(|r| server.is_none_or(|s| r.backup_server.as_ref().is_some_and(|b| b.id == s)))
-        .filter(|r| {
-            name.as_ref()
-                .is_none_or(|n| r.name.to_lowercase().contains(n))
-        })
+        .filter(|r| name.as_ref().is_none_or(|n| n.matches(&r.name)))
         .collect();
     Ok(HttpResponse::Ok().json(RepositoryPage::from(page(items, |r| r.id, limit, cursor))))
 }

@@ -221,7 +221,7 @@ pub async fn list(
     );
     let tenant = q.take("tenant_uid", uid_filter::<CloudTenant>);
     let gateway = q.take("gateway_uid", uid_filter::<CloudGateway>);
-    let name = q.take("name", |v| Ok(v.to_lowercase()));
+    let name = q.name();
     let (limit, cursor) = q.paging();
     q.finish()?;
     let (pools, names) = tokio::join!(state.em.cloud_gateway_pools(), names(&state));
@@ -232,10 +232,7 @@ pub async fn list(
         .filter(|p| server.is_none_or(|s| p.backup_server.as_ref().is_some_and(|b| b.id == s)))
         .filter(|p| tenant.is_none_or(|t| p.cloud_tenants.iter().any(|x| x.id == t)))
         .filter(|p| gateway.is_none_or(|g| p.cloud_gateways.iter().any(|x| x.id == g)))
-        .filter(|p| {
-            name.as_ref()
-                .is_none_or(|n| p.name.to_lowercase().contains(n))
-        })
+        .filter(|p| name.as_ref().is_none_or(|n| n.matches(&p.name)))
         .collect();
     Ok(HttpResponse::Ok().json(CloudGatewayPoolPage::from(page(
         items,

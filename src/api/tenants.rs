@@ -508,17 +508,9 @@ impl Request for CreateBackupResourceRequest {
 /// instead of sent on with a warning.
 fn strict_capacity(req: &HttpRequest) -> Result<bool, ApiError> {
     let mut q = Query::of(req);
-    let strict = q.take("strict_capacity", boolean).unwrap_or(false);
+    let strict = q.flag("strict_capacity").unwrap_or(false);
     q.finish()?;
     Ok(strict)
-}
-
-fn boolean(v: &str) -> Result<bool, String> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("must be true or false".into()),
-    }
 }
 
 /// Names for repository and pool UIDs, from EM's lists.
@@ -555,8 +547,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let mut q = Query::of(&req);
     let server = q.take("backup_server_uid", uid_filter::<BackupServer>);
-    let name = q.take("name", |v| Ok(v.to_lowercase()));
-    let enabled = q.take("enabled", boolean);
+    let name = q.name();
+    let enabled = q.flag("enabled");
     let (limit, cursor) = q.paging();
     q.finish()?;
     let (tenants, names) = tokio::join!(state.em.cloud_tenants(), names(&state));
@@ -566,10 +558,7 @@ pub async fn list(
         .map(|t| CloudTenantView::of(t, &names))
         .filter(|t| server.is_none_or(|s| t.backup_server.as_ref().is_some_and(|b| b.id == s)))
         .filter(|t| enabled.is_none_or(|e| t.enabled == Some(e)))
-        .filter(|t| {
-            name.as_ref()
-                .is_none_or(|n| t.name.to_lowercase().contains(n))
-        })
+        .filter(|t| name.as_ref().is_none_or(|n| n.matches(&t.name)))
         .collect();
     Ok(HttpResponse::Ok().json(CloudTenantPage::from(page(items, |t| t.id, limit, cursor))))
 }
@@ -676,7 +665,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id::<CloudTenant>(&id, "cloud tenant")?;
     let mut q = Query::of(&req);
-    let delete_backups = q.take("delete_backups", boolean).unwrap_or(false);
+    let delete_backups = q.flag("delete_backups").unwrap_or(false);
     q.finish()?;
     let command = Command::DeleteCloudTenant(id, TenantDeletion { delete_backups });
     submit_without_body(&req, &state, &key, command).await

@@ -404,6 +404,15 @@ pub struct Paging {
     cursor: Option<Uuid>,
 }
 
+/// The `?name=` filter of the lists: a name containing it, in any case.
+pub struct NameContains(String);
+
+impl NameContains {
+    pub fn matches(&self, name: &str) -> bool {
+        name.to_lowercase().contains(&self.0)
+    }
+}
+
 /// Query-string reading: every parameter named, every problem reported at once.
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -452,6 +461,20 @@ impl Query {
                     Uuid::parse_str(std::str::from_utf8(&decoded).ok()?).ok()
                 })
                 .ok_or_else(|| "must be the next_cursor of a previous page".to_string())
+        })
+    }
+
+    /// `name`: only names containing it, in any case.
+    pub fn name(&mut self) -> Option<NameContains> {
+        self.take("name", |v| Ok(NameContains(v.to_lowercase())))
+    }
+
+    /// A `true`/`false` parameter.
+    pub fn flag(&mut self, name: &str) -> Option<bool> {
+        self.take(name, |v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("must be true or false".into()),
         })
     }
 

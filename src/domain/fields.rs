@@ -288,6 +288,19 @@ impl From<Description> for String {
     }
 }
 
+/// A name as EM's objects have them: trimmed, not empty, at most `max` characters, one line.
+pub fn one_line_name(text: &str, max: usize) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    check_text(text, Lines::One)?;
+    Ok(text.to_string())
+}
+
 /// A gateway pool's name: trimmed, not empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -297,15 +310,7 @@ impl PoolName {
     pub const MAX: usize = 255;
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if text.chars().count() > Self::MAX {
-            return Err(format!("must be at most {} characters", Self::MAX));
-        }
-        check_text(text, Lines::One)?;
-        Ok(PoolName(text.to_string()))
+        one_line_name(text, Self::MAX).map(PoolName)
     }
 
     pub fn as_str(&self) -> &str {

@@ -241,15 +241,7 @@ impl ResourceName {
 
     /// Trimmed, not empty, one line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if text.chars().count() > Self::MAX {
-            return Err(format!("must be at most {} characters", Self::MAX));
-        }
-        check_text(text, Lines::One)?;
-        Ok(ResourceName(text.to_string()))
+        super::fields::one_line_name(text, Self::MAX).map(ResourceName)
     }
 
     pub fn as_str(&self) -> &str {
