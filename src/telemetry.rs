@@ -12,7 +12,8 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static LAST_POLL_MS: AtomicI64 = AtomicI64::new(0);
 
 const SECONDS_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
 ];
 
 /// Installs the process's metrics recorder (once; later calls share it).
@@ -21,6 +22,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("emgw_store_write_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                )
                 .ok()?
                 .install_recorder()
                 .ok()?;
@@ -71,6 +77,18 @@ fn describe() {
     describe_gauge!(
         "emgw_poller_lag_seconds",
         "Time since the poller last finished a tick"
+    );
+    describe_histogram!(
+        "emgw_store_write_wait_seconds",
+        "From a write being queued to its group-committed transaction starting, by write (intent: a task before EM is called; attach: EM's task id)"
+    );
+    describe_histogram!(
+        "emgw_store_write_transaction_seconds",
+        "One group-committed transaction, by write"
+    );
+    describe_histogram!(
+        "emgw_store_write_batch_size",
+        "Writes sharing one group-committed transaction, by write"
     );
     describe_counter!(
         "emgw_webhook_attempts_total",
@@ -157,6 +175,15 @@ pub fn poller_tick(took: Duration, database: Duration, in_flight: i64) {
     histogram!("emgw_poller_database_seconds").record(database.as_secs_f64());
     gauge!("emgw_tasks_in_flight").set(in_flight as f64);
     LAST_POLL_MS.store(wall_ms(), Ordering::Relaxed);
+}
+
+pub fn store_write_queued(write: &'static str, waited: Duration) {
+    histogram!("emgw_store_write_wait_seconds", "write" => write).record(waited.as_secs_f64());
+}
+
+pub fn store_write_batch(write: &'static str, size: usize, took: Duration) {
+    histogram!("emgw_store_write_transaction_seconds", "write" => write).record(took.as_secs_f64());
+    histogram!("emgw_store_write_batch_size", "write" => write).record(size as f64);
 }
 
 pub fn task_settled(state: &'static str, how: &'static str) {

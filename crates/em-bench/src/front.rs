@@ -85,6 +85,21 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             through.errors,
         );
         let tail = tail(&base).await;
+        if let Some(t) = &tail {
+            eprintln!(
+                "      means: create {:.2} ms, its EM call {:.2} ms; {}",
+                t.create_ms,
+                t.em_call_ms,
+                t.writes
+                    .iter()
+                    .map(|w| format!(
+                        "{} wait {:.2} ms + transaction {:.2} ms ({:.1} a batch)",
+                        w.name, w.wait_ms, w.transaction_ms, w.batch
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         rows.push(FrontRow {
             tail,
             clients,
@@ -101,12 +116,25 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
     Ok(Front { latency_ms, rows })
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Tail {
     /// Share of `POST /v1/cloud-gateways` answers slower than 25 ms and than 50 ms.
     pub creates: (f64, f64),
     /// Share of the gateway's EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms.
     pub em_calls: (f64, f64),
+    /// Means, ms: a create, its EM call, and for each group-committed write (intent, attach)
+    /// the wait for its transaction, the transaction, and the writes sharing one.
+    pub create_ms: f64,
+    pub em_call_ms: f64,
+    pub writes: Vec<Write>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Write {
+    pub name: &'static str,
+    pub wait_ms: f64,
+    pub transaction_ms: f64,
+    pub batch: f64,
 }
 
 /// Reads the two histograms off the gateway's `/metrics`.
@@ -139,14 +167,34 @@ async fn tail(base: &str) -> Option<Tail> {
             1.0 - bucket("0.05")? / total,
         ))
     };
+    // A histogram's mean: its `_sum` over its `_count`.
+    let mean = |name: &str, labels: &str| -> Option<f64> {
+        let value = |suffix: &str| -> Option<f64> {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}_{suffix}{{")) && l.contains(labels))?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some(value("sum")? / value("count")?.max(1.0))
+    };
+    let write = |name: &'static str| -> Option<Write> {
+        let label = format!("write=\"{name}\"");
+        Some(Write {
+            name,
+            wait_ms: mean("emgw_store_write_wait_seconds", &label)? * 1e3,
+            transaction_ms: mean("emgw_store_write_transaction_seconds", &label)? * 1e3,
+            batch: mean("emgw_store_write_batch_size", &label)?,
+        })
+    };
+    let create_labels = "route=\"/v1/cloud-gateways\",method=\"POST\"";
+    let em_labels = "operation=\"POST /cloud/gateways\"";
     Some(Tail {
-        creates: shares(
-            "emgw_http_request_duration_seconds",
-            "route=\"/v1/cloud-gateways\",method=\"POST\"",
-        )?,
-        em_calls: shares(
-            "emgw_em_call_duration_seconds",
-            "operation=\"POST /cloud/gateways\"",
-        )?,
+        create_ms: mean("emgw_http_request_duration_seconds", create_labels)? * 1e3,
+        em_call_ms: mean("emgw_em_call_duration_seconds", em_labels)? * 1e3,
+        writes: ["intent", "attach"].into_iter().filter_map(write).collect(),
+        creates: shares("emgw_http_request_duration_seconds", create_labels)?,
+        em_calls: shares("emgw_em_call_duration_seconds", em_labels)?,
     })
 }
