@@ -232,6 +232,16 @@ impl Store {
         self.backend
     }
 
+    /// Group-committed transactions of one kind open at once: on Postgres a write need not wait
+    /// for the one committing (the commits still share the disk's flushes); SQLite has one
+    /// writer, so a second would only wait for the lock.
+    pub fn write_concurrency(&self) -> usize {
+        match self.backend {
+            Backend::Postgres => 4,
+            Backend::Sqlite => 1,
+        }
+    }
+
     /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have
     /// returned so far.
     pub fn task_rows_read(&self) -> u64 {

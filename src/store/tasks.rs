@@ -435,6 +435,47 @@ impl Store {
     }
 }
 
+/// One chunk of attaches as one `UPDATE`. `relaxed` (Postgres only) turns
+/// `synchronous_commit` off for the statement's own transaction, as `SET LOCAL` does in one
+/// that is opened for it: the intent is already on disk, and were a crash to lose EM's task id
+/// the task would be an orphan the poller settles from EM's objects.
+fn attach_query(
+    owner: ReplicaId,
+    chunk: &[EmAttach],
+    now: Timestamp,
+    relaxed: bool,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let (relax, relaxed_from) = match relaxed {
+        true => (
+            "relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), ",
+            ", relaxed",
+        ),
+        false => ("", ""),
+    };
+    let sql = format!(
+        "WITH {relax}v (v_id, v_task, v_session) AS (VALUES {}) \
+         UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
+         updated_at = $1 FROM v{relaxed_from} WHERE id = v_id RETURNING {COLUMNS}",
+        placeholders(chunk.len(), 3, 2)
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql))
+        .bind(now.as_millis())
+        .bind(owner.to_string());
+    for attach in chunk {
+        query = query
+            .bind(attach.id.to_string())
+            .bind(attach.em_task_id.clone())
+            .bind(attach.em_session_id.clone());
+    }
+    query
+}
+
+/// The attached tasks, in the order of `batch`.
+fn attached(batch: &[EmAttach], rows: &[AnyRow]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+    let mut tasks = by_id(rows)?;
+    Ok(batch.iter().map(|a| tasks.remove(&a.id)).collect())
+}
+
 /// Which orphans one claim statement looks for.
 #[derive(Debug, Clone, Copy)]
 enum Orphans<'a> {
@@ -442,6 +483,28 @@ enum Orphans<'a> {
     Unsent,
     /// The running tasks of these dead sessions.
     OfSessions(&'a [String]),
+}
+
+impl Store {
+    /// [`Tx::attach_em_tasks`] on its own, one statement a chunk (no transaction round trips),
+    /// and on Postgres without waiting for the disk, as the attach does in a transaction.
+    pub async fn attach_em_tasks(
+        &self,
+        owner: ReplicaId,
+        batch: &[EmAttach],
+        now: Timestamp,
+    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let relaxed = self.backend == Backend::Postgres;
+        let mut rows = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            rows.extend(
+                attach_query(owner, chunk, now, relaxed)
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        attached(batch, &rows)
+    }
 }
 
 impl Tx {
@@ -455,25 +518,13 @@ impl Tx {
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let mut rows = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "WITH v (v_id, v_task, v_session) AS (VALUES {}) \
-                 UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
-                 updated_at = $1 FROM v WHERE id = v_id RETURNING {COLUMNS}",
-                placeholders(chunk.len(), 3, 2)
+            rows.extend(
+                attach_query(owner, chunk, now, false)
+                    .fetch_all(&mut *self.tx)
+                    .await?,
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .bind(now.as_millis())
-                .bind(owner.to_string());
-            for attach in chunk {
-                query = query
-                    .bind(attach.id.to_string())
-                    .bind(attach.em_task_id.as_str())
-                    .bind(attach.em_session_id.as_str());
-            }
-            rows.extend(query.fetch_all(&mut *self.tx).await?);
         }
-        let mut tasks = by_id(&rows)?;
-        Ok(batch.iter().map(|a| tasks.remove(&a.id)).collect())
+        attached(batch, &rows)
     }
 
     /// Ends tasks, each at most once: returns those this call settled (not those settled

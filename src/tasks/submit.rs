@@ -100,7 +100,9 @@ impl Submitter {
         let intents = {
             let (store, clock) = (store.clone(), clock.clone());
             Batcher::start(
+                "intent",
                 WRITE_BATCH,
+                store.write_concurrency(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
@@ -115,10 +117,15 @@ impl Submitter {
                 in_flight,
                 registered: Mutex::new(HashSet::new()),
             });
-            Batcher::start(WRITE_BATCH, move |batch: Vec<Attach>| {
-                let (attacher, now) = (attacher.clone(), clock.now());
-                async move { attacher.attach(batch, now).await }
-            })
+            Batcher::start(
+                "attach",
+                WRITE_BATCH,
+                store.write_concurrency(),
+                move |batch: Vec<Attach>| {
+                    let (attacher, now) = (attacher.clone(), clock.now());
+                    async move { attacher.attach(batch, now).await }
+                },
+            )
         };
         Submitter {
             store,
@@ -296,21 +303,15 @@ impl Attacher {
             keys.push(a.key);
             attaches.push(a.em);
         }
-        let mut tx = self.store.begin().await?;
-        // The intent was committed durably before EM was called; this only adds EM's task id,
-        // so it need not wait for the disk. Were a database crash to lose it, the task would be
-        // an orphan the poller settles from EM's objects.
-        tx.relax_durability().await?;
-        if !sessions.is_empty() {
-            tx.register_sessions(self.owner, &sessions, now).await?;
-        }
-        let attached = tx.attach_em_tasks(self.owner, &attaches, now).await?;
-        for (task, key) in attached.iter().zip(&keys) {
-            if let (Some(task), Some(key)) = (task, key) {
-                tx.finish_idempotency(key, &answer::accepted(task)).await?;
-            }
-        }
-        tx.commit().await?;
+        let attached = if sessions.is_empty() && keys.iter().all(Option::is_none) {
+            // Only EM's task ids: one statement, no transaction round trips.
+            self.store
+                .attach_em_tasks(self.owner, &attaches, now)
+                .await?
+        } else {
+            self.attach_in_transaction(&sessions, &attaches, &keys, now)
+                .await?
+        };
         {
             let mut registered = self.lock_registered();
             if registered.len() + sessions.len() > REGISTERED_KEPT {
@@ -320,6 +321,32 @@ impl Attacher {
         }
         self.in_flight
             .add(attached.iter().flatten().filter_map(followed));
+        Ok(attached)
+    }
+
+    /// New sessions, EM's task ids and the answers kept under Idempotency-Keys, together.
+    async fn attach_in_transaction(
+        &self,
+        sessions: &[(usize, String)],
+        attaches: &[EmAttach],
+        keys: &[Option<IdempotencyKey>],
+        now: crate::clock::Timestamp,
+    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let mut tx = self.store.begin().await?;
+        // The intent was committed durably before EM was called; this only adds EM's task id,
+        // so it need not wait for the disk. Were a database crash to lose it, the task would be
+        // an orphan the poller settles from EM's objects.
+        tx.relax_durability().await?;
+        if !sessions.is_empty() {
+            tx.register_sessions(self.owner, sessions, now).await?;
+        }
+        let attached = tx.attach_em_tasks(self.owner, attaches, now).await?;
+        for (task, key) in attached.iter().zip(keys) {
+            if let (Some(task), Some(key)) = (task, key) {
+                tx.finish_idempotency(key, &answer::accepted(task)).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(attached)
     }
 
@@ -333,6 +360,9 @@ impl Attacher {
                 new.push((a.slot, session.clone()));
             }
         }
+        // One order for every transaction: two registering the same sessions at once (up to
+        // `write_concurrency` are open) wait for each other instead of deadlocking.
+        new.sort_by(|a, b| a.1.cmp(&b.1));
         new
     }
 
