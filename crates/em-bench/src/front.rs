@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::sched::Machine;
 use crate::{Run, direct_creates, gateway_creates, start_gateway_plain_with, start_sim_with};
 use emgw_test_support::PostgresDatabase;
 
@@ -16,6 +17,9 @@ pub struct FrontRow {
     pub sessions: usize,
     pub direct: Run,
     pub through: Run,
+    /// The machine's run and run-queue time over each side, and each side's wall time.
+    pub direct_sched: (Machine, Duration),
+    pub through_sched: (Machine, Duration),
 }
 
 impl FrontRow {
@@ -62,7 +66,17 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         // Long enough that start and end effects are a small share: ~4 s per side.
         let per_second = clients as f64 * 1000.0 / latency_ms.max(1) as f64;
         let total = ((per_second * 4.0) as usize).clamp(2_000, 40_000) / if quick { 10 } else { 1 };
+        let (sim_pid, gateway_pid) = (sim.process.pid(), gateway.process.pid());
+        let (before, started) = (Machine::now(sim_pid, None), std::time::Instant::now());
         let direct = direct_creates(&sim.api_url, clients, total, &format!("fd{clients}-")).await?;
+        let direct_sched = (
+            Machine::now(sim_pid, None).since(before),
+            started.elapsed(),
+        );
+        let (before, started) = (
+            Machine::now(sim_pid, Some(gateway_pid)),
+            std::time::Instant::now(),
+        );
         let through = gateway_creates(
             &base,
             &key,
@@ -73,6 +87,10 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             None,
         )
         .await;
+        let through_sched = (
+            Machine::now(sim_pid, Some(gateway_pid)).since(before),
+            started.elapsed(),
+        );
         eprintln!(
             "  {clients:>3} clients, EM {latency_ms} ms: direct {:.0}/s p50 {:.2} p99 {:.2} ms; gateway {:.0}/s p50 {:.2} p99 {:.2} ms ({} / {} errors)",
             direct.per_second,
@@ -106,6 +124,8 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             sessions: clients.div_ceil(16).max(4),
             direct,
             through,
+            direct_sched,
+            through_sched,
         });
         gateway.kill().await;
         if let Err(e) = db.drop().await {

@@ -19,6 +19,7 @@ mod cost;
 mod fairness;
 mod front;
 mod scale;
+mod sched;
 mod sim_scale;
 
 /// Measures em-gateway against em-sim and writes BENCHMARKS.md.
@@ -840,6 +841,32 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                     t.create_ms,
                     t.em_call_ms,
                     writes
+                ));
+            }
+        }
+        report.push_str("\nWhere the machine's time went, per create, from the kernel's schedstat of every thread of each process (`/proc/PID/task/*/schedstat`): time running on a core, and time runnable but waiting for one (the run queue). Cores busy is all of it running over the side's wall time; there are 2.\n\n| clients | side | cores busy | load generator run / wait µs | em-sim run / wait µs | gateway run / wait µs | PostgreSQL run / wait µs | all: wait µs |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &front.rows {
+            for (side, run, (m, wall)) in [
+                ("direct", &r.direct, &r.direct_sched),
+                ("gateway", &r.through, &r.through_sched),
+            ] {
+                let n = run.count.max(1) as f64;
+                let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
+                let pair = |x: sched::Sched| format!("{:.0} / {:.0}", us(x.run), us(x.wait));
+                report.push_str(&format!(
+                    "| {} | {} | {:.2} | {} | {} | {} | {} | {:.0} |\n",
+                    r.clients,
+                    side,
+                    m.total().run.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+                    pair(m.bench),
+                    pair(m.sim),
+                    if side == "direct" {
+                        "—".to_string()
+                    } else {
+                        pair(m.gateway)
+                    },
+                    pair(m.postgres),
+                    us(m.total().wait)
                 ));
             }
         }
