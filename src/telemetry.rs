@@ -74,6 +74,10 @@ fn describe() {
         "emgw_poller_database_seconds",
         "Database time one poller tick spends, summed over its statements"
     );
+    describe_counter!(
+        "emgw_poller_running_task_rows_read_total",
+        "Running tasks' rows the poller's statements read (its in-flight set's resync, orphan claims): the database work that could grow with tasks in flight"
+    );
     describe_gauge!(
         "emgw_poller_lag_seconds",
         "Time since the poller last finished a tick"
@@ -184,6 +188,10 @@ pub fn store_write_queued(write: &'static str, waited: Duration) {
 pub fn store_write_batch(write: &'static str, size: usize, took: Duration) {
     histogram!("emgw_store_write_transaction_seconds", "write" => write).record(took.as_secs_f64());
     histogram!("emgw_store_write_batch_size", "write" => write).record(size as f64);
+}
+
+pub fn running_task_rows_read(rows: u64) {
+    counter!("emgw_poller_running_task_rows_read_total").increment(rows);
 }
 
 pub fn task_settled(state: &'static str, how: &'static str) {

@@ -249,8 +249,9 @@ impl Store {
     }
 
     fn count_task_rows(&self, n: usize) {
-        self.task_rows
-            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.task_rows.fetch_add(n, Ordering::Relaxed);
+        crate::telemetry::running_task_rows_read(n);
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

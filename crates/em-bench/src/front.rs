@@ -69,10 +69,7 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         let (sim_pid, gateway_pid) = (sim.process.pid(), gateway.process.pid());
         let (before, started) = (Machine::now(sim_pid, None), std::time::Instant::now());
         let direct = direct_creates(&sim.api_url, clients, total, &format!("fd{clients}-")).await?;
-        let direct_sched = (
-            Machine::now(sim_pid, None).since(before),
-            started.elapsed(),
-        );
+        let direct_sched = (Machine::now(sim_pid, None).since(before), started.elapsed());
         let (before, started) = (
             Machine::now(sim_pid, Some(gateway_pid)),
             std::time::Instant::now(),

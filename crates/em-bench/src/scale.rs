@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sched::{Machine, Sched};
 use emgw_test_support::{Answer, PostgresDatabase, Receiver};
 use serde_json::{Value, json};
 
@@ -34,10 +35,32 @@ pub struct Size {
     pub delays: Vec<Duration>,
     pub rss_in_flight_kib: u64,
     pub rss_peak_kib: u64,
+    /// Running tasks' rows the poller's statements read, per tick over the window.
+    pub task_rows_per_tick: f64,
+    /// What every process ran and waited for a core over the window (schedstat), and its
+    /// share of the two cores.
+    pub machine: Machine,
 }
 
-/// `emgw_poller_database_seconds` sum and count from the gateway's `/metrics`.
-async fn database_seconds(base: &str) -> (f64, f64) {
+impl Size {
+    /// PostgreSQL's CPU per tick over the window: the database's own work, whatever the
+    /// machine's queue.
+    pub fn postgres_per_tick(&self) -> Sched {
+        let per = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / self.ticks.max(1.0));
+        Sched {
+            run: per(self.machine.postgres.run),
+            wait: per(self.machine.postgres.wait),
+        }
+    }
+
+    pub fn cores_busy(&self) -> f64 {
+        self.machine.total().run.as_secs_f64() / self.window.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `emgw_poller_database_seconds` sum and count, and the running-task rows read, from the
+/// gateway's `/metrics`.
+async fn database_seconds(base: &str) -> (f64, f64, f64) {
     let text = match http().get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -52,6 +75,7 @@ async fn database_seconds(base: &str) -> (f64, f64) {
     (
         value("emgw_poller_database_seconds_sum"),
         value("emgw_poller_database_seconds_count"),
+        value("emgw_poller_running_task_rows_read_total"),
     )
 }
 
@@ -97,12 +121,15 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     tokio::time::sleep(INTERVAL * 2).await;
     let first_finish = started + Duration::from_millis(task_ms);
     let (state_before, db_before) = (sim_state(&sim_api).await, database_seconds(&base).await);
+    let pids = (sim.process.pid(), gateway.process.pid());
+    let machine_before = Machine::now(pids.0, Some(pids.1));
     let window_start = Instant::now();
     let wait = first_finish
         .saturating_duration_since(Instant::now())
         .saturating_sub(Duration::from_millis(500));
     tokio::time::sleep(wait).await;
     let (state_after, db_after) = (sim_state(&sim_api).await, database_seconds(&base).await);
+    let machine = Machine::now(pids.0, Some(pids.1)).since(machine_before);
     let window = window_start.elapsed();
     let (rss_in_flight_kib, _) = rss_kib(gateway.process.pid());
     let lists = |s: &Value| {
@@ -117,6 +144,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let ticks = db_after.1 - db_before.1;
     let db_per_tick =
         Duration::from_secs_f64(((db_after.0 - db_before.0) / ticks.max(1.0)).max(0.0));
+    let task_rows_per_tick = (db_after.2 - db_before.2) / ticks.max(1.0);
 
     let deadline = first_finish + Duration::from_secs(120);
     while receiver.count() < submitted.count && Instant::now() < deadline {
@@ -165,6 +193,8 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         delays,
         rss_in_flight_kib,
         rss_peak_kib,
+        task_rows_per_tick,
+        machine,
     })
 }
 
@@ -192,6 +222,18 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
     rows.push_str(&format!(
         "| database time per poller tick at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{ratio:.2}) | {} |\n",
         big.count, small.count, ms(big.db_per_tick), ms(small.db_per_tick), judged(ratio <= 1.5)
+    ));
+    let (pg_big, pg_small) = (big.postgres_per_tick(), small.postgres_per_tick());
+    let pg_ratio = pg_big.run.as_secs_f64() / pg_small.run.as_secs_f64().max(1e-9);
+    rows.push_str(&format!(
+        "| PostgreSQL CPU per poller tick (all its processes, schedstat) at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{pg_ratio:.2}); running-task rows read per tick {:.0} vs {:.0} | {} |\n",
+        big.count,
+        small.count,
+        ms(pg_big.run),
+        ms(pg_small.run),
+        big.task_rows_per_tick,
+        small.task_rows_per_tick,
+        judged(pg_ratio <= 1.5)
     ));
     let lists = big.lists_per_session_per_interval;
     rows.push_str(&format!(
@@ -234,6 +276,20 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             ms(percentile(&s.delays, 0.99)),
             s.rss_in_flight_kib as f64 / 1024.0,
             s.rss_peak_kib as f64 / 1024.0,
+        ));
+    }
+    section.push_str("\nThe same window, from the kernel's schedstat of every thread (`/proc/PID/task/*/schedstat`), per tick: time each process ran on a core and time it waited, runnable, for one; cores busy is all of them (and the load generator) running over the window (there are 2). Rows read are `emgw_poller_running_task_rows_read_total`: running tasks' rows the poller's statements read.\n\n| in flight | cores busy | gateway run / wait ms | em-sim run / wait ms | PostgreSQL run / wait ms | running-task rows read |\n|---|---|---|---|---|---|\n");
+    for s in &measured {
+        let per = |d: Duration| ms(Duration::from_secs_f64(d.as_secs_f64() / s.ticks.max(1.0)));
+        let pair = |x: Sched| format!("{} / {}", per(x.run), per(x.wait));
+        section.push_str(&format!(
+            "| {} | {:.2} | {} | {} | {} | {:.0} |\n",
+            s.count,
+            s.cores_busy(),
+            pair(s.machine.gateway),
+            pair(s.machine.sim),
+            pair(s.machine.postgres),
+            s.task_rows_per_tick
         ));
     }
     section.push_str(&format!(

@@ -45,7 +45,9 @@ pub fn of(pid: u32) -> Sched {
 
 fn thread(path: &std::path::Path) -> Sched {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
     Sched {
         run: Duration::from_nanos(fields.next().unwrap_or(0)),
         wait: Duration::from_nanos(fields.next().unwrap_or(0)),
