@@ -159,6 +159,9 @@ impl Application {
             Store::connect_for(settings.database_url.expose_secret(), PoolFor::Background)
                 .await?
                 .sealing_with(keys.clone());
+        let writes = Store::connect_for(settings.database_url.expose_secret(), PoolFor::Writes)
+            .await?
+            .sealing_with(keys.clone());
         let em = Arc::new(em_client(em_config)?);
         // Log on now so that bad credentials show at start; EM being down must not stop us.
         if let Err(e) = em.warm_up().await {
@@ -219,7 +222,14 @@ impl Application {
             store: store.clone(),
             em: em.clone(),
             clock: clock.clone(),
-            submitter: Submitter::new(store.clone(), em.clone(), owner, clock.clone(), in_flight),
+            submitter: Submitter::new(
+                store.clone(),
+                writes,
+                em.clone(),
+                owner,
+                clock.clone(),
+                in_flight,
+            ),
             // A claim this old whose request never reached EM may be taken over.
             replay: Replay::new(
                 store.clone(),

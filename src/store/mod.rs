@@ -148,6 +148,10 @@ pub enum PoolFor {
     /// The poller, the deliverer and the hand-over at shutdown: work that outlives the HTTP
     /// server's worker threads (see [`crate::startup`]).
     Background,
+    /// A create's group-committed writes (its intent, EM's task id), written by tasks of the
+    /// main runtime: a connection's I/O is driven by the runtime that opened it, so one opened
+    /// by an HTTP worker would make each round trip wait for that worker's thread as well.
+    Writes,
 }
 
 impl Store {
@@ -181,6 +185,8 @@ impl Store {
                 (Backend::Postgres, PoolFor::Api) => 16,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
+                // Two kinds of write, each with up to `write_concurrency` transactions open.
+                (Backend::Postgres, PoolFor::Writes) => 8,
                 (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))

@@ -89,20 +89,22 @@ const REGISTERED_KEPT: usize = 1024;
 impl Submitter {
     /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
     /// accepted join `in_flight`, which the poller follows. Starts the writers, so it must run
-    /// inside the runtime.
+    /// inside the runtime; they write through `writes`, a pool only they use (see
+    /// [`crate::store::PoolFor::Writes`]), and a request's own statements through `store`.
     pub fn new(
         store: Store,
+        writes: Store,
         em: Arc<EmClient>,
         owner: ReplicaId,
         clock: Clock,
         in_flight: Arc<InFlightSet>,
     ) -> Self {
         let intents = {
-            let (store, clock) = (store.clone(), clock.clone());
+            let (store, clock) = (writes.clone(), clock.clone());
             Batcher::start(
                 "intent",
                 WRITE_BATCH,
-                store.write_concurrency(),
+                writes.write_concurrency(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
@@ -112,7 +114,7 @@ impl Submitter {
         let attaches = {
             let clock = clock.clone();
             let attacher = Arc::new(Attacher {
-                store: store.clone(),
+                store: writes.clone(),
                 owner,
                 in_flight,
                 registered: Mutex::new(HashSet::new()),
@@ -120,7 +122,7 @@ impl Submitter {
             Batcher::start(
                 "attach",
                 WRITE_BATCH,
-                store.write_concurrency(),
+                writes.write_concurrency(),
                 move |batch: Vec<Attach>| {
                     let (attacher, now) = (attacher.clone(), clock.now());
                     async move { attacher.attach(batch, now).await }
