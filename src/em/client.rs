@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures_util::stream;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -107,6 +108,31 @@ enum Via<'a> {
     AnySession,
     /// Exactly this session (tasks are session-scoped): a lost session is an error.
     Session(&'a SessionRef),
+}
+
+/// An answer's body: read as the call needs it when EM said yes (2xx), as text otherwise (what
+/// [`refusal`] reads).
+enum Body<T> {
+    Success(T),
+    Failure(String),
+}
+
+impl<T> Body<T> {
+    /// The text of a refusal; nothing for a success.
+    fn failure_text(&self) -> &str {
+        match self {
+            Body::Success(_) => "",
+            Body::Failure(text) => text,
+        }
+    }
+}
+
+impl Body<String> {
+    fn into_text(self) -> String {
+        match self {
+            Body::Success(text) | Body::Failure(text) => text,
+        }
+    }
 }
 
 pub struct EmClient {
@@ -314,20 +340,33 @@ impl EmClient {
     }
 
     /// The finished tasks among those `wanted`, from the same one call (see
-    /// [`xml::finished_tasks`]: the others are not built).
+    /// [`xml::finished_tasks_streamed`]: the list is read as it arrives, never held whole, and
+    /// the others are not built).
     pub async fn finished_tasks(
         &self,
         session: &SessionRef,
         wanted: impl Fn(&str) -> bool,
     ) -> Result<Vec<xml::Task>, EmError> {
         let url = self.url(&["tasks"], &[]);
-        let (_, status, text) = self
-            .call(Via::Session(session), Method::GET, url, None)
+        let wanted = &wanted;
+        let skim = move |resp: reqwest::Response| async move {
+            let chunks = stream::unfold(resp, |mut resp| async move {
+                resp.chunk().await.transpose().map(|chunk| (chunk, resp))
+            });
+            match xml::finished_tasks_streamed(std::pin::pin!(chunks), wanted).await {
+                Ok(found) => Ok(Ok(found)),
+                // The body could not be read: retried as a read whose answer was lost.
+                Err(xml::SkimError::Read(e)) => Err(e),
+                Err(xml::SkimError::Document(e)) => Ok(Err(e)),
+            }
+        };
+        let (_, status, body) = self
+            .call_reading(Via::Session(session), Method::GET, url, None, &skim)
             .await?;
-        if !status.is_success() {
-            return Err(refusal(status, &text));
+        match body {
+            Body::Success(found) => found.map_err(|e| EmError::BadAnswer(e.to_string())),
+            Body::Failure(text) => Err(refusal(status, &text)),
         }
-        xml::finished_tasks(&text, wanted).map_err(|e| EmError::BadAnswer(e.to_string()))
     }
 
     pub async fn task(&self, session: &SessionRef, task_id: &str) -> Result<xml::Task, EmError> {
@@ -677,7 +716,8 @@ impl EmClient {
         ))
     }
 
-    /// Sends one call through a session, handling a lost session as described on the module.
+    /// Sends one call through a session, handling a lost session as described on the module;
+    /// the answer as text.
     async fn call(
         &self,
         via: Via<'_>,
@@ -685,6 +725,28 @@ impl EmClient {
         url: Url,
         body: Option<String>,
     ) -> Result<(SessionRef, StatusCode, String), EmError> {
+        let (session, status, answer) = self
+            .call_reading(via, method, url, body, &|resp: reqwest::Response| {
+                resp.text()
+            })
+            .await?;
+        Ok((session, status, answer.into_text()))
+    }
+
+    /// [`Self::call`], with a success's body read by `read` (the rest as text, for
+    /// [`refusal`]).
+    async fn call_reading<T, F, Fut>(
+        &self,
+        via: Via<'_>,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        read: &F,
+    ) -> Result<(SessionRef, StatusCode, Body<T>), EmError>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, reqwest::Error>>,
+    {
         let slot = match via {
             Via::AnySession => self.pool.next_slot(),
             Via::Session(r) => r.slot,
@@ -695,8 +757,8 @@ impl EmClient {
         let result = async {
             let mut session = self.pinned_or_any(via, slot).await?;
             for attempt in 0..2 {
-                let (status, text) = self
-                    .send_with(&session, method.clone(), url.clone(), body.clone())
+                let (status, answer) = self
+                    .exchange(&session, method.clone(), url.clone(), body.clone(), read)
                     .await?;
                 if status != StatusCode::UNAUTHORIZED {
                     tracing::debug!(%status, "EM answered");
@@ -704,14 +766,14 @@ impl EmClient {
                         slot,
                         session_id: session.session_id.clone(),
                     };
-                    return Ok((session_ref, status, text));
+                    return Ok((session_ref, status, answer));
                 }
                 self.pool.invalidate(slot, &session);
                 tracing::info!(attempt, "EM logon session expired");
                 match via {
                     Via::Session(_) => return Err(EmError::SessionLost),
                     Via::AnySession if attempt == 0 => session = self.session_for(slot).await?,
-                    Via::AnySession => return Err(refusal(status, &text)),
+                    Via::AnySession => return Err(refusal(status, answer.failure_text())),
                 }
             }
             Err(EmError::SessionLost)
@@ -737,8 +799,7 @@ impl EmClient {
         }
     }
 
-    /// One HTTP exchange with one session's token. A read is sent again once when the first try
-    /// got no answer; a write only when the connection never opened.
+    /// One HTTP exchange with one session's token, the answer as text.
     async fn send_with(
         &self,
         session: &Session,
@@ -746,6 +807,27 @@ impl EmClient {
         url: Url,
         body: Option<String>,
     ) -> Result<(StatusCode, String), EmError> {
+        let read = |resp: reqwest::Response| resp.text();
+        let (status, answer) = self.exchange(session, method, url, body, &read).await?;
+        Ok((status, answer.into_text()))
+    }
+
+    /// One HTTP exchange with one session's token: a success's body read by `read`, any other
+    /// as text. A read is sent again once when the first try got no (whole) answer; a write
+    /// only when the connection never opened. The call counts as in flight until its body is
+    /// read.
+    async fn exchange<T, F, Fut>(
+        &self,
+        session: &Session,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        read: &F,
+    ) -> Result<(StatusCode, Body<T>), EmError>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, reqwest::Error>>,
+    {
         let idempotent = method == Method::GET;
         let mut last_error = None;
         for _ in 0..2 {
@@ -760,9 +842,13 @@ impl EmClient {
             }
             self.pool.touch(session);
             let result = match req.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let status = resp.status();
+                    read(resp).await.map(|t| (status, Body::Success(t)))
+                }
                 Ok(resp) => {
                     let status = resp.status();
-                    resp.text().await.map(|text| (status, text))
+                    resp.text().await.map(|text| (status, Body::Failure(text)))
                 }
                 Err(e) => Err(e),
             };

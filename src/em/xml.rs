@@ -45,27 +45,88 @@ pub fn from_xml<'de, T: Deserialize<'de> + Document>(
     quick_xml::de::from_str(text)
 }
 
-/// The finished tasks among those `wanted` in a `<Tasks>` list. A session's list holds every
-/// task EM still keeps for it, thousands when busy, and the poller reads it every interval;
-/// only the few that finished since are wanted whole, so the others are skimmed for their id
-/// and state and never built.
+/// The finished tasks among those `wanted` in a `<Tasks>` list held whole: see
+/// [`finished_tasks_streamed`], which reads EM's answer as it arrives.
 pub fn finished_tasks(
     text: &str,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<Task>, quick_xml::DeError> {
+    use std::task::{Context, Poll, Waker};
+    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(text.as_bytes())]);
+    let skim = std::pin::pin!(finished_tasks_streamed(chunks, wanted));
+    // The one chunk is always there, so the skim never waits: one poll finishes it.
+    match skim.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(found)) => Ok(found),
+        Poll::Ready(Err(SkimError::Document(e))) => Err(e),
+        Poll::Ready(Err(SkimError::Read(never))) => match never {},
+        Poll::Pending => Err(quick_xml::DeError::Custom(
+            "the task list was not read through".into(),
+        )),
+    }
+}
+
+/// Why [`finished_tasks_streamed`] found nothing: the body could not be read (`E`, the
+/// transport's error), or what was read is not a whole task list.
+#[derive(Debug)]
+pub enum SkimError<E> {
+    Read(E),
+    Document(quick_xml::DeError),
+}
+
+/// The finished tasks among those `wanted` in a `<Tasks>` list, read chunk by chunk as EM sends
+/// it. A session's list holds every task EM still keeps for it, 25,000 when busy (10 MB and
+/// more), and the poller reads every session's list every interval: holding each whole was
+/// most of the gateway's memory. Here a list costs the chunk being read and the task being
+/// read. Only the few tasks that finished since are wanted whole, so the others are skimmed
+/// for their id and state and never built.
+///
+/// The root must be `<Tasks>` (an HTML page or any other answer is an error, not an empty
+/// list), a list cut short is an error, and a state EM adds later is simply not finished.
+pub async fn finished_tasks_streamed<S, B, E>(
+    chunks: S,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<Task>, SkimError<E>>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]> + Unpin,
+    E: Unpin,
+{
     use quick_xml::events::Event;
-    let bad = |e: &dyn std::fmt::Display| quick_xml::DeError::Custom(e.to_string());
+    let bad =
+        |e: &dyn std::fmt::Display| SkimError::Document(quick_xml::DeError::Custom(e.to_string()));
     let not_a_list = |got: &str| {
-        quick_xml::DeError::Custom(format!("expected a <{}> document, got {got}", Tasks::ROOT))
+        SkimError::Document(quick_xml::DeError::Custom(format!(
+            "expected a <{}> document, got {got}",
+            Tasks::ROOT
+        )))
     };
-    let mut reader = quick_xml::Reader::from_str(text);
+    let mut reader = quick_xml::Reader::from_reader(Kept::new(chunks));
+    let mut buf = Vec::new();
     let mut found = Vec::new();
     let mut depth = 0usize;
     // The task being read: where its element starts, its id, whether it has finished.
-    let mut task: Option<(usize, Option<String>, bool)> = None;
+    let mut task: Option<(u64, Option<String>, bool)> = None;
+    // Its `TaskId` or `State` being read: which, and where its text starts.
+    let mut field: Option<(Field, u64)> = None;
     loop {
-        let before = usize::try_from(reader.buffer_position()).map_err(|e| bad(&e))?;
-        match reader.read_event().map_err(|e| bad(&e))? {
+        // Positions are the bytes handed to the parser so far: it takes no byte ahead of the
+        // event it returns.
+        let before = reader.get_ref().consumed;
+        if task.is_none() {
+            reader.get_mut().forget_before(before);
+        }
+        buf.clear();
+        let event = match reader.read_event_into_async(&mut buf).await {
+            Ok(event) => event,
+            Err(e) => {
+                return Err(match reader.get_mut().failure.take() {
+                    Some(failure) => SkimError::Read(failure),
+                    None => bad(&e),
+                });
+            }
+        };
+        let after = reader.get_ref().consumed;
+        match event {
             Event::Start(e) => {
                 let local = e.local_name();
                 let name: &str = local.as_ref();
@@ -74,18 +135,8 @@ pub fn finished_tasks(
                         return Err(not_a_list(&format!("<{root}>")));
                     }
                     (1, "Task") => task = Some((before, None, false)),
-                    (2, "TaskId" | "State") if task.is_some() => {
-                        let value = reader.read_text(e.name()).map_err(|e| bad(&e))?;
-                        if let Some(t) = task.as_mut() {
-                            if name == "TaskId" {
-                                t.1 = Some(value.trim().to_string());
-                            } else {
-                                t.2 = value.trim() == "Finished";
-                            }
-                        }
-                        // The element was read through its end: the depth is unchanged.
-                        continue;
-                    }
+                    (2, "TaskId") if task.is_some() => field = Some((Field::Id, after)),
+                    (2, "State") if task.is_some() => field = Some((Field::State, after)),
                     _ => {}
                 }
                 depth += 1;
@@ -104,13 +155,28 @@ pub fn finished_tasks(
                 match depth {
                     0 => return Ok(found),
                     1 => {
+                        field = None;
                         if let Some((start, Some(id), true)) = task.take()
                             && wanted(&id)
                         {
-                            let end =
-                                usize::try_from(reader.buffer_position()).map_err(|e| bad(&e))?;
-                            let element = text.get(start..end).ok_or_else(|| bad(&"a cut task"))?;
-                            found.push(quick_xml::de::from_str::<Task>(element)?);
+                            let element =
+                                reader.get_ref().text(start, after).map_err(|e| bad(&e))?;
+                            let built = quick_xml::de::from_str::<Task>(element)
+                                .map_err(SkimError::Document)?;
+                            found.push(built);
+                        }
+                    }
+                    2 => {
+                        if let Some((which, from)) = field.take() {
+                            // The element's content as written (what `Reader::read_text` gives).
+                            let value = reader.get_ref().text(from, before).map_err(|e| bad(&e))?;
+                            let value = value.trim();
+                            if let Some(t) = task.as_mut() {
+                                match which {
+                                    Field::Id => t.1 = Some(value.to_string()),
+                                    Field::State => t.2 = value == "Finished",
+                                }
+                            }
                         }
                     }
                     _ => {}
@@ -120,6 +186,152 @@ pub fn finished_tasks(
             Event::Eof => return Err(bad(&"the task list ends early")),
             _ => {}
         }
+    }
+}
+
+/// Which of a task's fields is being read.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Id,
+    State,
+}
+
+/// A body's chunks as the parser's buffered input, keeping what the parser has taken since
+/// [`Kept::forget_before`] (the task being read) and nothing older.
+struct Kept<S, B, E> {
+    chunks: S,
+    /// The chunk being read, and how much of it the parser has taken.
+    chunk: Option<B>,
+    at: usize,
+    ended: bool,
+    /// Bytes taken by the parser since the body's start.
+    consumed: u64,
+    /// Bytes taken since `kept_from` (a body position).
+    kept: Vec<u8>,
+    kept_from: u64,
+    /// Why the body could not be read; the parser only sees that it could not.
+    failure: Option<E>,
+}
+
+impl<S, B, E> Kept<S, B, E> {
+    fn new(chunks: S) -> Self {
+        Kept {
+            chunks,
+            chunk: None,
+            at: 0,
+            ended: false,
+            consumed: 0,
+            kept: Vec::new(),
+            kept_from: 0,
+            failure: None,
+        }
+    }
+
+    fn forget_before(&mut self, position: u64) {
+        let drop = usize::try_from(position.saturating_sub(self.kept_from))
+            .unwrap_or(usize::MAX)
+            .min(self.kept.len());
+        self.kept.drain(..drop);
+        self.kept_from += drop as u64;
+    }
+
+    /// The kept bytes between two body positions, as text.
+    fn text(&self, from: u64, to: u64) -> Result<&str, String> {
+        let index = |at: u64| {
+            at.checked_sub(self.kept_from)
+                .and_then(|i| usize::try_from(i).ok())
+        };
+        let bytes = match (index(from), index(to)) {
+            (Some(from), Some(to)) => self.kept.get(from..to),
+            _ => None,
+        }
+        .ok_or_else(|| format!("bytes {from}..{to} of the task list were not kept"))?;
+        std::str::from_utf8(bytes).map_err(|e| format!("the task list is not UTF-8: {e}"))
+    }
+}
+
+impl<S, B, E> tokio::io::AsyncBufRead for Kept<S, B, E>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]> + Unpin,
+    E: Unpin,
+{
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<&[u8]>> {
+        use futures_util::StreamExt;
+        use std::task::Poll;
+        let this = self.get_mut();
+        while !this.ended
+            && this
+                .chunk
+                .as_ref()
+                .is_none_or(|chunk| this.at >= chunk.as_ref().len())
+        {
+            match this.chunks.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.chunk = Some(chunk);
+                    this.at = 0;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.failure = Some(e);
+                    this.chunk = None;
+                    this.ended = true;
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the task list could not be read",
+                    )));
+                }
+                Poll::Ready(None) => {
+                    this.chunk = None;
+                    this.ended = true;
+                }
+            }
+        }
+        let rest = match &this.chunk {
+            Some(chunk) => chunk.as_ref().get(this.at..).unwrap_or_default(),
+            None => &[],
+        };
+        Poll::Ready(Ok(rest))
+    }
+
+    fn consume(self: std::pin::Pin<&mut Self>, amount: usize) {
+        let this = self.get_mut();
+        if let Some(chunk) = &this.chunk {
+            let rest = chunk.as_ref().get(this.at..).unwrap_or_default();
+            let taken = &rest[..amount.min(rest.len())];
+            this.kept.extend_from_slice(taken);
+            this.at += taken.len();
+            this.consumed += taken.len() as u64;
+        }
+    }
+}
+
+/// The parser reads through [`tokio::io::AsyncBufRead`], which requires this too.
+impl<S, B, E> tokio::io::AsyncRead for Kept<S, B, E>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]> + Unpin,
+    E: Unpin,
+{
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use tokio::io::AsyncBufRead;
+        let taken = match self.as_mut().poll_fill_buf(cx) {
+            std::task::Poll::Ready(Ok(rest)) => {
+                let taken = rest.len().min(out.remaining());
+                out.put_slice(&rest[..taken]);
+                taken
+            }
+            std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        };
+        self.consume(taken);
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -1198,6 +1410,214 @@ mod tests {
             finished_tasks(&list[..list.len() / 2], |_| true).is_err(),
             "cut short"
         );
+    }
+
+    /// A task list of four tasks, one of each kind the skim tells apart.
+    fn four_task_list() -> String {
+        let task = |id: &str, state: &str| {
+            format!(
+                r#"<Task Href="https://em/api/tasks/{id}" Type="Task"><Links><Link Href="https://em/api/cloud/gateways/{id}-gw?format=Entity" Type="CloudGateway" Rel="Related"/></Links><TaskId>{id}</TaskId><State>{state}</State><Operation>CreateCloudGateway</Operation><Result Success="true"><Message>Ok &amp; done <![CDATA[<b>]]></Message></Result></Task>"#
+            )
+        };
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!-- EM --><Tasks xmlns=\"http://www.veeam.com/ent/v1.0\">\n  {}\n  {}\n  {}\n  {}\n</Tasks>\n",
+            task("task-1", "Running"),
+            task("task-2", "Finished"),
+            task("task-3", "Finished"),
+            task("task-4", "Queued"),
+        )
+    }
+
+    /// A body whose chunks arrive one poll apart, as a socket's do.
+    struct Arriving<I> {
+        chunks: I,
+        waited: bool,
+    }
+
+    impl<I: Iterator<Item = Result<Vec<u8>, &'static str>> + Unpin> futures_util::Stream
+        for Arriving<I>
+    {
+        type Item = Result<Vec<u8>, &'static str>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if !self.waited {
+                self.waited = true;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            self.waited = false;
+            std::task::Poll::Ready(self.chunks.next())
+        }
+    }
+
+    async fn skim(
+        chunks: Vec<Result<Vec<u8>, &'static str>>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Task>, SkimError<&'static str>> {
+        let arriving = Arriving {
+            chunks: chunks.into_iter(),
+            waited: false,
+        };
+        finished_tasks_streamed(arriving, wanted).await
+    }
+
+    fn split_at(text: &[u8], cuts: &[usize]) -> Vec<Result<Vec<u8>, &'static str>> {
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([text.len()].iter()) {
+            chunks.push(Ok(text[from..cut].to_vec()));
+            from = cut;
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn a_task_list_read_in_chunks_gives_what_the_whole_list_gives() {
+        let list = four_task_list();
+        let with_bom = format!("\u{feff}{list}");
+        let whole: Tasks = from_xml(&list).unwrap();
+        let expected = vec![whole.tasks[1].clone()];
+        assert_eq!(expected[0].task_id, "task-2");
+        assert_eq!(
+            expected[0].result.as_ref().unwrap().message.as_deref(),
+            Some("Ok & done <b>")
+        );
+        let wanted = |id: &str| id != "task-3";
+        for text in [list.as_bytes(), with_bom.as_bytes()] {
+            // Two chunks, cut at every byte: inside tags, names, entities, the CDATA, the BOM.
+            for cut in 0..=text.len() {
+                let found = skim(split_at(text, &[cut]), wanted).await;
+                assert_eq!(found.unwrap(), expected, "cut at {cut}");
+            }
+            // A byte a chunk, with empty chunks between.
+            let bytes: Vec<_> = text
+                .iter()
+                .flat_map(|b| [Ok(vec![*b]), Ok(Vec::new())])
+                .collect();
+            assert_eq!(skim(bytes, wanted).await.unwrap(), expected, "byte by byte");
+        }
+        // The whole list in one chunk, as `finished_tasks` reads it.
+        assert_eq!(finished_tasks(&list, wanted).unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_task_list_skims_as_its_rules_say() {
+        let list = four_task_list();
+        let everything = |_: &str| true;
+        // (document, the ids built, or what the error says)
+        let cases: [(&str, Result<&[&str], &str>); 12] = [
+            (&list, Ok(&["task-2", "task-3"])),
+            (r#"<Tasks xmlns="x"/>"#, Ok(&[])),
+            ("<Tasks></Tasks>", Ok(&[])),
+            (
+                "<em:Tasks xmlns:em=\"x\"><em:Task><em:TaskId>t</em:TaskId><em:State>Finished</em:State><em:Operation>X</em:Operation></em:Task></em:Tasks>",
+                Ok(&["t"]),
+            ),
+            // A task with no id, or no state, is not one the poller can settle.
+            (
+                "<Tasks><Task><State>Finished</State><Operation>X</Operation></Task></Tasks>",
+                Ok(&[]),
+            ),
+            (
+                "<Tasks><Task><TaskId>t</TaskId><Operation>X</Operation></Task></Tasks>",
+                Ok(&[]),
+            ),
+            (
+                "<html><body>busy</body></html>",
+                Err("expected a <Tasks> document, got <html>"),
+            ),
+            ("<Error/>", Err("expected a <Tasks> document, got <Error>")),
+            (
+                "not xml at all",
+                Err("expected a <Tasks> document, got no XML"),
+            ),
+            ("", Err("expected a <Tasks> document, got no XML")),
+            ("<Tasks><Task><TaskId>t</TaskId>", Err("ends early")),
+            ("<Tasks><Task></Tasks>", Err("")),
+        ];
+        // Id and state are compared as EM's text trimmed (the task itself is built as written).
+        let padded = "<Tasks><Task><TaskId> t </TaskId><State>\n Finished </State><Operation>X</Operation></Task></Tasks>";
+        let found = skim(split_at(padded.as_bytes(), &[20]), |id| id == "t").await;
+        assert_eq!(found.unwrap()[0].task_id, " t ");
+        for (document, expected) in cases {
+            for cut in [0, document.len() / 3, document.len() / 2] {
+                let found = skim(split_at(document.as_bytes(), &[cut]), everything).await;
+                match (found, expected) {
+                    (Ok(tasks), Ok(ids)) => {
+                        let got: Vec<_> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+                        assert_eq!(got, ids, "{document}");
+                    }
+                    (Err(SkimError::Document(e)), Err(says)) => {
+                        assert!(e.to_string().contains(says), "{document}: {e}");
+                    }
+                    (found, _) => panic!("{document}: {found:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_list_cut_short_is_an_error_wherever_it_is_cut() {
+        let list = four_task_list();
+        let end = list.rfind("</Tasks>").unwrap() + "</Tasks>".len();
+        for cut in 0..end {
+            // The body ends early: a document error.
+            let found = skim(split_at(&list.as_bytes()[..cut], &[cut / 2]), |_| true).await;
+            assert!(
+                matches!(found, Err(SkimError::Document(_))),
+                "cut at {cut}: {found:?}"
+            );
+            // The connection fails: the transport's error, not the document's.
+            let mut chunks = split_at(&list.as_bytes()[..cut], &[cut / 2]);
+            chunks.push(Err("connection reset"));
+            let found = skim(chunks, |_| true).await;
+            assert!(
+                matches!(found, Err(SkimError::Read("connection reset"))),
+                "cut at {cut}: {found:?}"
+            );
+        }
+        // What follows the list's end is not read.
+        let mut chunks = split_at(&list.as_bytes()[..end], &[]);
+        chunks.push(Err("connection reset"));
+        assert_eq!(skim(chunks, |_| true).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_task_list_skim_keeps_one_task_not_the_list() {
+        let task = |i: usize| {
+            format!(
+                "<Task><TaskId>task-{i}</TaskId><State>Running</State><Operation>CreateCloudGateway</Operation></Task>"
+            )
+        };
+        let tasks: String = (0..10_000).map(task).collect();
+        let list = format!("<Tasks>{tasks}</Tasks>");
+        let chunks = split_at(
+            list.as_bytes(),
+            &(1..list.len() / 4096).map(|i| i * 4096).collect::<Vec<_>>(),
+        );
+        let mut kept = Kept::new(Arriving {
+            chunks: chunks.into_iter(),
+            waited: false,
+        });
+        // Read as the skim reads: everything before the current task forgotten.
+        let mut reader = quick_xml::Reader::from_reader(&mut kept);
+        let (mut buf, mut most) = (Vec::new(), 0);
+        loop {
+            let before = reader.get_ref().consumed;
+            reader.get_mut().forget_before(before);
+            buf.clear();
+            if matches!(
+                reader.read_event_into_async(&mut buf).await.unwrap(),
+                quick_xml::events::Event::Eof
+            ) {
+                break;
+            }
+            most = most.max(reader.get_ref().kept.len());
+        }
+        assert!(list.len() > 900_000);
+        assert!(most <= task(9_999).len(), "kept {most} bytes");
     }
 
     #[test]

@@ -739,3 +739,85 @@ async fn callers_waiting_for_a_logon_share_its_failure() {
     assert_eq!(client.logon_refusal(), None, "no answer is no refusal");
     sim.stop().await;
 }
+
+/// The poller's read: one session's list, read as it arrives, only its finished tasks wanted.
+#[tokio::test]
+async fn finished_tasks_are_read_from_a_sessions_list_with_the_clients_rules() {
+    let sim = spawn_sim(|_| {});
+    let client = client(&sim, 1);
+    let mut submitted = Vec::new();
+    for host in ["ft1.example", "ft2.example", "ft3.example"] {
+        submitted.push(
+            client
+                .create_cloud_gateway(&gateway_spec(host))
+                .await
+                .unwrap(),
+        );
+    }
+    let session = submitted[0].session.clone();
+    let skipped = submitted[1].task.task_id.clone();
+    let found = eventually("the tasks to finish", Duration::from_secs(5), || async {
+        let found = client
+            .finished_tasks(&session, |id| id != skipped)
+            .await
+            .expect("the list is readable");
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    let ids: Vec<_> = found.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            submitted[0].task.task_id.as_str(),
+            submitted[2].task.task_id.as_str()
+        ]
+    );
+    assert!(found.iter().all(|t| t.state == TaskState::Finished));
+    assert_eq!(
+        related_id(&found[0]),
+        related_id(&finished(&client, &submitted[0]).await)
+    );
+
+    // An HTML page instead of the list: a bad answer, not an empty list.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"garbage_rate": 1.0})),
+    )
+    .await;
+    let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
+    assert!(matches!(err, EmError::BadAnswer(_)), "{err:?}");
+    // A refusal carries EM's status.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"garbage_rate": 0.0, "error_rate": 1.0})),
+    )
+    .await;
+    let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
+    assert_eq!(err.em_status(), Some(503), "{err:?}");
+    // No answer at all, twice: EM is unreachable.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"error_rate": 0.0, "drop_rate": 1.0})),
+    )
+    .await;
+    let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
+    assert!(matches!(err, EmError::Unreachable(_)), "{err:?}");
+    // EM forgot the session: its tasks are lost, and the session is not replaced under a poll.
+    sim_control(
+        &sim,
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"drop_rate": 0.0})),
+    )
+    .await;
+    sim_control(&sim, Method::POST, "/_sim/sessions/expire", None).await;
+    let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
+    assert_eq!(err, EmError::SessionLost);
+    sim.stop().await;
+}
