@@ -185,8 +185,8 @@ impl Store {
                 (Backend::Postgres, PoolFor::Api) => 16,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
-                // Two kinds of write, each with up to `write_concurrency` transactions open.
-                (Backend::Postgres, PoolFor::Writes) => 8,
+                // Two kinds of write, one transaction each at a time (and room to reconnect).
+                (Backend::Postgres, PoolFor::Writes) => 4,
                 (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
@@ -236,16 +236,6 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Group-committed transactions of one kind open at once: on Postgres a write need not wait
-    /// for the one committing (the commits still share the disk's flushes); SQLite has one
-    /// writer, so a second would only wait for the lock.
-    pub fn write_concurrency(&self) -> usize {
-        match self.backend {
-            Backend::Postgres => 4,
-            Backend::Sqlite => 1,
-        }
     }
 
     /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have

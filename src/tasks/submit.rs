@@ -104,7 +104,6 @@ impl Submitter {
             Batcher::start(
                 "intent",
                 WRITE_BATCH,
-                writes.write_concurrency(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
@@ -119,15 +118,10 @@ impl Submitter {
                 in_flight,
                 registered: Mutex::new(HashSet::new()),
             });
-            Batcher::start(
-                "attach",
-                WRITE_BATCH,
-                writes.write_concurrency(),
-                move |batch: Vec<Attach>| {
-                    let (attacher, now) = (attacher.clone(), clock.now());
-                    async move { attacher.attach(batch, now).await }
-                },
-            )
+            Batcher::start("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
+                let (attacher, now) = (attacher.clone(), clock.now());
+                async move { attacher.attach(batch, now).await }
+            })
         };
         Submitter {
             store,
@@ -362,9 +356,6 @@ impl Attacher {
                 new.push((a.slot, session.clone()));
             }
         }
-        // One order for every transaction: two registering the same sessions at once (up to
-        // `write_concurrency` are open) wait for each other instead of deadlocking.
-        new.sort_by(|a, b| a.1.cmp(&b.1));
         new
     }
 
