@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sched::{Machine, Sched};
+use crate::sched::{self, Machine, Sched};
 use emgw_test_support::{Answer, PostgresDatabase, Receiver};
 use serde_json::{Value, json};
 
@@ -40,16 +40,28 @@ pub struct Size {
     /// What every process ran and waited for a core over the window (schedstat), and its
     /// share of the two cores.
     pub machine: Machine,
+    /// The same for the PostgreSQL backends serving the gateway: the database's work for it,
+    /// without autovacuum, checkpoints or WAL writing.
+    pub backends: Sched,
 }
 
 impl Size {
     /// PostgreSQL's CPU per tick over the window: the database's own work, whatever the
     /// machine's queue.
     pub fn postgres_per_tick(&self) -> Sched {
+        self.per_tick(self.machine.postgres)
+    }
+
+    /// The gateway's backends' CPU per tick.
+    pub fn backends_per_tick(&self) -> Sched {
+        self.per_tick(self.backends)
+    }
+
+    fn per_tick(&self, s: Sched) -> Sched {
         let per = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / self.ticks.max(1.0));
         Sched {
-            run: per(self.machine.postgres.run),
-            wait: per(self.machine.postgres.wait),
+            run: per(s.run),
+            wait: per(s.wait),
         }
     }
 
@@ -123,6 +135,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let (state_before, db_before) = (sim_state(&sim_api).await, database_seconds(&base).await);
     let pids = (sim.process.pid(), gateway.process.pid());
     let machine_before = Machine::now(pids.0, Some(pids.1));
+    let backends_before = sched::each(&db.client_backends().await?);
     let window_start = Instant::now();
     let wait = first_finish
         .saturating_duration_since(Instant::now())
@@ -130,6 +143,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     tokio::time::sleep(wait).await;
     let (state_after, db_after) = (sim_state(&sim_api).await, database_seconds(&base).await);
     let machine = Machine::now(pids.0, Some(pids.1)).since(machine_before);
+    let backends = sched::since(&db.client_backends().await?, &backends_before);
     let window = window_start.elapsed();
     let (rss_in_flight_kib, _) = rss_kib(gateway.process.pid());
     let lists = |s: &Value| {
@@ -195,6 +209,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         rss_peak_kib,
         task_rows_per_tick,
         machine,
+        backends,
     })
 }
 
@@ -223,14 +238,16 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
         "| database time per poller tick at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{ratio:.2}) | {} |\n",
         big.count, small.count, ms(big.db_per_tick), ms(small.db_per_tick), judged(ratio <= 1.5)
     ));
-    let (pg_big, pg_small) = (big.postgres_per_tick(), small.postgres_per_tick());
+    let (pg_big, pg_small) = (big.backends_per_tick(), small.backends_per_tick());
     let pg_ratio = pg_big.run.as_secs_f64() / pg_small.run.as_secs_f64().max(1e-9);
     rows.push_str(&format!(
-        "| PostgreSQL CPU per poller tick (all its processes, schedstat) at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{pg_ratio:.2}); running-task rows read per tick {:.0} vs {:.0} | {} |\n",
+        "| PostgreSQL's CPU per poller tick for the gateway (its backends, schedstat) at {} in flight ≤ 1.5 × at {} | {} vs {} ms per tick (×{pg_ratio:.2}); all PostgreSQL processes {} vs {} ms; running-task rows read per tick {:.0} vs {:.0} | {} |\n",
         big.count,
         small.count,
         ms(pg_big.run),
         ms(pg_small.run),
+        ms(big.postgres_per_tick().run),
+        ms(small.postgres_per_tick().run),
         big.task_rows_per_tick,
         small.task_rows_per_tick,
         judged(pg_ratio <= 1.5)
@@ -278,17 +295,18 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             s.rss_peak_kib as f64 / 1024.0,
         ));
     }
-    section.push_str("\nThe same window, from the kernel's schedstat of every thread (`/proc/PID/task/*/schedstat`), per tick: time each process ran on a core and time it waited, runnable, for one; cores busy is all of them (and the load generator) running over the window (there are 2). Rows read are `emgw_poller_running_task_rows_read_total`: running tasks' rows the poller's statements read.\n\n| in flight | cores busy | gateway run / wait ms | em-sim run / wait ms | PostgreSQL run / wait ms | running-task rows read |\n|---|---|---|---|---|---|\n");
+    section.push_str("\nThe same window, from the kernel's schedstat of every thread (`/proc/PID/task/*/schedstat`), per tick: time each process ran on a core and time it waited, runnable, for one; cores busy is all of them (and the load generator) running over the window (there are 2). Rows read are `emgw_poller_running_task_rows_read_total`: running tasks' rows the poller's statements read.\n\n| in flight | cores busy | gateway run / wait ms | em-sim run / wait ms | PostgreSQL run / wait ms | of which the gateway's backends | running-task rows read |\n|---|---|---|---|---|---|---|\n");
     for s in &measured {
         let per = |d: Duration| ms(Duration::from_secs_f64(d.as_secs_f64() / s.ticks.max(1.0)));
         let pair = |x: Sched| format!("{} / {}", per(x.run), per(x.wait));
         section.push_str(&format!(
-            "| {} | {:.2} | {} | {} | {} | {:.0} |\n",
+            "| {} | {:.2} | {} | {} | {} | {} | {:.0} |\n",
             s.count,
             s.cores_busy(),
             pair(s.machine.gateway),
             pair(s.machine.sim),
             pair(s.machine.postgres),
+            pair(s.backends),
             s.task_rows_per_tick
         ));
     }

@@ -54,6 +54,18 @@ fn thread(path: &std::path::Path) -> Sched {
     }
 }
 
+/// Each of these processes.
+pub fn each(pids: &[u32]) -> std::collections::HashMap<u32, Sched> {
+    pids.iter().map(|&pid| (pid, of(pid))).collect()
+}
+
+/// What these processes did since `before` (one that was not there then: all of its life).
+pub fn since(pids: &[u32], before: &std::collections::HashMap<u32, Sched>) -> Sched {
+    pids.iter()
+        .map(|pid| of(*pid) - before.get(pid).copied().unwrap_or_default())
+        .fold(Sched::default(), |a, b| a + b)
+}
+
 /// Every PostgreSQL process on the machine.
 pub fn of_postgres() -> Sched {
     let Ok(dir) = std::fs::read_dir("/proc") else {

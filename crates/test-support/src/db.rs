@@ -60,6 +60,26 @@ impl PostgresDatabase {
         Ok(PostgresDatabase { name, url })
     }
 
+    /// The server processes of the clients connected to it (not autovacuum, not the
+    /// server's own background work).
+    pub async fn client_backends(&self) -> Result<Vec<u32>, String> {
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .map_err(|e| e.to_string())?;
+        let pids: Vec<(i32,)> = sqlx::query_as(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|(pid,)| u32::try_from(pid).ok())
+            .collect())
+    }
+
     /// Drops it, closing what is still connected.
     pub async fn drop(self) -> Result<(), String> {
         let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
