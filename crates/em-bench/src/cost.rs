@@ -36,15 +36,8 @@ fn clock_ticks() -> f64 {
 
 /// CPU seconds of every PostgreSQL process on the machine.
 fn postgres_cpu_seconds() -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim_end().starts_with("postgres"))
-        })
+    crate::sched::postgres_pids()
+        .into_iter()
         .map(cpu_seconds)
         .sum()
 }

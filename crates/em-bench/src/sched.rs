@@ -68,8 +68,16 @@ pub fn since(pids: &[u32], before: &std::collections::HashMap<u32, Sched>) -> Sc
 
 /// Every PostgreSQL process on the machine.
 pub fn of_postgres() -> Sched {
+    postgres_pids()
+        .into_iter()
+        .map(of)
+        .fold(Sched::default(), |a, b| a + b)
+}
+
+/// The PostgreSQL server's processes (by their command name).
+pub fn postgres_pids() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Sched::default();
+        return Vec::new();
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -77,8 +85,7 @@ pub fn of_postgres() -> Sched {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim_end().starts_with("postgres"))
         })
-        .map(of)
-        .fold(Sched::default(), |a, b| a + b)
+        .collect()
 }
 
 /// The processes of a front run: the load generator (this process), em-sim, the gateway (when
