@@ -23,6 +23,7 @@ both_databases!(
     a_batch_settles_only_what_is_still_running,
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
     intents_and_em_task_ids_are_written_in_batches,
+    em_task_ids_alone_are_recorded_in_one_statement,
 );
 
 async fn store(db: Db) -> Store {
@@ -627,4 +628,49 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         other => panic!("expected the stored answer, got {other:?}"),
     }
     assert_eq!(store.running_tasks_of(r1).await.unwrap().len(), 150);
+}
+
+/// The attach without Idempotency-Keys or new sessions: one statement, on Postgres in a
+/// transaction of its own that does not wait for the disk.
+async fn em_task_ids_alone_are_recorded_in_one_statement(db: Db) {
+    let store = store(db).await;
+    let batch: Vec<(NewTask, Option<IdempotencyKey>)> =
+        (0..3).map(|_| (new_task(), None)).collect();
+    let ids: Vec<TaskId> = store
+        .insert_tasks(&batch, now())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let attach = |id: TaskId, n: usize| EmAttach {
+        id,
+        em_task_id: format!("task-{n}"),
+        em_session_id: "session-1".into(),
+    };
+    let r1 = ReplicaId::new();
+    let attached = store
+        .attach_em_tasks(
+            r1,
+            &[
+                attach(ids[2], 2),
+                attach(TaskId::new(), 9),
+                attach(ids[0], 0),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(attached.len(), 3, "an answer for each, in the order given");
+    assert_eq!(attached[0].as_ref().map(|t| t.id), Some(ids[2]));
+    assert!(attached[1].is_none(), "no such task");
+    assert_eq!(attached[2].as_ref().map(|t| t.id), Some(ids[0]));
+    for (id, n) in [(ids[0], 0), (ids[2], 2)] {
+        let t = store.task(id).await.unwrap().expect("recorded");
+        assert_eq!(t.em_task_id, Some(format!("task-{n}")));
+        assert_eq!(t.em_session_id.as_deref(), Some("session-1"));
+        assert_eq!(t.em_owner, Some(r1));
+    }
+    let untouched = store.task(ids[1]).await.unwrap().expect("recorded");
+    assert!(untouched.em_task_id.is_none());
 }
