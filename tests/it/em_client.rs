@@ -464,23 +464,11 @@ async fn faults_surface_as_typed_errors() {
     let client = client(&sim, 1);
     client.warm_up().await.unwrap();
 
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 1.0})).await;
     let err = client.backup_servers().await.unwrap_err();
     assert_eq!(err.em_status(), Some(503), "{err:?}");
 
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.0, "drop_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.0, "drop_rate": 1.0})).await;
     let write = client
         .create_cloud_gateway(&gateway_spec("drop.example"))
         .await
@@ -496,13 +484,7 @@ async fn faults_surface_as_typed_errors() {
     );
 
     // The dropped create was processed all the same: that is why it is not repeated.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 0.0})).await;
     eventually(
         "the dropped create to land",
         Duration::from_secs(5),
@@ -521,13 +503,7 @@ async fn faults_surface_as_typed_errors() {
         "never repeated"
     );
 
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"latency_ms": 400})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"latency_ms": 400})).await;
     let mut slow = settings(&sim, 1);
     slow.request_timeout = Duration::from_millis(100);
     let slow = EmClient::new(slow).unwrap();
@@ -674,13 +650,7 @@ async fn failures_other_than_refusals_do_not_back_off() {
     let sim = spawn_sim(|_| {});
     let client = client(&sim, 2);
     // EM answers 503 to everything, the logon included: each call tries, as before.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 1.0})).await;
     for _ in 0..3 {
         let err = client.backup_servers().await.unwrap_err();
         assert!(
@@ -689,13 +659,7 @@ async fn failures_other_than_refusals_do_not_back_off() {
         );
     }
     assert_eq!(client.logon_refusal(), None);
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.0})).await;
     client.backup_servers().await.expect("no wait after a 503");
 
     // EM unreachable: every call tries again, none backs off.
@@ -715,13 +679,7 @@ async fn failures_other_than_refusals_do_not_back_off() {
 #[tokio::test]
 async fn callers_waiting_for_a_logon_share_its_failure() {
     let sim = spawn_sim(|_| {});
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"latency_ms": 2000})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"latency_ms": 2000})).await;
     let mut slow = settings(&sim, 4);
     slow.request_timeout = Duration::from_millis(300);
     let client = Arc::new(EmClient::new(slow).unwrap());
@@ -779,43 +737,19 @@ async fn finished_tasks_are_read_from_a_sessions_list_with_the_clients_rules() {
     );
 
     // An HTML page instead of the list: a bad answer, not an empty list.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"garbage_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"garbage_rate": 1.0})).await;
     let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
     assert!(matches!(err, EmError::BadAnswer(_)), "{err:?}");
     // A refusal carries EM's status.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"garbage_rate": 0.0, "error_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"garbage_rate": 0.0, "error_rate": 1.0})).await;
     let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
     assert_eq!(err.em_status(), Some(503), "{err:?}");
     // No answer at all, twice: EM is unreachable.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.0, "drop_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.0, "drop_rate": 1.0})).await;
     let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
     assert!(matches!(err, EmError::Unreachable(_)), "{err:?}");
     // EM forgot the session: its tasks are lost, and the session is not replaced under a poll.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 0.0})).await;
     sim_control(&sim, Method::POST, "/_sim/sessions/expire", None).await;
     let err = client.finished_tasks(&session, |_| true).await.unwrap_err();
     assert_eq!(err, EmError::SessionLost);

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -314,13 +313,7 @@ async fn em_errors_drops_and_session_loss_never_reach_clients_as_500() {
     let receiver = Receiver::start(Answer::Ok);
     app.post("/v1/webhooks", &app.write_key, json!({"url": receiver.url}))
         .await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.1, "drop_rate": 0.05})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.1, "drop_rate": 0.05})).await;
     let accepted = Progress::default();
     // Every session expired after every 25 further creates, while EM has work under way.
     let expirer = {
@@ -344,13 +337,7 @@ async fn em_errors_drops_and_session_loss_never_reach_clients_as_500() {
     expirer.await.unwrap();
     let ids: Vec<String> = tasks.values().cloned().collect();
     let settled = settle_all(base, &app.read_key, &ids).await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.0, "drop_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.0, "drop_rate": 0.0})).await;
     // A create written onto a pooled connection em-sim had just dropped may never have reached
     // EM: the gateway cannot know, keeps the intent and settles it from EM's objects — as
     // failed when the gateway never appeared. Those are the only failures allowed.

@@ -404,13 +404,7 @@ async fn a_restarted_gateway_still_settles_its_tasks(db: Db) {
 
 async fn a_lost_em_answer_is_settled_from_ems_objects(db: Db) {
     let (sim, app) = setup(db, |_| {}).await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 1.0})).await;
     let resp = app
         .post(
             "/v1/cloud-gateways",
@@ -425,13 +419,7 @@ async fn a_lost_em_answer_is_settled_from_ems_objects(db: Db) {
     );
     let task: Value = resp.json().await.unwrap();
     assert!(task["em_task_id"].is_null());
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 0.0})).await;
     let done = app.settled(task["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(

@@ -371,13 +371,7 @@ async fn json_is_negotiated_both_ways() {
     assert!(err["Message"].as_str().unwrap().contains("NetworkType"));
     assert!(err["StackTrace"].is_null());
 
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"camel_case_json": true})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"camel_case_json": true})).await;
     let refs: Value = http()
         .get(format!("{}/backupServers", sim.api_url))
         .header("X-RestSvcSessionId", &token)

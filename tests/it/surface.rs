@@ -374,13 +374,7 @@ async fn a_repeated_request_is_answered_once(db: Db) {
     assert_eq!((s1, s2), (409, 409));
     assert_eq!(p1, p2);
     assert_eq!(h2["content-type"], "application/problem+json");
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 1.0})).await;
     let body = json!({"backup_server_uid": VBR01, "server_host_name": "outage.example"});
     let (status, _, _) = send(
         &app,
@@ -391,13 +385,7 @@ async fn a_repeated_request_is_answered_once(db: Db) {
     )
     .await;
     assert_eq!(status, 503);
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"error_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"error_rate": 0.0})).await;
     let (status, task, headers) = send(
         &app,
         Method::POST,
@@ -457,13 +445,7 @@ async fn a_repeated_request_is_answered_once(db: Db) {
 async fn two_identical_requests_at_once_make_one_em_call(db: Db) {
     let (sim, app) = setup(db).await;
     // EM answers slowly, so the second request arrives while the first is at work.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"latency_ms": 300})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"latency_ms": 300})).await;
     let body = json!({"backup_server_uid": VBR01, "server_host_name": "race.example"});
     let (a, b) = tokio::join!(
         send(
@@ -493,13 +475,7 @@ async fn two_identical_requests_at_once_make_one_em_call(db: Db) {
         1,
         "exactly one EM call"
     );
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"latency_ms": 0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"latency_ms": 0})).await;
     let (status, _, headers) = send(
         &app,
         Method::POST,
@@ -516,13 +492,7 @@ async fn two_identical_requests_at_once_make_one_em_call(db: Db) {
 
 async fn a_lost_answer_is_replayed_not_resent(db: Db) {
     let (sim, app) = setup(db).await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 1.0})).await;
     let body = json!({"backup_server_uid": VBR01, "server_host_name": "dropped.example"});
     let (s1, t1, _) = send(
         &app,
@@ -532,13 +502,7 @@ async fn a_lost_answer_is_replayed_not_resent(db: Db) {
         Some(body.clone()),
     )
     .await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"drop_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"drop_rate": 0.0})).await;
     let (s2, t2, h2) = send(
         &app,
         Method::POST,
@@ -676,13 +640,7 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_em_answer_is_a_502_for_reads_and_an_open_question_for_writes() {
     let (sim, app) = setup(Db::Sqlite).await;
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"garbage_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"garbage_rate": 1.0})).await;
     let resp = app.get("/v1/backup-servers", &app.read_key).await;
     assert_eq!(resp.status(), 502);
     let problem: Value = resp.json().await.unwrap();
@@ -701,13 +659,7 @@ async fn an_unreadable_em_answer_is_a_502_for_reads_and_an_open_question_for_wri
     .await;
     assert_eq!(status, 202);
     assert!(task["em_task_id"].is_null());
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"garbage_rate": 0.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"garbage_rate": 0.0})).await;
     let done = app.settled(task["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "failed", "EM never did it: {done}");
     assert!(

@@ -189,13 +189,7 @@ async fn tenant_operations_em_forgot_and_never_did_fail_once_the_grace_period_is
     let sim = spawn_sim(|c| c.task_time = Duration::from_millis(400));
     let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
     // Every operation EM starts fails: its effect never shows among EM's objects.
-    sim_control(
-        &sim,
-        Method::PUT,
-        "/_sim/faults",
-        Some(json!({"task_failure_rate": 1.0})),
-    )
-    .await;
+    set_sim_faults(&sim, json!({"task_failure_rate": 1.0})).await;
     let before = sim_state(&sim).await["tenants"].clone();
     let acme = format!("/v1/cloud-tenants/{ACME_ID}");
     let sobr = SOBR01.rsplit(':').next().unwrap();

@@ -71,6 +71,11 @@ pub async fn sim_state(sim: &RunningSim) -> serde_json::Value {
         .unwrap()
 }
 
+/// Sets em-sim's faults (`PUT /_sim/faults`): rates of errors, garbage and dropped answers.
+pub async fn set_sim_faults(sim: &RunningSim, faults: serde_json::Value) {
+    sim_control(sim, reqwest::Method::PUT, "/_sim/faults", Some(faults)).await;
+}
+
 pub async fn sim_control(
     sim: &RunningSim,
     method: reqwest::Method,
