@@ -6,7 +6,7 @@
 //! delivery is due or until it is woken (the poller wakes it the moment it settles a task). A
 //! test calls [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
-use super::fair::{self, Plan};
+use super::fair::{self, Plan, Shares};
 use super::retry::{self, Next, Outcome};
 use super::signature;
 use super::target;
@@ -58,6 +58,19 @@ enum Done {
     Abandoned(DeliveryId),
 }
 
+impl Done {
+    /// Whether, once recorded, it may be due again (a retry), so the sending loop should look.
+    fn may_be_due_again(&self) -> bool {
+        matches!(
+            self,
+            Done::Attempted(RecordedAttempt {
+                result: AttemptResult::RetryAt(_),
+                ..
+            })
+        )
+    }
+}
+
 pub struct Deliverer {
     store: Store,
     owner: ReplicaId,
@@ -66,8 +79,10 @@ pub struct Deliverer {
     client: reqwest::Client,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
-    /// Attempts in flight per subscription.
-    in_flight: Mutex<HashMap<WebhookId, usize>>,
+    /// Attempts in flight, and claimed deliveries waiting for a slot, per subscription.
+    shares: Mutex<Shares<WebhookId, DeliveryJob>>,
+    /// Set once the sending loop has stopped: attempts that end start no waiting delivery.
+    stopping: AtomicBool,
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
@@ -93,7 +108,9 @@ impl Deliverer {
         }
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let (records, recorder) = mpsc::channel(RECORD_BATCH * 4);
+        let shares = Mutex::new(Shares::new(config.per_subscription));
         Ok(Deliverer {
+            shares,
             store,
             owner,
             clock,
@@ -101,7 +118,7 @@ impl Deliverer {
             client,
             wake,
             slots,
-            in_flight: Mutex::default(),
+            stopping: AtomicBool::new(false),
             records,
             recorder: Mutex::new(Some(recorder)),
         })
@@ -130,10 +147,15 @@ impl Deliverer {
             if jobs.is_empty() {
                 return Ok(total);
             }
-            // Each round's attempts end before the next: only its own count.
-            let (jobs, held) = self.admit(jobs, &mut HashMap::new());
+            // Each round's attempts end before the next: only its own count, and nothing
+            // waits into the next round.
+            let mut round = Shares::new(self.config.per_subscription);
+            let admitted = round.admit(jobs, |j| j.webhook_id);
+            let mut held = admitted.back;
+            held.extend(round.take_waiting());
+            let held: Vec<DeliveryId> = held.iter().map(|j| j.delivery_id).collect();
             self.give_back(&held).await?;
-            let done: Vec<Done> = stream::iter(jobs)
+            let done: Vec<Done> = stream::iter(admitted.send)
                 .map(|job| self.attempt(job))
                 .buffer_unordered(width)
                 .collect()
@@ -152,12 +174,15 @@ impl Deliverer {
         let (finish, finished) = oneshot::channel();
         let recorder = tokio::spawn(self.clone().record(records, finished));
         self.clone().send_due(stop).await;
+        self.stopping.store(true, Ordering::Relaxed);
         let all = u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(
             self.config.timeout + Duration::from_secs(1),
             self.slots.acquire_many(all),
         )
         .await;
+        // What waited for a slot is still leased to this replica: the hand-over at stop
+        // releases every lease it holds, for the other replicas.
         let _ = finish.send(());
         let _ = recorder.await;
     }
@@ -181,12 +206,15 @@ impl Deliverer {
                 }
             }
             let n = batch.len();
+            let retries = batch.iter().any(Done::may_be_due_again);
             if let Err(e) = self.write(std::mem::take(&mut batch)).await {
                 // The leases lapse and the deliveries are tried again: at least once, never lost.
                 tracing::warn!(error = %e, attempts = n, "could not record webhook attempts");
             }
-            // Their leases are over: a retry may be due before the sending loop would look.
-            self.wake.notify_one();
+            if retries {
+                // Their leases are over: a retry may be due before the sending loop would look.
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -270,10 +298,7 @@ impl Deliverer {
     }
 
     fn full(&self) -> Vec<WebhookId> {
-        self.in_flight
-            .lock()
-            .map(|f| fair::full(&f, self.config.per_subscription))
-            .unwrap_or_default()
+        self.shares.lock().map(|s| s.full()).unwrap_or_default()
     }
 
     /// Claims up to `free` deliveries and starts them, passing over subscriptions with their
@@ -291,62 +316,62 @@ impl Deliverer {
                     &self.full(),
                 )
                 .await?;
-            let (jobs, held) = match self.in_flight.lock() {
-                Ok(mut in_flight) => self.admit(jobs, &mut in_flight),
+            let claimed = jobs.len();
+            let admitted = match self.shares.lock() {
+                Ok(mut shares) => shares.admit(jobs, |j| j.webhook_id),
                 // Not reached (nothing panics under the lock); the leases lapse.
                 Err(_) => return Ok(false),
             };
-            self.give_back(&held).await?;
-            for job in jobs {
+            let held = claimed - admitted.send.len();
+            let back: Vec<DeliveryId> = admitted.back.iter().map(|j| j.delivery_id).collect();
+            self.give_back(&back).await?;
+            for job in admitted.send {
                 let Ok(permit) = self.slots.clone().acquire_owned().await else {
                     return Ok(false);
                 };
                 limit -= 1;
                 let me = self.clone();
                 tokio::spawn(async move {
-                    let webhook = job.webhook_id;
-                    let done = me.attempt(job).await;
-                    if me.records.send(done).await.is_err() {
-                        // Only once stopped; the lease lapses and the delivery is tried again.
-                        tracing::warn!(
-                            "a webhook attempt was made while stopping and is not recorded"
-                        );
-                    }
-                    if let Ok(mut in_flight) = me.in_flight.lock() {
-                        fair::done(&mut in_flight, &webhook);
-                    }
+                    me.send_in_turn(job).await;
                     drop(permit);
-                    // A freed slot may let a waiting delivery go.
+                    // A slot is free: a delivery of another subscription may go.
                     me.wake.notify_one();
                 });
             }
-            // Some held back: their subscriptions are full now, and the next claim passes them
+            // Some held: their subscriptions are full now, and the next claim passes them
             // over for the others' deliveries.
-            if held.is_empty() || limit == 0 {
+            if held == 0 || limit == 0 {
                 // Every slot asked for was filled: there may be more.
                 return Ok(limit == 0);
             }
         }
     }
 
-    /// Splits claimed jobs into those sent now (counted in `in_flight`) and those held back.
-    fn admit(
-        &self,
-        jobs: Vec<DeliveryJob>,
-        in_flight: &mut HashMap<WebhookId, usize>,
-    ) -> (Vec<DeliveryJob>, Vec<DeliveryId>) {
-        let keys: Vec<WebhookId> = jobs.iter().map(|j| j.webhook_id).collect();
-        let admitted = fair::admit(&keys, in_flight, self.config.per_subscription);
-        let mut send = Vec::with_capacity(jobs.len());
-        let mut held = Vec::new();
-        for (job, go) in jobs.into_iter().zip(admitted) {
-            if go {
-                send.push(job);
-            } else {
-                held.push(job.delivery_id);
+    /// Sends `job`, then, in the same slot, each delivery of its subscription that waited for
+    /// one, until none waits (or the deliverer stops).
+    async fn send_in_turn(&self, mut job: DeliveryJob) {
+        loop {
+            let webhook = job.webhook_id;
+            let done = self.attempt(job).await;
+            if self.records.send(done).await.is_err() {
+                // Only once stopped; the lease lapses and the delivery is tried again.
+                tracing::warn!("a webhook attempt was made while stopping and is not recorded");
+            }
+            let stopping = self.stopping.load(Ordering::Relaxed);
+            let next = match self.shares.lock() {
+                // What waits stays, to be given back once every slot is free.
+                Ok(mut shares) if stopping => {
+                    shares.release(&webhook);
+                    None
+                }
+                Ok(mut shares) => shares.done(&webhook),
+                Err(_) => None,
+            };
+            match next {
+                Some(next) => job = next,
+                None => return,
             }
         }
-        (send, held)
     }
 
     /// Deliveries held back go back as they were, for the next claim (this replica's or

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use em_gateway::clock::Clock;
+use em_gateway::domain::ReplicaId;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -13,6 +15,7 @@ both_databases!(
     a_hanging_consumer_times_out_and_is_retried,
     a_restarted_gateway_still_delivers,
     a_hanging_consumer_holds_only_its_share_of_the_slots,
+    what_waited_for_a_slot_is_handed_over_when_the_gateway_stops,
 );
 
 fn gateway(host: &str) -> Value {
@@ -619,5 +622,63 @@ async fn a_hanging_consumer_holds_only_its_share_of_the_slots(db: Db) {
     }
     assert_eq!(hung.max_in_flight(), 2);
     app.stop().await;
+    sim.stop().await;
+}
+
+async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
+    // One slot a subscription, and a consumer that hangs until the timeout. The first delivery
+    // takes the slot while the others are queued; when its attempt times out, one claim takes
+    // the others: one goes, one waits here for the slot, the rest go back at once.
+    const TASKS: usize = 6;
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(db).await;
+    let settings = test_settings_with(
+        &sim,
+        &url,
+        &[
+            ("EMGW_WEBHOOK_CONCURRENCY", "8"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "3000"),
+        ],
+    );
+    let app = spawn_app(&settings).await;
+    let hung = Receiver::start(Answer::Hold);
+    subscribe(&app, &hung.url, json!([])).await;
+    for i in 0..TASKS {
+        let task = create(&app, &format!("waits-{i}.example")).await;
+        app.settled(&task).await;
+    }
+    eventually(
+        "the second attempt to be under way",
+        Duration::from_secs(10),
+        || async { (hung.count() == 2).then_some(()) },
+    )
+    .await;
+    app.stop().await;
+    assert_eq!(hung.count(), 2, "what waited was not sent once stopping");
+
+    // Another replica takes every delivery at once: the two attempted were recorded (retries,
+    // due later), and what waited here was released at the hand-over, not left leased.
+    let store = em_gateway::store::Store::connect(&url)
+        .await
+        .unwrap()
+        .sealing_with(test_keyring());
+    let other = ReplicaId::new();
+    let later = Clock::system().now() + Duration::from_secs(5);
+    let taken = store
+        .claim_deliveries(other, later, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    let tried: Vec<u32> = taken.iter().map(|j| j.attempts).collect();
+    assert_eq!(
+        taken.len(),
+        TASKS,
+        "every delivery is free for the next replica: {tried:?}"
+    );
+    assert_eq!(
+        tried.iter().filter(|a| **a == 1).count(),
+        2,
+        "two attempts were made and recorded: {tried:?}"
+    );
     sim.stop().await;
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::sched::{self, Machine, Sched};
 use emgw_test_support::{Answer, PostgresDatabase, Receiver};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::{
     Run, gateway_creates, http, ms, percentile, rss_kib, sim_state, start_gateway_plain, start_sim,
@@ -33,6 +34,13 @@ pub struct Size {
     pub sessions: f64,
     /// EM finished → webhook received, sorted.
     pub delays: Vec<Duration>,
+    /// The same path in its stages, each sorted: EM finished → settled (the task's
+    /// `finished_at`), settled → first attempt started, attempt started → received.
+    pub stages: [Vec<Duration>; 3],
+    /// The poller's mean tick while tasks finish (from the window's end to the last webhook),
+    /// and its mean EM task list (`GET /api/tasks`, read and skimmed).
+    pub tick_while_finishing: Duration,
+    pub list_while_finishing: Duration,
     pub rss_in_flight_kib: u64,
     pub rss_peak_kib: u64,
     /// Running tasks' rows the poller's statements read, per tick over the window.
@@ -70,25 +78,69 @@ impl Size {
     }
 }
 
-/// `emgw_poller_database_seconds` sum and count, and the running-task rows read, from the
-/// gateway's `/metrics`.
-async fn database_seconds(base: &str) -> (f64, f64, f64) {
+/// Named values from the gateway's `/metrics` (0 for one it does not show).
+async fn metric_values<const N: usize>(base: &str, names: [&str; N]) -> [f64; N] {
     let text = match http().get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     };
-    let value = |name: &str| {
+    names.map(|name| {
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
-    };
-    (
-        value("emgw_poller_database_seconds_sum"),
-        value("emgw_poller_database_seconds_count"),
-        value("emgw_poller_running_task_rows_read_total"),
+    })
+}
+
+/// `emgw_poller_database_seconds` sum and count, and the running-task rows read.
+async fn database_seconds(base: &str) -> (f64, f64, f64) {
+    let [sum, count, rows] = metric_values(
+        base,
+        [
+            "emgw_poller_database_seconds_sum",
+            "emgw_poller_database_seconds_count",
+            "emgw_poller_running_task_rows_read_total",
+        ],
     )
+    .await;
+    (sum, count, rows)
+}
+
+/// `emgw_poller_tick_duration_seconds` and the EM task lists' `emgw_em_call_duration_seconds`,
+/// sum and count of each.
+async fn tick_seconds(base: &str) -> [f64; 4] {
+    metric_values(
+        base,
+        [
+            "emgw_poller_tick_duration_seconds_sum",
+            "emgw_poller_tick_duration_seconds_count",
+            "emgw_em_call_duration_seconds_sum{operation=\"GET /tasks\"}",
+            "emgw_em_call_duration_seconds_count{operation=\"GET /tasks\"}",
+        ],
+    )
+    .await
+}
+
+/// When each task was settled and its first webhook attempt started, from the gateway's
+/// database (milliseconds since the epoch).
+async fn settle_and_attempt_times(
+    db: &PostgresDatabase,
+) -> Result<HashMap<String, (i64, i64)>, String> {
+    let mut conn = sqlx::PgConnection::connect(&db.url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT t.id, t.finished_at, a.started_at FROM tasks t \
+         JOIN webhook_events e ON e.task_id = t.id \
+         JOIN webhook_deliveries d ON d.event_id = e.id \
+         JOIN webhook_attempts a ON a.delivery_id = d.id AND a.attempt = 1 \
+         WHERE t.finished_at IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|(id, s, a)| (id, (s, a))).collect())
 }
 
 /// EM's tasks run long enough for every create to be submitted before the first finishes.
@@ -160,10 +212,20 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         Duration::from_secs_f64(((db_after.0 - db_before.0) / ticks.max(1.0)).max(0.0));
     let task_rows_per_tick = (db_after.2 - db_before.2) / ticks.max(1.0);
 
+    let ticks_before = tick_seconds(&base).await;
     let deadline = first_finish + Duration::from_secs(120);
     while receiver.count() < submitted.count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let ticks_after = tick_seconds(&base).await;
+    let mean = |sum: usize, count: usize| {
+        Duration::from_secs_f64(
+            ((ticks_after[sum] - ticks_before[sum])
+                / (ticks_after[count] - ticks_before[count]).max(1.0))
+            .max(0.0),
+        )
+    };
+    let (tick_while_finishing, list_while_finishing) = (mean(0, 1), mean(2, 3));
     let (_, rss_peak_kib) = rss_kib(gateway.process.pid());
     let mut received: HashMap<String, i64> = HashMap::new();
     for r in receiver.received() {
@@ -177,18 +239,30 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         }
     }
     let task_us = i64::try_from(task_ms).unwrap_or(i64::MAX / 1000) * 1000;
-    let mut delays: Vec<Duration> = {
+    let times = settle_and_attempt_times(&db).await?;
+    let gap = |from: i64, to: i64| Duration::from_micros(u64::try_from(to - from).unwrap_or(0));
+    let mut delays = Vec::new();
+    let mut stages: [Vec<Duration>; 3] = Default::default();
+    {
         let sent = sent.lock().map_err(|e| e.to_string())?;
-        sent.iter()
-            .filter_map(|(id, at)| {
-                let got = received.get(id)?;
-                Some(Duration::from_micros(
-                    u64::try_from(got - (at + task_us)).unwrap_or(0),
-                ))
-            })
-            .collect()
-    };
+        for (id, at) in sent.iter() {
+            let Some(&got) = received.get(id) else {
+                continue;
+            };
+            let finished = at + task_us;
+            delays.push(gap(finished, got));
+            if let Some(&(settled_ms, attempt_ms)) = times.get(id) {
+                let (settled, attempted) = (settled_ms * 1000, attempt_ms * 1000);
+                stages[0].push(gap(finished, settled));
+                stages[1].push(gap(settled, attempted));
+                stages[2].push(gap(attempted, got));
+            }
+        }
+    }
     delays.sort();
+    for stage in &mut stages {
+        stage.sort();
+    }
     gateway.kill().await;
     sim.process.kill().await;
     if let Err(e) = db.drop().await {
@@ -205,6 +279,9 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         lists_per_session_per_interval,
         sessions,
         delays,
+        stages,
+        tick_while_finishing,
+        list_while_finishing,
         rss_in_flight_kib,
         rss_peak_kib,
         task_rows_per_tick,
@@ -308,6 +385,20 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             pair(s.machine.postgres),
             pair(s.backends),
             s.task_rows_per_tick
+        ));
+    }
+    section.push_str("\nWhere the time from EM finished to webhook received goes, per task: EM finished (sent + em-sim's task time) → settled (the task's `finished_at`) → first attempt started (its `started_at`) → received by the consumer; and the poller's mean tick and mean EM task list (read and skimmed) while the tasks finish.\n\n| in flight | finished → settled p50 / p95 ms | settled → attempt p50 / p95 ms | attempt → received p50 / p95 ms | mean tick / task list while finishing ms |\n|---|---|---|---|---|\n");
+    for s in &measured {
+        let pair =
+            |v: &[Duration]| format!("{} / {}", ms(percentile(v, 0.5)), ms(percentile(v, 0.95)));
+        section.push_str(&format!(
+            "| {} | {} | {} | {} | {} / {} |\n",
+            s.count,
+            pair(&s.stages[0]),
+            pair(&s.stages[1]),
+            pair(&s.stages[2]),
+            ms(s.tick_while_finishing),
+            ms(s.list_while_finishing)
         ));
     }
     section.push_str(&format!(
