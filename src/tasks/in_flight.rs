@@ -270,7 +270,10 @@ mod tests {
         set.add([task(1, "a"), task(2, "a")]);
         set.add([moved]);
         assert!(!set.contains("a", "task-1") && set.contains("b", "task-9"));
-        assert!(set.contains("a", "task-2"), "the session's other task stays");
+        assert!(
+            set.contains("a", "task-2"),
+            "the session's other task stays"
+        );
         assert_eq!(set.len(), 2);
         set.forget([task(1, "a").id]);
         assert!(!set.has_tasks_on("b") && set.contains("a", "task-2"));
