@@ -284,7 +284,12 @@ async fn direct_creates(
     total: usize,
     prefix: &str,
 ) -> Result<Run, String> {
-    let pace = None;
+    let tokens = direct_sessions(api).await?;
+    Ok(direct_creates_on(api, tokens, clients, total, prefix).await)
+}
+
+/// Four EM logon sessions of em-sim's, as the gateway holds by default.
+async fn direct_sessions(api: &str) -> Result<Vec<String>, String> {
     let client = http();
     let mut tokens = Vec::new();
     for _ in 0..4 {
@@ -302,10 +307,23 @@ async fn direct_creates(
             .to_string();
         tokens.push(token);
     }
+    Ok(tokens)
+}
+
+/// Creates straight on em-sim, spread over `tokens`' sessions in turn.
+async fn direct_creates_on(
+    api: &str,
+    tokens: Vec<String>,
+    clients: usize,
+    total: usize,
+    prefix: &str,
+) -> Run {
+    let pace = None;
+    let client = http();
     let tokens = Arc::new(tokens);
     let url = format!("{api}/cloud/gateways");
     let prefix = prefix.to_string();
-    Ok(load(clients, total, pace, move |i| {
+    load(clients, total, pace, move |i| {
         let (client, tokens, url) = (client.clone(), tokens.clone(), url.clone());
         let body = format!(
             r#"<?xml version="1.0" encoding="utf-8"?><CreateCloudGatewaySpec xmlns="http://www.veeam.com/ent/v1.0"><ServerHostName>{prefix}{i}.bench</ServerHostName><ExternalPort>6180</ExternalPort><NetworkType>Direct</NetworkType><InternalPort>6180</InternalPort><BackupServerUid>{VBR01}</BackupServerUid></CreateCloudGatewaySpec>"#
@@ -321,7 +339,7 @@ async fn direct_creates(
                 .is_ok_and(|r| r.status() == 202)
         }
     })
-    .await)
+    .await
 }
 
 /// Through the gateway: POST JSON; `sent` records when each task's request was sent (wall

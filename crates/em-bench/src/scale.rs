@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::{
-    Run, gateway_creates, http, ms, percentile, rss_kib, sim_state, start_gateway_plain, start_sim,
+    Run, direct_creates_on, direct_sessions, gateway_creates, http, ms, percentile, rss_kib, sim_state, start_gateway_plain, start_sim,
     verdict,
 };
 
@@ -41,6 +41,9 @@ pub struct Size {
     /// and its mean EM task list (`GET /api/tasks`, read and skimmed).
     pub tick_while_finishing: Duration,
     pub list_while_finishing: Duration,
+    /// EM's own answer: the four sessions' task lists read straight from em-sim (all at once,
+    /// nothing else running), each round's slowest, over a few rounds: mean and worst.
+    pub direct_lists: (Duration, Duration),
     pub rss_in_flight_kib: u64,
     pub rss_peak_kib: u64,
     /// Running tasks' rows the poller's statements read, per tick over the window.
@@ -143,6 +146,44 @@ async fn settle_and_attempt_times(
     Ok(rows.into_iter().map(|(id, s, a)| (id, (s, a))).collect())
 }
 
+/// How long em-sim itself takes to answer the four task lists the poller reads each tick, with
+/// `count` tasks in flight over four sessions and nothing else running: a fresh em-sim, the
+/// tasks created straight on it, then each round the four `GET /api/tasks` at once, read to
+/// the end. Answers the mean and the worst round.
+async fn direct_lists(count: usize, task_ms: u64) -> Result<(Duration, Duration), String> {
+    const ROUNDS: usize = 5;
+    let sim = start_sim(task_ms).await?;
+    let api = sim.api_url.clone();
+    let tokens = direct_sessions(&api).await?;
+    let created = direct_creates_on(&api, tokens.clone(), 64, count, "l-").await;
+    if created.errors > 0 {
+        return Err(format!("direct creates: {} errors", created.errors));
+    }
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let mut reads = tokio::task::JoinSet::new();
+        for token in &tokens {
+            let request = http()
+                .get(format!("{api}/tasks"))
+                .header("X-RestSvcSessionId", token.as_str());
+            reads.spawn(async move {
+                let body = request.send().await.map_err(|e| e.to_string())?;
+                body.bytes().await.map_err(|e| e.to_string())
+            });
+        }
+        while let Some(read) = reads.join_next().await {
+            read.map_err(|e| e.to_string())??;
+        }
+        rounds.push(started.elapsed());
+        tokio::time::sleep(INTERVAL).await;
+    }
+    sim.process.kill().await;
+    let mean = rounds.iter().sum::<Duration>() / ROUNDS as u32;
+    let worst = rounds.iter().max().copied().unwrap_or_default();
+    Ok((mean, worst))
+}
+
 /// EM's tasks run long enough for every create to be submitted before the first finishes.
 fn task_ms_for(count: usize) -> u64 {
     (count as u64 * 9 / 10).max(20_000)
@@ -152,6 +193,7 @@ fn task_ms_for(count: usize) -> u64 {
 /// pace, measures the window in which all are in flight, then waits for every webhook.
 pub async fn measure(count: usize) -> Result<Size, String> {
     let task_ms = task_ms_for(count);
+    let direct_lists = direct_lists(count, task_ms).await?;
     let sim = start_sim(task_ms).await?;
     let sim_api = sim.api_url.clone();
     let db = PostgresDatabase::create("emgw_bench_").await?;
@@ -282,6 +324,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         stages,
         tick_while_finishing,
         list_while_finishing,
+        direct_lists,
         rss_in_flight_kib,
         rss_peak_kib,
         task_rows_per_tick,
@@ -387,18 +430,21 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             s.task_rows_per_tick
         ));
     }
-    section.push_str("\nWhere the time from EM finished to webhook received goes, per task: EM finished (sent + em-sim's task time) → settled (the task's `finished_at`) → first attempt started (its `started_at`) → received by the consumer; and the poller's mean tick and mean EM task list (read and skimmed) while the tasks finish.\n\n| in flight | finished → settled p50 / p95 ms | settled → attempt p50 / p95 ms | attempt → received p50 / p95 ms | mean tick / task list while finishing ms |\n|---|---|---|---|---|\n");
+    section.push_str("\nWhere the time from EM finished to webhook received goes, per task: EM finished (sent + em-sim's task time) → settled (the task's `finished_at`) → first attempt started (its `started_at`) → received by the consumer; and the poller's mean tick and mean EM task list (read and skimmed) while the tasks finish. EM's own answer is the same four task lists read straight from a fresh em-sim holding as many tasks, all at once with nothing else running (five rounds: mean / slowest): a task that finishes just after a tick's list was taken waits for the next tick and then for EM's whole answer, so p95 cannot be below 0.95 × interval + that answer.\n\n| in flight | finished → settled p50 / p95 ms | settled → attempt p50 / p95 ms | attempt → received p50 / p95 ms | mean tick / task list while finishing ms | EM's own four task lists, direct, mean / slowest ms | floor for p95: 0.95 × interval + EM's lists ms |\n|---|---|---|---|---|---|---|\n");
     for s in &measured {
         let pair =
             |v: &[Duration]| format!("{} / {}", ms(percentile(v, 0.5)), ms(percentile(v, 0.95)));
         section.push_str(&format!(
-            "| {} | {} | {} | {} | {} / {} |\n",
+            "| {} | {} | {} | {} | {} / {} | {} / {} | {} |\n",
             s.count,
             pair(&s.stages[0]),
             pair(&s.stages[1]),
             pair(&s.stages[2]),
             ms(s.tick_while_finishing),
-            ms(s.list_while_finishing)
+            ms(s.list_while_finishing),
+            ms(s.direct_lists.0),
+            ms(s.direct_lists.1),
+            ms(INTERVAL.mul_f64(0.95) + s.direct_lists.0)
         ));
     }
     section.push_str(&format!(
