@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::{
-    Run, direct_creates_on, direct_sessions, gateway_creates, http, ms, percentile, rss_kib, sim_state, start_gateway_plain, start_sim,
-    verdict,
+    Run, direct_creates_on, direct_sessions, gateway_creates, http, ms, percentile, rss_kib,
+    sim_state, start_gateway_plain, start_sim, verdict,
 };
 
 /// The gateway's default poll interval.
