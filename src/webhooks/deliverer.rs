@@ -50,6 +50,14 @@ const CLAIM_BATCH: usize = 32;
 /// Attempts recorded in one transaction, at most.
 const RECORD_BATCH: usize = 256;
 
+/// A delivery claimed by this replica, and the latest moment its attempt may start: one
+/// timeout (and a margin for the record) before its lease ends.
+#[derive(Debug)]
+struct Claimed {
+    job: DeliveryJob,
+    start_by: Instant,
+}
+
 /// What became of one claimed delivery.
 #[derive(Debug)]
 enum Done {
@@ -80,7 +88,7 @@ pub struct Deliverer {
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
     /// Attempts in flight, and claimed deliveries waiting for a slot, per subscription.
-    shares: Mutex<Shares<WebhookId, DeliveryJob>>,
+    shares: Mutex<Shares<WebhookId, Claimed>>,
     /// Set once the sending loop has stopped: attempts that end start no waiting delivery.
     stopping: AtomicBool,
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
@@ -149,7 +157,8 @@ impl Deliverer {
             }
             // Each round's attempts end before the next: only its own count, and nothing
             // waits into the next round.
-            let mut round = Shares::new(self.config.per_subscription);
+            let mut round: Shares<WebhookId, DeliveryJob> =
+                Shares::new(self.config.per_subscription);
             let admitted = round.admit(jobs, |j| j.webhook_id);
             let mut held = admitted.back;
             held.extend(round.take_waiting());
@@ -181,8 +190,16 @@ impl Deliverer {
             self.slots.acquire_many(all),
         )
         .await;
-        // What waited for a slot is still leased to this replica: the hand-over at stop
-        // releases every lease it holds, for the other replicas.
+        // What waited for a slot goes back at once, for the other replicas (the hand-over at
+        // stop also releases every lease this replica holds).
+        let waiting = match self.shares.lock() {
+            Ok(mut shares) => shares.take_waiting(),
+            Err(_) => Vec::new(),
+        };
+        let waiting: Vec<DeliveryId> = waiting.iter().map(|c| c.job.delivery_id).collect();
+        if let Err(e) = self.give_back(&waiting).await {
+            tracing::warn!(error = %e, "could not give back waiting webhook deliveries");
+        }
         let _ = finish.send(());
         let _ = recorder.await;
     }
@@ -317,27 +334,34 @@ impl Deliverer {
                 )
                 .await?;
             let claimed = jobs.len();
+            let start_by = Instant::now() + self.lease().saturating_sub(self.config.timeout * 2);
+            let jobs = jobs.into_iter().map(|job| Claimed { job, start_by });
             let admitted = match self.shares.lock() {
-                Ok(mut shares) => shares.admit(jobs, |j| j.webhook_id),
+                Ok(mut shares) => shares.admit(jobs.collect(), |c| c.job.webhook_id),
                 // Not reached (nothing panics under the lock); the leases lapse.
                 Err(_) => return Ok(false),
             };
             let held = claimed - admitted.send.len();
-            let back: Vec<DeliveryId> = admitted.back.iter().map(|j| j.delivery_id).collect();
-            self.give_back(&back).await?;
-            for job in admitted.send {
+            // Started before anything else can fail: each is counted in flight until it ends.
+            for claimed in admitted.send {
                 let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                    return Ok(false);
+                    // Not reached (the slots are never closed); its lease lapses.
+                    if let Ok(mut shares) = self.shares.lock() {
+                        shares.release(&claimed.job.webhook_id);
+                    }
+                    continue;
                 };
-                limit -= 1;
+                limit = limit.saturating_sub(1);
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.send_in_turn(job).await;
+                    me.send_in_turn(claimed.job).await;
                     drop(permit);
                     // A slot is free: a delivery of another subscription may go.
                     me.wake.notify_one();
                 });
             }
+            let back: Vec<DeliveryId> = admitted.back.iter().map(|c| c.job.delivery_id).collect();
+            self.give_back(&back).await?;
             // Some held: their subscriptions are full now, and the next claim passes them
             // over for the others' deliveries.
             if held == 0 || limit == 0 {
@@ -348,7 +372,8 @@ impl Deliverer {
     }
 
     /// Sends `job`, then, in the same slot, each delivery of its subscription that waited for
-    /// one, until none waits (or the deliverer stops).
+    /// one, until none waits (or the deliverer stops). One that waited too long for its lease
+    /// to cover an attempt goes back instead.
     async fn send_in_turn(&self, mut job: DeliveryJob) {
         loop {
             let webhook = job.webhook_id;
@@ -357,19 +382,30 @@ impl Deliverer {
                 // Only once stopped; the lease lapses and the delivery is tried again.
                 tracing::warn!("a webhook attempt was made while stopping and is not recorded");
             }
-            let stopping = self.stopping.load(Ordering::Relaxed);
-            let next = match self.shares.lock() {
-                // What waits stays, to be given back once every slot is free.
-                Ok(mut shares) if stopping => {
-                    shares.release(&webhook);
-                    None
+            loop {
+                let stopping = self.stopping.load(Ordering::Relaxed);
+                let next = match self.shares.lock() {
+                    // What waits stays, to be given back once every slot is free.
+                    Ok(mut shares) if stopping => {
+                        shares.release(&webhook);
+                        None
+                    }
+                    Ok(mut shares) => shares.done(&webhook),
+                    Err(_) => None,
+                };
+                match next {
+                    None => return,
+                    Some(next) if Instant::now() <= next.start_by => {
+                        job = next.job;
+                        break;
+                    }
+                    // Still counted in flight: the slot goes to the one after it.
+                    Some(late) => {
+                        if let Err(e) = self.give_back(&[late.job.delivery_id]).await {
+                            tracing::warn!(error = %e, "could not give back a webhook delivery");
+                        }
+                    }
                 }
-                Ok(mut shares) => shares.done(&webhook),
-                Err(_) => None,
-            };
-            match next {
-                Some(next) => job = next,
-                None => return,
             }
         }
     }

@@ -638,16 +638,23 @@ async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
         &[
             ("EMGW_WEBHOOK_CONCURRENCY", "8"),
             ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
-            ("EMGW_WEBHOOK_TIMEOUT_MS", "3000"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "4000"),
         ],
     );
     let app = spawn_app(&settings).await;
     let hung = Receiver::start(Answer::Hold);
     subscribe(&app, &hung.url, json!([])).await;
+    let started = std::time::Instant::now();
     for i in 0..TASKS {
         let task = create(&app, &format!("waits-{i}.example")).await;
         app.settled(&task).await;
     }
+    // All queued while the first attempt hangs: the claim after it takes them together.
+    assert!(
+        started.elapsed() < Duration::from_millis(3000),
+        "the tasks settled too slowly for this test: {:?}",
+        started.elapsed()
+    );
     eventually(
         "the second attempt to be under way",
         Duration::from_secs(10),
