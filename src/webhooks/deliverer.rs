@@ -160,10 +160,8 @@ impl Deliverer {
             let mut round: Shares<WebhookId, DeliveryJob> =
                 Shares::new(self.config.per_subscription);
             let admitted = round.admit(jobs, |j| j.webhook_id);
-            let mut held = admitted.back;
-            held.extend(round.take_waiting());
-            let held: Vec<DeliveryId> = held.iter().map(|j| j.delivery_id).collect();
-            self.give_back(&held).await?;
+            let held = admitted.back.into_iter().chain(round.take_waiting());
+            self.give_back(held.map(|j| j.delivery_id)).await?;
             let done: Vec<Done> = stream::iter(admitted.send)
                 .map(|job| self.attempt(job))
                 .buffer_unordered(width)
@@ -196,8 +194,10 @@ impl Deliverer {
             Ok(mut shares) => shares.take_waiting(),
             Err(_) => Vec::new(),
         };
-        let waiting: Vec<DeliveryId> = waiting.iter().map(|c| c.job.delivery_id).collect();
-        if let Err(e) = self.give_back(&waiting).await {
+        if let Err(e) = self
+            .give_back(waiting.iter().map(|c| c.job.delivery_id))
+            .await
+        {
             tracing::warn!(error = %e, "could not give back waiting webhook deliveries");
         }
         let _ = finish.send(());
@@ -360,8 +360,8 @@ impl Deliverer {
                     me.wake.notify_one();
                 });
             }
-            let back: Vec<DeliveryId> = admitted.back.iter().map(|c| c.job.delivery_id).collect();
-            self.give_back(&back).await?;
+            self.give_back(admitted.back.iter().map(|c| c.job.delivery_id))
+                .await?;
             // Some held: their subscriptions are full now, and the next claim passes them
             // over for the others' deliveries.
             if held == 0 || limit == 0 {
@@ -401,7 +401,7 @@ impl Deliverer {
                     }
                     // Still counted in flight: the slot goes to the one after it.
                     Some(late) => {
-                        if let Err(e) = self.give_back(&[late.job.delivery_id]).await {
+                        if let Err(e) = self.give_back([late.job.delivery_id]).await {
                             tracing::warn!(error = %e, "could not give back a webhook delivery");
                         }
                     }
@@ -412,11 +412,15 @@ impl Deliverer {
 
     /// Deliveries held back go back as they were, for the next claim (this replica's or
     /// another's): attempts and schedule untouched.
-    async fn give_back(&self, held: &[DeliveryId]) -> Result<(), StoreError> {
+    async fn give_back(
+        &self,
+        held: impl IntoIterator<Item = DeliveryId>,
+    ) -> Result<(), StoreError> {
+        let held: Vec<DeliveryId> = held.into_iter().collect();
         if held.is_empty() {
             return Ok(());
         }
-        self.store.unclaim_deliveries(self.owner, held).await
+        self.store.unclaim_deliveries(self.owner, &held).await
     }
 
     /// Sends one delivery and says what became of it; nothing is written here.
