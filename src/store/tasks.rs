@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
 use super::sessions::{OrphanRules, dead_sessions};
-use super::{Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, time};
+use super::{
+    Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, sized_query, time,
+};
 use crate::clock::Timestamp;
 use crate::domain::{
     ApiKeyId, Metadata, Operation, Owner, ReplicaId, Resource, ResourceType, TaskId, TaskState,
@@ -200,7 +202,7 @@ impl Store {
                      warnings) VALUES {} RETURNING {COLUMNS}",
                     placeholders(chunk.len(), 13, 0)
                 );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
+                let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK);
                 for (task, _) in chunk {
                     // An update or delete names its object from the start; a create learns it
                     // from EM.
@@ -423,7 +425,7 @@ impl Store {
                  WHERE lease_owner = $1 AND state = 'running' AND id IN ({})",
                 parameters(chunk.len(), 2)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
+            let mut query = sized_query(sql, chunk.len(), SETTLE_CHUNK)
                 .bind(owner.to_string())
                 .bind(looked_at.as_millis());
             for id in chunk {
@@ -458,7 +460,7 @@ fn attach_query(
          updated_at = $1 FROM v{relaxed_from} WHERE id = v_id RETURNING {COLUMNS}",
         placeholders(chunk.len(), 3, 2)
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql))
+    let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK)
         .bind(now.as_millis())
         .bind(owner.to_string());
     for attach in chunk {
@@ -545,7 +547,7 @@ impl Tx {
                  FROM v WHERE id = v_id AND state = 'running' RETURNING {COLUMNS}",
                 placeholders(chunk.len(), 5, 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.as_millis());
+            let mut query = sized_query(sql, chunk.len(), SETTLE_CHUNK).bind(now.as_millis());
             for (id, settlement) in chunk {
                 query = query
                     .bind(id.to_string())

@@ -10,7 +10,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, time};
+use super::{
+    Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, sized_query, time,
+};
 use crate::clock::Timestamp;
 use crate::domain::{
     ApiKeyId, DeliveryId, DeliveryState, EventId, EventType, Owner, ReplicaId, TaskId, WebhookId,
@@ -256,7 +258,7 @@ impl Tx {
                 "INSERT INTO webhook_events (id, type, task_id, payload, created_at) VALUES {}",
                 placeholders(chunk.len(), 5, 0)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sized_query(sql, chunk.len(), OUTBOX_CHUNK);
             for event in chunk {
                 query = query
                     .bind(event.id.as_str())
@@ -274,7 +276,7 @@ impl Tx {
                  next_attempt_at, created_at, updated_at) VALUES {}",
                 placeholders(chunk.len(), 8, 0)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sized_query(sql, chunk.len(), OUTBOX_CHUNK);
             for (delivery, hook, event) in chunk {
                 query = query
                     .bind(delivery.to_string())
@@ -447,7 +449,7 @@ impl Store {
              JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
             parameters(ids.len(), 0)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sized_query(sql, ids.len(), 0);
         for id in &ids {
             query = query.bind(id.as_str());
         }
@@ -501,7 +503,7 @@ impl Store {
                  WHERE lease_owner = $1 AND state = 'pending' AND id IN ({})",
                 parameters(chunk.len(), 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(owner.to_string());
+            let mut query = sized_query(sql, chunk.len(), OUTBOX_CHUNK).bind(owner.to_string());
             for id in chunk {
                 query = query.bind(id.to_string());
             }
@@ -599,7 +601,7 @@ impl Store {
                  RETURNING webhook_deliveries.id",
                 placeholders(chunk.len(), 7, 2)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
+            let mut query = sized_query(sql, chunk.len(), RECORD_CHUNK)
                 .bind(now.as_millis())
                 .bind(owner.to_string());
             for r in chunk {
@@ -633,7 +635,7 @@ impl Store {
                  error, duration_ms, started_at, finished_at) VALUES {}",
                 placeholders(chunk.len(), 9, 0)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sized_query(sql, chunk.len(), RECORD_CHUNK);
             for r in chunk {
                 query = query
                     .bind(Uuid::now_v7().to_string())
