@@ -16,8 +16,8 @@ pub struct OrphanRules {
     pub now: Timestamp,
     /// The lease taken lasts until then.
     pub lease_until: Timestamp,
-    /// An intent older than this with no EM task id was not answered: the submit is over.
-    pub unsent_before: Timestamp,
+    /// Which intents EM's answer never came for this claim looks for.
+    pub unsent: UnsentLook,
     /// A session whose replica has not heartbeaten since is gone with its replica.
     pub heartbeat_after: Timestamp,
 }
@@ -29,10 +29,24 @@ impl OrphanRules {
         OrphanRules {
             now,
             lease_until: now + (interval * 5).max(Duration::from_secs(1)),
-            unsent_before: now - unsent_after,
+            unsent: UnsentLook::All {
+                before: now - unsent_after,
+            },
             heartbeat_after: now - (interval * 10).max(Duration::from_secs(1)),
         }
     }
+}
+
+/// Intents EM's answer never came for: an intent written longer than `unsent_after` ago that
+/// still has no EM task id. Its submit is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsentLook {
+    /// Every intent written before `before` whose lease is free. Reads an index entry for every
+    /// intent written since `tasks` was last vacuumed, answered or not.
+    All { before: Timestamp },
+    /// The intents written in `[from, before)`, and those looked at before whose lease is free:
+    /// reads the entries of the intents written since the last look, and of the few looked at.
+    Since { from: Timestamp, before: Timestamp },
 }
 
 /// A row of the sessions table: a handful per replica, so it is read whole.

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
-use super::sessions::{OrphanRules, dead_sessions};
+use super::sessions::{OrphanRules, UnsentLook, dead_sessions};
 use super::{
     Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, sized_query, time,
 };
@@ -359,9 +359,19 @@ impl Store {
                     .await?,
             );
         }
-        let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
-        if left > 0 {
-            claimed.extend(self.claim(owner, rules, Orphans::Unsent, left).await?);
+        let unsent: &[Orphans] = match rules.unsent {
+            UnsentLook::All { before } => &[Orphans::Unsent { before }],
+            UnsentLook::Since { from, before } => &[
+                Orphans::UnsentLookedAt,
+                Orphans::UnsentWritten { from, before },
+            ],
+        };
+        for which in unsent {
+            let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
+            if left == 0 {
+                break;
+            }
+            claimed.extend(self.claim(owner, rules, *which, left).await?);
         }
         self.count_task_rows(claimed.len());
         Ok(claimed)
@@ -378,10 +388,16 @@ impl Store {
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // Both conditions match a partial index's predicate word for word, so each backend
-        // reads only that index's few entries.
+        // Each condition matches a partial index's predicate, so each backend reads only that
+        // index's entries (for a window of `created_at`, only that range of them).
         let which_sql = match which {
-            Orphans::Unsent => "t.em_session_id IS NULL AND t.created_at < $5".to_string(),
+            Orphans::Unsent { .. } => "t.em_session_id IS NULL AND t.created_at < $5".to_string(),
+            Orphans::UnsentWritten { .. } => "t.em_session_id IS NULL AND t.lease_until IS NULL \
+                 AND t.created_at >= $5 AND t.created_at < $6"
+                .to_string(),
+            Orphans::UnsentLookedAt => {
+                "t.em_session_id IS NULL AND t.lease_until IS NOT NULL".to_string()
+            }
             Orphans::OfSessions(sessions) => {
                 format!("t.em_session_id IN ({})", parameters(sessions.len(), 4))
             }
@@ -399,7 +415,11 @@ impl Store {
             .bind(rules.now.as_millis())
             .bind(i64::from(limit));
         match which {
-            Orphans::Unsent => query = query.bind(rules.unsent_before.as_millis()),
+            Orphans::Unsent { before } => query = query.bind(before.as_millis()),
+            Orphans::UnsentWritten { from, before } => {
+                query = query.bind(from.as_millis()).bind(before.as_millis());
+            }
+            Orphans::UnsentLookedAt => {}
             Orphans::OfSessions(sessions) => {
                 for session in sessions {
                     query = query.bind(session.as_str());
@@ -481,8 +501,12 @@ fn attached(batch: &[EmAttach], rows: &[AnyRow]) -> Result<Vec<Option<TaskRecord
 /// Which orphans one claim statement looks for.
 #[derive(Debug, Clone, Copy)]
 enum Orphans<'a> {
-    /// Intents EM's answer never came for.
-    Unsent,
+    /// Intents EM's answer never came for, written before this time.
+    Unsent { before: Timestamp },
+    /// Such intents written in `[from, before)` that no replica has looked at yet.
+    UnsentWritten { from: Timestamp, before: Timestamp },
+    /// Such intents a replica has looked at before (their `lease_until` is set).
+    UnsentLookedAt,
     /// The running tasks of these dead sessions.
     OfSessions(&'a [String]),
 }

@@ -9,7 +9,7 @@ use em_gateway::domain::{
 };
 use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
-    OrphanRules, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord,
+    OrphanRules, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord, UnsentLook,
 };
 
 use crate::support::*;
@@ -24,6 +24,7 @@ both_databases!(
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
     intents_and_em_task_ids_are_written_in_batches,
     em_task_ids_alone_are_recorded_in_one_statement,
+    intents_never_answered_are_looked_at_once_due_and_again_after_a_look,
 );
 
 async fn store(db: Db) -> Store {
@@ -97,7 +98,7 @@ fn lost_now(lease: Duration) -> OrphanRules {
     OrphanRules {
         now,
         lease_until: now + lease,
-        unsent_before: now,
+        unsent: UnsentLook::All { before: now },
         heartbeat_after: now,
     }
 }
@@ -225,7 +226,9 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
     let rules = |now: Timestamp| OrphanRules {
         now,
         lease_until: now + Duration::from_secs(1),
-        unsent_before: Timestamp::from_millis(0),
+        unsent: UnsentLook::All {
+            before: Timestamp::from_millis(0),
+        },
         heartbeat_after: now - Duration::from_secs(60),
     };
     assert!(
@@ -673,4 +676,67 @@ async fn em_task_ids_alone_are_recorded_in_one_statement(db: Db) {
     }
     let untouched = store.task(ids[1]).await.unwrap().expect("recorded");
     assert!(untouched.em_task_id.is_none());
+}
+
+async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db: Db) {
+    let store = store(db).await;
+    let base = now();
+    let ago = |s: u64| base - Duration::from_secs(s);
+    let mut written = Vec::new();
+    for at in [ago(10), ago(5), ago(1)] {
+        let task = store
+            .insert_tasks(&[(new_task(), None)], at)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        written.push(task.id);
+    }
+    let [old, due, fresh] = written[..] else {
+        unreachable!()
+    };
+    let replica = ReplicaId::new();
+    let claim = |unsent: UnsentLook, now: Timestamp| {
+        let rules = OrphanRules {
+            now,
+            lease_until: now + Duration::from_millis(1),
+            unsent,
+            heartbeat_after: ago(60),
+        };
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<TaskId> = store
+                .claim_orphans(replica, &rules, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // A look since the last one sees only the intents written in between.
+    let window = UnsentLook::Since {
+        from: ago(7),
+        before: ago(2),
+    };
+    assert_eq!(claim(window, base).await, vec![due]);
+    // Still not in EM's objects: let go, and looked at again by the next look, beside the
+    // intents written since.
+    store.unlease_orphans(replica, &[due], base).await.unwrap();
+    let next = UnsentLook::Since {
+        from: ago(2),
+        before: base - Duration::from_millis(500),
+    };
+    let later = base + Duration::from_millis(10);
+    assert_eq!(claim(next, later).await, vec![due, fresh]);
+    // What no window covered is found by a look at all of them.
+    let all = UnsentLook::All {
+        before: base + Duration::from_secs(1),
+    };
+    assert_eq!(
+        claim(all, base + Duration::from_secs(1)).await,
+        vec![old, due, fresh]
+    );
 }
