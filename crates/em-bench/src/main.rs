@@ -356,16 +356,31 @@ async fn gateway_creates(
     let client = http();
     let url = format!("{base}/v1/cloud-gateways");
     let (key, prefix) = (key.to_string(), prefix.to_string());
+    let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     load(clients, total, pace, move |i| {
         let (client, url, key, sent) = (client.clone(), url.clone(), key.clone(), sent.clone());
+        let told = told.clone();
+        // The first few failures are shown: a count alone cannot tell a refusal from a fault.
+        let tell = move |what: String| {
+            if told.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 {
+                eprintln!("em-bench: create {i} failed: {what}");
+            }
+        };
         let body =
             json!({"backup_server_uid": VBR01, "server_host_name": format!("{prefix}{i}.bench")});
         async move {
             let at = chrono::Utc::now().timestamp_micros();
-            let Ok(resp) = client.post(url).bearer_auth(key).json(&body).send().await else {
-                return false;
+            let resp = match client.post(url).bearer_auth(key).json(&body).send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tell(e.to_string());
+                    return false;
+                }
             };
             if resp.status() != 202 {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                tell(format!("{status}: {}", body.chars().take(300).collect::<String>()));
                 return false;
             }
             if let Some(sent) = sent
