@@ -380,7 +380,10 @@ async fn gateway_creates(
             if resp.status() != 202 {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                tell(format!("{status}: {}", body.chars().take(300).collect::<String>()));
+                tell(format!(
+                    "{status}: {}",
+                    body.chars().take(300).collect::<String>()
+                ));
                 return false;
             }
             if let Some(sent) = sent
