@@ -41,11 +41,12 @@ impl OrphanRules {
 /// still has no EM task id. Its submit is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnsentLook {
-    /// Every intent written before `before` whose lease is free. Reads an index entry for every
-    /// intent written since `tasks` was last vacuumed, answered or not.
+    /// Every intent written before `before` whose lease is free. On Postgres this steps over an
+    /// index entry for every intent written since the table was last vacuumed, answered or not.
     All { before: Timestamp },
-    /// The intents written in `[from, before)`, and those looked at before whose lease is free:
-    /// reads the entries of the intents written since the last look, and of the few looked at.
+    /// The intents written in `[from, before)` that no replica has looked at, and those looked
+    /// at before whose lease is free: the entries of the intents written since the last look,
+    /// and of the few looked at.
     Since { from: Timestamp, before: Timestamp },
 }
 

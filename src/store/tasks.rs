@@ -362,8 +362,8 @@ impl Store {
         let unsent: &[Orphans] = match rules.unsent {
             UnsentLook::All { before } => &[Orphans::Unsent { before }],
             UnsentLook::Since { from, before } => &[
-                Orphans::UnsentLookedAt,
                 Orphans::UnsentWritten { from, before },
+                Orphans::UnsentLookedAt,
             ],
         };
         for which in unsent {
@@ -388,22 +388,28 @@ impl Store {
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // Each condition matches a partial index's predicate, so each backend reads only that
+        // Each condition implies a partial index's predicate, so that Postgres reads only that
         // index's entries (for a window of `created_at`, only that range of them).
         let which_sql = match which {
             Orphans::Unsent { .. } => "t.em_session_id IS NULL AND t.created_at < $5".to_string(),
-            Orphans::UnsentWritten { .. } => "t.em_session_id IS NULL AND t.lease_until IS NULL \
-                 AND t.created_at >= $5 AND t.created_at < $6"
+            Orphans::UnsentWritten { .. } => "t.em_session_id IS NULL \
+                 AND t.unsent_looked_at IS NULL AND t.created_at >= $5 AND t.created_at < $6"
                 .to_string(),
             Orphans::UnsentLookedAt => {
-                "t.em_session_id IS NULL AND t.lease_until IS NOT NULL".to_string()
+                "t.em_session_id IS NULL AND t.unsent_looked_at IS NOT NULL".to_string()
             }
             Orphans::OfSessions(sessions) => {
                 format!("t.em_session_id IN ({})", parameters(sessions.len(), 4))
             }
         };
+        // An intent is marked looked at once, by its first claim: later ones leave the column
+        // as it is, so they stay HOT updates.
+        let looked_at = match which {
+            Orphans::OfSessions(_) => "",
+            _ => ", unsent_looked_at = COALESCE(unsent_looked_at, $3)",
+        };
         let sql = format!(
-            "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE id IN ( \
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2{looked_at} WHERE id IN ( \
                SELECT t.id FROM tasks t WHERE t.state = 'running' AND {which_sql} \
                AND (t.lease_until IS NULL OR t.lease_until < $3) \
                ORDER BY COALESCE(t.lease_until, 0), t.id LIMIT $4 {lock}) \
@@ -505,7 +511,7 @@ enum Orphans<'a> {
     Unsent { before: Timestamp },
     /// Such intents written in `[from, before)` that no replica has looked at yet.
     UnsentWritten { from: Timestamp, before: Timestamp },
-    /// Such intents a replica has looked at before (their `lease_until` is set).
+    /// Such intents a replica has looked at before (`unsent_looked_at` is set).
     UnsentLookedAt,
     /// The running tasks of these dead sessions.
     OfSessions(&'a [String]),

@@ -416,9 +416,10 @@ pub fn resync_due(now: Timestamp, last: Timestamp, in_flight: usize) -> bool {
 /// look (`since`, up to `before`) and those looked at before. Every intent written since `tasks`
 /// was last vacuumed leaves an index entry there, answered or not, and stepping over them all
 /// each tick took most of its database time after a burst of creates (1.3–8 ms a look after
-/// 100,000); a window steps over each intent once. All of them are looked at at the first tick
-/// and every [`UNSENT_ALL_EVERY`], for what no window saw: an intent committed after its
-/// window was looked at (a writer whose clock is far behind the looker's).
+/// 100,000 on Postgres); a window steps over each intent once. All of them are looked at at
+/// the first tick and every [`UNSENT_ALL_EVERY`], for what a window missed: an intent committed
+/// after its window was looked at (its writer's clock far behind the looker's, or its commit
+/// slower than `unsent_after`), or one skipped while another transaction held its row locked.
 pub fn unsent_look(
     now: Timestamp,
     before: Timestamp,

@@ -695,8 +695,8 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
     let [old, due, fresh] = written[..] else {
         unreachable!()
     };
-    let replica = ReplicaId::new();
-    let claim = |unsent: UnsentLook, now: Timestamp| {
+    let (replica, other) = (ReplicaId::new(), ReplicaId::new());
+    let claim = |by: ReplicaId, unsent: UnsentLook, now: Timestamp| {
         let rules = OrphanRules {
             now,
             lease_until: now + Duration::from_millis(1),
@@ -706,7 +706,7 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
         let store = store.clone();
         async move {
             let mut ids: Vec<TaskId> = store
-                .claim_orphans(replica, &rules, 10)
+                .claim_orphans(by, &rules, 10)
                 .await
                 .unwrap()
                 .iter()
@@ -721,7 +721,7 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
         from: ago(7),
         before: ago(2),
     };
-    assert_eq!(claim(window, base).await, vec![due]);
+    assert_eq!(claim(replica, window, base).await, vec![due]);
     // Still not in EM's objects: let go, and looked at again by the next look, beside the
     // intents written since.
     store.unlease_orphans(replica, &[due], base).await.unwrap();
@@ -730,13 +730,22 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
         before: base - Duration::from_millis(500),
     };
     let later = base + Duration::from_millis(10);
-    assert_eq!(claim(next, later).await, vec![due, fresh]);
+    assert_eq!(claim(replica, next, later).await, vec![due, fresh]);
+    // While that lease holds, another replica's look passes them by.
+    let after = UnsentLook::Since {
+        from: base - Duration::from_millis(500),
+        before: base,
+    };
+    assert!(claim(other, after, later).await.is_empty());
+    // The replica stops and gives its leases up: the other's next look takes them at once.
+    store.release_leases(replica).await.unwrap();
+    assert_eq!(claim(other, after, later).await, vec![due, fresh]);
     // What no window covered is found by a look at all of them.
     let all = UnsentLook::All {
         before: base + Duration::from_secs(1),
     };
     assert_eq!(
-        claim(all, base + Duration::from_secs(1)).await,
+        claim(replica, all, base + Duration::from_secs(1)).await,
         vec![old, due, fresh]
     );
 }
