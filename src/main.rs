@@ -91,6 +91,8 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };
+    // Process-wide, so once per process: it ends with the runtime.
+    runtime.spawn(em_gateway::memory::give_back_freed_memory());
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

@@ -115,7 +115,6 @@ pub struct Application {
     stop: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     keepalive: JoinHandle<()>,
-    trimmer: JoinHandle<()>,
     handles: Handles,
     em: Arc<EmClient>,
     store: Store,
@@ -218,7 +217,6 @@ impl Application {
             Workers::Manual => Vec::new(),
         };
         let keepalive = tokio::spawn(em.clone().keep_alive_loop());
-        let trimmer = tokio::spawn(crate::memory::give_back_freed_memory());
 
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -272,7 +270,6 @@ impl Application {
             stop,
             background,
             keepalive,
-            trimmer,
             handles: Handles {
                 poller,
                 deliverer,
@@ -317,7 +314,6 @@ impl Application {
             let _ = worker.await;
         }
         self.keepalive.abort();
-        self.trimmer.abort();
         self.em.log_off_all().await;
         // The hand-over: the other replicas' next ticks take this one's tasks over as orphans.
         let handover = &self.background_store;
