@@ -298,7 +298,7 @@ pub(crate) fn parameters(count: usize, skip: usize) -> String {
 /// runs prepared on that connection (up to 100 per connection), so batches of every size from 1
 /// to 200 held ~16 MB of statements at 100,000 tasks in flight. Only the counts that recur
 /// under load stay prepared: powers of two and a full chunk; any other count is prepared
-/// unnamed each time, for one more round trip.
+/// unnamed each time (on Postgres, one more round trip).
 pub(crate) fn sized_query(
     sql: String,
     rows: usize,

@@ -449,7 +449,7 @@ impl Store {
              JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
             parameters(ids.len(), 0)
         );
-        let mut query = sized_query(sql, ids.len(), 0);
+        let mut query = sized_query(sql, ids.len(), usize::try_from(limit).unwrap_or(usize::MAX));
         for id in &ids {
             query = query.bind(id.as_str());
         }

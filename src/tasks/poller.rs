@@ -536,6 +536,7 @@ mod tests {
             // A clock that went back: all of them, rather than a window that runs backwards.
             (t(39_000), t(4_000), t(5_000), t(40_000), all(4_000)),
             (t(41_000), t(6_000), t(5_000), t(42_000), all(6_000)),
+            (t(41_000), t(4_000), t(5_000), t(40_000), all(4_000)),
         ];
         for (now, before, from, last_all, look) in cases {
             assert_eq!(
