@@ -46,8 +46,8 @@ mod tests {
         // 64 MiB in small blocks, all freed but the last, which keeps the top of its heap in
         // use so that glibc cannot return the rest by itself. (Whether pages went back is what
         // malloc_trim answers; resident size is process-wide, moved by tests running beside.)
-        let blocks: Vec<Box<[u8; 1024]>> = (0..64 * 1024).map(|_| Box::new([1u8; 1024])).collect();
-        let mut blocks = blocks;
+        let mut blocks: Vec<Box<[u8; 1024]>> =
+            (0..64 * 1024).map(|_| Box::new([1u8; 1024])).collect();
         let last = blocks.pop();
         drop(blocks);
         assert!(super::trim(), "nothing went back to the system");

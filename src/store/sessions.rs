@@ -50,6 +50,15 @@ pub enum UnsentLook {
     Since { from: Timestamp, before: Timestamp },
 }
 
+impl UnsentLook {
+    /// Intents written from this time on are not due yet.
+    pub fn before(&self) -> Timestamp {
+        match *self {
+            UnsentLook::All { before } | UnsentLook::Since { before, .. } => before,
+        }
+    }
+}
+
 /// A row of the sessions table: a handful per replica, so it is read whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {

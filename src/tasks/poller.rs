@@ -295,9 +295,7 @@ impl Poller {
         let mut rules = OrphanRules::at(now, self.config.interval, self.config.unsent_after);
         let since = Timestamp::from_millis(self.unsent_since.load(Ordering::Relaxed));
         let last_all = Timestamp::from_millis(self.last_unsent_look_at_all.load(Ordering::Relaxed));
-        let before = match rules.unsent {
-            UnsentLook::All { before } | UnsentLook::Since { before, .. } => before,
-        };
+        let before = rules.unsent.before();
         rules.unsent = unsent_look(now, before, since, last_all);
         let orphans = db
             .time(self.store.claim_orphans(self.owner, &rules, ORPHAN_BATCH))
