@@ -301,16 +301,16 @@ impl Poller {
             .time(self.store.claim_orphans(self.owner, &rules, ORPHAN_BATCH))
             .await?;
         report.orphans_claimed = orphans.len();
-        // A full batch may have left intents of the window behind: the next tick looks at it
-        // again (those claimed now are then looked-at ones).
-        if orphans.len() < ORPHAN_BATCH as usize {
-            self.unsent_since
-                .store(before.as_millis(), Ordering::Relaxed);
-            if matches!(rules.unsent, UnsentLook::All { .. }) {
-                self.last_unsent_look_at_all
-                    .store(now.as_millis(), Ordering::Relaxed);
-            }
-        }
+        let (since, last_all) = after_unsent_look(
+            rules.unsent,
+            now,
+            orphans.len() >= ORPHAN_BATCH as usize,
+            (since, last_all),
+        );
+        self.unsent_since
+            .store(since.as_millis(), Ordering::Relaxed);
+        self.last_unsent_look_at_all
+            .store(last_all.as_millis(), Ordering::Relaxed);
         if orphans.is_empty() {
             return Ok(());
         }
@@ -440,6 +440,22 @@ pub fn unsent_look(
     }
 }
 
+/// After a look made at `now`: where the next starts, and when all of them were last looked
+/// at, from the same before it. A full batch may have left intents of the look behind: the
+/// next tick looks again from the same place (those claimed now are looked-at ones by then).
+pub fn after_unsent_look(
+    look: UnsentLook,
+    now: Timestamp,
+    full: bool,
+    (since, last_all): (Timestamp, Timestamp),
+) -> (Timestamp, Timestamp) {
+    match (full, look) {
+        (true, _) => (since, last_all),
+        (false, UnsentLook::All { before }) => (before, now),
+        (false, UnsentLook::Since { before, .. }) => (before, last_all),
+    }
+}
+
 /// How long between two resyncs of a set this large.
 pub fn resync_every(in_flight: usize) -> Duration {
     let rounds = u32::try_from(in_flight.div_ceil(RESYNC_ROWS)).unwrap_or(u32::MAX);
@@ -541,6 +557,31 @@ mod tests {
                 unsent_look(now, before, from, last_all),
                 look,
                 "now {now:?}, since {from:?}, last look at all {last_all:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_look_starts_where_this_one_ended_unless_its_batch_came_back_full() {
+        let t = |ms: i64| Timestamp::from_millis(ms);
+        let never = t(i64::MIN);
+        let all = UnsentLook::All { before: t(5_000) };
+        let since = UnsentLook::Since {
+            from: t(4_000),
+            before: t(5_000),
+        };
+        // (look, full batch, since and last look at all before, after)
+        let cases = [
+            (all, false, (never, never), (t(5_000), t(40_000))),
+            (all, true, (never, never), (never, never)),
+            (since, false, (t(4_000), t(39_000)), (t(5_000), t(39_000))),
+            (since, true, (t(4_000), t(39_000)), (t(4_000), t(39_000))),
+        ];
+        for (look, full, before, after) in cases {
+            assert_eq!(
+                after_unsent_look(look, t(40_000), full, before),
+                after,
+                "{look:?}, full batch {full}"
             );
         }
     }
