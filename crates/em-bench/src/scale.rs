@@ -54,6 +54,10 @@ pub struct Size {
     /// The same for the PostgreSQL backends serving the gateway: the database's work for it,
     /// without autovacuum, checkpoints or WAL writing.
     pub backends: Sched,
+    /// What every process ran while the tasks finished (from the window's end to the last
+    /// webhook), and how long that took: how full the machine is while the p95 is measured.
+    pub finishing: Machine,
+    pub finishing_took: Duration,
 }
 
 impl Size {
@@ -281,10 +285,14 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let task_rows_per_tick = (db_after.2 - db_before.2) / ticks.max(1.0);
 
     let ticks_before = tick_seconds(&base).await;
+    let finishing_before = Machine::now(pids.0, Some(pids.1));
+    let finishing_started = Instant::now();
     let deadline = first_finish + Duration::from_secs(120);
     while receiver.count() < submitted.count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let finishing = Machine::now(pids.0, Some(pids.1)).since(finishing_before);
+    let finishing_took = finishing_started.elapsed();
     let ticks_after = tick_seconds(&base).await;
     let mean = |sum: usize, count: usize| {
         Duration::from_secs_f64(
@@ -361,6 +369,8 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         task_rows_per_tick,
         machine,
         backends,
+        finishing,
+        finishing_took,
     })
 }
 
@@ -482,6 +492,25 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             ms(s.list_while_finishing),
             direct.0,
             direct.1
+        ));
+    }
+    section.push_str("\nWhile the tasks finish (from the window's end until the last webhook is received): cores busy, of the machine's 2, and each process's CPU per task finished (schedstat). Near 2 cores busy, every step above waits for a core.\n\n| in flight | took s | cores busy | CPU per task µs: gateway / em-sim / PostgreSQL / em-bench (load generator, receiver) |\n|---|---|---|---|\n");
+    for s in &measured {
+        let per_task = |x: Sched| {
+            format!(
+                "{:.0}",
+                x.run.as_secs_f64() * 1e6 / s.submitted.count.max(1) as f64
+            )
+        };
+        section.push_str(&format!(
+            "| {} | {:.1} | {:.2} | {} / {} / {} / {} |\n",
+            s.count,
+            s.finishing_took.as_secs_f64(),
+            s.finishing.total().run.as_secs_f64() / s.finishing_took.as_secs_f64().max(1e-9),
+            per_task(s.finishing.gateway),
+            per_task(s.finishing.sim),
+            per_task(s.finishing.postgres),
+            per_task(s.finishing.bench)
         ));
     }
     section.push_str(&format!(
