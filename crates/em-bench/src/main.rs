@@ -373,7 +373,15 @@ async fn gateway_creates(
             let resp = match client.post(url).bearer_auth(key).json(&body).send().await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    tell(e.to_string());
+                    // reqwest's message leaves out the cause ("error sending request"): the
+                    // chain says whether the connection was refused, reset or closed early.
+                    let mut what = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        what.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    tell(what);
                     return false;
                 }
             };
