@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
@@ -294,34 +295,35 @@ impl Store {
     /// The running tasks whose EM session this replica holds: just what matching them against
     /// EM's task list needs. The poller keeps them in memory and reads this only to resync.
     pub async fn running_tasks_of(&self, owner: ReplicaId) -> Result<Vec<InFlight>, StoreError> {
-        let rows = sqlx::query(
+        // Each row is decoded as it arrives: holding every row first, beside the tasks made of
+        // them, was a ~20 MiB spike at 30,000 running tasks.
+        let mut rows = sqlx::query(
             "SELECT id, operation, target_id, em_task_id, em_session_id FROM tasks \
              WHERE state = 'running' AND em_owner = $1 AND em_session_id IS NOT NULL",
         )
         .bind(owner.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        self.count_task_rows(rows.len());
-        rows.iter()
-            .map(|row| {
-                let target: Option<String> = row.try_get("target_id")?;
-                Ok(InFlight {
-                    id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
-                    operation: id(
-                        &row.try_get::<String, _>("operation")?,
-                        Operation::parse,
-                        "task operation",
-                    )?,
-                    target_id: target.and_then(|t| Uuid::parse_str(&t).ok()),
-                    em_task_id: row
-                        .try_get::<Option<String>, _>("em_task_id")?
-                        .unwrap_or_default(),
-                    em_session_id: row
-                        .try_get::<Option<String>, _>("em_session_id")?
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        .fetch(&self.pool);
+        let mut tasks = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let target: Option<String> = row.try_get("target_id")?;
+            tasks.push(InFlight {
+                id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
+                operation: id(
+                    &row.try_get::<String, _>("operation")?,
+                    Operation::parse,
+                    "task operation",
+                )?,
+                target_id: target.and_then(|t| Uuid::parse_str(&t).ok()),
+                em_task_id: row
+                    .try_get::<Option<String>, _>("em_task_id")?
+                    .unwrap_or_default(),
+                em_session_id: row
+                    .try_get::<Option<String>, _>("em_session_id")?
+                    .unwrap_or_default(),
+            });
+        }
+        self.count_task_rows(tasks.len());
+        Ok(tasks)
     }
 
     /// How many tasks are still running.
