@@ -109,6 +109,18 @@ pub struct TaskFilter {
     pub limit: u32,
 }
 
+/// A stored task's id and operation, read back: the two every reading of a task starts with.
+fn id_and_operation(row: &AnyRow) -> Result<(TaskId, Operation), StoreError> {
+    Ok((
+        id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
+        id(
+            &row.try_get::<String, _>("operation")?,
+            Operation::parse,
+            "task operation",
+        )?,
+    ))
+}
+
 fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("task {what}"));
     let resource_type: Option<String> = row.try_get("resource_type")?;
@@ -121,13 +133,10 @@ fn decode(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         _ => None,
     };
     let metadata: String = row.try_get("metadata")?;
+    let (task_id, operation) = id_and_operation(row)?;
     Ok(TaskRecord {
-        id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
-        operation: id(
-            &row.try_get::<String, _>("operation")?,
-            Operation::parse,
-            "task operation",
-        )?,
+        id: task_id,
+        operation,
         state: id(
             &row.try_get::<String, _>("state")?,
             TaskState::parse,
@@ -306,13 +315,10 @@ impl Store {
         let mut tasks = Vec::new();
         while let Some(row) = rows.try_next().await? {
             let target: Option<String> = row.try_get("target_id")?;
+            let (id, operation) = id_and_operation(&row)?;
             tasks.push(InFlight {
-                id: id(&row.try_get::<String, _>("id")?, TaskId::parse, "task id")?,
-                operation: id(
-                    &row.try_get::<String, _>("operation")?,
-                    Operation::parse,
-                    "task operation",
-                )?,
+                id,
+                operation,
                 target_id: target.and_then(|t| Uuid::parse_str(&t).ok()),
                 em_task_id: row
                     .try_get::<Option<String>, _>("em_task_id")?

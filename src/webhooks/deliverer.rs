@@ -195,7 +195,7 @@ impl Deliverer {
             Err(_) => Vec::new(),
         };
         if let Err(e) = self
-            .give_back(waiting.iter().map(|c| c.job.delivery_id))
+            .give_back(waiting.into_iter().map(|c| c.job.delivery_id))
             .await
         {
             tracing::warn!(error = %e, "could not give back waiting webhook deliveries");
