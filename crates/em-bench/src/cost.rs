@@ -2,7 +2,10 @@
 //! `/healthz` (actix-web's own floor: routing, one JSON answer, the middleware) in the same run.
 //! CPU is the gateway process's user + system time from /proc; Postgres's is shown beside it.
 
-use crate::{Run, gateway_creates, http, load, start_gateway_plain, start_sim_with};
+use crate::{
+    FloorProcess, Run, floor_creates, gateway_creates, http, load, start_gateway_plain,
+    start_sim_with,
+};
 use emgw_test_support::PostgresDatabase;
 use serde_json::Value;
 
@@ -66,6 +69,14 @@ pub struct Cost {
     pub healthz: Measured,
     pub creates: Measured,
     pub reads: Measured,
+    /// The same three on `em-floor`: the least the same I/O costs, written plainly.
+    pub floor: Floor,
+}
+
+pub struct Floor {
+    pub healthz: Measured,
+    pub creates: Measured,
+    pub reads: Measured,
 }
 
 impl Cost {
@@ -77,6 +88,16 @@ impl Cost {
     }
     pub fn read_rate_ratio(&self) -> f64 {
         self.reads.run.per_second / self.healthz.run.per_second.max(1.0)
+    }
+    /// The floor's create and read, against the gateway's `/healthz` (the targets' yardstick).
+    pub fn floor_create_ratio(&self) -> f64 {
+        self.floor.creates.cpu / self.healthz.cpu.max(1e-9)
+    }
+    pub fn floor_read_ratio(&self) -> f64 {
+        self.floor.reads.cpu / self.healthz.cpu.max(1e-9)
+    }
+    pub fn floor_read_rate_ratio(&self) -> f64 {
+        self.floor.reads.run.per_second / self.healthz.run.per_second.max(1.0)
     }
 }
 
@@ -157,11 +178,63 @@ pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
         );
     }
     gateway.kill().await;
-    sim.process.kill().await;
     if let Err(e) = db.drop().await {
         eprintln!("em-bench: {e}");
     }
+    let floor = floor(&sim.api_url, clients, scale).await;
+    sim.process.kill().await;
     Ok(Cost {
+        healthz,
+        creates,
+        reads,
+        floor: floor?,
+    })
+}
+
+/// The same three requests on `em-floor`, on a database of its own, in front of the same em-sim.
+async fn floor(sim_api: &str, clients: usize, scale: usize) -> Result<Floor, String> {
+    let db = PostgresDatabase::create("emgw_bench_").await?;
+    let floor = FloorProcess::start(sim_api, &db.url, 4).await?;
+    let (base, pid) = (floor.base.clone(), floor.process.pid());
+    floor_creates(&base, 8, 200, "warm-fc").await;
+    load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;
+    let healthz = measure(
+        pid,
+        load(
+            clients,
+            100_000 / scale,
+            None,
+            get(format!("{base}/healthz"), None),
+        ),
+    )
+    .await;
+    let creates = measure(
+        pid,
+        floor_creates(&base, clients, 20_000 / scale, "cost-floor-"),
+    )
+    .await;
+    let url = format!("{base}/tasks/1");
+    load(8, 2_000, None, get(url.clone(), None)).await;
+    let reads = measure(pid, load(clients, 100_000 / scale, None, get(url, None))).await;
+    for (name, m) in [
+        ("healthz", &healthz),
+        ("create", &creates),
+        ("task read", &reads),
+    ] {
+        eprintln!(
+            "  floor {name}: {:.0}/s, p50 {:.2} ms, CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
+            m.run.per_second,
+            m.run.p50.as_secs_f64() * 1e3,
+            m.cpu * 1e6,
+            m.postgres_cpu * 1e6,
+            m.run.errors
+        );
+    }
+    floor.process.kill().await;
+    if let Err(e) = db.drop().await {
+        eprintln!("em-bench: {e}");
+    }
+    Ok(Floor {
         healthz,
         creates,
         reads,

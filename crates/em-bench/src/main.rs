@@ -147,6 +147,64 @@ async fn start_gateway_with(
     Ok(GatewayProcess::start(&bin("em-gateway")?, &vars).await)
 }
 
+/// A running `em-floor` (the floor under the gateway's costs) and its base URL.
+struct FloorProcess {
+    process: emgw_test_support::Process,
+    base: String,
+}
+
+impl FloorProcess {
+    /// `em-floor` in front of em-sim at `sim_api`, on the database at `database_url`, with
+    /// `sessions` EM logon sessions.
+    async fn start(sim_api: &str, database_url: &str, sessions: usize) -> Result<Self, String> {
+        let env: Vec<(String, String)> = [
+            ("FLOOR_DATABASE_URL", database_url),
+            ("FLOOR_EM_URL", sim_api),
+            ("FLOOR_EM_USERNAME", SIM_USER),
+            ("FLOOR_EM_PASSWORD", SIM_PASSWORD),
+            ("FLOOR_EM_SESSIONS", &sessions.to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let process = emgw_test_support::Process::start(
+            &bin("em-floor")?,
+            &[],
+            &env,
+            "em-floor listening on",
+        )
+        .await?;
+        let base = process
+            .announced
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(FloorProcess { process, base })
+    }
+}
+
+/// Creates through `em-floor`: the same JSON as through the gateway, without a key.
+async fn floor_creates(base: &str, clients: usize, total: usize, prefix: &str) -> Run {
+    let client = http();
+    let url = format!("{base}/creates");
+    let prefix = prefix.to_string();
+    load(clients, total, None, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        let body =
+            json!({"backup_server_uid": VBR01, "server_host_name": format!("{prefix}{i}.bench")});
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 202)
+        }
+    })
+    .await
+}
+
 /// A gateway reaching Postgres through the URL as a user writes it (no `sslmode`), and an admin
 /// key for it.
 async fn start_gateway_plain(
@@ -769,7 +827,7 @@ fn report_targets(
     if let Some(front) = front {
         for row in &front.rows {
             report.push_str(&format!(
-                "| EM answering in {} ms, {} clients: through-gateway throughput ≥ 0.95 × direct, added p50 ≤ 2 ms, added p99 ≤ 5 ms | {:.0} vs {:.0} creates/s (×{:.2}), p50 +{} ms ({} vs {}), p99 +{} ms ({} vs {}); gateway with {} EM sessions | {} |\n",
+                "| EM answering in {} ms, {} clients: through-gateway throughput ≥ 0.95 × direct, added p50 ≤ 2 ms, added p99 ≤ 5 ms | {:.0} vs {:.0} creates/s (×{:.2}), p50 +{} ms ({} vs {}), p99 +{} ms ({} vs {}); gateway with {} EM sessions; floor: em-floor ×{:.2}, +{} ms, +{} ms ({}) | {} |\n",
                 front.latency_ms,
                 row.clients,
                 row.through.per_second,
@@ -782,6 +840,10 @@ fn report_targets(
                 ms(row.through.p99),
                 ms(row.direct.p99),
                 row.sessions,
+                row.floor.per_second / row.direct.per_second.max(1.0),
+                ms(row.floor.p50.saturating_sub(row.direct.p50)),
+                ms(row.floor.p99.saturating_sub(row.direct.p99)),
+                if row.floor_meets() { "meets them" } else { "misses them too" },
                 verdict(row.met()),
             ));
         }
@@ -789,24 +851,30 @@ fn report_targets(
     if let Some(cost) = cost {
         let us = |s: f64| format!("{:.1} µs", s * 1e6);
         report.push_str(&format!(
-            "| CPU per create ≤ 4 × per `/healthz` | {} vs {} (×{:.1}) | {} |\n",
+            "| CPU per create ≤ 4 × per `/healthz` | {} vs {} (×{:.1}); floor: em-floor's create {} (×{:.1}) | {} |\n",
             us(cost.creates.cpu),
             us(cost.healthz.cpu),
             cost.create_ratio(),
+            us(cost.floor.creates.cpu),
+            cost.floor_create_ratio(),
             verdict(cost.create_ratio() <= 4.0)
         ));
         report.push_str(&format!(
-            "| CPU per task read ≤ 3 × per `/healthz` | {} vs {} (×{:.1}) | {} |\n",
+            "| CPU per task read ≤ 3 × per `/healthz` | {} vs {} (×{:.1}); floor: em-floor's read {} (×{:.1}) | {} |\n",
             us(cost.reads.cpu),
             us(cost.healthz.cpu),
             cost.read_ratio(),
+            us(cost.floor.reads.cpu),
+            cost.floor_read_ratio(),
             verdict(cost.read_ratio() <= 3.0)
         ));
         report.push_str(&format!(
-            "| task reads ≥ 0.25 × the `/healthz` rate | {:.0} vs {:.0}/s (×{:.2}) | {} |\n",
+            "| task reads ≥ 0.25 × the `/healthz` rate | {:.0} vs {:.0}/s (×{:.2}); floor: em-floor's reads {:.0}/s (×{:.2}) | {} |\n",
             cost.reads.run.per_second,
             cost.healthz.run.per_second,
             cost.read_rate_ratio(),
+            cost.floor.reads.run.per_second,
+            cost.floor_read_rate_ratio(),
             verdict(cost.read_rate_ratio() >= 0.25)
         ));
     }
@@ -843,23 +911,26 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
             front.latency_ms
         ));
         report.push_str("em-sim started with `--latency-ms`; its tasks outlast the phase. Direct: the bench logs on four EM sessions and POSTs EM's XML; through the gateway: `POST /v1/cloud-gateways` with JSON, answered 202 once the task is recorded and EM has accepted it. The gateway allows 16 EM calls in flight per logon session (to spare EM); each row has a fresh gateway with one session per 16 clients, 4 at least (`EMGW_EM_SESSIONS`).\n\n");
-        report.push_str("| clients | direct creates/s | direct p50 / p99 ms | gateway creates/s | gateway p50 / p99 ms | ratio | added p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
+        report.push_str("The floor: the same creates through `em-floor` (described under the cost table below: the create's I/O and nothing else), with as many EM sessions, on a fresh database, right after.\n\n");
+        report.push_str("| clients | through | direct creates/s | direct p50 / p99 ms | through creates/s | through p50 / p99 ms | ratio | added p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
-            report.push_str(&format!(
-                "| {} | {:.0} | {} / {} | {:.0} | {} / {} | {:.2} | {} / {} | {} / {} |\n",
-                r.clients,
-                r.direct.per_second,
-                ms(r.direct.p50),
-                ms(r.direct.p99),
-                r.through.per_second,
-                ms(r.through.p50),
-                ms(r.through.p99),
-                r.ratio(),
-                ms(r.added_p50()),
-                ms(r.added_p99()),
-                r.direct.errors,
-                r.through.errors
-            ));
+            for (side, through) in [("gateway", &r.through), ("em-floor", &r.floor)] {
+                report.push_str(&format!(
+                    "| {} | {side} | {:.0} | {} / {} | {:.0} | {} / {} | {:.2} | {} / {} | {} / {} |\n",
+                    r.clients,
+                    r.direct.per_second,
+                    ms(r.direct.p50),
+                    ms(r.direct.p99),
+                    through.per_second,
+                    ms(through.p50),
+                    ms(through.p99),
+                    through.per_second / r.direct.per_second.max(1.0),
+                    ms(through.p50.saturating_sub(r.direct.p50)),
+                    ms(through.p99.saturating_sub(r.direct.p99)),
+                    r.direct.errors,
+                    through.errors
+                ));
+            }
         }
         report.push_str("\nWhere the tail is, from the gateway's own histograms (all creates of the row, warm-up included): the share of its `POST /v1/cloud-gateways` answers and of its EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms; the means of both; and for the two group-committed writes of a create (the intent, recorded before EM is called; EM's task id, after) the mean wait for a transaction, the mean transaction and the mean writes per transaction.\n\n| clients | creates > 25 ms | creates > 50 ms | EM calls > 25 ms | EM calls > 50 ms | mean create / EM call ms | writes: wait + transaction ms (per transaction) |\n|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
@@ -888,11 +959,12 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                 ));
             }
         }
-        report.push_str("\nWhere the machine's time went, per create, from the kernel's schedstat of every thread of each process (`/proc/PID/task/*/schedstat`): time running on a core, and time runnable but waiting for one (the run queue). Cores busy is all of it running over the side's wall time; there are 2.\n\n| clients | side | cores busy | load generator run / wait µs | em-sim run / wait µs | gateway run / wait µs | PostgreSQL run / wait µs | all: wait µs |\n|---|---|---|---|---|---|---|---|\n");
+        report.push_str("\nWhere the machine's time went, per create, from the kernel's schedstat of every thread of each process (`/proc/PID/task/*/schedstat`): time running on a core, and time runnable but waiting for one (the run queue). Cores busy is all of it running over the side's wall time; there are 2.\n\n| clients | side | cores busy | load generator run / wait µs | em-sim run / wait µs | gateway or em-floor run / wait µs | PostgreSQL run / wait µs | all: wait µs |\n|---|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
             for (side, run, (m, wall)) in [
                 ("direct", &r.direct, &r.direct_sched),
                 ("gateway", &r.through, &r.through_sched),
+                ("em-floor", &r.floor, &r.floor_sched),
             ] {
                 let n = run.count.max(1) as f64;
                 let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
@@ -917,11 +989,14 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
         report.push('\n');
     }
     if let Some(cost) = cost {
-        report.push_str("## What a request costs the gateway, against its own `/healthz`\n\nOne gateway in front of an in-memory em-sim, 32 clients. CPU is the gateway process's user + system time over the run (from /proc), per request; PostgreSQL's (all its processes) beside it.\n\n| request | requests | per second | p50 / p99 ms | gateway CPU µs | × `/healthz` | PostgreSQL CPU µs | errors |\n|---|---|---|---|---|---|---|---|\n");
+        report.push_str("## What a request costs the gateway, against its own `/healthz`\n\nOne gateway in front of an in-memory em-sim, 32 clients. CPU is the gateway process's user + system time over the run (from /proc), per request; PostgreSQL's (all its processes) beside it.\n\nThe floor: `em-floor` (in `crates/em-bench`), the same requests' I/O and nothing else, written the plainest way with the same crates (actix-web, sqlx's typed Postgres driver, reqwest), measured the same way right after, in front of the same em-sim on a fresh database. Its read is one indexed `SELECT` answered as JSON; its create takes the JSON, writes and commits the intent (to disk, before EM is called), makes EM's XML create on one of four logon sessions and records EM's task id (not waited to disk), then answers 202. No API key, validation, idempotency, metrics, logs, poller or webhooks. Its × `/healthz` is against the gateway's `/healthz`, the targets' yardstick.\n\n| request | requests | per second | p50 / p99 ms | CPU µs | × `/healthz` | PostgreSQL CPU µs | errors |\n|---|---|---|---|---|---|---|---|\n");
         for (name, m) in [
-            ("`GET /healthz`", &cost.healthz),
-            ("`POST /v1/cloud-gateways`", &cost.creates),
-            ("`GET /v1/tasks/{id}`", &cost.reads),
+            ("gateway `GET /healthz`", &cost.healthz),
+            ("gateway `POST /v1/cloud-gateways`", &cost.creates),
+            ("gateway `GET /v1/tasks/{id}`", &cost.reads),
+            ("em-floor `GET /healthz`", &cost.floor.healthz),
+            ("em-floor `POST /creates`", &cost.floor.creates),
+            ("em-floor `GET /tasks/{id}`", &cost.floor.reads),
         ] {
             report.push_str(&format!(
                 "| {name} | {} | {:.0} | {} / {} | {:.1} | {:.1} | {:.1} | {} |\n",
