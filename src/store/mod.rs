@@ -17,6 +17,7 @@
 mod batch;
 mod idempotency;
 mod keys;
+mod local;
 mod sealing;
 mod sessions;
 mod tasks;
@@ -46,6 +47,11 @@ pub use webhooks::{
 
 /// A pooled connection idle this long is checked before use.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Connections kept by the threads that use them, beside the pools (see [`local`]): the HTTP
+/// workers' for task reads, and the group-committed writers'.
+const LOCAL_API_CONNECTIONS: usize = 8;
+const LOCAL_WRITE_CONNECTIONS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -138,6 +144,8 @@ pub struct Store {
     /// Running-task rows the poller's queries returned: what a test checks to know a tick did
     /// not read every running task.
     task_rows: Arc<AtomicU64>,
+    /// Connections the threads using them keep (Postgres; see [`local`]).
+    local: Option<Arc<local::Local>>,
 }
 
 /// Who a pool serves, which sets how many connections it may hold.
@@ -180,6 +188,12 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
             .disable_statement_logging();
+        let local = match (backend, role) {
+            (Backend::Postgres, PoolFor::Api) => Some(LOCAL_API_CONNECTIONS),
+            (Backend::Postgres, PoolFor::Writes) => Some(LOCAL_WRITE_CONNECTIONS),
+            _ => None,
+        }
+        .map(|limit| Arc::new(local::Local::new(options.clone(), limit)));
         let pool = AnyPoolOptions::new()
             .max_connections(match (backend, role) {
                 (Backend::Postgres, PoolFor::Api) => 16,
@@ -221,6 +235,7 @@ impl Store {
             backend,
             keys: None,
             task_rows: Arc::default(),
+            local,
         })
     }
 
@@ -236,6 +251,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A connection for a statement or a few, to [`local::Held::give_back`] once they ran to
+    /// their end: one this thread keeps (Postgres, see [`local`]), else the pool's.
+    async fn connection(&self) -> Result<local::Held, StoreError> {
+        if let Some(local) = &self.local
+            && let Some(held) = local.acquire().await?
+        {
+            return Ok(local::Held::Local(held));
+        }
+        Ok(local::Held::Pooled(self.pool.acquire().await?))
     }
 
     /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have

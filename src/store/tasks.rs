@@ -249,9 +249,11 @@ impl Store {
         let mut rows = Vec::with_capacity(batch.len());
         if statements.len() == 1 && keys.is_empty() {
             // One statement is atomic on its own: no transaction round trips.
+            let mut held = self.connection().await?;
             for query in statements {
-                rows.extend(query.fetch_all(&self.pool).await?);
+                rows.extend(query.fetch_all(held.connection()).await?);
             }
+            held.give_back();
         } else {
             let mut tx = self.begin().await?;
             for query in statements {
@@ -276,10 +278,10 @@ impl Store {
 
     pub async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(id.to_string());
+        let mut held = self.connection().await?;
+        let row = query.fetch_optional(held.connection()).await?;
+        held.give_back();
         row.as_ref().map(decode).transpose()
     }
 
@@ -536,13 +538,15 @@ impl Store {
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let relaxed = self.backend == Backend::Postgres;
         let mut rows = Vec::with_capacity(batch.len());
+        let mut held = self.connection().await?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             rows.extend(
                 attach_query(owner, chunk, now, relaxed)
-                    .fetch_all(&self.pool)
+                    .fetch_all(held.connection())
                     .await?,
             );
         }
+        held.give_back();
         attached(batch, &rows)
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
+
 use em_gateway::clock::{Clock, Timestamp};
 use em_gateway::domain::{
     ApiKeyId, DeliveryState, Metadata, Operation, Owner, ReplicaId, Resource, ResourceType, Scope,
@@ -748,4 +750,82 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
         claim(replica, all, base + Duration::from_secs(1)).await,
         vec![old, due, fresh]
     );
+}
+
+/// Postgres only: the task reads' kept connections (`store::local`). Sequential reads on one
+/// thread reuse one connection instead of opening one each; a read dropped while its statement
+/// waits closes its connection, so the next read never gets the answer meant for the first.
+#[tokio::test(flavor = "current_thread")]
+async fn kept_connections_are_reused_and_one_left_mid_statement_is_closed() {
+    let database = PostgresDatabase::create("emgw_t_")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::connect(&database.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let task = insert(&store).await;
+    let mut admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            store.task(task.id).await.unwrap().map(|t| t.id),
+            Some(task.id)
+        );
+    }
+    // The backends whose last statement was a task read.
+    let first: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND query LIKE 'SELECT id, operation, state%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        first.len(),
+        1,
+        "20 reads in a row, one connection: {first:?}"
+    );
+
+    // A lock makes the next read wait in its statement; the caller gives up on it.
+    let mut locker = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), store.task(task.id)).await;
+    assert!(gave_up.is_err(), "the read waited for the lock");
+    lock.rollback().await.unwrap();
+    // The connection left mid-statement is closed, not kept: Postgres sees it go.
+    let abandoned = first[0];
+    eventually(
+        "the abandoned connection closes",
+        Duration::from_secs(10),
+        || {
+            let url = database.url.clone();
+            async move {
+                let mut admin = sqlx::PgConnection::connect(&url).await.ok()?;
+                let open: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                        .bind(abandoned)
+                        .fetch_one(&mut admin)
+                        .await
+                        .ok()?;
+                (open == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    // And the next read answers its own question, on a connection of its own.
+    let other = insert(&store).await;
+    assert_eq!(
+        store.task(other.id).await.unwrap().map(|t| t.id),
+        Some(other.id)
+    );
+    assert_eq!(
+        store.task(task.id).await.unwrap().map(|t| t.id),
+        Some(task.id)
+    );
+    drop(store);
+    drop(admin);
+    drop(locker);
+    database.drop().await.unwrap();
 }
