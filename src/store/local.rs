@@ -79,6 +79,11 @@ impl Local {
                 return Ok(Some(held));
             }
         }
+        self.open_new().await
+    }
+
+    /// A new connection, not one kept idle; `None` when the store holds its limit.
+    pub(super) async fn open_new(&self) -> Result<Option<LocalConnection>, sqlx::Error> {
         if self
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -167,6 +172,11 @@ pub(super) enum Held {
 }
 
 impl Held {
+    /// One this thread kept, which may have died idle unnoticed.
+    pub(super) fn is_kept(&self) -> bool {
+        matches!(self, Held::Local(_))
+    }
+
     pub(super) fn connection(&mut self) -> &mut AnyConnection {
         match self {
             Held::Local(held) => held.connection(),

@@ -264,6 +264,17 @@ impl Store {
         Ok(local::Held::Pooled(self.pool.acquire().await?))
     }
 
+    /// As [`Store::connection`], but never one kept idle: for a read tried again after a kept
+    /// connection failed it.
+    async fn new_connection(&self) -> Result<local::Held, StoreError> {
+        if let Some(local) = &self.local
+            && let Some(held) = local.open_new().await?
+        {
+            return Ok(local::Held::Local(held));
+        }
+        Ok(local::Held::Pooled(self.pool.acquire().await?))
+    }
+
     /// How many running-task rows the poller's queries (its resync, orphan claims, counts) have
     /// returned so far.
     pub fn task_rows_read(&self) -> u64 {

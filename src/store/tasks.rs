@@ -192,6 +192,17 @@ fn in_order(
     .collect()
 }
 
+async fn read_task(
+    connection: &mut sqlx::AnyConnection,
+    id: TaskId,
+) -> Result<Option<AnyRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(connection)
+        .await
+}
+
 impl Store {
     /// Records intents durably (many at once: see [`super::Batcher`]), each linked to its
     /// request's Idempotency-Key in the same transaction, so that a repeat of a request whose
@@ -277,11 +288,23 @@ impl Store {
     }
 
     pub async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
-        let query = sqlx::query(AssertSqlSafe(sql)).bind(id.to_string());
         let mut held = self.connection().await?;
-        let row = query.fetch_optional(held.connection()).await?;
-        held.give_back();
+        let row = match read_task(held.connection(), id).await {
+            Ok(row) => {
+                held.give_back();
+                row
+            }
+            // A kept connection can have died idle unnoticed (Postgres restarted and left it
+            // "terminating connection"): a read is safe to try again, on a new connection.
+            Err(_) if held.is_kept() => {
+                drop(held);
+                let mut fresh = self.new_connection().await?;
+                let row = read_task(fresh.connection(), id).await?;
+                fresh.give_back();
+                row
+            }
+            Err(e) => return Err(e.into()),
+        };
         row.as_ref().map(decode).transpose()
     }
 
