@@ -19,7 +19,7 @@ use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
 use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{PoolFor, Store, StoreError};
-use crate::tasks::{InFlightSet, Poller, PollerConfig, Replay, Submitter};
+use crate::tasks::{OwnTasks, Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
 
 /// Whether the poller and the deliverer run by themselves.
@@ -176,8 +176,9 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
 
         let wake_deliverer = Arc::new(tokio::sync::Notify::new());
-        // Filled by the submitter, emptied and resynced by the poller.
-        let in_flight = Arc::new(InFlightSet::new());
+        // Filled by the submitter; the in-flight set emptied and resynced by the poller, the
+        // unanswered intents emptied by the submitter and the poller's looks.
+        let own = OwnTasks::new();
         let poller = Arc::new(Poller::new(
             background_store.clone(),
             em.clone(),
@@ -188,7 +189,7 @@ impl Application {
                 grace: settings.settle_grace,
                 unsent_after: em_config.request_timeout + Duration::from_secs(5),
             },
-            in_flight.clone(),
+            own.clone(),
             wake_deliverer.clone(),
         ));
         let deliverer = Arc::new(
@@ -228,11 +229,12 @@ impl Application {
                 em.clone(),
                 owner,
                 clock.clone(),
-                in_flight,
+                own.clone(),
             ),
             // A claim this old whose request never reached EM may be taken over.
             replay: Replay::new(
                 store.clone(),
+                own.unanswered,
                 clock.clone(),
                 em_config.request_timeout * 2 + Duration::from_secs(1),
                 keys.clone(),

@@ -38,7 +38,7 @@ pub use batch::Batcher;
 pub use idempotency::{Claim, IdempotencyKey, KEEP, StoredAnswer};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use sealing::Resealed;
-pub use sessions::{OrphanRules, SessionRow, UnsentLook, dead_sessions};
+pub use sessions::{OrphanRules, SessionRow, UnsentLook, dead_sessions, replica_gone_lately};
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook, Recorded,

@@ -48,13 +48,18 @@ pub enum UnsentLook {
     /// at before whose lease is free: the entries of the intents written since the last look,
     /// and of the few looked at.
     Since { from: Timestamp, before: Timestamp },
+    /// Only those looked at before whose lease is free: nothing tells of an intent left behind
+    /// since the last look (see [`crate::tasks::Unanswered`] and [`replica_gone_lately`]).
+    LookedAt { before: Timestamp },
 }
 
 impl UnsentLook {
     /// Intents written from this time on are not due yet.
     pub fn before(&self) -> Timestamp {
         match *self {
-            UnsentLook::All { before } | UnsentLook::Since { before, .. } => before,
+            UnsentLook::All { before }
+            | UnsentLook::Since { before, .. }
+            | UnsentLook::LookedAt { before } => before,
         }
     }
 }
@@ -76,6 +81,25 @@ pub fn dead_sessions(sessions: &[SessionRow], rules: &OrphanRules) -> Vec<String
         .filter(|s| s.lost_at.is_some() || s.heartbeat_at <= rules.heartbeat_after)
         .map(|s| s.session_id.clone())
         .collect()
+}
+
+/// Whether a replica may have gone lately, leaving intents not due yet: a session of the
+/// dead (see [`dead_sessions`]) whose replica was last heard of (its last heartbeat, or when it
+/// gave the session up) no longer than a heartbeat span before `before`. What it wrote until
+/// then comes due after `before`; a replica alive knows its own intents.
+pub fn replica_gone_lately(
+    sessions: &[SessionRow],
+    rules: &OrphanRules,
+    before: Timestamp,
+) -> bool {
+    let span = rules.now.since(rules.heartbeat_after);
+    sessions.iter().any(|s| {
+        let dead = s.lost_at.is_some() || s.heartbeat_at <= rules.heartbeat_after;
+        let last_heard = s
+            .lost_at
+            .map_or(s.heartbeat_at, |lost| lost.max(s.heartbeat_at));
+        dead && last_heard + span >= before
+    })
 }
 
 impl Store {
@@ -220,6 +244,44 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_gone_lately_may_have_left_intents_not_due_yet() {
+        let now = Timestamp::from_millis(1_000_000);
+        // Heartbeats every 1 s (gone after 10 s of silence); intents due 30 s after written.
+        let rules = OrphanRules::at(now, Duration::from_secs(1), Duration::from_secs(30));
+        let before = rules.unsent.before();
+        let at = |ago_ms: i64| Timestamp::from_millis(now.as_millis() - ago_ms);
+        // (heartbeat ms ago, lost ms ago, gone lately)
+        let cases = [
+            // Alive: it knows its own intents.
+            (0, None, false),
+            (9_999, None, false),
+            // Silent ten heartbeats: what it wrote until then is due within the next 30 s.
+            (10_000, None, true),
+            // Silent long enough that all it could have written is due and looked at.
+            (40_000, None, true),
+            (40_001, None, false),
+            (3_600_000, None, false),
+            // Given up (released at its stop, or EM lost it) lately, or long ago.
+            (0, Some(0), true),
+            (50_000, Some(40_000), true),
+            (50_000, Some(40_001), false),
+        ];
+        for (heartbeat, lost, gone) in cases {
+            let row = SessionRow {
+                session_id: "s".into(),
+                heartbeat_at: at(heartbeat),
+                lost_at: lost.map(at),
+            };
+            assert_eq!(
+                replica_gone_lately(&[row], &rules, before),
+                gone,
+                "heartbeat {heartbeat} ms ago, lost {lost:?}"
+            );
+        }
+        assert!(!replica_gone_lately(&[], &rules, before));
+    }
 
     #[test]
     fn dead_sessions_are_lost_or_silent() {

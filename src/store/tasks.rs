@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
-use super::sessions::{OrphanRules, UnsentLook, dead_sessions};
+use super::sessions::{OrphanRules, SessionRow, UnsentLook, dead_sessions};
 use super::{
     Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, sized_query, time,
 };
@@ -371,16 +371,17 @@ impl Store {
     /// lease keeps other replicas off the task until it lapses; an inconclusive look at EM's
     /// objects simply lets it lapse.
     ///
-    /// The small sessions table is read first; only the running tasks of dead sessions, and
-    /// intents never answered, are then looked up (each through its own index), so the work
-    /// grows with the orphans, not with the tasks in flight.
+    /// `sessions` is the small sessions table ([`Store::sessions`]), read first; only the
+    /// running tasks of dead sessions, and intents never answered, are then looked up (each
+    /// through its own index), so the work grows with the orphans, not with the tasks in flight.
     pub async fn claim_orphans(
         &self,
         owner: ReplicaId,
         rules: &OrphanRules,
+        sessions: &[SessionRow],
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let dead = dead_sessions(&self.sessions().await?, rules);
+        let dead = dead_sessions(sessions, rules);
         let mut claimed = Vec::new();
         for sessions in dead.chunks(SESSIONS_PER_CLAIM) {
             let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
@@ -398,6 +399,7 @@ impl Store {
                 Orphans::UnsentWritten { from, before },
                 Orphans::UnsentLookedAt,
             ],
+            UnsentLook::LookedAt { .. } => &[Orphans::UnsentLookedAt],
         };
         for which in unsent {
             let left = limit.saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));

@@ -10,7 +10,8 @@
 //! 3. [`replay`]: an `Idempotency-Key` makes a write happen at most once; repeats get the first
 //!    answer.
 //! 4. [`poller`] settles running tasks: from EM's task list when EM still shows them, from EM's
-//!    objects when EM lost them; [`in_flight`] keeps which tasks those are in memory. The decisions are [`reconcile`]'s pure functions; the poller
+//!    objects when EM lost them; [`in_flight`] keeps which tasks those are in memory, and [`unanswered`] which
+//!    intents may have been left without their fate (what the poller's look for them needs). The decisions are [`reconcile`]'s pure functions; the poller
 //!    only does the I/O. A settle and its webhook events are one transaction; [`answer`] builds
 //!    what the outside sees (the task's view, the 202, the event).
 
@@ -22,9 +23,36 @@ pub mod precheck;
 pub mod reconcile;
 pub mod replay;
 pub mod submit;
+pub mod unanswered;
 
 pub use command::{Command, EmRequest, Unreadable};
 pub use in_flight::InFlightSet;
 pub use poller::{Poller, PollerConfig, TickReport};
 pub use replay::{Decision, Replay};
 pub use submit::{Requester, SubmitError, Submitter};
+pub use unanswered::Unanswered;
+
+use std::sync::Arc;
+
+/// What this replica knows of its own tasks in memory, filled by the submitter and read by
+/// the poller: the tasks it follows on EM, and the intents whose fate it has not recorded.
+#[derive(Clone)]
+pub struct OwnTasks {
+    pub in_flight: Arc<InFlightSet>,
+    pub unanswered: Arc<Unanswered>,
+}
+
+impl OwnTasks {
+    pub fn new() -> Self {
+        OwnTasks {
+            in_flight: Arc::new(InFlightSet::new()),
+            unanswered: Arc::new(Unanswered::new()),
+        }
+    }
+}
+
+impl Default for OwnTasks {
+    fn default() -> Self {
+        Self::new()
+    }
+}

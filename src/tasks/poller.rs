@@ -17,14 +17,18 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::{Notify, watch};
 
+use super::OwnTasks;
 use super::answer;
 use super::command::Command;
 use super::in_flight::InFlightSet;
 use super::reconcile::{self, EmObjects, Look};
+use super::unanswered::Unanswered;
 use crate::clock::{Clock, Timestamp};
 use crate::domain::{ReplicaId, TaskId};
 use crate::em::{EmClient, EmError, SessionRef};
-use crate::store::{OrphanRules, Settlement, Store, StoreError, TaskRecord, UnsentLook};
+use crate::store::{
+    OrphanRules, Settlement, Store, StoreError, TaskRecord, UnsentLook, replica_gone_lately,
+};
 
 /// Tasks settled in one transaction.
 const SETTLE_BATCH: usize = 200;
@@ -66,6 +70,8 @@ pub struct TickReport {
     pub settled: usize,
     pub orphans_claimed: usize,
     pub orphans_settled: usize,
+    /// Which intents EM's answer never came for were looked for.
+    pub unsent_look: Option<UnsentLook>,
 }
 
 pub struct Poller {
@@ -76,6 +82,8 @@ pub struct Poller {
     config: PollerConfig,
     /// The tasks this replica follows on EM, shared with the submitter that fills it.
     in_flight: Arc<InFlightSet>,
+    /// The intents this replica wrote whose fate is not recorded yet (the submitter's).
+    unanswered: Arc<Unanswered>,
     /// Woken when a task is settled: its webhook deliveries are waiting.
     settled: Arc<Notify>,
     last_housekeeping: AtomicI64,
@@ -110,7 +118,7 @@ impl Poller {
         owner: ReplicaId,
         clock: Clock,
         config: PollerConfig,
-        in_flight: Arc<InFlightSet>,
+        own: OwnTasks,
         settled: Arc<Notify>,
     ) -> Self {
         Poller {
@@ -119,7 +127,8 @@ impl Poller {
             owner,
             clock,
             config,
-            in_flight,
+            in_flight: own.in_flight,
+            unanswered: own.unanswered,
             settled,
             last_housekeeping: AtomicI64::new(i64::MIN),
             last_resync: AtomicI64::new(i64::MIN),
@@ -296,17 +305,24 @@ impl Poller {
         let since = Timestamp::from_millis(self.unsent_since.load(Ordering::Relaxed));
         let last_all = Timestamp::from_millis(self.last_unsent_look_at_all.load(Ordering::Relaxed));
         let before = rules.unsent.before();
-        rules.unsent = unsent_look(now, before, since, last_all);
+        let sessions = db.time(self.store.sessions()).await?;
+        let left_behind =
+            self.unanswered.any_before(before) || replica_gone_lately(&sessions, &rules, before);
+        rules.unsent = unsent_look(now, before, since, last_all, left_behind);
         let orphans = db
-            .time(self.store.claim_orphans(self.owner, &rules, ORPHAN_BATCH))
+            .time(
+                self.store
+                    .claim_orphans(self.owner, &rules, &sessions, ORPHAN_BATCH),
+            )
             .await?;
         report.orphans_claimed = orphans.len();
-        let (since, last_all) = after_unsent_look(
-            rules.unsent,
-            now,
-            orphans.len() >= ORPHAN_BATCH as usize,
-            (since, last_all),
-        );
+        report.unsent_look = Some(rules.unsent);
+        let full = orphans.len() >= ORPHAN_BATCH as usize;
+        if !full && !matches!(rules.unsent, UnsentLook::LookedAt { .. }) {
+            // What this replica left behind before `before` was just looked at.
+            self.unanswered.looked_before(before);
+        }
+        let (since, last_all) = after_unsent_look(rules.unsent, now, full, (since, last_all));
         self.unsent_since
             .store(since.as_millis(), Ordering::Relaxed);
         self.last_unsent_look_at_all
@@ -410,19 +426,23 @@ pub fn resync_due(now: Timestamp, last: Timestamp, in_flight: usize) -> bool {
     last.as_millis() == i64::MIN || now < last || now.since(last) >= resync_every(in_flight)
 }
 
-/// Which intents EM's answer never came for this tick looks for: those written since the last
-/// look (`since`, up to `before`) and those looked at before. Every intent written since `tasks`
-/// was last vacuumed leaves an index entry there, answered or not, and stepping over them all
-/// each tick took most of its database time after a burst of creates (1.3–8 ms a look after
-/// 100,000 on Postgres); a window steps over each intent once. All of them are looked at at
-/// the first tick and every [`UNSENT_ALL_EVERY`], for what a window missed: an intent committed
-/// after its window was looked at (its writer's clock far behind the looker's, or its commit
-/// slower than `unsent_after`), or one skipped while another transaction held its row locked.
+/// Which intents EM's answer never came for this tick looks for: those looked at before, and,
+/// when something may have been `left_behind` (this replica has an intent due whose fate it
+/// has not recorded, or a replica went away lately), those written since the last look
+/// (`since`, up to `before`). Every intent written since `tasks` was last vacuumed leaves an
+/// index entry there, answered or not, and stepping over them all each tick took most of its
+/// database time after a burst of creates (1.3–8 ms a look after 100,000 on Postgres); a
+/// window steps over each intent once, and only when there is something to find. All of them
+/// are looked at at the first tick and every [`UNSENT_ALL_EVERY`], for what a window missed: an
+/// intent committed after its window was looked at (its writer's clock far behind the
+/// looker's, or its commit slower than `unsent_after`), one skipped while another transaction
+/// held its row locked, or one of a replica that died before it ever heartbeat.
 pub fn unsent_look(
     now: Timestamp,
     before: Timestamp,
     since: Timestamp,
     last_all: Timestamp,
+    left_behind: bool,
 ) -> UnsentLook {
     let never = |t: Timestamp| t.as_millis() == i64::MIN;
     if never(since)
@@ -432,11 +452,13 @@ pub fn unsent_look(
         || now.since(last_all) >= UNSENT_ALL_EVERY
     {
         UnsentLook::All { before }
-    } else {
+    } else if left_behind {
         UnsentLook::Since {
             from: since,
             before,
         }
+    } else {
+        UnsentLook::LookedAt { before }
     }
 }
 
@@ -453,6 +475,8 @@ pub fn after_unsent_look(
         (true, _) => (since, last_all),
         (false, UnsentLook::All { before }) => (before, now),
         (false, UnsentLook::Since { before, .. }) => (before, last_all),
+        // No window was looked at: the next starts where the last did.
+        (false, UnsentLook::LookedAt { .. }) => (since, last_all),
     }
 }
 
@@ -519,7 +543,8 @@ mod tests {
     }
 
     #[test]
-    fn intents_never_answered_are_looked_for_since_the_last_look_and_all_now_and_then() {
+    fn intents_never_answered_are_looked_for_since_the_last_look_when_left_behind_and_all_now_and_then()
+     {
         let t = |ms: i64| Timestamp::from_millis(ms);
         let never = t(i64::MIN);
         let all = |before: i64| UnsentLook::All { before: t(before) };
@@ -527,36 +552,56 @@ mod tests {
             from: t(from),
             before: t(before),
         };
-        // (now, before, since, last look at all, look)
+        let looked_at = |before: i64| UnsentLook::LookedAt { before: t(before) };
+        // (now, before, since, last look at all, something left behind, look)
         let cases = [
-            // The first tick looks at all of them.
-            (t(40_000), t(5_000), never, never, all(5_000)),
+            // The first tick looks at all of them, left behind or not.
+            (t(40_000), t(5_000), never, never, false, all(5_000)),
+            (t(40_000), t(5_000), never, never, true, all(5_000)),
             (
                 t(41_000),
                 t(6_000),
                 t(5_000),
                 t(40_000),
+                true,
                 since(5_000, 6_000),
+            ),
+            // Nothing left behind: only those looked at before, and the window stays put.
+            (
+                t(41_000),
+                t(6_000),
+                t(5_000),
+                t(40_000),
+                false,
+                looked_at(6_000),
             ),
             (
                 t(339_999),
                 t(304_999),
                 t(303_999),
                 t(40_000),
+                true,
                 since(303_999, 304_999),
             ),
             // Every five minutes, all of them again.
-            (t(340_000), t(305_000), t(304_000), t(40_000), all(305_000)),
+            (
+                t(340_000),
+                t(305_000),
+                t(304_000),
+                t(40_000),
+                false,
+                all(305_000),
+            ),
             // A clock that went back: all of them, rather than a window that runs backwards.
-            (t(39_000), t(4_000), t(5_000), t(40_000), all(4_000)),
-            (t(41_000), t(6_000), t(5_000), t(42_000), all(6_000)),
-            (t(41_000), t(4_000), t(5_000), t(40_000), all(4_000)),
+            (t(39_000), t(4_000), t(5_000), t(40_000), false, all(4_000)),
+            (t(41_000), t(6_000), t(5_000), t(42_000), true, all(6_000)),
+            (t(41_000), t(4_000), t(5_000), t(40_000), true, all(4_000)),
         ];
-        for (now, before, from, last_all, look) in cases {
+        for (now, before, from, last_all, left_behind, look) in cases {
             assert_eq!(
-                unsent_look(now, before, from, last_all),
+                unsent_look(now, before, from, last_all, left_behind),
                 look,
-                "now {now:?}, since {from:?}, last look at all {last_all:?}"
+                "now {now:?}, since {from:?}, last look at all {last_all:?}, left behind {left_behind}"
             );
         }
     }
@@ -570,9 +615,22 @@ mod tests {
             from: t(4_000),
             before: t(5_000),
         };
+        let looked_at = UnsentLook::LookedAt { before: t(5_000) };
         // (look, full batch, since and last look at all before, after)
         let cases = [
             (all, false, (never, never), (t(5_000), t(40_000))),
+            (
+                looked_at,
+                false,
+                (t(4_000), t(39_000)),
+                (t(4_000), t(39_000)),
+            ),
+            (
+                looked_at,
+                true,
+                (t(4_000), t(39_000)),
+                (t(4_000), t(39_000)),
+            ),
             (all, true, (never, never), (never, never)),
             (since, false, (t(4_000), t(39_000)), (t(5_000), t(39_000))),
             (since, true, (t(4_000), t(39_000)), (t(4_000), t(39_000))),

@@ -2,14 +2,16 @@
 //! bytes (status, body, `Location`) for 24 hours. The HTTP layer reads the header and sends
 //! answers; what a key means lives here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
-use crate::domain::TaskId;
+use crate::domain::{TaskId, TaskState};
 use crate::secrets::Keyring;
 use crate::store::{Claim, IdempotencyKey, Store, StoreError, StoredAnswer};
 
 use super::answer;
+use super::unanswered::Unanswered;
 
 /// What to do with a request that carries a key.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +55,8 @@ pub fn recovered_task(
 
 pub struct Replay {
     store: Store,
+    /// Where an intent found without its fate is entered, for the poller to look for.
+    unanswered: Arc<Unanswered>,
     clock: Clock,
     /// A claim this old whose request never reached EM may be taken over.
     stale: Duration,
@@ -61,9 +65,16 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn new(store: Store, clock: Clock, stale: Duration, keys: Keyring) -> Self {
+    pub fn new(
+        store: Store,
+        unanswered: Arc<Unanswered>,
+        clock: Clock,
+        stale: Duration,
+        keys: Keyring,
+    ) -> Self {
         Replay {
             store,
+            unanswered,
             clock,
             stale,
             keys,
@@ -93,6 +104,12 @@ impl Replay {
                 } => match recovered_task(task_id, started_at, now, self.stale) {
                     Some(id) => match self.store.task(id).await? {
                         Some(task) => {
+                            if task.state == TaskState::Running && task.em_task_id.is_none() {
+                                // Its request died before EM's answer was recorded: the poller
+                                // looks for it among the intents EM's answer never came for.
+                                let at = Timestamp::from_millis(task.created_at.timestamp_millis());
+                                self.unanswered.left_behind(task.id, at);
+                            }
                             let stored = answer::accepted(&task);
                             self.store.finish_idempotency(key, &stored).await?;
                             Decision::Answer(stored)

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::OwnTasks;
 use super::answer;
 use super::command::Command;
 use super::in_flight::InFlightSet;
 use super::precheck::{self, Inventory, Need};
+use super::unanswered::Unanswered;
 use crate::clock::Clock;
 use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
 use crate::em::xml;
@@ -64,6 +66,8 @@ pub struct Submitter {
     intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
     /// EM's task ids (with the answers kept under Idempotency-Keys), recorded the same way.
     attaches: Batcher<Attach, Option<TaskRecord>>,
+    /// The intents whose fate is not recorded yet, which the poller reads.
+    unanswered: Arc<Unanswered>,
 }
 
 /// EM accepted a task: what is recorded, and the slot of the session that took it.
@@ -88,7 +92,8 @@ const REGISTERED_KEPT: usize = 1024;
 
 impl Submitter {
     /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
-    /// accepted join `in_flight`, which the poller follows. Starts the writers, so it must run
+    /// accepted join `own`'s in-flight set, which the poller follows; intents whose fate is not
+    /// recorded yet stay in its `unanswered`, which the poller reads too. Starts the writers, so it must run
     /// inside the runtime; they write through `writes`, a pool only they use (see
     /// [`crate::store::PoolFor::Writes`]), and a request's own statements through `store`.
     pub fn new(
@@ -97,8 +102,12 @@ impl Submitter {
         em: Arc<EmClient>,
         owner: ReplicaId,
         clock: Clock,
-        in_flight: Arc<InFlightSet>,
+        own: OwnTasks,
     ) -> Self {
+        let OwnTasks {
+            in_flight,
+            unanswered,
+        } = own;
         let intents = {
             let (store, clock) = (writes.clone(), clock.clone());
             Batcher::start(
@@ -130,6 +139,7 @@ impl Submitter {
             backup_servers: KnownBackupServers::default(),
             intents,
             attaches,
+            unanswered,
         }
     }
 
@@ -151,6 +161,8 @@ impl Submitter {
             warnings,
         };
         let key = by.idempotency;
+        // Entered before it is written: a write that fails may still have been committed.
+        let pending = self.unanswered.written(intent.id, self.clock.now());
         let task = self.intents.write((intent, key.clone())).await?;
         match request.send(&self.em).await {
             Ok(submitted) => {
@@ -164,8 +176,14 @@ impl Submitter {
                     key,
                 };
                 match self.attaches.write(attach).await {
-                    Ok(Some(attached)) => Ok(attached),
-                    Ok(None) => Ok(task),
+                    Ok(Some(attached)) => {
+                        pending.answered();
+                        Ok(attached)
+                    }
+                    Ok(None) => {
+                        pending.answered();
+                        Ok(task)
+                    }
                     Err(e) => {
                         // EM accepted and the intent is recorded: the poller settles it.
                         tracing::error!(task_id = %task.id, error = %e, "could not record EM's task id");
@@ -186,8 +204,11 @@ impl Submitter {
                 Ok(task)
             }
             Err(e) => {
-                if let Err(store) = self.store.delete_task(task.id).await {
-                    tracing::error!(task_id = %task.id, error = %store, "could not drop a refused task");
+                match self.store.delete_task(task.id).await {
+                    Ok(()) => pending.answered(),
+                    Err(store) => {
+                        tracing::error!(task_id = %task.id, error = %store, "could not drop a refused task");
+                    }
                 }
                 Err(e.into())
             }

@@ -5,9 +5,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use em_gateway::store::UnsentLook;
+
 use crate::support::*;
 
-both_databases!(a_tick_reads_no_running_task_when_none_finished);
+both_databases!(
+    a_tick_reads_no_running_task_when_none_finished,
+    intents_are_looked_for_only_when_one_may_have_been_left_behind,
+    a_replica_gone_lately_has_its_intents_looked_for,
+);
 
 fn gateway(host: &str) -> Value {
     json!({"backup_server_uid": VBR01, "server_host_name": host})
@@ -48,6 +54,117 @@ async fn a_tick_reads_no_running_task_when_none_finished(db: Db) {
     app.advance(Duration::from_secs(31));
     let later = app.tick_poller().await;
     assert_eq!(later.resynced, Some(40), "{later:?}");
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// The look for intents EM's answer never came for steps over every intent written since it
+/// last looked; it looks only when this replica left one behind (or a replica went away).
+async fn intents_are_looked_for_only_when_one_may_have_been_left_behind(db: Db) {
+    let sim = spawn_sim(|c| c.task_time = Duration::from_secs(600));
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
+    for i in 0..5 {
+        create(&app, &format!("answered{i}.example")).await;
+    }
+    let first = app.tick_poller().await;
+    assert!(
+        matches!(first.unsent_look, Some(UnsentLook::All { .. })),
+        "the first tick looks at all: {first:?}"
+    );
+    // Every answer came back: once they would be due, none is looked for.
+    app.advance(Duration::from_secs(60));
+    let quiet = app.tick_poller().await;
+    assert!(
+        matches!(quiet.unsent_look, Some(UnsentLook::LookedAt { .. })),
+        "{quiet:?}"
+    );
+    assert_eq!(quiet.orphans_claimed, 0, "{quiet:?}");
+
+    // EM takes a create, and its answer is lost on the way back.
+    set_sim_faults(&sim, json!({"drop_rate": 1.0})).await;
+    let resp = app
+        .post(
+            "/v1/cloud-gateways",
+            &app.write_key,
+            gateway("lost.example"),
+        )
+        .await;
+    set_sim_faults(&sim, json!({"drop_rate": 0.0})).await;
+    assert_eq!(resp.status(), 202, "accepted, its outcome unknown");
+    let lost: Value = resp.json().await.unwrap();
+    app.advance(Duration::from_secs(60));
+    let due = app.tick_poller().await;
+    assert!(
+        matches!(due.unsent_look, Some(UnsentLook::Since { .. })),
+        "the intent left behind is looked for: {due:?}"
+    );
+    assert_eq!(due.orphans_claimed, 1, "{due:?}");
+    let task = app
+        .get_json(&format!("/v1/tasks/{}", lost["id"].as_str().unwrap()))
+        .await;
+    // Settled from EM's objects (its task outlasts the test, so no gateway yet: failed).
+    assert_ne!(task["state"], "running", "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("EM's objects")),
+        "{task}"
+    );
+    // Looked at: nothing is left behind any more.
+    app.advance(Duration::from_secs(1));
+    let after = app.tick_poller().await;
+    assert!(
+        matches!(after.unsent_look, Some(UnsentLook::LookedAt { .. })),
+        "{after:?}"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// Another replica's intents are its own to know, until it goes away: then the others look for
+/// what it may have left behind for as long as that can still come due.
+async fn a_replica_gone_lately_has_its_intents_looked_for(db: Db) {
+    use em_gateway::domain::{Metadata, Operation, Owner, ReplicaId, TaskId};
+    use em_gateway::store::NewTask;
+
+    let sim = spawn_sim(|c| c.task_time = Duration::from_secs(600));
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
+    app.tick_poller().await;
+    // Another replica heartbeats its session, writes an intent, and falls silent.
+    let t0 = app.now();
+    let gone = ReplicaId::new();
+    app.store
+        .heartbeat_sessions(gone, &[(0, "gone-session".into())], t0)
+        .await
+        .unwrap();
+    let request = json!({"backup_server": VBR01, "host": "left.example", "description": null,
+        "network": {"network_type": "direct"}, "external_port": 6180, "internal_port": 6180});
+    let intent = NewTask {
+        id: TaskId::new(),
+        operation: Operation::CreateCloudGateway,
+        target_id: None,
+        request: request.to_string(),
+        metadata: Metadata::default(),
+        api_key_id: None,
+        owner: Owner::default(),
+        warnings: Vec::new(),
+    };
+    app.store.insert_tasks(&[(intent, None)], t0).await.unwrap();
+    // Silent past ten heartbeats (1 s here), and its intent due (EM's timeout + 5 s = 7 s).
+    app.advance(Duration::from_millis(7_500));
+    let due = app.tick_poller().await;
+    assert!(
+        matches!(due.unsent_look, Some(UnsentLook::Since { .. })),
+        "what the gone replica left is looked for: {due:?}"
+    );
+    assert_eq!(due.orphans_claimed, 1, "{due:?}");
+    // Gone long enough that all it wrote has come due and been looked at: nothing new to find.
+    app.advance(Duration::from_secs(60));
+    let later = app.tick_poller().await;
+    assert!(
+        matches!(later.unsent_look, Some(UnsentLook::LookedAt { .. })),
+        "{later:?}"
+    );
     app.stop().await;
     sim.stop().await;
 }

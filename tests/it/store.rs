@@ -173,9 +173,10 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
         ids.push(t.id);
     }
     let rules = lost_now(Duration::from_secs(60));
+    let sessions = store.sessions().await.unwrap();
     let (a, b) = tokio::join!(
-        store.claim_orphans(ReplicaId::new(), &rules, 4),
-        store.claim_orphans(ReplicaId::new(), &rules, 4),
+        store.claim_orphans(ReplicaId::new(), &rules, &sessions, 4),
+        store.claim_orphans(ReplicaId::new(), &rules, &sessions, 4),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut claimed: Vec<TaskId> = a.iter().chain(b.iter()).map(|t| t.id).collect();
@@ -185,7 +186,12 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
     assert_eq!(claimed.len(), 6, "all orphans leased between the two");
     assert!(
         store
-            .claim_orphans(ReplicaId::new(), &rules, 10)
+            .claim_orphans(
+                ReplicaId::new(),
+                &rules,
+                &store.sessions().await.unwrap(),
+                10
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -198,7 +204,12 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
     let mut lapsed = lost_now(Duration::ZERO);
     lapsed.lease_until = lapsed.now - Duration::from_millis(1);
     let brief = store
-        .claim_orphans(ReplicaId::new(), &lapsed, 10)
+        .claim_orphans(
+            ReplicaId::new(),
+            &lapsed,
+            &store.sessions().await.unwrap(),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -206,7 +217,12 @@ async fn orphans_are_leased_to_one_replica_at_a_time(db: Db) {
         vec![other.id]
     );
     let next = store
-        .claim_orphans(ReplicaId::new(), &lost_now(Duration::from_secs(60)), 10)
+        .claim_orphans(
+            ReplicaId::new(),
+            &lost_now(Duration::from_secs(60)),
+            &store.sessions().await.unwrap(),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -235,7 +251,7 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
     };
     assert!(
         store
-            .claim_orphans(r2, &rules(now()), 10)
+            .claim_orphans(r2, &rules(now()), &store.sessions().await.unwrap(), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -246,7 +262,10 @@ async fn sessions_heartbeat_and_get_lost(db: Db) {
         .heartbeat_sessions(r1, &[(0, "s2".into())], now())
         .await
         .unwrap();
-    let orphans = store.claim_orphans(r2, &rules(now()), 10).await.unwrap();
+    let orphans = store
+        .claim_orphans(r2, &rules(now()), &store.sessions().await.unwrap(), 10)
+        .await
+        .unwrap();
     assert_eq!(orphans.len(), 1);
     store.release_sessions(r1, now()).await.unwrap();
     // s1 still has a running task: forgetting it would hide that orphan for ever.
@@ -708,7 +727,7 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
         let store = store.clone();
         async move {
             let mut ids: Vec<TaskId> = store
-                .claim_orphans(by, &rules, 10)
+                .claim_orphans(by, &rules, &store.sessions().await.unwrap(), 10)
                 .await
                 .unwrap()
                 .iter()

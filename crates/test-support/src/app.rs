@@ -165,6 +165,11 @@ impl TestApp {
     }
 
     /// Moves a stepped app's clock.
+    /// The app's clock (a stepped app's moves only with [`TestApp::advance`]).
+    pub fn now(&self) -> em_gateway::clock::Timestamp {
+        self.workers.clock.now()
+    }
+
     pub fn advance(&self, by: Duration) {
         self.workers.clock.advance(by);
     }
