@@ -78,9 +78,16 @@ pub struct SessionRow {
 pub fn dead_sessions(sessions: &[SessionRow], rules: &OrphanRules) -> Vec<String> {
     sessions
         .iter()
-        .filter(|s| s.lost_at.is_some() || s.heartbeat_at <= rules.heartbeat_after)
+        .filter(|s| s.is_dead(rules))
         .map(|s| s.session_id.clone())
         .collect()
+}
+
+impl SessionRow {
+    /// Lost, or its replica stopped heartbeating.
+    fn is_dead(&self, rules: &OrphanRules) -> bool {
+        self.lost_at.is_some() || self.heartbeat_at <= rules.heartbeat_after
+    }
 }
 
 /// Whether a replica may have gone lately, leaving intents not due yet: a session of the
@@ -94,11 +101,10 @@ pub fn replica_gone_lately(
 ) -> bool {
     let span = rules.now.since(rules.heartbeat_after);
     sessions.iter().any(|s| {
-        let dead = s.lost_at.is_some() || s.heartbeat_at <= rules.heartbeat_after;
         let last_heard = s
             .lost_at
             .map_or(s.heartbeat_at, |lost| lost.max(s.heartbeat_at));
-        dead && last_heard + span >= before
+        s.is_dead(rules) && last_heard + span >= before
     })
 }
 

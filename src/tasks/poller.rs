@@ -306,8 +306,15 @@ impl Poller {
         let last_all = Timestamp::from_millis(self.last_unsent_look_at_all.load(Ordering::Relaxed));
         let before = rules.unsent.before();
         let sessions = db.time(self.store.sessions()).await?;
-        let left_behind =
-            self.unanswered.any_before(before) || replica_gone_lately(&sessions, &rules, before);
+        // Since when something may have been left behind: this replica's earliest intent due
+        // without its fate; for a replica gone lately, what it wrote since the last look.
+        let gone = replica_gone_lately(&sessions, &rules, before).then_some(since);
+        let left_behind = self
+            .unanswered
+            .earliest_before(before)
+            .into_iter()
+            .chain(gone)
+            .min();
         rules.unsent = unsent_look(now, before, since, last_all, left_behind);
         let orphans = db
             .time(
@@ -319,7 +326,8 @@ impl Poller {
         report.unsent_look = Some(rules.unsent);
         let full = orphans.len() >= ORPHAN_BATCH as usize;
         if !full && !matches!(rules.unsent, UnsentLook::LookedAt { .. }) {
-            // What this replica left behind before `before` was just looked at.
+            // Every intent written before `before` was in this look (or in an earlier one, or
+            // looked at before and again now): what it found is settled or leased.
             self.unanswered.looked_before(before);
         }
         let (since, last_all) = after_unsent_look(rules.unsent, now, full, (since, last_all));
@@ -427,9 +435,9 @@ pub fn resync_due(now: Timestamp, last: Timestamp, in_flight: usize) -> bool {
 }
 
 /// Which intents EM's answer never came for this tick looks for: those looked at before, and,
-/// when something may have been `left_behind` (this replica has an intent due whose fate it
-/// has not recorded, or a replica went away lately), those written since the last look
-/// (`since`, up to `before`). Every intent written since `tasks` was last vacuumed leaves an
+/// when something may have been left behind since `left_behind` (this replica has an intent
+/// due whose fate it has not recorded, or a replica went away lately), those written since the
+/// last look (`since`, up to `before`), or all of them if that reaches further back. Every intent written since `tasks` was last vacuumed leaves an
 /// index entry there, answered or not, and stepping over them all each tick took most of its
 /// database time after a burst of creates (1.3–8 ms a look after 100,000 on Postgres); a
 /// window steps over each intent once, and only when there is something to find. All of them
@@ -442,7 +450,7 @@ pub fn unsent_look(
     before: Timestamp,
     since: Timestamp,
     last_all: Timestamp,
-    left_behind: bool,
+    left_behind: Option<Timestamp>,
 ) -> UnsentLook {
     let never = |t: Timestamp| t.as_millis() == i64::MIN;
     if never(since)
@@ -450,9 +458,11 @@ pub fn unsent_look(
         || since > before
         || now < last_all
         || now.since(last_all) >= UNSENT_ALL_EVERY
+        // An intent a past look missed (its commit came late) that a retry found since.
+        || left_behind.is_some_and(|at| at < since)
     {
         UnsentLook::All { before }
-    } else if left_behind {
+    } else if left_behind.is_some() {
         UnsentLook::Since {
             from: since,
             before,
@@ -553,17 +563,24 @@ mod tests {
             before: t(before),
         };
         let looked_at = |before: i64| UnsentLook::LookedAt { before: t(before) };
-        // (now, before, since, last look at all, something left behind, look)
+        // (now, before, since, last look at all, left behind since, look)
         let cases = [
             // The first tick looks at all of them, left behind or not.
-            (t(40_000), t(5_000), never, never, false, all(5_000)),
-            (t(40_000), t(5_000), never, never, true, all(5_000)),
+            (t(40_000), t(5_000), never, never, None, all(5_000)),
+            (
+                t(40_000),
+                t(5_000),
+                never,
+                never,
+                Some(t(4_000)),
+                all(5_000),
+            ),
             (
                 t(41_000),
                 t(6_000),
                 t(5_000),
                 t(40_000),
-                true,
+                Some(t(5_500)),
                 since(5_000, 6_000),
             ),
             // Nothing left behind: only those looked at before, and the window stays put.
@@ -572,15 +589,24 @@ mod tests {
                 t(6_000),
                 t(5_000),
                 t(40_000),
-                false,
+                None,
                 looked_at(6_000),
+            ),
+            // Left behind before the window's start (a retry found what a look missed): all.
+            (
+                t(41_000),
+                t(6_000),
+                t(5_000),
+                t(40_000),
+                Some(t(4_999)),
+                all(6_000),
             ),
             (
                 t(339_999),
                 t(304_999),
                 t(303_999),
                 t(40_000),
-                true,
+                Some(t(303_999)),
                 since(303_999, 304_999),
             ),
             // Every five minutes, all of them again.
@@ -589,19 +615,33 @@ mod tests {
                 t(305_000),
                 t(304_000),
                 t(40_000),
-                false,
+                None,
                 all(305_000),
             ),
             // A clock that went back: all of them, rather than a window that runs backwards.
-            (t(39_000), t(4_000), t(5_000), t(40_000), false, all(4_000)),
-            (t(41_000), t(6_000), t(5_000), t(42_000), true, all(6_000)),
-            (t(41_000), t(4_000), t(5_000), t(40_000), true, all(4_000)),
+            (t(39_000), t(4_000), t(5_000), t(40_000), None, all(4_000)),
+            (
+                t(41_000),
+                t(6_000),
+                t(5_000),
+                t(42_000),
+                Some(t(5_000)),
+                all(6_000),
+            ),
+            (
+                t(41_000),
+                t(4_000),
+                t(5_000),
+                t(40_000),
+                Some(t(5_000)),
+                all(4_000),
+            ),
         ];
         for (now, before, from, last_all, left_behind, look) in cases {
             assert_eq!(
                 unsent_look(now, before, from, last_all, left_behind),
                 look,
-                "now {now:?}, since {from:?}, last look at all {last_all:?}, left behind {left_behind}"
+                "now {now:?}, since {from:?}, last look at all {last_all:?}, left behind since {left_behind:?}"
             );
         }
     }

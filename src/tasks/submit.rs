@@ -17,7 +17,7 @@ use super::command::Command;
 use super::in_flight::InFlightSet;
 use super::precheck::{self, Inventory, Need};
 use super::unanswered::Unanswered;
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
 use crate::em::xml;
 use crate::em::{EmClient, EmError};
@@ -162,8 +162,17 @@ impl Submitter {
         };
         let key = by.idempotency;
         // Entered before it is written: a write that fails may still have been committed.
-        let pending = self.unanswered.written(intent.id, self.clock.now());
-        let task = self.intents.write((intent, key.clone())).await?;
+        let mut pending = self.unanswered.entering(intent.id, &self.clock);
+        let task = match self.intents.write((intent, key.clone())).await {
+            Ok(task) => {
+                pending.written_at(Timestamp::from_millis(task.created_at.timestamp_millis()));
+                task
+            }
+            Err(e) => {
+                pending.written_at(self.clock.now());
+                return Err(e.into());
+            }
+        };
         match request.send(&self.em).await {
             Ok(submitted) => {
                 let attach = Attach {
@@ -176,13 +185,10 @@ impl Submitter {
                     key,
                 };
                 match self.attaches.write(attach).await {
-                    Ok(Some(attached)) => {
+                    // `None`: the task no longer exists.
+                    Ok(attached) => {
                         pending.answered();
-                        Ok(attached)
-                    }
-                    Ok(None) => {
-                        pending.answered();
-                        Ok(task)
+                        Ok(attached.unwrap_or(task))
                     }
                     Err(e) => {
                         // EM accepted and the intent is recorded: the poller settles it.

@@ -164,12 +164,12 @@ impl TestApp {
         .await
     }
 
-    /// Moves a stepped app's clock.
     /// The app's clock (a stepped app's moves only with [`TestApp::advance`]).
     pub fn now(&self) -> em_gateway::clock::Timestamp {
         self.workers.clock.now()
     }
 
+    /// Moves a stepped app's clock.
     pub fn advance(&self, by: Duration) {
         self.workers.clock.advance(by);
     }
