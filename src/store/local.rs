@@ -1,13 +1,20 @@
-//! Connections kept by each thread for the API's one-statement reads (Postgres).
+//! Connections kept by the threads that use them (Postgres): the API's task reads and the
+//! group-committed writes.
 //!
 //! sqlx's pool answers every connection given back with a `Sync` to Postgres and waits for its
 //! reply (its test on release): a second round trip for each one-statement read, in both
-//! processes. And a connection's I/O is driven by the runtime that opened it, so one opened by
-//! another HTTP worker wakes that worker's thread for each round trip as well. Here a thread
-//! keeps the connections it opened and gives them back without a round trip. A connection whose
-//! statement did not run to its end (the request was dropped mid-query, or the query failed) is
-//! closed, never kept: that is what sqlx's test on release guards against. When the store holds
-//! its limit of these, the read goes through the pool as before.
+//! processes. Here a thread keeps the connections it used and gives them back without a round
+//! trip. On an HTTP worker (a runtime of its own thread) they also stay with the runtime that
+//! opened them, whose thread drives their I/O: one opened by another worker would wake that
+//! worker's thread for each round trip as well. The writers run on the main runtime and move
+//! between its threads, so theirs only save the round trip.
+//!
+//! A connection whose statement did not run to its end (the request was dropped mid-query, or
+//! the query failed) is closed, never kept: that is what sqlx's test on release guards against.
+//! When the store holds its limit of these, the statement goes through the pool as before.
+//! Left alone: no thread has a cap of its own, so after a burst one thread may hold most of
+//! them while the others use the pool; and a client that drops its reads mid-query makes each
+//! next one open a connection.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +55,17 @@ struct Idle {
     alive: Weak<()>,
     connection: AnyConnection,
     since: Instant,
+    slot: Slot,
+}
+
+/// One connection's place in a store's count: given up when dropped, whatever drops it (a
+/// connection closed, a thread's idle ones at its exit).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 thread_local! {
@@ -67,23 +85,24 @@ impl Local {
         }
     }
 
-    /// One of this thread's idle connections, or a new one; `None` when the store holds its
-    /// limit (the caller uses the pool).
-    pub(super) async fn acquire(&self) -> Result<Option<LocalConnection>, sqlx::Error> {
-        while let Some((connection, since)) = self.take_idle() {
-            let mut held = self.hold(Some(connection));
+    /// One of this thread's idle connections (if `reuse`), or a new one; `None` when the store
+    /// holds its limit (the caller uses the pool).
+    pub(super) async fn acquire(
+        &self,
+        reuse: bool,
+    ) -> Result<Option<LocalConnection>, sqlx::Error> {
+        while let Some(mut held) = reuse.then(|| self.take_idle()).flatten() {
             // One idle a while may have been cut off (a restart, a firewall): check it first.
             // Sooner than the pool does: nothing else uses it to find out (a database restart
             // took seconds, and the first read after it failed).
-            if since.elapsed() < CHECK_IDLE_AFTER || held.connection().ping().await.is_ok() {
+            if held.idle_for < CHECK_IDLE_AFTER
+                || within(held.connection().ping())
+                    .await
+                    .is_ok_and(|p| p.is_ok())
+            {
                 return Ok(Some(held));
             }
         }
-        self.open_new().await
-    }
-
-    /// A new connection, not one kept idle; `None` when the store holds its limit.
-    pub(super) async fn open_new(&self) -> Result<Option<LocalConnection>, sqlx::Error> {
         if self
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -93,75 +112,91 @@ impl Local {
         {
             return Ok(None);
         }
-        // Counted from here: dropped on a failed connect, it leaves the count again.
-        let mut opened = self.hold(None);
-        opened.connection = Some(self.options.connect().await?);
-        Ok(Some(opened))
+        // Counted from here: if the connect fails, the slot is given up with it.
+        let slot = Slot(self.open.clone());
+        let connection = within(self.options.connect())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        Ok(Some(LocalConnection {
+            connection,
+            slot,
+            idle_for: Duration::ZERO,
+            reused: false,
+            store: self.id,
+            alive: Arc::downgrade(&self.alive),
+        }))
     }
 
-    fn take_idle(&self) -> Option<(AnyConnection, Instant)> {
+    fn take_idle(&self) -> Option<LocalConnection> {
         IDLE.with_borrow_mut(|idle| {
             // Connections of stores that are gone are closed here, on their own thread.
             idle.retain(|i| i.alive.strong_count() > 0);
             let at = idle.iter().rposition(|i| i.store == self.id)?;
             let Idle {
-                connection, since, ..
+                connection,
+                since,
+                slot,
+                store,
+                alive,
             } = idle.swap_remove(at);
-            Some((connection, since))
+            Some(LocalConnection {
+                connection,
+                slot,
+                idle_for: since.elapsed(),
+                reused: true,
+                store,
+                alive,
+            })
         })
-    }
-
-    fn hold(&self, connection: Option<AnyConnection>) -> LocalConnection {
-        LocalConnection {
-            connection,
-            kept: false,
-            store: self.id,
-            alive: Arc::downgrade(&self.alive),
-            open: self.open.clone(),
-        }
     }
 }
 
-/// A connection in use; [`LocalConnection::give_back`] keeps it for the next read on this
-/// thread, dropping it closes it.
+/// As the pool's acquire, a connect or check that takes longer than this fails (a silently
+/// dropped path would otherwise hang the request, or the writer and every create behind it).
+const WITHIN: Duration = Duration::from_secs(5);
+
+async fn within<T>(
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    tokio::time::timeout(WITHIN, work).await
+}
+
+/// A connection in use; [`LocalConnection::give_back`] keeps it for the next statement on this
+/// thread, dropping it closes it (and gives up its slot).
 pub(super) struct LocalConnection {
-    connection: Option<AnyConnection>,
-    /// Given back to its thread's idle ones: still open, still counted.
-    kept: bool,
+    connection: AnyConnection,
+    slot: Slot,
+    /// How long it was idle before this use.
+    idle_for: Duration,
+    /// Kept idle before, rather than opened for this use: it may have died unnoticed.
+    reused: bool,
     store: u64,
     alive: Weak<()>,
-    open: Arc<AtomicUsize>,
 }
 
 impl LocalConnection {
     pub(super) fn connection(&mut self) -> &mut AnyConnection {
-        // Present from construction until `give_back` or drop, which take `self`.
-        self.connection
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("a held connection is present"))
+        &mut self.connection
     }
 
     /// Its statement ran to its end: the connection is ready for the next.
-    pub(super) fn give_back(mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.kept = true;
-            let idle = Idle {
-                store: self.store,
-                alive: self.alive.clone(),
-                connection,
-                since: Instant::now(),
-            };
-            IDLE.with_borrow_mut(|all| all.push(idle));
-        }
-    }
-}
-
-impl Drop for LocalConnection {
-    fn drop(&mut self) {
-        // Not given back: closed with it (if it was ever opened), so it leaves the count.
-        if !self.kept {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-        }
+    pub(super) fn give_back(self) {
+        let LocalConnection {
+            connection,
+            slot,
+            store,
+            alive,
+            ..
+        } = self;
+        let idle = Idle {
+            store,
+            alive,
+            connection,
+            since: Instant::now(),
+            slot,
+        };
+        // A thread on its way out has no list left: the connection is closed instead.
+        let _ = IDLE.try_with(move |all| all.borrow_mut().push(idle));
     }
 }
 
@@ -172,9 +207,9 @@ pub(super) enum Held {
 }
 
 impl Held {
-    /// One this thread kept, which may have died idle unnoticed.
-    pub(super) fn is_kept(&self) -> bool {
-        matches!(self, Held::Local(_))
+    /// A kept connection used again, which may have died idle unnoticed.
+    pub(super) fn reused(&self) -> bool {
+        matches!(self, Held::Local(held) if held.reused)
     }
 
     pub(super) fn connection(&mut self) -> &mut AnyConnection {

@@ -256,19 +256,18 @@ impl Store {
     /// A connection for a statement or a few, to [`local::Held::give_back`] once they ran to
     /// their end: one this thread keeps (Postgres, see [`local`]), else the pool's.
     async fn connection(&self) -> Result<local::Held, StoreError> {
-        if let Some(local) = &self.local
-            && let Some(held) = local.acquire().await?
-        {
-            return Ok(local::Held::Local(held));
-        }
-        Ok(local::Held::Pooled(self.pool.acquire().await?))
+        self.held(true).await
     }
 
     /// As [`Store::connection`], but never one kept idle: for a read tried again after a kept
     /// connection failed it.
     async fn new_connection(&self) -> Result<local::Held, StoreError> {
+        self.held(false).await
+    }
+
+    async fn held(&self, reuse: bool) -> Result<local::Held, StoreError> {
         if let Some(local) = &self.local
-            && let Some(held) = local.open_new().await?
+            && let Some(held) = local.acquire(reuse).await?
         {
             return Ok(local::Held::Local(held));
         }

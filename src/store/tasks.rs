@@ -296,7 +296,7 @@ impl Store {
             }
             // A kept connection can have died idle unnoticed (Postgres restarted and left it
             // "terminating connection"): a read is safe to try again, on a new connection.
-            Err(_) if held.is_kept() => {
+            Err(_) if held.reused() => {
                 drop(held);
                 let mut fresh = self.new_connection().await?;
                 let row = read_task(fresh.connection(), id).await?;
