@@ -194,7 +194,13 @@ pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
 /// The same three requests on `em-floor`, on a database of its own, in front of the same em-sim.
 async fn floor(sim_api: &str, clients: usize, scale: usize) -> Result<Floor, String> {
     let db = PostgresDatabase::create("emgw_bench_").await?;
-    let floor = FloorProcess::start(sim_api, &db.url, 4).await?;
+    let floor = match FloorProcess::start(sim_api, &db.url, 4).await {
+        Ok(floor) => floor,
+        Err(e) => {
+            db.drop().await.ok();
+            return Err(e);
+        }
+    };
     let (base, pid) = (floor.base.clone(), floor.process.pid());
     floor_creates(&base, 8, 200, "warm-fc").await;
     load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;

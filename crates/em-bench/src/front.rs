@@ -135,7 +135,14 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         }
         // The floor: the same creates through em-floor, with as many EM sessions.
         let db = PostgresDatabase::create("emgw_bench_").await?;
-        let floor = FloorProcess::start(&sim.api_url, &db.url, clients.div_ceil(16).max(4)).await?;
+        let floor =
+            match FloorProcess::start(&sim.api_url, &db.url, clients.div_ceil(16).max(4)).await {
+                Ok(floor) => floor,
+                Err(e) => {
+                    db.drop().await.ok();
+                    return Err(e);
+                }
+            };
         floor_creates(&floor.base, 8, 200, &format!("wf{clients}-")).await;
         let floor_pid = floor.process.pid();
         let (before, started) = (
