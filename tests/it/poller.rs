@@ -124,8 +124,7 @@ async fn intents_are_looked_for_only_when_one_may_have_been_left_behind(db: Db) 
 /// Another replica's intents are its own to know, until it goes away: then the others look for
 /// what it may have left behind for as long as that can still come due.
 async fn a_replica_gone_lately_has_its_intents_looked_for(db: Db) {
-    use em_gateway::domain::{Metadata, Operation, Owner, ReplicaId, TaskId};
-    use em_gateway::store::NewTask;
+    use em_gateway::domain::ReplicaId;
 
     let sim = spawn_sim(|c| c.task_time = Duration::from_secs(600));
     let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
@@ -137,18 +136,7 @@ async fn a_replica_gone_lately_has_its_intents_looked_for(db: Db) {
         .heartbeat_sessions(gone, &[(0, "gone-session".into())], t0)
         .await
         .unwrap();
-    let request = json!({"backup_server": VBR01, "host": "left.example", "description": null,
-        "network": {"network_type": "direct"}, "external_port": 6180, "internal_port": 6180});
-    let intent = NewTask {
-        id: TaskId::new(),
-        operation: Operation::CreateCloudGateway,
-        target_id: None,
-        request: request.to_string(),
-        metadata: Metadata::default(),
-        api_key_id: None,
-        owner: Owner::default(),
-        warnings: Vec::new(),
-    };
+    let intent = gateway_intent("left.example");
     app.store.insert_tasks(&[(intent, None)], t0).await.unwrap();
     // Silent past ten heartbeats (1 s here), and its intent due (EM's timeout + 5 s = 7 s).
     app.advance(Duration::from_millis(7_500));

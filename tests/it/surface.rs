@@ -529,8 +529,7 @@ async fn a_lost_answer_is_replayed_not_resent(db: Db) {
 /// objects; nothing is sent to EM a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
-    use em_gateway::domain::{Metadata, Operation, TaskId};
-    use em_gateway::store::{Claim, IdempotencyKey, NewTask};
+    use em_gateway::store::{Claim, IdempotencyKey};
     use em_gateway::tasks::replay::request_bytes;
 
     let sim = spawn_sim(|_| {});
@@ -568,18 +567,7 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         .await
         .unwrap();
     assert_eq!(claim, Claim::Fresh);
-    let request = json!({"backup_server": VBR01, "host": "crash.example", "description": null,
-        "network": {"network_type": "direct"}, "external_port": 6180, "internal_port": 6180});
-    let intent = NewTask {
-        id: TaskId::new(),
-        operation: Operation::CreateCloudGateway,
-        target_id: None,
-        request: request.to_string(),
-        metadata: Metadata::default(),
-        api_key_id: None,
-        owner: em_gateway::domain::Owner::default(),
-        warnings: Vec::new(),
-    };
+    let intent = gateway_intent("crash.example");
     app.store
         .insert_tasks(
             &[(intent.clone(), Some(key))],
@@ -588,7 +576,8 @@ async fn a_retry_after_a_crash_mid_request_finds_the_intent() {
         .await
         .unwrap();
     let direct = client(&sim, 1);
-    let spec = em_gateway::tasks::command::gateway_spec(&serde_json::from_value(request).unwrap());
+    let spec =
+        em_gateway::tasks::command::gateway_spec(&serde_json::from_str(&intent.request).unwrap());
     direct.create_cloud_gateway(&spec).await.unwrap();
     sim_control(&sim, Method::POST, "/_sim/counters/reset", None).await;
 

@@ -121,6 +121,38 @@ fn get(
     }
 }
 
+/// `/healthz` of the process `pid` at `base`, measured.
+async fn healthz(pid: u32, base: &str, clients: usize, scale: usize) -> Measured {
+    measure(
+        pid,
+        load(
+            clients,
+            100_000 / scale,
+            None,
+            get(format!("{base}/healthz"), None),
+        ),
+    )
+    .await
+}
+
+/// Prints `/healthz`, create and task read as measured.
+fn tell(who: &str, [healthz, create, read]: [&Measured; 3]) {
+    for (name, m) in [
+        ("healthz", healthz),
+        ("create", create),
+        ("task read", read),
+    ] {
+        eprintln!(
+            "  {who}{name}: {:.0}/s, p50 {:.2} ms, CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
+            m.run.per_second,
+            m.run.p50.as_secs_f64() * 1e3,
+            m.cpu * 1e6,
+            m.postgres_cpu * 1e6,
+            m.run.errors
+        );
+    }
+}
+
 pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
     let scale = if quick { 10 } else { 1 };
     let sim = start_sim_with(600_000, &[]).await?;
@@ -131,16 +163,7 @@ pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
     gateway_creates(&base, &key, 8, 200, "warm-c", None, None).await;
     load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;
 
-    let healthz = measure(
-        pid,
-        load(
-            clients,
-            100_000 / scale,
-            None,
-            get(format!("{base}/healthz"), None),
-        ),
-    )
-    .await;
+    let healthz = healthz(pid, &base, clients, scale).await;
     let creates = measure(
         pid,
         gateway_creates(&base, &key, clients, 20_000 / scale, "cost-", None, None),
@@ -163,20 +186,7 @@ pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
         load(clients, 100_000 / scale, None, get(url, Some(key))),
     )
     .await;
-    for (name, m) in [
-        ("healthz", &healthz),
-        ("create", &creates),
-        ("task read", &reads),
-    ] {
-        eprintln!(
-            "  {name}: {:.0}/s, p50 {:.2} ms, gateway CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
-            m.run.per_second,
-            m.run.p50.as_secs_f64() * 1e3,
-            m.cpu * 1e6,
-            m.postgres_cpu * 1e6,
-            m.run.errors
-        );
-    }
+    tell("", [&healthz, &creates, &reads]);
     gateway.kill().await;
     if let Err(e) = db.drop().await {
         eprintln!("em-bench: {e}");
@@ -204,16 +214,7 @@ async fn floor(sim_api: &str, clients: usize, scale: usize) -> Result<Floor, Str
     let (base, pid) = (floor.base.clone(), floor.process.pid());
     floor_creates(&base, 8, 200, "warm-fc").await;
     load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;
-    let healthz = measure(
-        pid,
-        load(
-            clients,
-            100_000 / scale,
-            None,
-            get(format!("{base}/healthz"), None),
-        ),
-    )
-    .await;
+    let healthz = healthz(pid, &base, clients, scale).await;
     let creates = measure(
         pid,
         floor_creates(&base, clients, 20_000 / scale, "cost-floor-"),
@@ -222,20 +223,7 @@ async fn floor(sim_api: &str, clients: usize, scale: usize) -> Result<Floor, Str
     let url = format!("{base}/tasks/1");
     load(8, 2_000, None, get(url.clone(), None)).await;
     let reads = measure(pid, load(clients, 100_000 / scale, None, get(url, None))).await;
-    for (name, m) in [
-        ("healthz", &healthz),
-        ("create", &creates),
-        ("task read", &reads),
-    ] {
-        eprintln!(
-            "  floor {name}: {:.0}/s, p50 {:.2} ms, CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
-            m.run.per_second,
-            m.run.p50.as_secs_f64() * 1e3,
-            m.cpu * 1e6,
-            m.postgres_cpu * 1e6,
-            m.run.errors
-        );
-    }
+    tell("floor ", [&healthz, &creates, &reads]);
     floor.process.kill().await;
     if let Err(e) = db.drop().await {
         eprintln!("em-bench: {e}");

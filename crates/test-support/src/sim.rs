@@ -94,3 +94,21 @@ pub async fn sim_control(
         resp.status()
     );
 }
+
+/// The intent a create of `host`'s cloud gateway records (its command as the submitter writes
+/// it): for a test that plays a request that died after recording it.
+pub fn gateway_intent(host: &str) -> em_gateway::store::NewTask {
+    use em_gateway::domain::{Metadata, Operation, Owner, TaskId};
+    let request = serde_json::json!({"backup_server": VBR01, "host": host, "description": null,
+        "network": {"network_type": "direct"}, "external_port": 6180, "internal_port": 6180});
+    em_gateway::store::NewTask {
+        id: TaskId::new(),
+        operation: Operation::CreateCloudGateway,
+        target_id: None,
+        request: request.to_string(),
+        metadata: Metadata::default(),
+        api_key_id: None,
+        owner: Owner::default(),
+        warnings: Vec::new(),
+    }
+}
