@@ -10,11 +10,11 @@
 //! between its threads, so theirs only save the round trip.
 //!
 //! A connection whose statement did not run to its end (the request was dropped mid-query, or
-//! the query failed) is closed, never kept: that is what sqlx's test on release guards against.
-//! When the store holds its limit of these, the statement goes through the pool as before.
-//! Left alone: no thread has a cap of its own, so after a burst one thread may hold most of
-//! them while the others use the pool; and a client that drops its reads mid-query makes each
-//! next one open a connection.
+//! the query failed) is never given back as it is: a check on the side waits for the rest of
+//! Postgres's answer, as sqlx's test on release does, and keeps it only if it is sound. When
+//! the store holds its limit of these, the statement goes through the pool as before. Left
+//! alone: no thread has a cap of its own, so after a burst one thread may hold most of them
+//! while the others use the pool.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -95,13 +95,15 @@ impl Local {
             // One idle a while may have been cut off (a restart, a firewall): check it first.
             // Sooner than the pool does: nothing else uses it to find out (a database restart
             // took seconds, and the first read after it failed).
-            if held.idle_for < CHECK_IDLE_AFTER
+            if held.kept_mut().idle_for < CHECK_IDLE_AFTER
                 || within(held.connection().ping())
                     .await
                     .is_ok_and(|p| p.is_ok())
             {
                 return Ok(Some(held));
             }
+            // Dead: closed here, not checked again on the side.
+            drop(held.0.take());
         }
         if self
             .open
@@ -117,14 +119,14 @@ impl Local {
         let connection = within(self.options.connect())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(Some(LocalConnection {
+        Ok(Some(LocalConnection(Some(Kept {
             connection,
             slot,
             idle_for: Duration::ZERO,
             reused: false,
             store: self.id,
             alive: Arc::downgrade(&self.alive),
-        }))
+        }))))
     }
 
     fn take_idle(&self) -> Option<LocalConnection> {
@@ -139,14 +141,14 @@ impl Local {
                 store,
                 alive,
             } = idle.swap_remove(at);
-            Some(LocalConnection {
+            Some(LocalConnection(Some(Kept {
                 connection,
                 slot,
                 idle_for: since.elapsed(),
                 reused: true,
                 store,
                 alive,
-            })
+            })))
         })
     }
 }
@@ -162,8 +164,10 @@ async fn within<T>(
 }
 
 /// A connection in use; [`LocalConnection::give_back`] keeps it for the next statement on this
-/// thread, dropping it closes it (and gives up its slot).
-pub(super) struct LocalConnection {
+/// thread. Dropped instead, its statement did not run to its end (see its `Drop`).
+pub(super) struct LocalConnection(Option<Kept>);
+
+struct Kept {
     connection: AnyConnection,
     slot: Slot,
     /// How long it was idle before this use.
@@ -176,12 +180,31 @@ pub(super) struct LocalConnection {
 
 impl LocalConnection {
     pub(super) fn connection(&mut self) -> &mut AnyConnection {
-        &mut self.connection
+        &mut self.kept_mut().connection
+    }
+
+    fn kept_mut(&mut self) -> &mut Kept {
+        // Present from construction until `give_back` or drop, which take `self`.
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a held connection is present"))
+    }
+
+    fn reused(&self) -> bool {
+        self.0.as_ref().is_some_and(|k| k.reused)
     }
 
     /// Its statement ran to its end: the connection is ready for the next.
-    pub(super) fn give_back(self) {
-        let LocalConnection {
+    pub(super) fn give_back(mut self) {
+        if let Some(kept) = self.0.take() {
+            kept.keep();
+        }
+    }
+}
+
+impl Kept {
+    fn keep(self) {
+        let Kept {
             connection,
             slot,
             store,
@@ -200,6 +223,28 @@ impl LocalConnection {
     }
 }
 
+impl Drop for LocalConnection {
+    /// Its statement did not run to its end: the request was dropped mid-statement, or the
+    /// statement failed. Postgres may still be answering it, so it cannot serve the next one
+    /// as it is. As sqlx's pool does, a check on the side waits for the rest of that answer and
+    /// keeps the connection if it is sound, and closes it if not. Closing it at once would let a
+    /// client that drops its reads make Postgres start a backend for each of them.
+    fn drop(&mut self) {
+        if let Some(mut kept) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if within(kept.connection.ping())
+                    .await
+                    .is_ok_and(|ping| ping.is_ok())
+                {
+                    kept.keep();
+                }
+            });
+        }
+    }
+}
+
 /// A connection for one statement: a kept one, or the pool's.
 pub(super) enum Held {
     Local(LocalConnection),
@@ -209,7 +254,7 @@ pub(super) enum Held {
 impl Held {
     /// A kept connection used again, which may have died idle unnoticed.
     pub(super) fn reused(&self) -> bool {
-        matches!(self, Held::Local(held) if held.reused)
+        matches!(self, Held::Local(held) if held.reused())
     }
 
     pub(super) fn connection(&mut self) -> &mut AnyConnection {

@@ -773,9 +773,10 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
 
 /// Postgres only: the task reads' kept connections (`store::local`). Sequential reads on one
 /// thread reuse one connection instead of opening one each; a read dropped while its statement
-/// waits closes its connection, so the next read never gets the answer meant for the first.
+/// waits leaves its connection to a check that keeps it once Postgres has answered, so the next
+/// read neither gets the answer meant for the first nor needs a new connection.
 #[tokio::test(flavor = "current_thread")]
-async fn kept_connections_are_reused_and_one_left_mid_statement_is_closed() {
+async fn kept_connections_are_reused_and_one_left_mid_statement_is_recovered() {
     let database = PostgresDatabase::create("emgw_t_")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -813,32 +814,30 @@ async fn kept_connections_are_reused_and_one_left_mid_statement_is_closed() {
     let gave_up = tokio::time::timeout(Duration::from_millis(300), store.task(task.id)).await;
     assert!(gave_up.is_err(), "the read waited for the lock");
     lock.rollback().await.unwrap();
-    // The connection left mid-statement is closed, not kept: Postgres sees it go.
+    // The connection left mid-statement is neither closed nor used as it is: once Postgres has
+    // answered the abandoned statement, a check keeps it, and later reads, each answered its
+    // own question, run on it again.
     let abandoned = first[0];
+    let other = insert(&store).await;
+    let before = query_start(&database.url, abandoned).await;
+    assert!(before.is_some(), "still open");
     eventually(
-        "the abandoned connection closes",
+        "a read to run on the abandoned connection",
         Duration::from_secs(10),
         || {
-            let url = database.url.clone();
+            let (store, url, before) = (store.clone(), database.url.clone(), before.clone());
             async move {
-                let mut admin = sqlx::PgConnection::connect(&url).await.ok()?;
-                let open: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
-                        .bind(abandoned)
-                        .fetch_one(&mut admin)
-                        .await
-                        .ok()?;
-                (open == 0).then_some(())
+                // Two at once: the one given back last serves one, the next one the other.
+                let (a, b) = tokio::join!(store.task(other.id), store.task(task.id));
+                assert_eq!(a.unwrap().map(|t| t.id), Some(other.id));
+                assert_eq!(b.unwrap().map(|t| t.id), Some(task.id));
+                let now = query_start(&url, abandoned).await;
+                assert!(now.is_some(), "the abandoned connection was closed");
+                (now != before).then_some(())
             }
         },
     )
     .await;
-    // And the next read answers its own question, on a connection of its own.
-    let other = insert(&store).await;
-    assert_eq!(
-        store.task(other.id).await.unwrap().map(|t| t.id),
-        Some(other.id)
-    );
     assert_eq!(
         store.task(task.id).await.unwrap().map(|t| t.id),
         Some(task.id)
@@ -847,4 +846,14 @@ async fn kept_connections_are_reused_and_one_left_mid_statement_is_closed() {
     drop(admin);
     drop(locker);
     database.drop().await.unwrap();
+}
+
+/// When the backend `pid` started its last statement; `None` once it is gone.
+async fn query_start(url: &str, pid: i32) -> Option<String> {
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT query_start::text FROM pg_stat_activity WHERE pid = $1")
+        .bind(pid)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
 }
