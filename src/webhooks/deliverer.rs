@@ -460,10 +460,20 @@ impl Deliverer {
             label,
             (number == 1).then(|| started_at.since(job.created_at)),
         );
-        tracing::info!(
-            webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = number,
-            status = ?status, ?result, duration_ms, "webhook attempt"
-        );
+        // Every attempt is recorded (the subscription's delivery log) and counted; a log line
+        // for each delivered one took 7 % of the gateway's CPU while 100,000 tasks finished at
+        // 3,300 a second (perf), so those are debug and the others, which need a look, info.
+        if matches!(result, AttemptResult::Delivered) {
+            tracing::debug!(
+                webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = number,
+                status = ?status, ?result, duration_ms, "webhook attempt"
+            );
+        } else {
+            tracing::info!(
+                webhook_id = %job.webhook_id, event_id = %job.event_id, attempt = number,
+                status = ?status, ?result, duration_ms, "webhook attempt"
+            );
+        }
         Done::Attempted(RecordedAttempt {
             delivery_id: job.delivery_id,
             webhook_id: job.webhook_id,
