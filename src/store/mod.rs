@@ -320,14 +320,36 @@ impl Store {
 /// `($1, $2), ($3, $4)` for `rows` rows of `width` values, numbered after the first `skip`
 /// parameters: multi-row statements bind only placeholders, never formatted values.
 pub(crate) fn placeholders(rows: usize, width: usize, skip: usize) -> String {
-    let row = |r: usize| format!("({})", parameters(width, skip + r * width));
-    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+    // One string written in place: while 100,000 tasks finish, a string per parameter joined
+    // into rows cost 5 % of the gateway's CPU.
+    let mut text = String::with_capacity(rows * width * 7);
+    for r in 0..rows {
+        if r > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        push_parameters(&mut text, width, skip + r * width);
+        text.push(')');
+    }
+    text
 }
 
 /// `$3, $4` for `count` parameters after the first `skip`: an `IN (…)` list.
 pub(crate) fn parameters(count: usize, skip: usize) -> String {
-    let list: Vec<String> = (skip + 1..=skip + count).map(|n| format!("${n}")).collect();
-    list.join(", ")
+    let mut text = String::with_capacity(count * 6);
+    push_parameters(&mut text, count, skip);
+    text
+}
+
+fn push_parameters(text: &mut String, count: usize, skip: usize) {
+    use std::fmt::Write as _;
+    for n in skip + 1..=skip + count {
+        if n > skip + 1 {
+            text.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(text, "${n}");
+    }
 }
 
 /// A statement whose SQL text varies with its row count. sqlx keeps every distinct text it
@@ -402,6 +424,12 @@ mod tests {
         assert_eq!(super::placeholders(2, 3, 1), "($2, $3, $4), ($5, $6, $7)");
         assert_eq!(super::placeholders(1, 1, 0), "($1)");
         assert_eq!(super::parameters(2, 2), "$3, $4");
+        assert_eq!(super::parameters(1, 9), "$10");
+        assert_eq!(super::parameters(0, 3), "");
+        assert_eq!(super::placeholders(0, 3, 0), "");
+        let many = super::placeholders(200, 13, 0);
+        assert!(many.starts_with("($1, $2, ") && many.ends_with("$2599, $2600)"));
+        assert_eq!(many.matches('(').count(), 200);
     }
 
     #[test]
