@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::error::EmError;
 use super::session::{LogonBackoff, LogonState, Session, SessionPool, SessionRef};
+use super::skim;
 use super::tls::{self, TlsTrust};
 use super::xml;
 use crate::telemetry::EmLogon;
@@ -340,7 +341,7 @@ impl EmClient {
     }
 
     /// The finished tasks among those `wanted`, from the same one call (see
-    /// [`xml::finished_tasks_streamed`]: the list is read as it arrives, never held whole, and
+    /// [`skim::finished_tasks_streamed`]: the list is read as it arrives, never held whole, and
     /// the others are not built).
     pub async fn finished_tasks(
         &self,
@@ -353,11 +354,11 @@ impl EmClient {
             let chunks = stream::unfold(resp, |mut resp| async move {
                 resp.chunk().await.transpose().map(|chunk| (chunk, resp))
             });
-            match xml::finished_tasks_streamed(std::pin::pin!(chunks), wanted).await {
+            match skim::finished_tasks_streamed(std::pin::pin!(chunks), wanted).await {
                 Ok(found) => Ok(Ok(found)),
                 // The body could not be read: retried as a read whose answer was lost.
-                Err(xml::SkimError::Read(e)) => Err(e),
-                Err(xml::SkimError::Document(e)) => Ok(Err(e)),
+                Err(skim::SkimError::Read(e)) => Err(e),
+                Err(skim::SkimError::Document(e)) => Ok(Err(e)),
             }
         };
         let (_, status, body) = self

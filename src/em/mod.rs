@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod session;
+pub mod skim;
 pub mod tls;
 pub mod xml;
 
