@@ -96,6 +96,70 @@ pub fn logon_session(h: &Hrefs, session_id: Uuid, user: &str) -> Node {
         .child(Node::text("SessionId", session_id.to_string()))
 }
 
+/// A `<Tasks>` document, written as [`task`]'s nodes in a list would be (a test holds them
+/// to it), without building them.
+pub fn task_list_xml(h: &Hrefs, tasks: &[TaskView], delete_link_type: bool) -> String {
+    use quick_xml::escape::escape;
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 + tasks.len() * 400);
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Tasks xmlns=\"");
+    out.push_str(crate::em::xml::NAMESPACE);
+    if tasks.is_empty() {
+        out.push_str("\" />");
+        return out;
+    }
+    out.push_str("\">");
+    let base = escape(h.base.as_str());
+    for view in tasks {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "<Task Href=\"{base}/tasks/task-{n}\" Type=\"Task\"><Links><Link Href=\"{base}/tasks/task-{n}\"{t} Rel=\"Delete\" />",
+            n = view.number,
+            t = if delete_link_type {
+                " Type=\"Task\""
+            } else {
+                ""
+            },
+        );
+        if let Some(Outcome::Succeeded(Some(related))) = &view.outcome {
+            let _ = write!(
+                out,
+                "<Link Href=\"{base}/{}\" Name=\"{}\" Type=\"{}\" Rel=\"Related\" />",
+                escape(related.path.as_str()),
+                escape(related.name.as_str()),
+                escape(related.type_),
+            );
+        }
+        let _ = write!(
+            out,
+            "</Links><TaskId>task-{}</TaskId><State>{}</State><Operation>{}</Operation>",
+            view.number,
+            escape(view.state),
+            escape(view.operation),
+        );
+        if let Some(outcome) = &view.outcome {
+            let (success, message) = match outcome {
+                Outcome::Succeeded(_) => (true, "Ok"),
+                Outcome::Failed(m) => (false, m.as_str()),
+            };
+            let message = if view.state == "OperationFinished" {
+                "OperationFinished"
+            } else {
+                message
+            };
+            let _ = write!(
+                out,
+                "<Result Success=\"{success}\"><Message>{}</Message></Result>",
+                escape(message)
+            );
+        }
+        out.push_str("</Task>");
+    }
+    out.push_str("</Tasks>");
+    out
+}
+
 pub fn task(h: &Hrefs, view: &TaskView, delete_link_type: bool) -> Node {
     let me = h.at(&format!("tasks/task-{}", view.number));
     let mut links = vec![link(
@@ -323,4 +387,64 @@ pub fn pool_entity(h: &Hrefs, world: &World, p: &Pool) -> Node {
         .child(Node::text("Description", p.description.clone()))
         .child(Node::list("CloudGateways", "CloudGatewayUid", gateways))
         .child(Node::list("CloudTenants", "CloudTenantUid", tenants))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::state::Related;
+
+    #[test]
+    fn a_task_list_is_written_as_its_nodes_would_be() {
+        let h = Hrefs {
+            base: "http://em:9399/api?x=<&>".into(),
+        };
+        let view = |number, state, outcome| TaskView {
+            number,
+            operation: "CreateCloudGateway",
+            state,
+            outcome,
+        };
+        let related = |name: &str| {
+            Some(Related {
+                type_: "CloudGateway",
+                path: "cloud/gateways/0f3c?format=Entity&x=\"1\"".into(),
+                name: name.into(),
+            })
+        };
+        let tasks = [
+            view(1, "Running", None),
+            view(
+                2,
+                "OperationFinished",
+                Some(Outcome::Succeeded(related(""))),
+            ),
+            view(
+                3,
+                "Finished",
+                Some(Outcome::Succeeded(related("tenant <a>"))),
+            ),
+            view(4, "Finished", Some(Outcome::Succeeded(None))),
+            view(
+                5,
+                "Finished",
+                Some(Outcome::Failed("Name 'x' & <y> taken".into())),
+            ),
+            view(6, "Finished", Some(Outcome::Failed(String::new()))),
+        ];
+        for delete_link_type in [false, true] {
+            for tasks in [&tasks[..], &tasks[..1], &[]] {
+                let nodes = tasks
+                    .iter()
+                    .map(|t| task(&h, t, delete_link_type))
+                    .collect();
+                assert_eq!(
+                    task_list_xml(&h, tasks, delete_link_type),
+                    Node::list("Tasks", "Task", nodes).to_xml(),
+                    "{} tasks, Type on the Delete link: {delete_link_type}",
+                    tasks.len()
+                );
+            }
+        }
+    }
 }
