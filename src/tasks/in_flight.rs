@@ -20,16 +20,17 @@ pub struct Tracked {
     pub id: TaskId,
     pub operation: Operation,
     pub target_id: Option<Uuid>,
-    pub em_task_id: Box<str>,
+    /// Shared with the maps' keys: one copy of it per task, not three.
+    pub em_task_id: Arc<str>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     /// EM session → EM task id → task.
-    by_session: HashMap<Arc<str>, HashMap<Box<str>, Tracked>>,
+    by_session: HashMap<Arc<str>, HashMap<Arc<str>, Tracked>>,
     /// Task → its session and EM task id, to forget it by id without walking its session's
     /// tasks (a walk per settled task was most of the gateway's CPU at 100,000 in flight).
-    sessions: HashMap<TaskId, (Arc<str>, Box<str>)>,
+    sessions: HashMap<TaskId, (Arc<str>, Arc<str>)>,
     /// While a resync reads the database: what changed here meanwhile, which the rows read
     /// may or may not show.
     resync: Option<Changes>,
@@ -158,7 +159,7 @@ impl Inner {
             id: task.id,
             operation: task.operation,
             target_id: task.target_id,
-            em_task_id: task.em_task_id.into_boxed_str(),
+            em_task_id: Arc::from(task.em_task_id),
         };
         self.sessions
             .insert(task.id, (session.clone(), tracked.em_task_id.clone()));
