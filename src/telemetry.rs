@@ -109,6 +109,25 @@ fn wall_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// How often recorded samples are folded into their histograms.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the samples recorded since into their histograms, every [`UPKEEP_EVERY`]; runs until
+/// aborted. The recorder keeps each sample until it is folded, and only a scrape folds them
+/// otherwise: a gateway nobody scrapes grew without end (heaptrack: 5.7 MB of samples after
+/// 70,000 creates).
+pub async fn fold_samples() {
+    let Some(handle) = install() else {
+        return;
+    };
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// The metrics, rendered for a scrape.
 pub fn render() -> String {
     let last = LAST_POLL_MS.load(Ordering::Relaxed);
