@@ -418,42 +418,63 @@ impl Store {
             Backend::Sqlite => "",
         };
         let except = except("d.webhook_id", skip, 3);
-        let mut query = sqlx::query(AssertSqlSafe(format!(
+        let claim = format!(
             "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ( \
                SELECT d.id FROM webhook_deliveries d WHERE d.state = 'pending' \
                AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3){except} \
-               ORDER BY d.next_attempt_at LIMIT ${} {lock}) RETURNING id",
+               ORDER BY d.next_attempt_at LIMIT ${} {lock})",
             skip.len() + 4
-        )))
-        .bind(owner.to_string())
-        .bind((now + lease).as_millis())
-        .bind(now.as_millis());
-        for webhook in skip {
-            query = query.bind(webhook.to_string());
-        }
-        let ids: Vec<String> = query
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>("id"))
-            .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One query for all of them: only placeholders are formatted into the SQL.
-        let sql = format!(
-            "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, e.type, e.payload, \
-             w.url, w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
-             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-             JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
-            parameters(ids.len(), 0)
         );
-        let mut query = sized_query(sql, ids.len(), usize::try_from(limit).unwrap_or(usize::MAX));
-        for id in &ids {
-            query = query.bind(id.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        const JOB: &str = "e.type, e.payload, w.url, w.secret, w.previous_secret, \
+             w.previous_secret_until, w.disabled_at";
+        let bind = |sql: String| {
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(owner.to_string())
+                .bind((now + lease).as_millis())
+                .bind(now.as_millis());
+            for webhook in skip {
+                query = query.bind(webhook.to_string());
+            }
+            query.bind(i64::from(limit))
+        };
+        let rows =
+            match self.backend {
+                // One round trip: the claim, and what sending each needs. Claims follow each other
+                // while a tick's deliveries drain, so each round trip saved is one less wait.
+                Backend::Postgres => bind(format!(
+                    "WITH c AS ({claim} RETURNING id, webhook_id, event_id, attempts, created_at) \
+                     SELECT c.id, c.webhook_id, c.event_id, c.attempts, c.created_at, {JOB} \
+                     FROM c JOIN webhook_events e ON e.id = c.event_id \
+                     JOIN webhooks w ON w.id = c.webhook_id"
+                ))
+                .fetch_all(&self.pool)
+                .await?,
+                // SQLite has no writes inside WITH: the claim, then one read of them all.
+                Backend::Sqlite => {
+                    let ids: Vec<String> = bind(format!("{claim} RETURNING id"))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<String, _>("id"))
+                        .collect::<Result<_, _>>()?;
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // Only placeholders are formatted into the SQL.
+                    let sql = format!(
+                        "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, {JOB} \
+                     FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+                     JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
+                        parameters(ids.len(), 0)
+                    );
+                    let mut query =
+                        sized_query(sql, ids.len(), usize::try_from(limit).unwrap_or(usize::MAX));
+                    for id in &ids {
+                        query = query.bind(id.as_str());
+                    }
+                    query.fetch_all(&self.pool).await?
+                }
+            };
         let mut jobs = Vec::with_capacity(rows.len());
         let keys = self.keys()?;
         for row in &rows {
