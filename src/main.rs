@@ -78,6 +78,7 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    em_gateway::memory::limit_arenas();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,

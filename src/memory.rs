@@ -11,6 +11,17 @@ use std::time::Duration;
 /// How often freed memory is given back.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// glibc's malloc arenas kept at most: with one per thread that ever allocates (the runtime's
+/// workers, actix's, the blocking pool's), each keeps its own free memory and its own
+/// fragments. Call before any thread starts.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes no pointers; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Gives freed memory back every [`EVERY`]; runs until aborted. Does nothing where the
 /// allocator is not glibc's.
 pub async fn give_back_freed_memory() {
