@@ -19,6 +19,10 @@ use memchr::{memchr, memchr3, memmem};
 
 use super::xml::{Document, Task, Tasks};
 
+/// The most held between chunks: a task, or markup not yet whole, larger than this is not a
+/// task list EM writes (its tasks are under a kilobyte).
+const MAX_HELD: usize = 64 << 20;
+
 /// Why [`finished_tasks_streamed`] found nothing: the body could not be read (`E`, the
 /// transport's error), or what was read is not a whole task list.
 #[derive(Debug)]
@@ -68,6 +72,10 @@ pub struct Skim<W> {
     held: Vec<u8>,
     /// Where reading goes on.
     at: usize,
+    /// Reading goes on once `held` is this long: markup not yet whole is read again from its
+    /// start only when what is held of it has doubled, so a long one arriving in small chunks
+    /// costs its length a few times over, not its length times its chunks.
+    read_at: usize,
     /// Elements open: 0 before the root, 1 inside `<Tasks>`, 2 inside a task.
     depth: usize,
     task: Option<TaskRead>,
@@ -109,6 +117,7 @@ impl<W: Fn(&str) -> bool> Skim<W> {
             wanted,
             held: Vec::new(),
             at: 0,
+            read_at: 0,
             depth: 0,
             task: None,
             field: None,
@@ -124,6 +133,33 @@ impl<W: Fn(&str) -> bool> Skim<W> {
     /// Reads one more chunk. Answers the tasks found once the list has ended.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Option<Vec<Task>>, quick_xml::DeError> {
         self.held.extend_from_slice(chunk);
+        if self.held.len() > MAX_HELD {
+            return Err(bad(&format!(
+                "a task or markup in the task list is over {} MiB",
+                MAX_HELD >> 20
+            )));
+        }
+        if self.held.len() < self.read_at {
+            return Ok(None);
+        }
+        self.read()
+    }
+
+    /// The body ended: what is held is read through, and the list must have ended in it.
+    pub fn end(mut self) -> Result<Vec<Task>, quick_xml::DeError> {
+        if let Some(found) = self.read()? {
+            return Ok(found);
+        }
+        Err(if self.depth == 0 {
+            not_a_list("no XML")
+        } else {
+            bad(&"the task list ends early")
+        })
+    }
+
+    /// Reads what is held as far as it is whole.
+    fn read(&mut self) -> Result<Option<Vec<Task>>, quick_xml::DeError> {
+        self.read_at = 0;
         loop {
             let Some(open) = memchr(b'<', &self.held[self.at..]).map(|i| self.at + i) else {
                 // Text to the end: nothing in it is needed but a field's, kept with its task.
@@ -131,8 +167,9 @@ impl<W: Fn(&str) -> bool> Skim<W> {
                 break;
             };
             let Some((markup, next)) = markup(&self.held, open) else {
-                // Not all of it has arrived: read it again whole.
+                // Not all of it has arrived: read it again whole, once it may have.
                 self.at = open;
+                self.read_at = self.held.len() + (self.held.len() - open);
                 break;
             };
             self.at = next;
@@ -171,8 +208,9 @@ impl<W: Fn(&str) -> bool> Skim<W> {
                     }
                     self.depth += 1;
                 }
+                Markup::End if self.depth == 0 => return Err(not_a_list("an end tag")),
                 Markup::End => {
-                    self.depth = self.depth.saturating_sub(1);
+                    self.depth -= 1;
                     match self.depth {
                         0 => return Ok(Some(std::mem::take(&mut self.found))),
                         1 => {
@@ -204,15 +242,6 @@ impl<W: Fn(&str) -> bool> Skim<W> {
         Ok(None)
     }
 
-    /// The body ended before the list did.
-    pub fn end(self) -> Result<Vec<Task>, quick_xml::DeError> {
-        Err(if self.depth == 0 {
-            not_a_list("no XML")
-        } else {
-            bad(&"the task list ends early")
-        })
-    }
-
     /// A task read through to its end tag (which ends before `end`): built if it finished and
     /// is wanted.
     fn task_read(&mut self, task: TaskRead, end: usize) -> Result<(), quick_xml::DeError> {
@@ -236,6 +265,7 @@ impl<W: Fn(&str) -> bool> Skim<W> {
         }
         self.held.drain(..keep_from);
         self.at -= keep_from;
+        self.read_at = self.read_at.saturating_sub(keep_from);
         if let Some(task) = self.task.as_mut() {
             task.start -= keep_from;
             if let Some((from, to)) = task.id.as_mut() {
@@ -482,7 +512,7 @@ mod tests {
         let list = four_task_list();
         let everything = |_: &str| true;
         // (document, the ids built, or what the error says)
-        let cases: [(&str, Result<&[&str], &str>); 12] = [
+        let cases: [(&str, Result<&[&str], &str>); 14] = [
             (&list, Ok(&["task-2", "task-3"])),
             (r#"<Tasks xmlns="x"/>"#, Ok(&[])),
             ("<Tasks></Tasks>", Ok(&[])),
@@ -504,6 +534,14 @@ mod tests {
                 Err("expected a <Tasks> document, got <html>"),
             ),
             ("<Error/>", Err("expected a <Tasks> document, got <Error>")),
+            (
+                "</html>",
+                Err("expected a <Tasks> document, got an end tag"),
+            ),
+            (
+                "Service unavailable</p>",
+                Err("expected a <Tasks> document, got an end tag"),
+            ),
             (
                 "not xml at all",
                 Err("expected a <Tasks> document, got no XML"),
@@ -590,6 +628,30 @@ mod tests {
             assert_eq!(found.unwrap(), expected, "cut at {cut}");
         }
         assert_eq!(finished_tasks(&list, |_| true).unwrap(), expected);
+    }
+
+    #[test]
+    fn markup_that_never_ends_is_read_a_few_times_and_not_held_past_a_limit() {
+        // A quote never closed makes the rest of the body one start tag.
+        let mut skim = Skim::new(|_: &str| true);
+        assert!(skim.feed(b"<Tasks><Task Href=\"").unwrap().is_none());
+        let chunk = [b'x'; 64];
+        let mut reads = 0;
+        let mut result = Ok(None);
+        for _ in 0..(MAX_HELD / chunk.len() + 1) {
+            let before = skim.read_at;
+            result = skim.feed(&chunk);
+            if skim.read_at != before {
+                reads += 1;
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("over 64 MiB"), "{err}");
+        // Read again each time what is held has doubled: 64 MiB in 64-byte chunks, ~20 times.
+        assert!(reads < 40, "read {reads} times");
     }
 
     #[test]
