@@ -247,11 +247,11 @@ impl Poller {
         // four lists of 25,000 tasks one after another in 100-300 ms).
         let lists = polls.len().max(1);
         // The settle transactions at once stay within SETTLE_CONCURRENCY, shared by the lists.
-        let each = (SETTLE_CONCURRENCY / lists).max(1);
+        let settling = &tokio::sync::Semaphore::new(SETTLE_CONCURRENCY);
         let settled: Vec<Result<usize, StoreError>> = stream::iter(polls)
             .map(|session| async move {
                 let finished = self.finished_on(session).await;
-                self.settle_in_order(finished, each, db).await
+                self.settle_in_order(finished, settling, db).await
             })
             .buffer_unordered(lists)
             .collect()
@@ -266,7 +266,7 @@ impl Poller {
     async fn settle_in_order(
         &self,
         mut finished: Vec<(TaskId, Settlement)>,
-        at_once: usize,
+        settling: &tokio::sync::Semaphore,
         db: &DbTime,
     ) -> Result<usize, StoreError> {
         // EM does not say when a task finished. Oldest first: a task that finished long before
@@ -277,8 +277,12 @@ impl Poller {
         let chunks: Vec<Vec<(TaskId, Settlement)>> =
             finished.chunks(SETTLE_BATCH).map(<[_]>::to_vec).collect();
         let settled: Vec<Result<usize, StoreError>> = stream::iter(chunks)
-            .map(|chunk| self.settle(chunk, "em", db))
-            .buffered(at_once)
+            .map(|chunk| async move {
+                // Never closed: the permit is always there.
+                let _turn = settling.acquire().await.ok();
+                self.settle(chunk, "em", db).await
+            })
+            .buffered(SETTLE_CONCURRENCY)
             .collect()
             .await;
         settled.into_iter().sum()
