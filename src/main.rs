@@ -94,7 +94,6 @@ fn main() -> ExitCode {
     };
     // Process-wide, so once per process: it ends with the runtime.
     runtime.spawn(em_gateway::memory::give_back_freed_memory());
-    runtime.spawn(em_gateway::telemetry::fold_samples());
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

@@ -14,11 +14,14 @@ const EVERY: Duration = Duration::from_secs(1);
 /// glibc's malloc arenas kept at most: with one per thread that ever allocates (the runtime's
 /// workers, actix's, the blocking pool's), each keeps its own free memory and its own
 /// fragments. Call before any thread starts.
+/// An operator's `MALLOC_ARENA_MAX` is left to glibc.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt takes no pointers; called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt takes no pointers; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
     }
 }
 

@@ -129,6 +129,8 @@ impl Application {
     pub async fn build(settings: &Settings, options: Options) -> Result<Self, StartError> {
         // Before anything is recorded (the logons just below included).
         crate::telemetry::install();
+        // Ends with the runtime; one per application (each test's runtime has its own).
+        tokio::spawn(crate::telemetry::fold_samples());
         let clock = options.clock.clone();
         let em_config = settings
             .em

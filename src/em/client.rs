@@ -137,7 +137,7 @@ impl Body<String> {
 }
 
 pub struct EmClient {
-    /// Logons and writes: small answers.
+    /// Logons, writes and the anonymous ping: small answers.
     http: reqwest::Client,
     /// Reads, whose answers may be large (a session's task list, 10 MB and more). A connection
     /// keeps a read buffer as large as the largest answer it read quickly (up to ~400 KB): on
@@ -844,6 +844,7 @@ impl EmClient {
         let mut last_error = None;
         for _ in 0..2 {
             let _permit = self.permit().await?;
+            // Reads (GET) are what may be retried, and what may answer large.
             let client = if idempotent { &self.reads } else { &self.http };
             let mut req = client
                 .request(method.clone(), url.clone())
