@@ -14,6 +14,7 @@ const EVERY: Duration = Duration::from_secs(1);
 /// glibc's malloc arenas kept at most: with one per thread that ever allocates (the runtime's
 /// workers, actix's, the blocking pool's), each keeps its own free memory and its own
 /// fragments. Call before any thread starts.
+///
 /// An operator's `MALLOC_ARENA_MAX` is left to glibc.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -183,6 +183,17 @@ pub(super) fn secret_place(webhook: &str) -> String {
 }
 
 /// A stored signing secret, opened.
+/// What sending a claimed delivery needs, read from `from` (its deliveries named `d`): the
+/// delivery, its event and its subscription.
+fn job_read(from: &str, d: &str) -> String {
+    format!(
+        "SELECT {d}.id, {d}.webhook_id, {d}.event_id, {d}.attempts, {d}.created_at, e.type, \
+         e.payload, w.url, w.secret, w.previous_secret, w.previous_secret_until, w.disabled_at \
+         FROM {from} JOIN webhook_events e ON e.id = {d}.event_id \
+         JOIN webhooks w ON w.id = {d}.webhook_id"
+    )
+}
+
 fn open_secret(keys: &Keyring, stored: &str, webhook: &str) -> Result<SecretString, StoreError> {
     Ok(SecretString::from(
         keys.open_stored(stored, &secret_place(webhook))?,
@@ -425,8 +436,6 @@ impl Store {
                ORDER BY d.next_attempt_at LIMIT ${} {lock})",
             skip.len() + 4
         );
-        const JOB: &str = "e.type, e.payload, w.url, w.secret, w.previous_secret, \
-             w.previous_secret_until, w.disabled_at";
         let bind = |sql: String| {
             let mut query = sqlx::query(AssertSqlSafe(sql))
                 .bind(owner.to_string())
@@ -437,44 +446,36 @@ impl Store {
             }
             query.bind(i64::from(limit))
         };
-        let rows =
-            match self.backend {
-                // One round trip: the claim, and what sending each needs. Claims follow each other
-                // while a tick's deliveries drain, so each round trip saved is one less wait.
-                Backend::Postgres => bind(format!(
-                    "WITH c AS ({claim} RETURNING id, webhook_id, event_id, attempts, created_at) \
-                     SELECT c.id, c.webhook_id, c.event_id, c.attempts, c.created_at, {JOB} \
-                     FROM c JOIN webhook_events e ON e.id = c.event_id \
-                     JOIN webhooks w ON w.id = c.webhook_id"
-                ))
-                .fetch_all(&self.pool)
-                .await?,
-                // SQLite has no writes inside WITH: the claim, then one read of them all.
-                Backend::Sqlite => {
-                    let ids: Vec<String> = bind(format!("{claim} RETURNING id"))
-                        .fetch_all(&self.pool)
-                        .await?
-                        .iter()
-                        .map(|r| r.try_get::<String, _>("id"))
-                        .collect::<Result<_, _>>()?;
-                    if ids.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    // Only placeholders are formatted into the SQL.
-                    let sql = format!(
-                        "SELECT d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, {JOB} \
-                     FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-                     JOIN webhooks w ON w.id = d.webhook_id WHERE d.id IN ({})",
-                        parameters(ids.len(), 0)
-                    );
-                    let mut query =
-                        sized_query(sql, ids.len(), usize::try_from(limit).unwrap_or(usize::MAX));
-                    for id in &ids {
-                        query = query.bind(id.as_str());
-                    }
-                    query.fetch_all(&self.pool).await?
+        let rows = match self.backend {
+            // One round trip: the claim, and what sending each needs. Claims follow each other
+            // while a tick's deliveries drain, so each round trip saved is one less wait.
+            Backend::Postgres => {
+                let returning = "RETURNING id, webhook_id, event_id, attempts, created_at";
+                let sql = format!("WITH c AS ({claim} {returning}) {}", job_read("c", "c"));
+                bind(sql).fetch_all(&self.pool).await?
+            }
+            // SQLite has no writes inside WITH: the claim, then one read of them all.
+            Backend::Sqlite => {
+                let ids: Vec<String> = bind(format!("{claim} RETURNING id"))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("id"))
+                    .collect::<Result<_, _>>()?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
-            };
+                // Only placeholders are formatted into the SQL.
+                let read = job_read("webhook_deliveries d", "d");
+                let sql = format!("{read} WHERE d.id IN ({})", parameters(ids.len(), 0));
+                let most = usize::try_from(limit).unwrap_or(usize::MAX);
+                let mut query = sized_query(sql, ids.len(), most);
+                for id in &ids {
+                    query = query.bind(id.as_str());
+                }
+                query.fetch_all(&self.pool).await?
+            }
+        };
         let mut jobs = Vec::with_capacity(rows.len());
         let keys = self.keys()?;
         for row in &rows {
