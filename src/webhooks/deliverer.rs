@@ -58,6 +58,15 @@ struct Claimed {
     start_by: Instant,
 }
 
+/// What came of the claims made at one turn of the sending loop.
+#[derive(Debug, Default)]
+struct Claims {
+    /// The last claim brought all it asked for: the database may hold more.
+    filled: bool,
+    /// The last claim passed over some subscriptions, whose deliveries it did not look for.
+    passed_over: bool,
+}
+
 /// What became of one claimed delivery.
 #[derive(Debug)]
 enum Done {
@@ -86,6 +95,9 @@ pub struct Deliverer {
     config: DelivererConfig,
     client: reqwest::Client,
     wake: Arc<Notify>,
+    /// Notified when a busy subscription runs short of deliveries waiting (see
+    /// [`Shares::refill`]).
+    hungry: Notify,
     slots: Arc<Semaphore>,
     /// Attempts in flight, and claimed deliveries waiting for a slot, per subscription.
     shares: Mutex<Shares<WebhookId, Claimed>>,
@@ -125,6 +137,7 @@ impl Deliverer {
             config,
             client,
             wake,
+            hungry: Notify::new(),
             slots,
             stopping: AtomicBool::new(false),
             records,
@@ -272,22 +285,30 @@ impl Deliverer {
         // Claim in batches: one claim per freed slot would cost a round trip per delivery.
         let batch = CLAIM_BATCH.min(width);
         let mut last_claim: Option<Instant> = None;
+        // Whether the database may hold deliveries for a subscription that turns hungry: false
+        // once a claim open to every hungry one came back short, until something new may be due.
+        let mut more = true;
         loop {
             if *stop.borrow() {
                 break;
             }
             let free = self.slots.available_permits();
             let busy = width - free.min(width);
+            let refill = if more { self.refill() } else { 0 };
             let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
-            let wait = match fair::plan(free, busy, batch, since) {
+            let wait = match fair::plan(free, busy, batch, since, refill > 0) {
                 Plan::AwaitSlot => IDLE_CHECK,
                 Plan::Pause(pause) => pause,
                 Plan::Claim => {
                     last_claim = Some(Instant::now());
-                    match self.clone().claim_and_send(free).await {
+                    match self.clone().claim_and_send(free.max(refill)).await {
                         // The queue may hold more: look again as slots free up.
-                        Ok(true) => continue,
-                        Ok(false) => self.next_due().await,
+                        Ok(Claims { filled: true, .. }) => continue,
+                        Ok(Claims { passed_over, .. }) => {
+                            // A short claim found all there is, but for what it passed over.
+                            more = passed_over;
+                            self.next_due().await
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not claim webhook deliveries");
                             Duration::from_secs(1)
@@ -296,11 +317,16 @@ impl Deliverer {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                _ = self.wake.notified() => more = true,
+                _ = self.hungry.notified(), if more => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => more = true,
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    fn refill(&self) -> usize {
+        self.shares.lock().map(|s| s.refill()).unwrap_or_default()
     }
 
     /// How long until a delivery may be claimed, passing over the subscriptions with their
@@ -318,11 +344,13 @@ impl Deliverer {
         self.shares.lock().map(|s| s.full()).unwrap_or_default()
     }
 
-    /// Claims up to `free` deliveries and starts them, passing over subscriptions with their
-    /// share in flight. True if the queue may hold more.
-    async fn claim_and_send(self: Arc<Self>, free: usize) -> Result<bool, StoreError> {
-        let mut limit = free;
+    /// Claims up to `want` deliveries (the free slots, or more to refill hungry subscriptions)
+    /// and starts them, passing over subscriptions with their share in flight and a share
+    /// waiting.
+    async fn claim_and_send(self: Arc<Self>, want: usize) -> Result<Claims, StoreError> {
+        let mut limit = want;
         loop {
+            let skip = self.full();
             let jobs = self
                 .store
                 .claim_deliveries_except(
@@ -330,7 +358,7 @@ impl Deliverer {
                     self.clock.now(),
                     self.lease(),
                     u32::try_from(limit).unwrap_or(u32::MAX),
-                    &self.full(),
+                    &skip,
                 )
                 .await?;
             let claimed = jobs.len();
@@ -339,9 +367,9 @@ impl Deliverer {
             let admitted = match self.shares.lock() {
                 Ok(mut shares) => shares.admit(jobs.collect(), |c| c.job.webhook_id),
                 // Not reached (nothing panics under the lock); the leases lapse.
-                Err(_) => return Ok(false),
+                Err(_) => return Ok(Claims::default()),
             };
-            let held = claimed - admitted.send.len();
+            let back = admitted.back.len();
             // Started before anything else can fail: each is counted in flight until it ends.
             for claimed in admitted.send {
                 let Ok(permit) = self.slots.clone().acquire_owned().await else {
@@ -351,7 +379,6 @@ impl Deliverer {
                     }
                     continue;
                 };
-                limit = limit.saturating_sub(1);
                 let me = self.clone();
                 tokio::spawn(async move {
                     me.send_in_turn(claimed.job).await;
@@ -362,11 +389,15 @@ impl Deliverer {
             }
             self.give_back(admitted.back.iter().map(|c| c.job.delivery_id))
                 .await?;
-            // Some held: their subscriptions are full now, and the next claim passes them
+            // Sent or waiting here.
+            limit = limit.saturating_sub(claimed - back);
+            // Some went back: their subscriptions are full now, and the next claim passes them
             // over for the others' deliveries.
-            if held == 0 || limit == 0 {
-                // Every slot asked for was filled: there may be more.
-                return Ok(limit == 0);
+            if back == 0 || limit == 0 {
+                return Ok(Claims {
+                    filled: claimed > 0 && limit == 0,
+                    passed_over: !skip.is_empty(),
+                });
             }
         }
     }
@@ -384,15 +415,21 @@ impl Deliverer {
             }
             loop {
                 let stopping = self.stopping.load(Ordering::Relaxed);
-                let next = match self.shares.lock() {
+                let (next, hungry) = match self.shares.lock() {
                     // What waits stays, to be given back once every slot is free.
                     Ok(mut shares) if stopping => {
                         shares.release(&webhook);
-                        None
+                        (None, false)
                     }
-                    Ok(mut shares) => shares.done(&webhook),
-                    Err(_) => None,
+                    Ok(mut shares) => {
+                        let next = shares.done(&webhook);
+                        (next, shares.is_hungry(&webhook))
+                    }
+                    Err(_) => (None, false),
                 };
+                if hungry {
+                    self.hungry.notify_one();
+                }
                 match next {
                     None => return,
                     Some(next) if Instant::now() <= next.start_by => {

@@ -23,9 +23,12 @@ pub enum Plan {
 }
 
 /// `free` slots, `busy` attempts under way, claims of `batch` at a time, the last claim
-/// `since_claim` ago.
-pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration) -> Plan {
-    if free == 0 {
+/// `since_claim` ago; `hungry`: a subscription with its share in flight is running short of
+/// deliveries waiting (see [`Shares::refill`]), and the database may hold more.
+pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration, hungry: bool) -> Plan {
+    if hungry {
+        Plan::Claim
+    } else if free == 0 {
         Plan::AwaitSlot
     } else if free >= batch || busy == 0 || since_claim >= CLAIM_PAUSE {
         Plan::Claim
@@ -34,14 +37,21 @@ pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration) -> Pl
     }
 }
 
+/// Deliveries of a subscription kept waiting here, at most, in shares.
+const WAITING_SHARES: usize = 2;
+
 /// Attempts in flight, and claimed deliveries waiting for a slot, by subscription.
 ///
 /// A subscription sends at most `per_subscription` attempts at once. Of a claim, what is over
-/// its share waits here (up to one more share) instead of going back to the database: when
+/// its share waits here (up to two more shares) instead of going back to the database: when
 /// one of its attempts ends, the next waiting delivery takes that slot at once, with no claim.
 /// A subscription with waiting deliveries always has its share in flight (they go the moment it
-/// has less), so claims pass it over and what waits starts within one attempt's timeout: well
-/// inside the lease that kept it this replica's.
+/// has less). Once fewer than a share wait, it is *hungry*: the next claim is made while its
+/// share is still busy, so that its slots never wait for a claim's round trip (a queue that ran
+/// dry first kept a busy subscription at a third of its share while a tick's deliveries
+/// drained). Claims pass over a subscription with its share in flight and a share waiting.
+/// What waits starts within two attempts' timeouts; one that waited past what its lease covers
+/// goes back instead (the deliverer checks).
 #[derive(Debug)]
 pub struct Shares<K, J> {
     per_subscription: usize,
@@ -69,7 +79,7 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
     }
 
     /// Takes claimed deliveries in claim order: sent while their subscription has less than
-    /// its share in flight, then kept waiting up to one more share; the rest go back.
+    /// its share in flight, then kept waiting up to two more shares; the rest go back.
     pub fn admit(&mut self, claimed: Vec<J>, key: impl Fn(&J) -> K) -> Admitted<J> {
         let share = self.per_subscription;
         let mut admitted = Admitted {
@@ -85,7 +95,7 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
                 continue;
             }
             let waiting = self.waiting.entry(k).or_default();
-            if waiting.len() < share {
+            if waiting.len() < WAITING_SHARES * share {
                 waiting.push_back(job);
             } else {
                 admitted.back.push(job);
@@ -121,16 +131,40 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
         }
     }
 
-    /// The subscriptions with their share in flight: claims pass them over.
+    /// The subscriptions with their share in flight and at least a share waiting: claims pass
+    /// them over.
     pub fn full(&self) -> Vec<K> {
         let mut full: Vec<K> = self
             .in_flight
             .iter()
-            .filter(|(_, n)| **n >= self.per_subscription)
+            .filter(|(k, n)| **n >= self.per_subscription && !self.is_hungry(k))
             .map(|(k, _)| *k)
             .collect();
         full.sort_unstable();
         full
+    }
+
+    fn waiting_of(&self, key: &K) -> usize {
+        self.waiting.get(key).map_or(0, VecDeque::len)
+    }
+
+    /// Whether `key`'s subscription has its share in flight and fewer than a share waiting.
+    pub fn is_hungry(&self, key: &K) -> bool {
+        self.in_flight
+            .get(key)
+            .is_some_and(|n| *n >= self.per_subscription)
+            && self.waiting_of(key) < self.per_subscription
+    }
+
+    /// Deliveries that would fill the hungry subscriptions' waiting room: the least a claim
+    /// made for them should ask for (0: none is hungry).
+    pub fn refill(&self) -> usize {
+        let room = WAITING_SHARES * self.per_subscription;
+        self.in_flight
+            .keys()
+            .filter(|k| self.is_hungry(k))
+            .map(|k| room.saturating_sub(self.waiting_of(k)))
+            .sum()
     }
 
     /// Everything waiting, taken out (to give back).
@@ -146,17 +180,36 @@ mod tests {
     #[test]
     fn when_to_claim() {
         let ms = Duration::from_millis;
-        let rows: &[(&str, usize, usize, usize, Duration, Plan)] = &[
-            ("all slots taken", 0, 8, 8, ms(100), Plan::AwaitSlot),
-            ("a whole batch free", 8, 0, 8, ms(0), Plan::Claim),
-            ("a batch free, others busy", 32, 96, 32, ms(0), Plan::Claim),
-            ("idle: claim whatever is free", 1, 0, 32, ms(0), Plan::Claim),
+        // (why, free, busy, batch, since the last claim, hungry, plan)
+        type Row = (&'static str, usize, usize, usize, Duration, bool, Plan);
+        let rows: &[Row] = &[
+            ("all slots taken", 0, 8, 8, ms(100), false, Plan::AwaitSlot),
+            ("a whole batch free", 8, 0, 8, ms(0), false, Plan::Claim),
+            (
+                "a batch free, others busy",
+                32,
+                96,
+                32,
+                ms(0),
+                false,
+                Plan::Claim,
+            ),
+            (
+                "idle: claim whatever is free",
+                1,
+                0,
+                32,
+                ms(0),
+                false,
+                Plan::Claim,
+            ),
             (
                 "one slot free, just claimed: pause",
                 1,
                 127,
                 32,
                 ms(4),
+                false,
                 Plan::Pause(ms(6)),
             ),
             // Slots held by a hanging consumer: a batch may never free up.
@@ -166,12 +219,36 @@ mod tests {
                 2,
                 8,
                 ms(10),
+                false,
                 Plan::Claim,
             ),
-            ("a few free, long ago", 6, 2, 8, Duration::MAX, Plan::Claim),
+            (
+                "a few free, long ago",
+                6,
+                2,
+                8,
+                Duration::MAX,
+                false,
+                Plan::Claim,
+            ),
+            // Its next deliveries are fetched while its share is still busy.
+            (
+                "hungry, all slots taken",
+                0,
+                128,
+                32,
+                ms(0),
+                true,
+                Plan::Claim,
+            ),
+            ("hungry, just claimed", 1, 127, 32, ms(1), true, Plan::Claim),
         ];
-        for (why, free, busy, batch, since, expected) in rows {
-            assert_eq!(plan(*free, *busy, *batch, *since), *expected, "{why}");
+        for (why, free, busy, batch, since, hungry, expected) in rows {
+            assert_eq!(
+                plan(*free, *busy, *batch, *since, *hungry),
+                *expected,
+                "{why}"
+            );
         }
     }
 
@@ -202,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_sends_its_share_keeps_one_more_waiting_and_gives_back_the_rest() {
+    fn a_subscription_sends_its_share_keeps_two_more_waiting_and_gives_back_the_rest() {
         // (why, share, in flight before, claimed in order, what became of each:
         //  s = sent, w = waiting here, b = back to the database)
         type Row = (
@@ -215,15 +292,15 @@ mod tests {
         let rows: &[Row] = &[
             ("nothing in flight", 2, &[], "ab", "ss"),
             (
-                "a hanging consumer's backlog first: its share, a share waiting, the others sent",
+                "a hanging consumer's backlog first: its share, two shares waiting, the others sent",
                 2,
                 &[],
-                "hhhhhhok",
-                "sswwbbss",
+                "hhhhhhhhok",
+                "sswwwwbbss",
             ),
             ("already full: it waits", 2, &[('h', 2)], "hho", "wws"),
-            ("one left", 2, &[('h', 1)], "hhhh", "swwb"),
-            ("a share of 0 counts as 1", 0, &[], "aaa", "swb"),
+            ("one left", 2, &[('h', 1)], "hhhhhh", "swwwwb"),
+            ("a share of 0 counts as 1", 0, &[], "aaaa", "swwb"),
             ("nothing claimed", 2, &[('a', 1)], "", ""),
         ];
         for (why, per, before, claimed, expected) in rows {
@@ -236,12 +313,15 @@ mod tests {
     fn an_ended_attempt_hands_its_slot_to_the_next_waiting_delivery_of_its_subscription() {
         let (mut shares, got) = claim(2, &[], "hhhho");
         assert_eq!(got, "sswws");
-        assert_eq!(shares.full(), vec!['h'], "h has its share in flight");
+        assert_eq!(
+            shares.full(),
+            vec!['h'],
+            "h has its share in flight and a share waiting"
+        );
         // An attempt of h ends: its first waiting delivery goes in its place, in claim order.
         assert_eq!(shares.done(&'h'), Some(('h', 2)));
-        assert_eq!(shares.full(), vec!['h'], "still its share in flight");
         assert_eq!(shares.done(&'h'), Some(('h', 3)));
-        // Nothing waits now: a slot frees up, and claims take h again.
+        // Nothing waits now: a slot frees up.
         assert_eq!(shares.done(&'h'), None);
         assert!(shares.full().is_empty());
         assert_eq!(shares.done(&'o'), None);
@@ -274,12 +354,33 @@ mod tests {
     }
 
     #[test]
-    fn full_subscriptions_are_passed_over_until_an_attempt_ends() {
-        let (mut shares, _) = claim(2, &[('h', 2), ('o', 1)], "");
-        assert_eq!(shares.full(), vec!['h']);
+    fn a_busy_subscription_is_refilled_before_what_waits_runs_out() {
+        // Share 2: two in flight, up to four waiting; hungry below two waiting.
+        let (mut shares, got) = claim(2, &[], "hhhhhh");
+        assert_eq!(got, "sswwww");
+        assert_eq!(shares.full(), vec!['h'], "passed over while a share waits");
+        assert_eq!(shares.refill(), 0);
         shares.done(&'h');
+        assert!(!shares.is_hungry(&'h'), "two wait");
+        shares.done(&'h');
+        shares.done(&'h');
+        // One waits: the next claim is made for it, its share still busy, to fill its room.
+        assert!(shares.is_hungry(&'h'));
+        assert!(shares.full().is_empty(), "claims take it again");
+        assert_eq!(shares.refill(), 3);
+        let refilled = shares.admit(vec![('h', 10), ('h', 11), ('h', 12), ('h', 13)], |j| j.0);
+        assert_eq!((refilled.send.len(), refilled.back.len()), (0, 1));
+        assert_eq!(shares.refill(), 0);
+        assert_eq!(shares.full(), vec!['h']);
+        // A subscription below its share is never hungry: its slots take what comes.
+        let (shares, _) = claim(2, &[('o', 1)], "");
+        assert!(!shares.is_hungry(&'o'));
+        assert_eq!(shares.refill(), 0);
         assert!(shares.full().is_empty());
-        let (shares, _) = claim(1, &[('h', 1), ('o', 1)], "");
-        assert_eq!(shares.full(), vec!['h', 'o']);
+        // Several hungry subscriptions: their rooms add up.
+        let (shares, _) = claim(2, &[('h', 2), ('o', 2)], "ho");
+        assert_eq!(shares.refill(), 3 + 3);
+        let (shares, _) = claim(2, &[('h', 2), ('o', 2)], "hho");
+        assert_eq!(shares.refill(), 3, "h has a share waiting");
     }
 }
