@@ -346,7 +346,9 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     }
     gateway.kill().await;
     sim.process.kill().await;
-    if let Err(e) = db.drop().await {
+    if std::env::var_os("EMBENCH_KEEP_DB").is_some() {
+        eprintln!("em-bench: kept the database: {}", db.url);
+    } else if let Err(e) = db.drop().await {
         eprintln!("em-bench: {e}");
     }
     Ok(Size {
