@@ -239,8 +239,9 @@ impl Inner {
         }
     }
 
-    /// Gives back the room of a table that has emptied: a map keeps the size of its largest
-    /// day (100,000 tasks in flight once, ~4 MB of index for ever).
+    /// Gives back the room of the counted tables (all but a handful of tasks) once they have
+    /// emptied to a quarter: a map keeps the size of its largest day (100,000 tasks in flight
+    /// once, ~4 MB of index for ever).
     fn shrink_if_sparse(&mut self) {
         if self.counted.capacity() > 4 * self.counted.len().max(1024) {
             self.counted.shrink_to(2 * self.counted.len());

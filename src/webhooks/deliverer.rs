@@ -58,15 +58,6 @@ struct Claimed {
     start_by: Instant,
 }
 
-/// What came of the claims made at one turn of the sending loop.
-#[derive(Debug, Default)]
-struct Claims {
-    /// The last claim brought all it asked for: the database may hold more.
-    filled: bool,
-    /// The last claim passed over some subscriptions, whose deliveries it did not look for.
-    passed_over: bool,
-}
-
 /// What became of one claimed delivery.
 #[derive(Debug)]
 enum Done {
@@ -145,9 +136,15 @@ impl Deliverer {
         })
     }
 
-    /// How long a claimed delivery stays this replica's.
+    /// How long a claimed delivery stays this replica's: long enough for what waits here
+    /// behind a busy share ([`fair::WAITING_SHARES`] attempts' timeouts) to start within it,
+    /// with one more timeout for its attempt and one for its record.
     fn lease(&self) -> Duration {
-        (self.config.timeout * 3).max(Duration::from_secs(30))
+        let timeouts = u32::try_from(fair::WAITING_SHARES + 2).unwrap_or(u32::MAX);
+        self.config
+            .timeout
+            .saturating_mul(timeouts)
+            .max(Duration::from_secs(30))
     }
 
     /// Sends every delivery due now — at most `concurrency` at once — and records every
@@ -285,28 +282,28 @@ impl Deliverer {
         // Claim in batches: one claim per freed slot would cost a round trip per delivery.
         let batch = CLAIM_BATCH.min(width);
         let mut last_claim: Option<Instant> = None;
-        // Whether the database may hold deliveries for a subscription that turns hungry: false
-        // once a claim open to every hungry one came back short, until something new may be due.
-        let mut more = true;
+        // Hungry subscriptions a claim open to them came back short for: nothing more of
+        // theirs is due until something new may be (a wake, or the next due time).
+        let mut drained: Vec<WebhookId> = Vec::new();
         loop {
             if *stop.borrow() {
                 break;
             }
             let free = self.slots.available_permits();
             let busy = width - free.min(width);
-            let refill = if more { self.refill() } else { 0 };
+            let (hungry, refill) = self.refill(&drained);
             let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
             let wait = match fair::plan(free, busy, batch, since, refill > 0) {
                 Plan::AwaitSlot => IDLE_CHECK,
                 Plan::Pause(pause) => pause,
                 Plan::Claim => {
                     last_claim = Some(Instant::now());
-                    match self.clone().claim_and_send(free.max(refill)).await {
+                    match self.clone().claim_and_send(free + refill).await {
                         // The queue may hold more: look again as slots free up.
-                        Ok(Claims { filled: true, .. }) => continue,
-                        Ok(Claims { passed_over, .. }) => {
-                            // A short claim found all there is, but for what it passed over.
-                            more = passed_over;
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            // A claim never passes over a hungry subscription.
+                            drained.extend(hungry);
                             self.next_due().await
                         }
                         Err(e) => {
@@ -316,21 +313,41 @@ impl Deliverer {
                     }
                 }
             };
+            // Woken by a hungry subscription only if it has not been found drained.
+            let open_hunger = {
+                let drained = drained.clone();
+                let me = &self;
+                async move {
+                    loop {
+                        me.hungry.notified().await;
+                        if me.refill(&drained).1 > 0 {
+                            break;
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = self.wake.notified() => more = true,
-                _ = self.hungry.notified(), if more => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => more = true,
+                _ = self.wake.notified() => drained.clear(),
+                _ = open_hunger => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => drained.clear(),
                 _ = stop.changed() => {}
             }
         }
     }
 
-    fn refill(&self) -> usize {
-        self.shares.lock().map(|s| s.refill()).unwrap_or_default()
+    /// The hungry subscriptions but those in `drained`, and what would fill their waiting room.
+    fn refill(&self, drained: &[WebhookId]) -> (Vec<WebhookId>, usize) {
+        let Ok(shares) = self.shares.lock() else {
+            return (Vec::new(), 0);
+        };
+        let (mut hungry, _) = shares.refill();
+        hungry.retain(|k| !drained.contains(k));
+        let wanted = hungry.iter().map(|k| shares.room(k)).sum();
+        (hungry, wanted)
     }
 
     /// How long until a delivery may be claimed, passing over the subscriptions with their
-    /// share in flight (an attempt that ends wakes the loop).
+    /// share in flight and a share waiting (an attempt that ends wakes the loop).
     async fn next_due(&self) -> Duration {
         let full = self.full();
         match self.store.next_delivery_due(&full).await {
@@ -344,10 +361,11 @@ impl Deliverer {
         self.shares.lock().map(|s| s.full()).unwrap_or_default()
     }
 
-    /// Claims up to `want` deliveries (the free slots, or more to refill hungry subscriptions)
-    /// and starts them, passing over subscriptions with their share in flight and a share
-    /// waiting.
-    async fn claim_and_send(self: Arc<Self>, want: usize) -> Result<Claims, StoreError> {
+    /// Claims up to `want` deliveries (the free slots, and what refills hungry subscriptions)
+    /// and starts those a free slot takes now, passing over subscriptions with their share in
+    /// flight and a share waiting. True if the last claim brought all it asked for: the
+    /// database may hold more.
+    async fn claim_and_send(self: Arc<Self>, want: usize) -> Result<bool, StoreError> {
         let mut limit = want;
         loop {
             let skip = self.full();
@@ -367,16 +385,21 @@ impl Deliverer {
             let admitted = match self.shares.lock() {
                 Ok(mut shares) => shares.admit(jobs.collect(), |c| c.job.webhook_id),
                 // Not reached (nothing panics under the lock); the leases lapse.
-                Err(_) => return Ok(Claims::default()),
+                Err(_) => return Ok(false),
             };
-            let back = admitted.back.len();
+            let admitted_back = admitted.back.len();
+            let mut back: Vec<DeliveryId> =
+                admitted.back.iter().map(|c| c.job.delivery_id).collect();
             // Started before anything else can fail: each is counted in flight until it ends.
             for claimed in admitted.send {
-                let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                    // Not reached (the slots are never closed); its lease lapses.
+                // Never waited for: a claim may bring more than the slots free now (it refills
+                // hungry subscriptions too), and what waited for a slot could start after its
+                // lease. It goes back instead.
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                     if let Ok(mut shares) = self.shares.lock() {
                         shares.release(&claimed.job.webhook_id);
                     }
+                    back.push(claimed.job.delivery_id);
                     continue;
                 };
                 let me = self.clone();
@@ -387,17 +410,15 @@ impl Deliverer {
                     me.wake.notify_one();
                 });
             }
-            self.give_back(admitted.back.iter().map(|c| c.job.delivery_id))
-                .await?;
+            let went_back = back.len();
+            let slots_full = went_back > admitted_back;
+            self.give_back(back).await?;
             // Sent or waiting here.
-            limit = limit.saturating_sub(claimed - back);
+            limit = limit.saturating_sub(claimed - went_back);
             // Some went back: their subscriptions are full now, and the next claim passes them
-            // over for the others' deliveries.
-            if back == 0 || limit == 0 {
-                return Ok(Claims {
-                    filled: claimed > 0 && limit == 0,
-                    passed_over: !skip.is_empty(),
-                });
+            // over for the others' deliveries (unless it was the slots that were full).
+            if went_back == 0 || limit == 0 || slots_full {
+                return Ok(claimed > 0 && limit == 0);
             }
         }
     }

@@ -6,15 +6,16 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
-/// With fewer than a batch of slots free and attempts under way, claims are at most this often:
-/// a claim per freed slot would cost a round trip per delivery under load, and waiting for a
-/// whole batch to free up would wait on a consumer that hangs.
+/// With fewer than a batch of slots free and attempts under way, or for a hungry subscription
+/// (see [`Shares::refill`]), claims are at most this often: a claim per freed slot would cost a
+/// round trip per delivery under load, and waiting for a whole batch to free up would wait on a
+/// consumer that hangs.
 pub const CLAIM_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the sending loop does now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
-    /// Claim up to the free slots.
+    /// Claim up to the free slots, and what refills the hungry subscriptions.
     Claim,
     /// Every slot is taken: wait until one frees up.
     AwaitSlot,
@@ -26,9 +27,9 @@ pub enum Plan {
 /// `since_claim` ago; `hungry`: a subscription with its share in flight is running short of
 /// deliveries waiting (see [`Shares::refill`]), and the database may hold more.
 pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration, hungry: bool) -> Plan {
-    if hungry {
+    if hungry && since_claim >= CLAIM_PAUSE {
         Plan::Claim
-    } else if free == 0 {
+    } else if free == 0 && !hungry {
         Plan::AwaitSlot
     } else if free >= batch || busy == 0 || since_claim >= CLAIM_PAUSE {
         Plan::Claim
@@ -38,7 +39,7 @@ pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration, hungr
 }
 
 /// Deliveries of a subscription kept waiting here, at most, in shares.
-const WAITING_SHARES: usize = 2;
+pub const WAITING_SHARES: usize = 2;
 
 /// Attempts in flight, and claimed deliveries waiting for a slot, by subscription.
 ///
@@ -137,7 +138,7 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
         let mut full: Vec<K> = self
             .in_flight
             .iter()
-            .filter(|(k, n)| **n >= self.per_subscription && !self.is_hungry(k))
+            .filter(|(k, _)| self.has_share_in_flight(k) && !self.is_hungry(k))
             .map(|(k, _)| *k)
             .collect();
         full.sort_unstable();
@@ -148,23 +149,33 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
         self.waiting.get(key).map_or(0, VecDeque::len)
     }
 
-    /// Whether `key`'s subscription has its share in flight and fewer than a share waiting.
-    pub fn is_hungry(&self, key: &K) -> bool {
+    fn has_share_in_flight(&self, key: &K) -> bool {
         self.in_flight
             .get(key)
             .is_some_and(|n| *n >= self.per_subscription)
-            && self.waiting_of(key) < self.per_subscription
     }
 
-    /// Deliveries that would fill the hungry subscriptions' waiting room: the least a claim
-    /// made for them should ask for (0: none is hungry).
-    pub fn refill(&self) -> usize {
-        let room = WAITING_SHARES * self.per_subscription;
-        self.in_flight
+    /// Whether `key`'s subscription has its share in flight and fewer than a share waiting.
+    pub fn is_hungry(&self, key: &K) -> bool {
+        self.has_share_in_flight(key) && self.waiting_of(key) < self.per_subscription
+    }
+
+    /// The hungry subscriptions, and the deliveries that would fill their waiting room: what a
+    /// claim made for them asks for beyond the free slots.
+    pub fn refill(&self) -> (Vec<K>, usize) {
+        let hungry: Vec<K> = self
+            .in_flight
             .keys()
             .filter(|k| self.is_hungry(k))
-            .map(|k| room.saturating_sub(self.waiting_of(k)))
-            .sum()
+            .copied()
+            .collect();
+        let wanted = hungry.iter().map(|k| self.room(k)).sum();
+        (hungry, wanted)
+    }
+
+    /// How many more of `key`'s deliveries may wait here.
+    pub fn room(&self, key: &K) -> usize {
+        (WAITING_SHARES * self.per_subscription).saturating_sub(self.waiting_of(key))
     }
 
     /// Everything waiting, taken out (to give back).
@@ -237,11 +248,20 @@ mod tests {
                 0,
                 128,
                 32,
-                ms(0),
+                ms(10),
                 true,
                 Plan::Claim,
             ),
-            ("hungry, just claimed", 1, 127, 32, ms(1), true, Plan::Claim),
+            (
+                "hungry, just claimed: pause",
+                0,
+                128,
+                32,
+                ms(4),
+                true,
+                Plan::Pause(ms(6)),
+            ),
+            ("hungry, a batch free", 32, 96, 32, ms(0), true, Plan::Claim),
         ];
         for (why, free, busy, batch, since, hungry, expected) in rows {
             assert_eq!(
@@ -359,7 +379,7 @@ mod tests {
         let (mut shares, got) = claim(2, &[], "hhhhhh");
         assert_eq!(got, "sswwww");
         assert_eq!(shares.full(), vec!['h'], "passed over while a share waits");
-        assert_eq!(shares.refill(), 0);
+        assert_eq!(shares.refill().1, 0);
         shares.done(&'h');
         assert!(!shares.is_hungry(&'h'), "two wait");
         shares.done(&'h');
@@ -367,20 +387,20 @@ mod tests {
         // One waits: the next claim is made for it, its share still busy, to fill its room.
         assert!(shares.is_hungry(&'h'));
         assert!(shares.full().is_empty(), "claims take it again");
-        assert_eq!(shares.refill(), 3);
+        assert_eq!(shares.refill(), (vec!['h'], 3));
         let refilled = shares.admit(vec![('h', 10), ('h', 11), ('h', 12), ('h', 13)], |j| j.0);
         assert_eq!((refilled.send.len(), refilled.back.len()), (0, 1));
-        assert_eq!(shares.refill(), 0);
+        assert_eq!(shares.refill().1, 0);
         assert_eq!(shares.full(), vec!['h']);
         // A subscription below its share is never hungry: its slots take what comes.
         let (shares, _) = claim(2, &[('o', 1)], "");
         assert!(!shares.is_hungry(&'o'));
-        assert_eq!(shares.refill(), 0);
+        assert_eq!(shares.refill().1, 0);
         assert!(shares.full().is_empty());
         // Several hungry subscriptions: their rooms add up.
         let (shares, _) = claim(2, &[('h', 2), ('o', 2)], "ho");
-        assert_eq!(shares.refill(), 3 + 3);
+        assert_eq!(shares.refill().1, 3 + 3);
         let (shares, _) = claim(2, &[('h', 2), ('o', 2)], "hho");
-        assert_eq!(shares.refill(), 3, "h has a share waiting");
+        assert_eq!(shares.refill(), (vec!['o'], 3), "h has a share waiting");
     }
 }

@@ -628,7 +628,7 @@ async fn a_hanging_consumer_holds_only_its_share_of_the_slots(db: Db) {
 async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
     // One slot a subscription, and a consumer that hangs until the timeout. The first delivery
     // takes the slot while the others are queued; when its attempt times out, one claim takes
-    // the others: one goes, one waits here for the slot, the rest go back at once.
+    // the others: one goes, two wait here for the slot, the rest go back at once.
     const TASKS: usize = 6;
     let sim = spawn_sim(|_| {});
     let url = fresh_database(db).await;

@@ -346,7 +346,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     }
     gateway.kill().await;
     sim.process.kill().await;
-    if std::env::var_os("EMBENCH_KEEP_DB").is_some() {
+    if std::env::var("EMBENCH_KEEP_DB").is_ok_and(|v| v == "1") {
         eprintln!("em-bench: kept the database: {}", db.url);
     } else if let Err(e) = db.drop().await {
         eprintln!("em-bench: {e}");
