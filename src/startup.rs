@@ -181,19 +181,6 @@ impl Application {
         // Filled by the submitter; the in-flight set emptied and resynced by the poller, the
         // unanswered intents emptied by the submitter and the poller's looks.
         let own = OwnTasks::new();
-        let poller = Arc::new(Poller::new(
-            background_store.clone(),
-            em.clone(),
-            owner,
-            clock.clone(),
-            PollerConfig {
-                interval: settings.poll_interval,
-                grace: settings.settle_grace,
-                unsent_after: em_config.request_timeout + Duration::from_secs(5),
-            },
-            own.clone(),
-            wake_deliverer.clone(),
-        ));
         let deliverer = Arc::new(
             Deliverer::new(
                 background_store.clone(),
@@ -211,6 +198,19 @@ impl Application {
             )
             .map_err(StartError::Webhooks)?,
         );
+        let poller = Arc::new(Poller::new(
+            background_store.clone(),
+            em.clone(),
+            owner,
+            clock.clone(),
+            PollerConfig {
+                interval: settings.poll_interval,
+                grace: settings.settle_grace,
+                unsent_after: em_config.request_timeout + Duration::from_secs(5),
+            },
+            own.clone(),
+            deliverer.handoff(),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let background = match options.workers {
             Workers::Background => vec![

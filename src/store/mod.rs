@@ -41,8 +41,8 @@ pub use sealing::Resealed;
 pub use sessions::{OrphanRules, SessionRow, UnsentLook, dead_sessions, replica_gone_lately};
 pub use tasks::{EmAttach, InFlight, NewTask, Settlement, TaskFilter, TaskRecord};
 pub use webhooks::{
-    AttemptRecord, AttemptResult, DeliveryJob, DeliveryRecord, NewEvent, NewWebhook, Recorded,
-    RecordedAttempt, WebhookRecord,
+    AttemptRecord, AttemptResult, DeliveryJob, DeliveryLease, DeliveryRecord, NewEvent, NewWebhook,
+    Recorded, RecordedAttempt, WebhookRecord,
 };
 
 /// A pooled connection idle this long is checked before use.

@@ -229,17 +229,26 @@ fn decode_webhook(row: &AnyRow, keys: &Keyring) -> Result<WebhookRecord, StoreEr
     })
 }
 
+/// Deliveries queued already leased to a replica (its deliverer is handed them in memory).
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryLease {
+    pub owner: ReplicaId,
+    pub until: Timestamp,
+}
+
 impl Tx {
     /// Writes each settled task's event and a delivery per matching, enabled subscription,
     /// inside the transaction that settles the tasks: a settled task always has its webhooks
-    /// queued. Returns how many deliveries were queued.
+    /// queued. Queued under `lease`, the deliveries are returned ready to send (no claim needs
+    /// to read them back); without one, none are returned and any replica's claim takes them.
     pub async fn enqueue_events(
         &mut self,
         events: &[NewEvent],
         now: Timestamp,
-    ) -> Result<usize, StoreError> {
+        lease: Option<DeliveryLease>,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL"
@@ -252,7 +261,7 @@ impl Tx {
             .map(|r| decode_webhook(r, keys))
             .collect::<Result<_, _>>()?;
         let mut wanted: Vec<&NewEvent> = Vec::new();
-        let mut deliveries: Vec<(DeliveryId, WebhookId, &EventId)> = Vec::new();
+        let mut deliveries: Vec<(DeliveryId, &WebhookRecord, &NewEvent)> = Vec::new();
         for event in events {
             let targets: Vec<&WebhookRecord> = hooks
                 .iter()
@@ -262,7 +271,7 @@ impl Tx {
                 continue;
             }
             wanted.push(event);
-            deliveries.extend(targets.iter().map(|h| (DeliveryId::new(), h.id, &event.id)));
+            deliveries.extend(targets.iter().map(|h| (DeliveryId::new(), *h, event)));
         }
         for chunk in wanted.chunks(OUTBOX_CHUNK) {
             let sql = format!(
@@ -280,29 +289,63 @@ impl Tx {
             }
             query.execute(&mut *self.tx).await?;
         }
+        let (lease_owner, lease_until) = match lease {
+            Some(l) => (Some(l.owner.to_string()), Some(l.until.as_millis())),
+            None => (None, None),
+        };
         for chunk in deliveries.chunks(OUTBOX_CHUNK) {
             // Pending, no attempts yet, due at once.
             let sql = format!(
                 "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES {}",
-                placeholders(chunk.len(), 8, 0)
+                 next_attempt_at, created_at, updated_at, lease_owner, lease_until) VALUES {}",
+                placeholders(chunk.len(), 10, 0)
             );
             let mut query = sized_query(sql, chunk.len(), OUTBOX_CHUNK);
             for (delivery, hook, event) in chunk {
                 query = query
                     .bind(delivery.to_string())
-                    .bind(hook.to_string())
-                    .bind(event.as_str())
+                    .bind(hook.id.to_string())
+                    .bind(event.id.as_str())
                     .bind(DeliveryState::Pending.as_str())
                     .bind(0_i64)
                     .bind(now.as_millis())
                     .bind(now.as_millis())
-                    .bind(now.as_millis());
+                    .bind(now.as_millis())
+                    .bind(lease_owner.clone())
+                    .bind(lease_until);
             }
             query.execute(&mut *self.tx).await?;
         }
-        Ok(deliveries.len())
+        if lease.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(deliveries
+            .into_iter()
+            .map(|(delivery_id, hook, event)| DeliveryJob {
+                delivery_id,
+                webhook_id: hook.id,
+                event_id: event.id.clone(),
+                event_type: event.type_,
+                payload: event.payload.clone(),
+                url: hook.url.clone(),
+                secrets: signing_secrets(hook, now),
+                attempts: 0,
+                disabled: false,
+                created_at: now,
+            })
+            .collect())
     }
+}
+
+/// What a delivery of `hook` is signed with at `now`: its secret, and the previous one while a
+/// rotation's overlap lasts.
+fn signing_secrets(hook: &WebhookRecord, now: Timestamp) -> Vec<SecretString> {
+    let overlap = hook
+        .previous_secret_until
+        .is_some_and(|until| until.timestamp_millis() > now.as_millis());
+    std::iter::once(hook.secret.clone())
+        .chain(hook.previous_secret.clone().filter(|_| overlap))
+        .collect()
 }
 
 impl Store {

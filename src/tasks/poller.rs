@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::OwnTasks;
 use super::answer;
@@ -27,8 +27,10 @@ use crate::clock::{Clock, Timestamp};
 use crate::domain::{ReplicaId, TaskId};
 use crate::em::{EmClient, EmError, SessionRef};
 use crate::store::{
-    OrphanRules, Settlement, Store, StoreError, TaskRecord, UnsentLook, replica_gone_lately,
+    DeliveryJob, DeliveryLease, OrphanRules, Settlement, Store, StoreError, TaskRecord, UnsentLook,
+    replica_gone_lately,
 };
+use crate::webhooks::Handoff;
 
 /// Tasks settled in one transaction.
 const SETTLE_BATCH: usize = 200;
@@ -84,8 +86,9 @@ pub struct Poller {
     in_flight: Arc<InFlightSet>,
     /// The intents this replica wrote whose fate is not recorded yet (the submitter's).
     unanswered: Arc<Unanswered>,
-    /// Woken when a task is settled: its webhook deliveries are waiting.
-    settled: Arc<Notify>,
+    /// The deliverer's: handed the deliveries queued leased to this replica, told of those
+    /// queued for any replica's claim.
+    handoff: Arc<Handoff>,
     last_housekeeping: AtomicI64,
     last_resync: AtomicI64,
     /// Intents written before this were looked at: the next look starts here.
@@ -119,7 +122,7 @@ impl Poller {
         clock: Clock,
         config: PollerConfig,
         own: OwnTasks,
-        settled: Arc<Notify>,
+        handoff: Arc<Handoff>,
     ) -> Self {
         Poller {
             store,
@@ -129,7 +132,7 @@ impl Poller {
             config,
             in_flight: own.in_flight,
             unanswered: own.unanswered,
-            settled,
+            handoff,
             last_housekeeping: AtomicI64::new(i64::MIN),
             last_resync: AtomicI64::new(i64::MIN),
             unsent_since: AtomicI64::new(i64::MIN),
@@ -419,8 +422,9 @@ impl Poller {
     }
 
     /// Settles a batch in one transaction with the webhook events it fires, takes it out of
-    /// the in-flight set, and wakes the deliverer. Returns how many this call settled (not
-    /// those settled elsewhere before).
+    /// the in-flight set, and hands the deliveries to this replica's deliverer (or, while it
+    /// holds enough, queues them for any replica and wakes it). Returns how many this call
+    /// settled (not those settled elsewhere before).
     async fn settle(
         &self,
         batch: Vec<(TaskId, Settlement)>,
@@ -430,16 +434,19 @@ impl Poller {
         if batch.is_empty() {
             return Ok(0);
         }
-        let settled = db
-            .time(settle(&self.store, &batch, self.clock.now()))
-            .await?;
+        let now = self.clock.now();
+        let leased_at = Instant::now();
+        let lease = self.handoff.lease(now);
+        let (settled, deliveries) = db.time(settle(&self.store, &batch, now, lease)).await?;
         // Settled now or before (elsewhere): either way no longer running.
         self.in_flight.forget(batch.iter().map(|(id, _)| *id));
         for task in &settled {
             crate::telemetry::task_settled(task.state.as_str(), how);
         }
-        if !settled.is_empty() {
-            self.settled.notify_one();
+        if lease.is_some() {
+            self.handoff.hand(deliveries, leased_at);
+        } else if !settled.is_empty() {
+            self.handoff.queued_for_claim();
         }
         Ok(settled.len())
     }
@@ -517,12 +524,14 @@ pub fn resync_every(in_flight: usize) -> Duration {
 }
 
 /// Ends tasks, each at most once, with their webhook events, in one transaction: a settled task
-/// always has its webhooks queued.
+/// always has its webhooks queued. Under `lease`, the deliveries are queued leased and
+/// returned ready to send.
 pub async fn settle(
     store: &Store,
     batch: &[(TaskId, Settlement)],
     now: Timestamp,
-) -> Result<Vec<TaskRecord>, StoreError> {
+    lease: Option<DeliveryLease>,
+) -> Result<(Vec<TaskRecord>, Vec<DeliveryJob>), StoreError> {
     let mut tx = store.begin().await?;
     // A settle lost in a database crash puts the task back to running: the poller settles it
     // again (from EM, or from EM's objects) and its webhook is sent again, which at-least-once
@@ -533,9 +542,9 @@ pub async fn settle(
         .iter()
         .filter_map(|task| answer::event(task, now))
         .collect();
-    tx.enqueue_events(&events, now).await?;
+    let deliveries = tx.enqueue_events(&events, now, lease).await?;
     tx.commit().await?;
-    Ok(settled)
+    Ok((settled, deliveries))
 }
 
 #[cfg(test)]

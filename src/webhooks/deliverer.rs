@@ -3,9 +3,12 @@
 //! [`fair`]), retried as [`retry::next`] decides, every attempt logged.
 //!
 //! In the service, [`Deliverer::run`] keeps sending as slots free up and sleeps until the next
-//! delivery is due or until it is woken (the poller wakes it the moment it settles a task). A
-//! test calls [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
+//! delivery is due or until it is woken. The deliveries of the tasks this replica's poller
+//! settles come leased to it, in memory ([`Handoff`]), and go first; the database is claimed
+//! from for the rest (retries, other replicas' lapsed leases, what went back). A test calls
+//! [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use super::fair::{self, Plan, Shares};
+use super::handoff::{Claimed, Handoff};
 use super::retry::{self, Next, Outcome};
 use super::signature;
 use super::target;
@@ -50,12 +54,20 @@ const CLAIM_BATCH: usize = 32;
 /// Attempts recorded in one transaction, at most.
 const RECORD_BATCH: usize = 256;
 
-/// A delivery claimed by this replica, and the latest moment its attempt may start: one
-/// timeout (and a margin for the record) before its lease ends.
-#[derive(Debug)]
-struct Claimed {
-    job: DeliveryJob,
-    start_by: Instant,
+/// How long a claimed (or handed) delivery stays this replica's: long enough for what waits
+/// here behind a busy share ([`fair::WAITING_SHARES`] attempts' timeouts) to start within it,
+/// with one more timeout for its attempt and one for its record.
+fn lease(timeout: Duration) -> Duration {
+    let timeouts = u32::try_from(fair::WAITING_SHARES + 2).unwrap_or(u32::MAX);
+    timeout
+        .saturating_mul(timeouts)
+        .max(Duration::from_secs(30))
+}
+
+/// How long before its lease ends a delivery's attempt must start: its timeout, and one more
+/// for its record.
+fn start_margin(timeout: Duration) -> Duration {
+    timeout * 2
 }
 
 /// What became of one claimed delivery.
@@ -85,7 +97,11 @@ pub struct Deliverer {
     clock: Clock,
     config: DelivererConfig,
     client: reqwest::Client,
+    /// Notified when the database may hold deliveries to claim (a subscription or a retry made,
+    /// an attempt to retry recorded, deliveries queued for any replica).
     wake: Arc<Notify>,
+    /// Deliveries the poller queued leased to this replica, to send without a claim.
+    handoff: Arc<Handoff>,
     /// Notified when a busy subscription runs short of deliveries waiting (see
     /// [`Shares::refill`]).
     hungry: Notify,
@@ -94,6 +110,8 @@ pub struct Deliverer {
     shares: Mutex<Shares<WebhookId, Claimed>>,
     /// Set once the sending loop has stopped: attempts that end start no waiting delivery.
     stopping: AtomicBool,
+    /// Set when deliveries went back to the database: a claim may find them.
+    gave_back: AtomicBool,
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
@@ -120,8 +138,15 @@ impl Deliverer {
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let (records, recorder) = mpsc::channel(RECORD_BATCH * 4);
         let shares = Mutex::new(Shares::new(config.per_subscription));
+        let handoff = Arc::new(Handoff::new(
+            owner,
+            lease(config.timeout),
+            start_margin(config.timeout),
+            wake.clone(),
+        ));
         Ok(Deliverer {
             shares,
+            handoff,
             store,
             owner,
             clock,
@@ -131,20 +156,19 @@ impl Deliverer {
             hungry: Notify::new(),
             slots,
             stopping: AtomicBool::new(false),
+            gave_back: AtomicBool::new(false),
             records,
             recorder: Mutex::new(Some(recorder)),
         })
     }
 
-    /// How long a claimed delivery stays this replica's: long enough for what waits here
-    /// behind a busy share ([`fair::WAITING_SHARES`] attempts' timeouts) to start within it,
-    /// with one more timeout for its attempt and one for its record.
     fn lease(&self) -> Duration {
-        let timeouts = u32::try_from(fair::WAITING_SHARES + 2).unwrap_or(u32::MAX);
-        self.config
-            .timeout
-            .saturating_mul(timeouts)
-            .max(Duration::from_secs(30))
+        lease(self.config.timeout)
+    }
+
+    /// Where the poller hands over the deliveries it queues leased to this replica.
+    pub fn handoff(&self) -> Arc<Handoff> {
+        self.handoff.clone()
     }
 
     /// Sends every delivery due now — at most `concurrency` at once — and records every
@@ -153,15 +177,21 @@ impl Deliverer {
         let width = self.config.concurrency.max(1);
         let mut total = 0;
         loop {
-            let jobs = self
-                .store
-                .claim_deliveries(
-                    self.owner,
-                    self.clock.now(),
-                    self.lease(),
-                    u32::try_from(width).unwrap_or(u32::MAX),
-                )
-                .await?;
+            // Those handed over first, then claimed up to the width.
+            let mut jobs: Vec<DeliveryJob> =
+                self.handoff.take_all().into_iter().map(|c| c.job).collect();
+            if let Some(room) = width.checked_sub(jobs.len()).filter(|r| *r > 0) {
+                let claimed = self
+                    .store
+                    .claim_deliveries(
+                        self.owner,
+                        self.clock.now(),
+                        self.lease(),
+                        u32::try_from(room).unwrap_or(u32::MAX),
+                    )
+                    .await?;
+                jobs.extend(claimed);
+            }
             if jobs.is_empty() {
                 return Ok(total);
             }
@@ -200,10 +230,11 @@ impl Deliverer {
         .await;
         // What waited for a slot goes back at once, for the other replicas (the hand-over at
         // stop also releases every lease this replica holds).
-        let waiting = match self.shares.lock() {
+        let mut waiting = match self.shares.lock() {
             Ok(mut shares) => shares.take_waiting(),
             Err(_) => Vec::new(),
         };
+        waiting.extend(self.handoff.take_all());
         if let Err(e) = self
             .give_back(waiting.into_iter().map(|c| c.job.delivery_id))
             .await
@@ -285,30 +316,46 @@ impl Deliverer {
         // Hungry subscriptions a claim open to them came back short for: nothing more of
         // theirs is due until something new may be (a wake, or the next due time).
         let mut drained: Vec<WebhookId> = Vec::new();
+        // A claim came back short: nothing more is due in the database until then, or until
+        // woken. Handed deliveries and freed slots do not make the loop claim meanwhile (an
+        // empty claim is a round trip and a walk over the leased deliveries).
+        let mut dry_until: Option<Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let free = self.slots.available_permits();
-            let busy = width - free.min(width);
-            let (hungry, refill) = self.refill(&drained);
-            let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
-            let wait = match fair::plan(free, busy, batch, since, refill > 0) {
-                Plan::AwaitSlot => IDLE_CHECK,
-                Plan::Pause(pause) => pause,
-                Plan::Claim => {
-                    last_claim = Some(Instant::now());
-                    match self.clone().claim_and_send(free + refill).await {
-                        // The queue may hold more: look again as slots free up.
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            // A claim never passes over a hungry subscription.
-                            drained.extend(hungry);
-                            self.next_due().await
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not claim webhook deliveries");
-                            Duration::from_secs(1)
+            self.start_handed().await;
+            if self.gave_back.swap(false, Ordering::Relaxed) {
+                dry_until = None;
+            }
+            let now = Instant::now();
+            let wait = match dry_until.filter(|t| now < *t) {
+                Some(until) => until - now,
+                None => {
+                    let free = self.slots.available_permits();
+                    let busy = width - free.min(width);
+                    let (hungry, refill) = self.refill(&drained);
+                    let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
+                    match fair::plan(free, busy, batch, since, refill > 0) {
+                        Plan::AwaitSlot => IDLE_CHECK,
+                        Plan::Pause(pause) => pause,
+                        Plan::Claim => {
+                            last_claim = Some(Instant::now());
+                            match self.clone().claim_and_send(free + refill).await {
+                                // The queue may hold more: look again as slots free up.
+                                Ok(true) => continue,
+                                Ok(false) => {
+                                    // A claim never passes over a hungry subscription.
+                                    drained.extend(hungry);
+                                    let wait = self.next_due().await;
+                                    dry_until = Some(Instant::now() + wait);
+                                    wait
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not claim webhook deliveries");
+                                    Duration::from_secs(1)
+                                }
+                            }
                         }
                     }
                 }
@@ -327,12 +374,56 @@ impl Deliverer {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => drained.clear(),
-                _ = open_hunger => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => drained.clear(),
+                _ = self.wake.notified() => {
+                    drained.clear();
+                    dry_until = None;
+                }
+                _ = self.handoff.nudge.notified() => {}
+                // Its handed deliveries are taken first; the database may hold more.
+                _ = open_hunger => dry_until = None,
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {
+                    drained.clear();
+                    dry_until = None;
+                }
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Starts the handed deliveries their subscriptions have room for (sent now, or waiting
+    /// behind their share); those too late for their lease go back.
+    async fn start_handed(self: &Arc<Self>) {
+        if self.handoff.is_empty() {
+            return;
+        }
+        let (taken, late) = match self.shares.lock() {
+            Ok(shares) => {
+                let mut capacity: HashMap<WebhookId, usize> = HashMap::new();
+                self.handoff.take(Instant::now(), |job| {
+                    let left = capacity
+                        .entry(job.webhook_id)
+                        .or_insert_with(|| shares.capacity(&job.webhook_id));
+                    let fits = *left > 0;
+                    *left = left.saturating_sub(1);
+                    fits
+                })
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = self.give_back(late).await {
+            tracing::warn!(error = %e, "could not give back webhook deliveries");
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let admitted = match self.shares.lock() {
+            Ok(mut shares) => shares.admit(taken, |c| c.job.webhook_id),
+            Err(_) => return,
+        };
+        let mut not_started = self.start(admitted.send);
+        // Not reached: what was taken fits its subscription.
+        not_started.extend(admitted.back);
+        self.handoff.put_back(not_started);
     }
 
     /// The hungry subscriptions but those in `drained`, and what would fill their waiting room.
@@ -380,7 +471,10 @@ impl Deliverer {
                 )
                 .await?;
             let claimed = jobs.len();
-            let start_by = Instant::now() + self.lease().saturating_sub(self.config.timeout * 2);
+            let start_by = Instant::now()
+                + self
+                    .lease()
+                    .saturating_sub(start_margin(self.config.timeout));
             let jobs = jobs.into_iter().map(|job| Claimed { job, start_by });
             let admitted = match self.shares.lock() {
                 Ok(mut shares) => shares.admit(jobs.collect(), |c| c.job.webhook_id),
@@ -390,26 +484,13 @@ impl Deliverer {
             let admitted_back = admitted.back.len();
             let mut back: Vec<DeliveryId> =
                 admitted.back.iter().map(|c| c.job.delivery_id).collect();
-            // Started before anything else can fail: each is counted in flight until it ends.
-            for claimed in admitted.send {
-                // Never waited for: a claim may bring more than the slots free now (it refills
-                // hungry subscriptions too), and what waited for a slot could start after its
-                // lease. It goes back instead.
-                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                    if let Ok(mut shares) = self.shares.lock() {
-                        shares.release(&claimed.job.webhook_id);
-                    }
-                    back.push(claimed.job.delivery_id);
-                    continue;
-                };
-                let me = self.clone();
-                tokio::spawn(async move {
-                    me.send_in_turn(claimed.job).await;
-                    drop(permit);
-                    // A slot is free: a delivery of another subscription may go.
-                    me.wake.notify_one();
-                });
-            }
+            // A claim may bring more than the slots free now (it refills hungry subscriptions
+            // too), and what waited for a slot could start after its lease: it goes back.
+            back.extend(
+                self.start(admitted.send)
+                    .into_iter()
+                    .map(|c| c.job.delivery_id),
+            );
             let went_back = back.len();
             let slots_full = went_back > admitted_back;
             self.give_back(back).await?;
@@ -421,6 +502,29 @@ impl Deliverer {
                 return Ok(claimed > 0 && limit == 0);
             }
         }
+    }
+
+    /// Starts each delivery on a free slot, counted in its subscription's share until it ends;
+    /// returns those no slot was free for, their share given back. Never waits for a slot.
+    fn start(self: &Arc<Self>, send: Vec<Claimed>) -> Vec<Claimed> {
+        let mut no_slot = Vec::new();
+        for claimed in send {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                if let Ok(mut shares) = self.shares.lock() {
+                    shares.release(&claimed.job.webhook_id);
+                }
+                no_slot.push(claimed);
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.send_in_turn(claimed.job).await;
+                drop(permit);
+                // A slot is free: a handed delivery, or a claim for another subscription, may go.
+                me.handoff.nudge.notify_one();
+            });
+        }
+        no_slot
     }
 
     /// Sends `job`, then, in the same slot, each delivery of its subscription that waited for
@@ -478,7 +582,11 @@ impl Deliverer {
         if held.is_empty() {
             return Ok(());
         }
-        self.store.unclaim_deliveries(self.owner, &held).await
+        self.store.unclaim_deliveries(self.owner, &held).await?;
+        self.gave_back.store(true, Ordering::Relaxed);
+        // The sending loop may be waiting with nothing to claim.
+        self.handoff.nudge.notify_one();
+        Ok(())
     }
 
     /// Sends one delivery and says what became of it; nothing is written here.

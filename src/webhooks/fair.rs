@@ -178,6 +178,13 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
         (WAITING_SHARES * self.per_subscription).saturating_sub(self.waiting_of(key))
     }
 
+    /// How many more of `key`'s deliveries may be taken now: sent, up to its share in flight,
+    /// or kept waiting.
+    pub fn capacity(&self, key: &K) -> usize {
+        let in_flight = self.in_flight.get(key).copied().unwrap_or(0);
+        self.per_subscription.saturating_sub(in_flight) + self.room(key)
+    }
+
     /// Everything waiting, taken out (to give back).
     pub fn take_waiting(&mut self) -> Vec<J> {
         self.waiting.drain().flat_map(|(_, w)| w).collect()
@@ -402,5 +409,33 @@ mod tests {
         assert_eq!(shares.refill().1, 3 + 3);
         let (shares, _) = claim(2, &[('h', 2), ('o', 2)], "hho");
         assert_eq!(shares.refill(), (vec!['o'], 3), "h has a share waiting");
+    }
+
+    #[test]
+    fn capacity_is_what_admit_takes_without_giving_back() {
+        // (share, in flight before, claimed before, capacity of 'h' after)
+        type Row = (usize, &'static [(char, usize)], &'static str, usize);
+        let rows: &[Row] = &[
+            (2, &[], "", 6),
+            (2, &[('h', 1)], "", 5),
+            (2, &[('h', 2)], "", 4),
+            (2, &[('h', 2)], "hhh", 1),
+            (2, &[('h', 2)], "hhhh", 0),
+            (2, &[('h', 2)], "hhhhh", 0),
+            (2, &[('o', 2)], "oooo", 6),
+            (0, &[], "", 3),
+        ];
+        for (per, before, claimed, capacity) in rows {
+            let (mut shares, _) = claim(*per, before, claimed);
+            assert_eq!(shares.capacity(&'h'), *capacity, "{before:?} {claimed}");
+            // Exactly that many more are taken; one more would go back.
+            let more: Vec<(char, usize)> = (0..=*capacity).map(|i| ('h', 100 + i)).collect();
+            let admitted = shares.admit(more, |j| j.0);
+            assert_eq!(
+                admitted.back,
+                vec![('h', 100 + capacity)],
+                "{before:?} {claimed}"
+            );
+        }
     }
 }

@@ -4,8 +4,10 @@
 pub mod address;
 pub mod deliverer;
 pub mod fair;
+pub mod handoff;
 pub mod retry;
 pub mod signature;
 pub mod target;
 
 pub use deliverer::{Deliverer, DelivererConfig};
+pub use handoff::Handoff;

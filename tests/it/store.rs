@@ -89,9 +89,10 @@ async fn attach(
 
 /// Settles as the poller does: with the tasks' webhook events, in one transaction.
 async fn settle(store: &Store, batch: &[(TaskId, Settlement)]) -> Vec<TaskRecord> {
-    em_gateway::tasks::poller::settle(store, batch, now())
+    em_gateway::tasks::poller::settle(store, batch, now(), None)
         .await
         .unwrap()
+        .0
 }
 
 /// Orphan rules that treat everything as lost now, with a lease of `lease`.

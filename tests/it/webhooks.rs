@@ -16,6 +16,7 @@ both_databases!(
     a_restarted_gateway_still_delivers,
     a_hanging_consumer_holds_only_its_share_of_the_slots,
     what_waited_for_a_slot_is_handed_over_when_the_gateway_stops,
+    a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it,
 );
 
 fn gateway(host: &str) -> Value {
@@ -687,5 +688,46 @@ async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
         2,
         "two attempts were made and recorded: {tried:?}"
     );
+    sim.stop().await;
+}
+
+/// The poller hands the deliveries it queues to its own replica's deliverer, leased to it:
+/// another replica's claim passes them over while the lease lasts, the deliverer sends them with
+/// no claim, and once a lease is over (the replica died holding them) any replica's claim
+/// takes them.
+async fn a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it(db: Db) {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
+    let receiver = Receiver::start(Answer::Ok);
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    let other = ReplicaId::new();
+    let lease = Duration::from_secs(30);
+
+    let first = create(&app, "handed.example").await;
+    app.settle_by_ticking(&first).await;
+    let claimed = app
+        .store
+        .claim_deliveries(other, app.now(), lease, 10)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "leased to the replica that settled it");
+    assert_eq!(app.deliver_due().await, 1, "sent from memory");
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].json()["data"]["id"], first.as_str());
+    let entries = log(&app, &hook).await;
+    assert_eq!(entries[0]["state"], "delivered", "its attempt recorded");
+
+    let second = create(&app, "lapsed.example").await;
+    app.settle_by_ticking(&second).await;
+    app.advance(Duration::from_secs(61));
+    let claimed = app
+        .store
+        .claim_deliveries(other, app.now(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "its lease over, another replica takes it");
+    let event: Value = serde_json::from_str(&claimed[0].payload).unwrap();
+    assert_eq!(event["data"]["id"], second.as_str());
+    app.stop().await;
     sim.stop().await;
 }

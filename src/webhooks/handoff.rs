@@ -1,0 +1,226 @@
+//! Deliveries the poller queues already leased to this replica, handed to its deliverer in
+//! memory. While a tick's settles drain, a claim per 32 deliveries was a round trip and an
+//! `UPDATE` of each row before the first attempt could start; a handed delivery starts as soon
+//! as its subscription has room, with no claim. What the deliverer has not started before its
+//! lease covers an attempt goes back to the database, as a claimed delivery would.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::clock::Timestamp;
+use crate::domain::{DeliveryId, ReplicaId};
+use crate::store::{DeliveryJob, DeliveryLease};
+
+/// With this many deliveries held here, the poller queues the next ones for any replica's claim
+/// instead (a consumer that hangs must not grow this replica's memory with every task that
+/// settles).
+pub const HANDED_MOST: usize = 4096;
+
+/// A delivery leased to this replica, and the latest moment its attempt may start: one timeout
+/// (and a margin for the record) before its lease ends.
+#[derive(Debug)]
+pub(super) struct Claimed {
+    pub job: DeliveryJob,
+    pub start_by: Instant,
+}
+
+pub struct Handoff {
+    owner: ReplicaId,
+    lease: Duration,
+    /// How long before its lease ends an attempt must start.
+    margin: Duration,
+    queue: Mutex<VecDeque<Claimed>>,
+    /// The deliverer's sending loop: something new in memory (handed deliveries, a free slot).
+    pub(super) nudge: Notify,
+    /// The deliverer's sending loop: the database holds deliveries to claim.
+    wake: Arc<Notify>,
+}
+
+impl Handoff {
+    pub(super) fn new(
+        owner: ReplicaId,
+        lease: Duration,
+        margin: Duration,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Handoff {
+            owner,
+            lease,
+            margin,
+            queue: Mutex::new(VecDeque::new()),
+            nudge: Notify::new(),
+            wake,
+        }
+    }
+
+    /// The lease to queue deliveries under at `now`, or none while enough wait here already.
+    pub fn lease(&self, now: Timestamp) -> Option<DeliveryLease> {
+        (self.len() < HANDED_MOST).then(|| DeliveryLease {
+            owner: self.owner,
+            until: now + self.lease,
+        })
+    }
+
+    /// Hands over deliveries queued under a lease taken no earlier than `leased_at`.
+    pub fn hand(&self, jobs: Vec<DeliveryJob>, leased_at: Instant) {
+        if jobs.is_empty() {
+            return;
+        }
+        let start_by = leased_at + self.lease.saturating_sub(self.margin);
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.extend(jobs.into_iter().map(|job| Claimed { job, start_by }));
+        }
+        self.nudge.notify_one();
+    }
+
+    /// Deliveries were queued without a lease: the deliverer claims them.
+    pub fn queued_for_claim(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes, in the order handed, the deliveries `fits` accepts, and the ids of those too late
+    /// to start (to give back); the others stay.
+    pub(super) fn take(
+        &self,
+        now: Instant,
+        mut fits: impl FnMut(&DeliveryJob) -> bool,
+    ) -> (Vec<Claimed>, Vec<DeliveryId>) {
+        let Ok(mut queue) = self.queue.lock() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut taken = Vec::new();
+        let mut late = Vec::new();
+        let mut kept = VecDeque::with_capacity(queue.len());
+        for claimed in queue.drain(..) {
+            if now > claimed.start_by {
+                late.push(claimed.job.delivery_id);
+            } else if fits(&claimed.job) {
+                taken.push(claimed);
+            } else {
+                kept.push_back(claimed);
+            }
+        }
+        *queue = kept;
+        (taken, late)
+    }
+
+    /// Puts deliveries taken and not started back in front, in their order.
+    pub(super) fn put_back(&self, claimed: Vec<Claimed>) {
+        if let Ok(mut queue) = self.queue.lock() {
+            for c in claimed.into_iter().rev() {
+                queue.push_front(c);
+            }
+        }
+    }
+
+    /// Everything held, taken out.
+    pub(super) fn take_all(&self) -> Vec<Claimed> {
+        self.queue
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventId, EventType, WebhookId};
+
+    fn job(webhook: WebhookId) -> DeliveryJob {
+        DeliveryJob {
+            delivery_id: DeliveryId::new(),
+            webhook_id: webhook,
+            event_id: EventId::new(),
+            event_type: EventType::TaskSucceeded,
+            payload: "{}".into(),
+            url: "https://example.com/hook".into(),
+            secrets: Vec::new(),
+            attempts: 0,
+            disabled: false,
+            created_at: Timestamp::from_millis(0),
+        }
+    }
+
+    fn handoff() -> Handoff {
+        Handoff::new(
+            ReplicaId::new(),
+            Duration::from_secs(40),
+            Duration::from_secs(20),
+            Arc::new(Notify::new()),
+        )
+    }
+
+    #[test]
+    fn deliveries_are_leased_to_this_replica_until_enough_wait_here() {
+        let h = handoff();
+        let now = Timestamp::from_millis(1_000);
+        let lease = h.lease(now).expect("room");
+        assert_eq!(lease.owner, h.owner);
+        assert_eq!(lease.until, Timestamp::from_millis(41_000));
+        let w = WebhookId::new();
+        h.hand(
+            (0..HANDED_MOST - 1).map(|_| job(w)).collect(),
+            Instant::now(),
+        );
+        assert!(h.lease(now).is_some(), "one short of the most");
+        h.hand(vec![job(w)], Instant::now());
+        assert_eq!(h.len(), HANDED_MOST);
+        assert!(
+            h.lease(now).is_none(),
+            "full: queued for any replica's claim"
+        );
+        h.take_all();
+        assert!(h.lease(now).is_some());
+    }
+
+    #[test]
+    fn what_fits_is_taken_in_order_what_is_late_goes_back_and_the_rest_stays() {
+        let h = handoff();
+        let (a, b) = (WebhookId::new(), WebhookId::new());
+        let t0 = Instant::now();
+        let jobs: Vec<DeliveryJob> = [a, b, a, b, a].into_iter().map(job).collect();
+        let ids: Vec<DeliveryId> = jobs.iter().map(|j| j.delivery_id).collect();
+        h.hand(jobs, t0);
+        // Room for one of a's and all of b's.
+        let mut room_a = 1;
+        let (taken, late) = h.take(t0, |j| {
+            j.webhook_id == b || {
+                room_a -= 1;
+                room_a >= 0
+            }
+        });
+        let taken_ids: Vec<DeliveryId> = taken.iter().map(|c| c.job.delivery_id).collect();
+        assert_eq!(taken_ids, vec![ids[0], ids[1], ids[3]]);
+        assert!(late.is_empty());
+        assert_eq!(h.len(), 2, "a's other two stay");
+        // Put back in front, in order: taken again first.
+        h.put_back(taken);
+        let order: Vec<DeliveryId> = h
+            .take(t0, |_| true)
+            .0
+            .iter()
+            .map(|c| c.job.delivery_id)
+            .collect();
+        assert_eq!(order, vec![ids[0], ids[1], ids[3], ids[2], ids[4]]);
+        // Started by 20 s after the lease was taken (40 s lease, 20 s margin): after it, back.
+        h.hand(vec![job(a)], t0);
+        let (taken, late) = h.take(t0 + Duration::from_secs(20), |_| false);
+        assert!(taken.is_empty() && late.is_empty(), "just in time: stays");
+        let (taken, late) = h.take(t0 + Duration::from_millis(20_001), |_| true);
+        assert!(taken.is_empty());
+        assert_eq!(late.len(), 1);
+        assert!(h.is_empty());
+    }
+}
