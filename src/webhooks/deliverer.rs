@@ -8,7 +8,6 @@
 //! from for the rest (retries, other replicas' lapsed leases, what went back). A test calls
 //! [`Deliverer::deliver_due`] instead: everything due now, sent and recorded.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +52,10 @@ const IDLE_CHECK: Duration = Duration::from_secs(30);
 const CLAIM_BATCH: usize = 32;
 /// Attempts recorded in one transaction, at most.
 const RECORD_BATCH: usize = 256;
+/// While the database may hold due deliveries, it is claimed from at least this often: a
+/// steady stream of handed deliveries does not keep its retries (and what other replicas gave
+/// back) waiting.
+const CLAIM_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// How long a claimed (or handed) delivery stays this replica's: long enough for what waits
 /// here behind a busy share ([`fair::WAITING_SHARES`] attempts' timeouts) to start within it,
@@ -177,9 +180,11 @@ impl Deliverer {
         let width = self.config.concurrency.max(1);
         let mut total = 0;
         loop {
-            // Those handed over first, then claimed up to the width.
-            let mut jobs: Vec<DeliveryJob> =
-                self.handoff.take_all().into_iter().map(|c| c.job).collect();
+            // Those handed over first (those too late for their lease go back), then claimed up
+            // to the width.
+            let (handed, late) = self.handoff.take(Instant::now(), |_| true);
+            self.give_back(late).await?;
+            let mut jobs: Vec<DeliveryJob> = handed.into_iter().map(|c| c.job).collect();
             if let Some(room) = width.checked_sub(jobs.len()).filter(|r| *r > 0) {
                 let claimed = self
                     .store
@@ -324,7 +329,13 @@ impl Deliverer {
             if *stop.borrow() {
                 break;
             }
-            self.start_handed().await;
+            let dry = dry_until.is_some_and(|t| Instant::now() < t);
+            let reserve = if !dry && last_claim.is_none_or(|t| t.elapsed() >= CLAIM_AT_LEAST) {
+                batch
+            } else {
+                0
+            };
+            self.start_handed(reserve).await;
             if self.gave_back.swap(false, Ordering::Relaxed) {
                 dry_until = None;
             }
@@ -347,7 +358,13 @@ impl Deliverer {
                                 Ok(false) => {
                                     // A claim never passes over a hungry subscription.
                                     drained.extend(hungry);
-                                    let wait = self.next_due().await;
+                                    let mut wait = self.next_due().await;
+                                    if self.slots.available_permits() < width {
+                                        // Attempts are under way and end: what other
+                                        // replicas give back meanwhile is found within
+                                        // this, not only when the next is due.
+                                        wait = wait.min(CLAIM_AT_LEAST);
+                                    }
                                     dry_until = Some(Instant::now() + wait);
                                     wait
                                 }
@@ -390,23 +407,20 @@ impl Deliverer {
         }
     }
 
-    /// Starts the handed deliveries their subscriptions have room for (sent now, or waiting
-    /// behind their share); those too late for their lease go back.
-    async fn start_handed(self: &Arc<Self>) {
+    /// Starts the handed deliveries that have a free slot, but `reserve` slots (for a claim),
+    /// or may wait behind their subscription's share in flight; those too late for their
+    /// lease go back.
+    async fn start_handed(self: &Arc<Self>, reserve: usize) {
         if self.handoff.is_empty() {
             return;
         }
+        // Only this loop takes slots: what is free now stays free until `start`.
+        let free = self.slots.available_permits().saturating_sub(reserve);
         let (taken, late) = match self.shares.lock() {
             Ok(shares) => {
-                let mut capacity: HashMap<WebhookId, usize> = HashMap::new();
-                self.handoff.take(Instant::now(), |job| {
-                    let left = capacity
-                        .entry(job.webhook_id)
-                        .or_insert_with(|| shares.capacity(&job.webhook_id));
-                    let fits = *left > 0;
-                    *left = left.saturating_sub(1);
-                    fits
-                })
+                let mut taker = shares.taker(free);
+                self.handoff
+                    .take(Instant::now(), |job| taker.fits(job.webhook_id))
             }
             Err(_) => return,
         };
@@ -420,8 +434,8 @@ impl Deliverer {
             Ok(mut shares) => shares.admit(taken, |c| c.job.webhook_id),
             Err(_) => return,
         };
+        // Not reached: what was taken has a slot or waits behind its share.
         let mut not_started = self.start(admitted.send);
-        // Not reached: what was taken fits its subscription.
         not_started.extend(admitted.back);
         self.handoff.put_back(not_started);
     }
@@ -493,7 +507,7 @@ impl Deliverer {
             );
             let went_back = back.len();
             let slots_full = went_back > admitted_back;
-            self.give_back(back).await?;
+            self.unclaim(back).await?;
             // Sent or waiting here.
             limit = limit.saturating_sub(claimed - went_back);
             // Some went back: their subscriptions are full now, and the next claim passes them
@@ -505,15 +519,18 @@ impl Deliverer {
     }
 
     /// Starts each delivery on a free slot, counted in its subscription's share until it ends;
-    /// returns those no slot was free for, their share given back. Never waits for a slot.
+    /// returns those no slot was free for, their share given back (with what waited behind
+    /// them if nothing else of their subscription is in flight). Never waits for a slot.
     fn start(self: &Arc<Self>, send: Vec<Claimed>) -> Vec<Claimed> {
         let mut no_slot = Vec::new();
         for claimed in send {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                if let Ok(mut shares) = self.shares.lock() {
-                    shares.release(&claimed.job.webhook_id);
-                }
+                let stranded = match self.shares.lock() {
+                    Ok(mut shares) => shares.unstart(&claimed.job.webhook_id),
+                    Err(_) => Vec::new(),
+                };
                 no_slot.push(claimed);
+                no_slot.extend(stranded);
                 continue;
             };
             let me = self.clone();
@@ -573,20 +590,31 @@ impl Deliverer {
     }
 
     /// Deliveries held back go back as they were, for the next claim (this replica's or
-    /// another's): attempts and schedule untouched.
+    /// another's): attempts and schedule untouched. The sending loop looks for them.
     async fn give_back(
         &self,
         held: impl IntoIterator<Item = DeliveryId>,
     ) -> Result<(), StoreError> {
+        if self.unclaim(held).await? {
+            self.gave_back.store(true, Ordering::Relaxed);
+            // The sending loop may be waiting with nothing to claim.
+            self.handoff.nudge.notify_one();
+        }
+        Ok(())
+    }
+
+    /// As [`Self::give_back`], for what the sending loop's own claim would pass over anyway
+    /// (subscriptions full, or no slot free): no need to look again. True if any went back.
+    async fn unclaim(
+        &self,
+        held: impl IntoIterator<Item = DeliveryId>,
+    ) -> Result<bool, StoreError> {
         let held: Vec<DeliveryId> = held.into_iter().collect();
         if held.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.store.unclaim_deliveries(self.owner, &held).await?;
-        self.gave_back.store(true, Ordering::Relaxed);
-        // The sending loop may be waiting with nothing to claim.
-        self.handoff.nudge.notify_one();
-        Ok(())
+        Ok(true)
     }
 
     /// Sends one delivery and says what became of it; nothing is written here.

@@ -69,6 +69,38 @@ pub struct Admitted<J> {
     pub back: Vec<J>,
 }
 
+/// What to take on of deliveries offered in order (then given to [`Shares::admit`] in that
+/// order): one its subscription would send goes only while a slot is free for it, and one it
+/// would keep waiting only behind its share in flight, up to its room. Nothing taken goes back
+/// or finds no slot; the rest stay where they are.
+pub struct Taker<'a, K, J> {
+    shares: &'a Shares<K, J>,
+    free: usize,
+    /// Per subscription: taken to send, taken to wait.
+    taken: HashMap<K, (usize, usize)>,
+}
+
+impl<K: Copy + Eq + Hash + Ord, J> Taker<'_, K, J> {
+    pub fn fits(&mut self, key: K) -> bool {
+        let shares = self.shares;
+        let (send, wait) = self.taken.entry(key).or_default();
+        let in_flight = shares.in_flight.get(&key).copied().unwrap_or(0) + *send;
+        if in_flight < shares.per_subscription {
+            if self.free == 0 {
+                return false;
+            }
+            self.free -= 1;
+            *send += 1;
+            true
+        } else if shares.waiting_of(&key) + *wait < WAITING_SHARES * shares.per_subscription {
+            *wait += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
     /// A share of 0 counts as 1.
     pub fn new(per_subscription: usize) -> Self {
@@ -178,11 +210,24 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
         (WAITING_SHARES * self.per_subscription).saturating_sub(self.waiting_of(key))
     }
 
-    /// How many more of `key`'s deliveries may be taken now: sent, up to its share in flight,
-    /// or kept waiting.
-    pub fn capacity(&self, key: &K) -> usize {
-        let in_flight = self.in_flight.get(key).copied().unwrap_or(0);
-        self.per_subscription.saturating_sub(in_flight) + self.room(key)
+    /// An attempt taken for `key`'s subscription found no slot and does not start: one fewer
+    /// in flight and, once none is, what waited behind it too (only an attempt of its own that
+    /// ends starts what waits; left here, it would wait for nothing until its lease ran out).
+    pub fn unstart(&mut self, key: &K) -> Vec<J> {
+        self.release(key);
+        if self.in_flight.contains_key(key) {
+            return Vec::new();
+        }
+        self.waiting.remove(key).map(Vec::from).unwrap_or_default()
+    }
+
+    /// Decides, one delivery at a time, what to take on now with `free` slots (see [`Taker`]).
+    pub fn taker(&self, free: usize) -> Taker<'_, K, J> {
+        Taker {
+            shares: self,
+            free,
+            taken: HashMap::new(),
+        }
     }
 
     /// Everything waiting, taken out (to give back).
@@ -412,30 +457,90 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_what_admit_takes_without_giving_back() {
-        // (share, in flight before, claimed before, capacity of 'h' after)
-        type Row = (usize, &'static [(char, usize)], &'static str, usize);
+    fn what_is_taken_on_gets_a_slot_or_waits_behind_its_share() {
+        // (why, share, in flight before, free slots, offered in order, taken: y/n)
+        type Row = (
+            &'static str,
+            usize,
+            &'static [(char, usize)],
+            usize,
+            &'static str,
+            &'static str,
+        );
         let rows: &[Row] = &[
-            (2, &[], "", 6),
-            (2, &[('h', 1)], "", 5),
-            (2, &[('h', 2)], "", 4),
-            (2, &[('h', 2)], "hhh", 1),
-            (2, &[('h', 2)], "hhhh", 0),
-            (2, &[('h', 2)], "hhhhh", 0),
-            (2, &[('o', 2)], "oooo", 6),
-            (0, &[], "", 3),
+            ("a slot each", 2, &[], 4, "hhoo", "yyyy"),
+            ("past its share: waits", 2, &[], 2, "hhhhhh", "yyyyyy"),
+            ("past its room: stays", 2, &[], 2, "hhhhhhh", "yyyyyyn"),
+            ("no slot: nothing to send", 2, &[], 0, "hho", "nnn"),
+            // The bug this guards against: 'o' has nothing in flight, so it may not wait.
+            ("slots short", 1, &[], 2, "hoxhox", "yynyyn"),
+            (
+                "behind its share in flight",
+                1,
+                &[('h', 1)],
+                0,
+                "hhho",
+                "yynn",
+            ),
+            (
+                "its share half in flight",
+                2,
+                &[('h', 1)],
+                1,
+                "hhho",
+                "yyyn",
+            ),
+            (
+                "its share half in flight, no slot",
+                2,
+                &[('h', 1)],
+                0,
+                "hh",
+                "nn",
+            ),
         ];
-        for (per, before, claimed, capacity) in rows {
-            let (mut shares, _) = claim(*per, before, claimed);
-            assert_eq!(shares.capacity(&'h'), *capacity, "{before:?} {claimed}");
-            // Exactly that many more are taken; one more would go back.
-            let more: Vec<(char, usize)> = (0..=*capacity).map(|i| ('h', 100 + i)).collect();
-            let admitted = shares.admit(more, |j| j.0);
-            assert_eq!(
-                admitted.back,
-                vec![('h', 100 + capacity)],
-                "{before:?} {claimed}"
-            );
+        for (why, per, before, free, offered, expected) in rows {
+            let (mut shares, _) = claim(*per, before, "");
+            let mut taker = shares.taker(*free);
+            let got: String = offered
+                .chars()
+                .map(|k| if taker.fits(k) { 'y' } else { 'n' })
+                .collect();
+            assert_eq!(&got, expected, "{why}");
+            // What was taken, admitted in order, is all sent or kept: none goes back, and no
+            // more are sent than there were free slots.
+            let taken: Vec<(char, usize)> = offered
+                .chars()
+                .zip(got.chars())
+                .enumerate()
+                .filter(|(_, (_, y))| *y == 'y')
+                .map(|(i, (k, _))| (k, i))
+                .collect();
+            let admitted = shares.admit(taken, |j| j.0);
+            assert!(admitted.back.is_empty(), "{why}");
+            assert!(admitted.send.len() <= *free, "{why}");
         }
+        // One already waiting counts against the room.
+        let (shares, _) = claim(1, &[('h', 1)], "h");
+        let mut taker = shares.taker(0);
+        assert!(taker.fits('h'));
+        assert!(!taker.fits('h'));
+    }
+
+    #[test]
+    fn an_attempt_that_found_no_slot_takes_what_waited_behind_it_along() {
+        // Share 1: one 'h' sent, two waiting behind it.
+        let (mut shares, verdict) = claim(1, &[], "hhh");
+        assert_eq!(verdict, "sww");
+        // The one sent found no slot: nothing of 'h' is in flight, so nothing would start
+        // what waits; it comes out too, in order.
+        assert_eq!(shares.unstart(&'h'), vec![('h', 1), ('h', 2)]);
+        assert!(shares.take_waiting().is_empty());
+        assert!(shares.taker(1).fits('h'), "its share is free again");
+        // With another of its attempts still in flight, what waits stays for that one.
+        let (mut shares, verdict) = claim(2, &[], "hhhh");
+        assert_eq!(verdict, "ssww");
+        assert!(shares.unstart(&'h').is_empty());
+        assert_eq!(shares.done(&'h'), Some(('h', 2)));
     }
 }

@@ -16,7 +16,8 @@ use crate::store::{DeliveryJob, DeliveryLease};
 
 /// With this many deliveries held here, the poller queues the next ones for any replica's claim
 /// instead (a consumer that hangs must not grow this replica's memory with every task that
-/// settles).
+/// settles). A soft limit: it is looked at before each settle transaction, whose deliveries
+/// may take the count past it by one transaction's worth.
 pub const HANDED_MOST: usize = 4096;
 
 /// A delivery leased to this replica, and the latest moment its attempt may start: one timeout

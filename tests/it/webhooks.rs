@@ -16,6 +16,7 @@ both_databases!(
     a_restarted_gateway_still_delivers,
     a_hanging_consumer_holds_only_its_share_of_the_slots,
     what_waited_for_a_slot_is_handed_over_when_the_gateway_stops,
+    slots_short_of_the_subscriptions_go_to_each_in_turn,
     a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it,
 );
 
@@ -627,9 +628,10 @@ async fn a_hanging_consumer_holds_only_its_share_of_the_slots(db: Db) {
 }
 
 async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
-    // One slot a subscription, and a consumer that hangs until the timeout. The first delivery
-    // takes the slot while the others are queued; when its attempt times out, one claim takes
-    // the others: one goes, two wait here for the slot, the rest go back at once.
+    // One slot a subscription, and a consumer that hangs until the timeout. The settles hand
+    // their deliveries to this replica's deliverer: the first takes the slot, two wait here
+    // behind it, the rest stay handed (leased to this replica). At stop, what waits and what
+    // is handed goes back at once, besides the hand-over releasing every lease.
     const TASKS: usize = 6;
     let sim = spawn_sim(|_| {});
     let url = fresh_database(db).await;
@@ -688,6 +690,101 @@ async fn what_waited_for_a_slot_is_handed_over_when_the_gateway_stops(db: Db) {
         2,
         "two attempts were made and recorded: {tried:?}"
     );
+    sim.stop().await;
+}
+
+/// Fewer slots than subscriptions with work: two consumers hang and hold both slots, and the
+/// third one's deliveries neither start nor wait behind a share it has not got in flight; they
+/// stay queued until a slot frees, then go in turn, each once.
+async fn slots_short_of_the_subscriptions_go_to_each_in_turn(db: Db) {
+    const TASKS: usize = 3;
+    let (sim, app) = start(
+        db,
+        &[
+            ("EMGW_WEBHOOK_CONCURRENCY", "2"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
+        ],
+    )
+    .await;
+    let (a, b, c) = (
+        Receiver::start(Answer::Hold),
+        Receiver::start(Answer::Hold),
+        Receiver::start(Answer::Ok),
+    );
+    subscribe(&app, &a.url, json!([])).await;
+    subscribe(&app, &b.url, json!([])).await;
+    let first = create(&app, "short-0.example").await;
+    app.settled(&first).await;
+    eventually(
+        "the two hung consumers to hold both slots",
+        Duration::from_secs(15),
+        || async { (a.in_flight() == 1 && b.in_flight() == 1).then_some(()) },
+    )
+    .await;
+
+    let c_hook = subscribe(&app, &c.url, json!([])).await;
+    for i in 1..=TASKS {
+        let task = create(&app, &format!("short-{i}.example")).await;
+        app.settled(&task).await;
+    }
+    let queued = eventually(
+        "the healthy consumer's deliveries to be queued",
+        Duration::from_secs(15),
+        || async {
+            let e = log(&app, &c_hook).await;
+            (e.len() == TASKS).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(
+        c.count(),
+        0,
+        "no slot was free: nothing is sent past the limit"
+    );
+    for d in &queued {
+        assert_eq!(d["state"], "pending", "{d}");
+        assert_eq!(d["attempts"], json!([]), "{d}");
+    }
+    assert_eq!((a.max_in_flight(), b.max_in_flight()), (1, 1));
+
+    // One consumer answers: its waiting deliveries go in its slot, then the slot goes to the
+    // healthy consumer, whose deliveries go once each while the other still holds its slot.
+    a.release();
+    let got = c.wait_for(TASKS).await;
+    let events: std::collections::BTreeSet<&str> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(events.len(), TASKS, "each event once");
+    assert_eq!(b.in_flight(), 1, "the other consumer still holds its slot");
+    b.release();
+    let all = 2 * (TASKS + 1) + TASKS;
+    eventually(
+        "every delivery to be delivered",
+        Duration::from_secs(15),
+        || async { (a.count() + b.count() + c.count() >= all).then_some(()) },
+    )
+    .await;
+    let delivered = eventually(
+        "the healthy consumer's deliveries to be recorded",
+        Duration::from_secs(15),
+        || async {
+            let e = log(&app, &c_hook).await;
+            e.iter().all(|d| d["state"] == "delivered").then_some(e)
+        },
+    )
+    .await;
+    for d in &delivered {
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+    }
+    assert_eq!(
+        (a.count(), b.count(), c.count()),
+        (TASKS + 1, TASKS + 1, TASKS),
+        "nothing sent twice"
+    );
+    assert_eq!(c.max_in_flight(), 1);
+    app.stop().await;
     sim.stop().await;
 }
 
