@@ -4,14 +4,14 @@
 //! as its subscription has room, with no claim. What the deliverer has not started before its
 //! lease covers an attempt goes back to the database, as a claimed delivery would.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::clock::Timestamp;
-use crate::domain::{DeliveryId, ReplicaId};
+use crate::domain::{DeliveryId, ReplicaId, WebhookId};
 use crate::store::{DeliveryJob, DeliveryLease};
 
 /// With this many deliveries held here, the poller queues the next ones for any replica's claim
@@ -28,12 +28,25 @@ pub(super) struct Claimed {
     pub start_by: Instant,
 }
 
+/// What is held, by subscription: a subscription that cannot take more (its consumer hangs)
+/// costs a look at its oldest, not at each of its deliveries, every time a slot frees up.
+#[derive(Debug, Default)]
+struct Held {
+    /// Each subscription's deliveries in the order handed (their start-by in that order too),
+    /// each with its place in the order of all: those put back before any handed.
+    queues: HashMap<WebhookId, VecDeque<(i64, Claimed)>>,
+    /// The place of the next handed, and of the last put back.
+    handed: i64,
+    put_back: i64,
+    len: usize,
+}
+
 pub struct Handoff {
     owner: ReplicaId,
     lease: Duration,
     /// How long before its lease ends an attempt must start.
     margin: Duration,
-    queue: Mutex<VecDeque<Claimed>>,
+    held: Mutex<Held>,
     /// The deliverer's sending loop: something new in memory (handed deliveries, a free slot).
     pub(super) nudge: Notify,
     /// The deliverer's sending loop: the database holds deliveries to claim.
@@ -51,7 +64,7 @@ impl Handoff {
             owner,
             lease,
             margin,
-            queue: Mutex::new(VecDeque::new()),
+            held: Mutex::new(Held::default()),
             nudge: Notify::new(),
             wake,
         }
@@ -71,8 +84,16 @@ impl Handoff {
             return;
         }
         let start_by = leased_at + self.lease.saturating_sub(self.margin);
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.extend(jobs.into_iter().map(|job| Claimed { job, start_by }));
+        if let Ok(mut held) = self.held.lock() {
+            held.len += jobs.len();
+            for job in jobs {
+                let place = held.handed;
+                held.handed += 1;
+                held.queues
+                    .entry(job.webhook_id)
+                    .or_default()
+                    .push_back((place, Claimed { job, start_by }));
+            }
         }
         self.nudge.notify_one();
     }
@@ -83,53 +104,82 @@ impl Handoff {
     }
 
     pub fn len(&self) -> usize {
-        self.queue.lock().map_or(0, |q| q.len())
+        self.held.lock().map_or(0, |h| h.len)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Takes, in the order handed, the deliveries `fits` accepts, and the ids of those too late
-    /// to start (to give back); the others stay.
+    /// Takes the deliveries `fits` accepts, each subscription's in the order handed and the
+    /// subscriptions by their oldest; and the ids of those too late to start (to give back).
+    /// `fits` is asked about a subscription's deliveries until it refuses one: it must refuse
+    /// the ones after that too. What is not taken stays.
     pub(super) fn take(
         &self,
         now: Instant,
         mut fits: impl FnMut(&DeliveryJob) -> bool,
     ) -> (Vec<Claimed>, Vec<DeliveryId>) {
-        let Ok(mut queue) = self.queue.lock() else {
+        let Ok(mut guard) = self.held.lock() else {
             return (Vec::new(), Vec::new());
         };
-        let mut taken = Vec::new();
-        let mut late = Vec::new();
-        let mut kept = VecDeque::with_capacity(queue.len());
-        for claimed in queue.drain(..) {
-            if now > claimed.start_by {
-                late.push(claimed.job.delivery_id);
-            } else if fits(&claimed.job) {
-                taken.push(claimed);
-            } else {
-                kept.push_back(claimed);
+        let held = &mut *guard;
+        let mut order: Vec<(i64, WebhookId)> = held
+            .queues
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|(place, _)| (*place, *k)))
+            .collect();
+        order.sort_unstable();
+        let (mut taken, mut late) = (Vec::new(), Vec::new());
+        for (_, key) in order {
+            let Some(queue) = held.queues.get_mut(&key) else {
+                continue;
+            };
+            while let Some((_, front)) = queue.front() {
+                if now > front.start_by {
+                    // Handed in order, so late in order (what went back in front may be
+                    // later than what is behind it; nothing late is taken, below).
+                    late.extend(queue.pop_front().map(|(_, c)| c.job.delivery_id));
+                } else if fits(&front.job) {
+                    taken.extend(queue.pop_front().map(|(_, c)| c));
+                } else {
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                held.queues.remove(&key);
             }
         }
-        *queue = kept;
+        held.len = held.len.saturating_sub(taken.len() + late.len());
         (taken, late)
     }
 
-    /// Puts deliveries taken and not started back in front, in their order.
+    /// Puts deliveries taken and not started back in front of their subscriptions' queues,
+    /// before anything handed, in their order.
     pub(super) fn put_back(&self, claimed: Vec<Claimed>) {
-        if let Ok(mut queue) = self.queue.lock() {
+        if let Ok(mut held) = self.held.lock() {
+            held.len += claimed.len();
             for c in claimed.into_iter().rev() {
-                queue.push_front(c);
+                held.put_back -= 1;
+                let place = held.put_back;
+                held.queues
+                    .entry(c.job.webhook_id)
+                    .or_default()
+                    .push_front((place, c));
             }
         }
     }
 
     /// Everything held, taken out.
     pub(super) fn take_all(&self) -> Vec<Claimed> {
-        self.queue
+        self.held
             .lock()
-            .map(|mut q| q.drain(..).collect())
+            .map(|mut h| {
+                h.len = 0;
+                let mut all: Vec<(i64, Claimed)> = h.queues.drain().flat_map(|(_, q)| q).collect();
+                all.sort_unstable_by_key(|(place, _)| *place);
+                all.into_iter().map(|(_, c)| c).collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -206,15 +256,27 @@ mod tests {
         assert_eq!(taken_ids, vec![ids[0], ids[1], ids[3]]);
         assert!(late.is_empty());
         assert_eq!(h.len(), 2, "a's other two stay");
-        // Put back in front, in order: taken again first.
+        // Put back in front, in order: taken again first, each subscription's in order, the
+        // subscriptions by their oldest.
         h.put_back(taken);
+        assert_eq!(h.len(), 5);
         let order: Vec<DeliveryId> = h
             .take(t0, |_| true)
             .0
             .iter()
             .map(|c| c.job.delivery_id)
             .collect();
-        assert_eq!(order, vec![ids[0], ids[1], ids[3], ids[2], ids[4]]);
+        assert_eq!(order, vec![ids[0], ids[2], ids[4], ids[1], ids[3]]);
+        // A subscription that refuses its oldest is not asked about the rest.
+        h.hand((0..3).map(|_| job(a)).collect(), t0);
+        let mut asked = 0;
+        let (taken, _) = h.take(t0, |_| {
+            asked += 1;
+            false
+        });
+        assert!(taken.is_empty());
+        assert_eq!(asked, 1);
+        assert_eq!(h.take_all().len(), 3);
         // Started by 20 s after the lease was taken (40 s lease, 20 s margin): after it, back.
         h.hand(vec![job(a)], t0);
         let (taken, late) = h.take(t0 + Duration::from_secs(20), |_| false);
