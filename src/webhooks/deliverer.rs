@@ -182,7 +182,7 @@ impl Deliverer {
         loop {
             // Those handed over first (those too late for their lease go back), then claimed up
             // to the width.
-            let (handed, late) = self.handoff.take(Instant::now(), |_| true);
+            let (handed, late) = self.handoff.take(Instant::now(), true, |_| true);
             self.give_back(late).await?;
             let mut jobs: Vec<DeliveryJob> = handed.into_iter().map(|c| c.job).collect();
             if let Some(room) = width.checked_sub(jobs.len()).filter(|r| *r > 0) {
@@ -330,12 +330,23 @@ impl Deliverer {
                 break;
             }
             let dry = dry_until.is_some_and(|t| Instant::now() < t);
-            let reserve = if !dry && last_claim.is_none_or(|t| t.elapsed() >= CLAIM_AT_LEAST) {
-                batch
-            } else {
-                0
-            };
-            self.start_handed(reserve).await;
+            let free = self.slots.available_permits();
+            if !dry
+                && free > 0
+                && !self.handoff.is_empty()
+                && last_claim.is_none_or(|t| t.elapsed() >= CLAIM_AT_LEAST)
+            {
+                // Handed deliveries go before anything claimed, but do not keep what is due in
+                // the database (retries, other replicas' give-backs) waiting: a claim of up to
+                // a batch goes first, at least this often.
+                last_claim = Some(Instant::now());
+                match self.clone().claim_and_send(free.min(batch)).await {
+                    Ok(true) => {}
+                    Ok(false) => dry_until = Some(Instant::now() + CLAIM_AT_LEAST),
+                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
+                }
+            }
+            self.start_handed().await;
             if self.gave_back.swap(false, Ordering::Relaxed) {
                 dry_until = None;
             }
@@ -407,20 +418,20 @@ impl Deliverer {
         }
     }
 
-    /// Starts the handed deliveries that have a free slot, but `reserve` slots (for a claim),
-    /// or may wait behind their subscription's share in flight; those too late for their
-    /// lease go back.
-    async fn start_handed(self: &Arc<Self>, reserve: usize) {
+    /// Starts the handed deliveries that have a free slot, or may wait behind their
+    /// subscription's share in flight; those too late for their lease go back.
+    async fn start_handed(self: &Arc<Self>) {
         if self.handoff.is_empty() {
             return;
         }
         // Only this loop takes slots: what is free now stays free until `start`.
-        let free = self.slots.available_permits().saturating_sub(reserve);
+        let free = self.slots.available_permits();
         let (taken, late) = match self.shares.lock() {
             Ok(shares) => {
                 let mut taker = shares.taker(free);
+                let can_take = taker.can_take();
                 self.handoff
-                    .take(Instant::now(), |job| taker.fits(job.webhook_id))
+                    .take(Instant::now(), can_take, |job| taker.fits(job.webhook_id))
             }
             Err(_) => return,
         };
@@ -434,7 +445,8 @@ impl Deliverer {
             Ok(mut shares) => shares.admit(taken, |c| c.job.webhook_id),
             Err(_) => return,
         };
-        // Not reached: what was taken has a slot or waits behind its share.
+        // What was taken has a slot or waits behind its share, unless an attempt ended since
+        // (a wait became a send, which may find no slot): that goes back in front.
         let mut not_started = self.start(admitted.send);
         not_started.extend(admitted.back);
         self.handoff.put_back(not_started);

@@ -71,8 +71,10 @@ pub struct Admitted<J> {
 
 /// What to take on of deliveries offered in order (then given to [`Shares::admit`] in that
 /// order): one its subscription would send goes only while a slot is free for it, and one it
-/// would keep waiting only behind its share in flight, up to its room. Nothing taken goes back
-/// or finds no slot; the rest stay where they are.
+/// would keep waiting only behind its share in flight, up to its room; the rest stay where
+/// they are. Once it refuses one of a subscription's, it refuses the rest of that
+/// subscription's. (An attempt that ends between the decision and `admit` can still turn a
+/// wait into a send that finds no slot: the caller puts that back.)
 pub struct Taker<'a, K, J> {
     shares: &'a Shares<K, J>,
     free: usize,
@@ -81,6 +83,17 @@ pub struct Taker<'a, K, J> {
 }
 
 impl<K: Copy + Eq + Hash + Ord, J> Taker<'_, K, J> {
+    /// Whether anything could be taken now: a slot is free, or a subscription with its share
+    /// in flight has room to wait. When not, offering each delivery is wasted work.
+    pub fn can_take(&self) -> bool {
+        let shares = self.shares;
+        self.free > 0
+            || shares.in_flight.keys().any(|k| {
+                shares.has_share_in_flight(k)
+                    && shares.waiting_of(k) < WAITING_SHARES * shares.per_subscription
+            })
+    }
+
     pub fn fits(&mut self, key: K) -> bool {
         let shares = self.shares;
         let (send, wait) = self.taken.entry(key).or_default();
@@ -211,13 +224,11 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
     }
 
     /// An attempt taken for `key`'s subscription found no slot and does not start: one fewer
-    /// in flight and, once none is, what waited behind it too (only an attempt of its own that
-    /// ends starts what waits; left here, it would wait for nothing until its lease ran out).
+    /// in flight, so less than its share, and what waited behind it comes out too. Only an
+    /// attempt of its own that ends starts what waits, and the lease covers waiting behind a
+    /// whole share: behind fewer it could go late, behind none it would wait for nothing.
     pub fn unstart(&mut self, key: &K) -> Vec<J> {
         self.release(key);
-        if self.in_flight.contains_key(key) {
-            return Vec::new();
-        }
         self.waiting.remove(key).map(Vec::from).unwrap_or_default()
     }
 
@@ -520,6 +531,17 @@ mod tests {
             assert!(admitted.back.is_empty(), "{why}");
             assert!(admitted.send.len() <= *free, "{why}");
         }
+        // Whether anything could be taken at all.
+        let (shares, _) = claim(1, &[('h', 1)], "hh");
+        assert!(!shares.taker(0).can_take(), "no slot, no room to wait");
+        assert!(shares.taker(1).can_take(), "a slot");
+        let (shares, _) = claim(1, &[('h', 1)], "h");
+        assert!(shares.taker(0).can_take(), "room behind a share in flight");
+        let (shares, _) = claim(2, &[('h', 1)], "");
+        assert!(
+            !shares.taker(0).can_take(),
+            "no share in flight to wait behind"
+        );
         // One already waiting counts against the room.
         let (shares, _) = claim(1, &[('h', 1)], "h");
         let mut taker = shares.taker(0);
@@ -537,10 +559,11 @@ mod tests {
         assert_eq!(shares.unstart(&'h'), vec![('h', 1), ('h', 2)]);
         assert!(shares.take_waiting().is_empty());
         assert!(shares.taker(1).fits('h'), "its share is free again");
-        // With another of its attempts still in flight, what waits stays for that one.
+        // With less than its share left in flight, what waits comes out too: the lease covers
+        // waiting behind a whole share.
         let (mut shares, verdict) = claim(2, &[], "hhhh");
         assert_eq!(verdict, "ssww");
-        assert!(shares.unstart(&'h').is_empty());
-        assert_eq!(shares.done(&'h'), Some(('h', 2)));
+        assert_eq!(shares.unstart(&'h'), vec![('h', 2), ('h', 3)]);
+        assert_eq!(shares.done(&'h'), None);
     }
 }

@@ -20,6 +20,10 @@ use crate::store::{DeliveryJob, DeliveryLease};
 /// may take the count past it by one transaction's worth.
 pub const HANDED_MOST: usize = 4096;
 
+/// While nothing can be taken (every slot busy, every busy share's waiting room full), what
+/// went late is looked for this often: a freed slot must not cost a walk over what is held.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// A delivery leased to this replica, and the latest moment its attempt may start: one timeout
 /// (and a margin for the record) before its lease ends.
 #[derive(Debug)]
@@ -39,6 +43,8 @@ struct Held {
     handed: i64,
     put_back: i64,
     len: usize,
+    /// While nothing can be taken, what went late is looked for only this often.
+    next_sweep: Option<Instant>,
 }
 
 pub struct Handoff {
@@ -114,16 +120,24 @@ impl Handoff {
     /// Takes the deliveries `fits` accepts, each subscription's in the order handed and the
     /// subscriptions by their oldest; and the ids of those too late to start (to give back).
     /// `fits` is asked about a subscription's deliveries until it refuses one: it must refuse
-    /// the ones after that too. What is not taken stays.
+    /// the ones after that too. What is not taken stays. With `can_take` false (nothing would
+    /// fit), only a look for what went late, at most once a second.
     pub(super) fn take(
         &self,
         now: Instant,
+        can_take: bool,
         mut fits: impl FnMut(&DeliveryJob) -> bool,
     ) -> (Vec<Claimed>, Vec<DeliveryId>) {
         let Ok(mut guard) = self.held.lock() else {
             return (Vec::new(), Vec::new());
         };
         let held = &mut *guard;
+        if !can_take {
+            if held.next_sweep.is_some_and(|at| now < at) {
+                return (Vec::new(), Vec::new());
+            }
+            held.next_sweep = Some(now + SWEEP_EVERY);
+        }
         let mut order: Vec<(i64, WebhookId)> = held
             .queues
             .iter()
@@ -140,7 +154,7 @@ impl Handoff {
                     // Handed in order, so late in order (what went back in front may be
                     // later than what is behind it; nothing late is taken, below).
                     late.extend(queue.pop_front().map(|(_, c)| c.job.delivery_id));
-                } else if fits(&front.job) {
+                } else if can_take && fits(&front.job) {
                     taken.extend(queue.pop_front().map(|(_, c)| c));
                 } else {
                     break;
@@ -246,7 +260,7 @@ mod tests {
         h.hand(jobs, t0);
         // Room for one of a's and all of b's.
         let mut room_a = 1;
-        let (taken, late) = h.take(t0, |j| {
+        let (taken, late) = h.take(t0, true, |j| {
             j.webhook_id == b || {
                 room_a -= 1;
                 room_a >= 0
@@ -261,7 +275,7 @@ mod tests {
         h.put_back(taken);
         assert_eq!(h.len(), 5);
         let order: Vec<DeliveryId> = h
-            .take(t0, |_| true)
+            .take(t0, true, |_| true)
             .0
             .iter()
             .map(|c| c.job.delivery_id)
@@ -270,7 +284,7 @@ mod tests {
         // A subscription that refuses its oldest is not asked about the rest.
         h.hand((0..3).map(|_| job(a)).collect(), t0);
         let mut asked = 0;
-        let (taken, _) = h.take(t0, |_| {
+        let (taken, _) = h.take(t0, true, |_| {
             asked += 1;
             false
         });
@@ -279,11 +293,31 @@ mod tests {
         assert_eq!(h.take_all().len(), 3);
         // Started by 20 s after the lease was taken (40 s lease, 20 s margin): after it, back.
         h.hand(vec![job(a)], t0);
-        let (taken, late) = h.take(t0 + Duration::from_secs(20), |_| false);
+        let (taken, late) = h.take(t0 + Duration::from_secs(20), true, |_| false);
         assert!(taken.is_empty() && late.is_empty(), "just in time: stays");
-        let (taken, late) = h.take(t0 + Duration::from_millis(20_001), |_| true);
+        let (taken, late) = h.take(t0 + Duration::from_millis(20_001), true, |_| true);
         assert!(taken.is_empty());
         assert_eq!(late.len(), 1);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn while_nothing_can_be_taken_what_went_late_is_looked_for_once_a_second() {
+        let h = handoff();
+        let a = WebhookId::new();
+        let t0 = Instant::now();
+        h.hand(vec![job(a), job(a)], t0);
+        let refuse = |_: &DeliveryJob| -> bool { panic!("asked while nothing can be taken") };
+        // Start-by is 20 s after the lease was taken (40 s lease, 20 s margin).
+        let (taken, late) = h.take(t0 + Duration::from_millis(19_500), false, refuse);
+        assert!(taken.is_empty() && late.is_empty(), "looked: none late yet");
+        let (_, late) = h.take(t0 + Duration::from_millis(20_100), false, refuse);
+        assert!(
+            late.is_empty(),
+            "late, but looked at less than a second ago"
+        );
+        let (_, late) = h.take(t0 + Duration::from_millis(20_600), false, refuse);
+        assert_eq!(late.len(), 2, "a second on: found late");
         assert!(h.is_empty());
     }
 }
