@@ -47,6 +47,11 @@ pub struct WebhookRecord {
 }
 
 impl WebhookRecord {
+    /// What its deliveries are signed with at `now`.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<SecretString> {
+        signing_secrets(self, now)
+    }
+
     pub fn wants(&self, event: EventType) -> bool {
         self.event_types.is_empty() || self.event_types.contains(&event)
     }

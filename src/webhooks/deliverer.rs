@@ -16,6 +16,7 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
+use super::current::{Current, Look, Target};
 use super::fair::{self, Plan, Shares};
 use super::handoff::{Claimed, Handoff};
 use super::retry::{self, Next, Outcome};
@@ -79,6 +80,8 @@ enum Done {
     Attempted(RecordedAttempt),
     /// Not sent: its subscription is disabled.
     Abandoned(DeliveryId),
+    /// Not sent: its subscription is deleted, and the delivery with it.
+    Dropped,
 }
 
 impl Done {
@@ -115,6 +118,9 @@ pub struct Deliverer {
     stopping: AtomicBool,
     /// Set when deliveries went back to the database: a claim may find them.
     gave_back: AtomicBool,
+    /// Each subscription as lately read, for attempts that start long after their delivery
+    /// was queued or claimed.
+    current: Current,
     /// Finished attempts, on their way to the store: a slot is free again once its attempt is
     /// handed over, and the recorder writes many attempts per transaction. The delivery's lease
     /// keeps it from being sent again meanwhile.
@@ -160,6 +166,7 @@ impl Deliverer {
             slots,
             stopping: AtomicBool::new(false),
             gave_back: AtomicBool::new(false),
+            current: Current::default(),
             records,
             recorder: Mutex::new(Some(recorder)),
         })
@@ -293,6 +300,7 @@ impl Deliverer {
                         .abandon_delivery(self.owner, id, "the subscription is disabled", now)
                         .await?
                 }
+                Done::Dropped => {}
             }
         }
         let recorded = self
@@ -629,8 +637,44 @@ impl Deliverer {
         Ok(true)
     }
 
+    /// `job` with its subscription's URL, secrets and state as read at most
+    /// [`super::current::FRESH`] ago (or its own, if that read fails); `None`: deleted.
+    async fn as_now(&self, mut job: DeliveryJob) -> Option<DeliveryJob> {
+        let id = job.webhook_id;
+        let target = match self.current.look(id, Instant::now()) {
+            Look::Use(target) => target,
+            Look::Own => return Some(job),
+            Look::Read => {
+                let at = Instant::now();
+                match self.store.webhook(id).await {
+                    Ok(hook) => {
+                        let target = hook.map(|h| Target {
+                            secrets: h.signing_secrets(self.clock.now()),
+                            disabled: h.disabled_at.is_some(),
+                            url: h.url,
+                        });
+                        self.current.read(id, target.clone(), at);
+                        target
+                    }
+                    Err(e) => {
+                        self.current.unread(id);
+                        tracing::warn!(webhook_id = %id, error = %e, "could not read a webhook subscription; its delivery goes as claimed");
+                        return Some(job);
+                    }
+                }
+            }
+        }?;
+        job.url = target.url;
+        job.secrets = target.secrets;
+        job.disabled = target.disabled;
+        Some(job)
+    }
+
     /// Sends one delivery and says what became of it; nothing is written here.
     async fn attempt(&self, job: DeliveryJob) -> Done {
+        let Some(job) = self.as_now(job).await else {
+            return Done::Dropped;
+        };
         if job.disabled {
             return Done::Abandoned(job.delivery_id);
         }
@@ -654,7 +698,10 @@ impl Deliverer {
             Next::Delivered => AttemptResult::Delivered,
             Next::RetryIn(delay) => AttemptResult::RetryAt(self.clock.now() + delay),
             Next::GiveUp => AttemptResult::Failed,
-            Next::Disable => AttemptResult::Gone,
+            Next::Disable => {
+                self.current.gone(job.webhook_id);
+                AttemptResult::Gone
+            }
         };
         let label = match &result {
             AttemptResult::Delivered => "delivered",

@@ -2,6 +2,7 @@
 //! from a durable outbox that the poller fills in the transaction that settles a task.
 
 pub mod address;
+pub mod current;
 pub mod deliverer;
 pub mod fair;
 pub mod handoff;

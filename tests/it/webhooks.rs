@@ -17,6 +17,7 @@ both_databases!(
     a_hanging_consumer_holds_only_its_share_of_the_slots,
     what_waited_for_a_slot_is_handed_over_when_the_gateway_stops,
     slots_short_of_the_subscriptions_go_to_each_in_turn,
+    what_a_deleted_subscription_had_waiting_is_not_sent,
     a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it,
 );
 
@@ -790,6 +791,60 @@ async fn slots_short_of_the_subscriptions_go_to_each_in_turn(db: Db) {
         "nothing sent twice"
     );
     assert_eq!(c.max_in_flight(), 1);
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// Deliveries held in memory (waiting behind their subscription's attempt, or handed) carry the
+/// subscription as it was; one deleted meanwhile gets none of them once what was read of it is a
+/// second old. One slot in all, so what the deleted subscription still had goes before the
+/// other subscription's delivery, or not at all.
+async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
+    let (sim, app) = start(
+        db,
+        &[
+            ("EMGW_WEBHOOK_CONCURRENCY", "1"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
+        ],
+    )
+    .await;
+    let (gone, other) = (Receiver::start(Answer::Hold), Receiver::start(Answer::Ok));
+    let gone_hook = subscribe(&app, &gone.url, json!([])).await;
+    let first = create(&app, "deleted-0.example").await;
+    app.settled(&first).await;
+    eventually(
+        "the first delivery to hold the slot",
+        Duration::from_secs(15),
+        || async { (gone.in_flight() == 1).then_some(()) },
+    )
+    .await;
+    for i in 1..=2 {
+        let task = create(&app, &format!("deleted-{i}.example")).await;
+        app.settled(&task).await;
+    }
+    subscribe(&app, &other.url, json!([])).await;
+    let last = create(&app, "deleted-3.example").await;
+    app.settled(&last).await;
+
+    let id = gone_hook["id"].as_str().unwrap();
+    let deleted = http()
+        .delete(app.url(&format!("/v1/webhooks/{id}")))
+        .bearer_auth(&app.write_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // What the deliverer read of the subscription (when the first attempt started) must be a
+    // second old; a wait for time to pass, nothing is asserted on its account.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    gone.release();
+    other.wait_for(1).await;
+    assert_eq!(
+        gone.count(),
+        1,
+        "the deleted subscription got what it had waiting"
+    );
     app.stop().await;
     sim.stop().await;
 }
