@@ -256,7 +256,10 @@ impl Tx {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL"
+            // Oldest subscription first: each event's deliveries are queued (and handed) in
+            // one order.
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL \
+             ORDER BY created_at, id"
         )))
         .fetch_all(&mut *self.tx)
         .await?;

@@ -3,8 +3,10 @@
 //! A delivery carries its subscription as it was when it was queued or claimed, and a handed
 //! or waiting one may start up to a lease's start-by later (20 s with the default timeout). A
 //! deletion (whose pending deliveries are dropped), a `410` that disabled the subscription or a
-//! rotated secret must not wait that long: an attempt uses what was read at most
-//! [`FRESH`] ago, one read per subscription a second, however many attempts start.
+//! rotated secret must not wait that long: an attempt uses what was read about [`FRESH`] ago
+//! at most, one read per subscription a second, however many attempts start. (Longer only while
+//! a read is slow, up to half an attempt's timeout, when what was known before is used; and at a
+//! subscription's first attempts here, which use their own while its first read is under way.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,11 +16,16 @@ use secrecy::SecretString;
 
 use crate::domain::WebhookId;
 
-/// How old what an attempt uses of its subscription may be.
+/// How old what an attempt uses of its subscription may be, when its read is not slow.
 pub const FRESH: Duration = Duration::from_secs(1);
 
-/// Past this many subscriptions remembered, those not read for a minute are forgotten.
-const KEPT: usize = 1024;
+/// A read under way this long is taken as abandoned: the next attempt reads again.
+const READ_ABANDONED: Duration = Duration::from_secs(5);
+
+/// A subscription not read for this long is forgotten (its secrets with it), looked for at most
+/// every [`PRUNE_EVERY`].
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// Where and how a subscription's deliveries go now.
 #[derive(Debug, Clone)]
@@ -45,36 +52,49 @@ struct Entry {
     read_at: Instant,
     /// `None` until first read.
     target: Option<Option<Target>>,
-    reading: bool,
+    /// Since when a read is under way.
+    reading: Option<Instant>,
+    /// An attempt was answered `410 Gone`: disabled, whatever a read that began before its
+    /// record found (nothing enables a subscription again).
+    gone: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct Current {
-    entries: Mutex<HashMap<WebhookId, Entry>>,
+    entries: Mutex<(HashMap<WebhookId, Entry>, Option<Instant>)>,
 }
 
 impl Current {
     pub fn look(&self, id: WebhookId, now: Instant) -> Look {
-        let Ok(mut entries) = self.entries.lock() else {
+        let Ok(mut guard) = self.entries.lock() else {
             return Look::Own;
         };
-        if entries.len() >= KEPT && !entries.contains_key(&id) {
+        let (entries, pruned) = &mut *guard;
+        if pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY) {
+            *pruned = Some(now);
             entries.retain(|_, e| {
-                e.reading || now.duration_since(e.read_at) < Duration::from_secs(60)
+                e.reading
+                    .is_some_and(|since| now.duration_since(since) < READ_ABANDONED)
+                    || now.duration_since(e.read_at) < FORGET_AFTER
             });
         }
         let entry = entries.entry(id).or_insert(Entry {
             read_at: now,
             target: None,
-            reading: false,
+            reading: None,
+            gone: false,
         });
         let fresh = now.duration_since(entry.read_at) < FRESH;
-        match (&entry.target, entry.reading) {
-            (Some(target), true) => Look::Use(target.clone()),
-            (Some(target), false) if fresh => Look::Use(target.clone()),
+        let reading = entry
+            .reading
+            .is_some_and(|since| now.duration_since(since) < READ_ABANDONED);
+        let gone = entry.gone;
+        match (&entry.target, reading) {
+            (Some(target), true) => Look::Use(marked(target, gone)),
+            (Some(target), false) if fresh => Look::Use(marked(target, gone)),
             (None, true) => Look::Own,
             _ => {
-                entry.reading = true;
+                entry.reading = Some(now);
                 Look::Read
             }
         }
@@ -82,27 +102,31 @@ impl Current {
 
     /// What a [`Look::Read`] found, read at `at`.
     pub fn read(&self, id: WebhookId, target: Option<Target>, at: Instant) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(
+        if let Ok(mut guard) = self.entries.lock() {
+            let gone = guard.0.get(&id).is_some_and(|e| e.gone);
+            guard.0.insert(
                 id,
                 Entry {
                     read_at: at,
                     target: Some(target),
-                    reading: false,
+                    reading: None,
+                    gone,
                 },
             );
         }
     }
 
-    /// A [`Look::Read`] failed: the next attempt reads again.
-    pub fn unread(&self, id: WebhookId) {
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(entry) = entries.get_mut(&id)
+    /// A [`Look::Read`] failed (or was given up): the next attempt reads again, or, if
+    /// something is known, the first attempt half a second on.
+    pub fn unread(&self, id: WebhookId, now: Instant) {
+        if let Ok(mut guard) = self.entries.lock()
+            && let Some(entry) = guard.0.get_mut(&id)
         {
-            entry.reading = false;
-            if entry.target.is_some() {
-                // Known, if stale: read again at the next attempt after a second, not at each.
-                entry.read_at = entry.read_at.max(Instant::now() - FRESH / 2);
+            entry.reading = None;
+            if entry.target.is_some()
+                && let Some(half_stale) = now.checked_sub(FRESH / 2)
+            {
+                entry.read_at = entry.read_at.max(half_stale);
             }
         }
     }
@@ -110,20 +134,27 @@ impl Current {
     /// An attempt was answered `410 Gone`: the subscription is disabled (once recorded), and
     /// the attempts that start meanwhile see it so.
     pub fn gone(&self, id: WebhookId) {
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(Some(Some(target))) = entries.get_mut(&id).map(|e| e.target.as_mut())
+        if let Ok(mut guard) = self.entries.lock()
+            && let Some(entry) = guard.0.get_mut(&id)
         {
-            target.disabled = true;
+            entry.gone = true;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map_or(0, |e| e.len())
+        self.entries.lock().map_or(0, |e| e.0.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn marked(target: &Option<Target>, gone: bool) -> Option<Target> {
+    target.clone().map(|mut t| {
+        t.disabled |= gone;
+        t
+    })
 }
 
 #[cfg(test)]
@@ -179,27 +210,54 @@ mod tests {
         assert_eq!(url(current.look(b, t0 + ms(10))), "deleted");
         // A read that failed: the next attempt reads again.
         assert_eq!(url(current.look(b, t0 + ms(2_000))), "read");
-        current.unread(b);
-        assert_ne!(url(current.look(b, t0 + ms(2_000))), "own");
+        current.unread(b, t0 + ms(2_000));
+        assert_eq!(
+            url(current.look(b, t0 + ms(2_000))),
+            "deleted",
+            "half a second more"
+        );
+        assert_eq!(
+            url(current.look(b, t0 + ms(2_500))),
+            "read",
+            "then read again"
+        );
+        // A read under way for five seconds is taken as abandoned.
+        assert_eq!(url(current.look(b, t0 + ms(7_400))), "deleted");
+        assert_eq!(url(current.look(b, t0 + ms(7_500))), "read");
         // Gone: disabled for the attempts that start before it is read again.
         current.gone(a);
         match current.look(a, t0 + ms(1_500)) {
             Look::Use(Some(t)) => assert!(t.disabled),
             other => panic!("{other:?}"),
         }
+        // ... and stays so, whatever a read that began before its record found.
+        current.read(a, Some(target("https://two")), t0 + ms(1_600));
+        match current.look(a, t0 + ms(1_700)) {
+            Look::Use(Some(t)) => assert!(t.disabled),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn subscriptions_not_read_for_a_minute_are_forgotten_once_many_are_known() {
+    fn subscriptions_not_read_for_a_minute_are_forgotten() {
         let current = Current::default();
         let t0 = Instant::now();
-        for _ in 0..KEPT {
-            let id = WebhookId::new();
-            let _ = current.look(id, t0);
-            current.read(id, None, t0);
-        }
-        assert_eq!(current.len(), KEPT);
-        let _ = current.look(WebhookId::new(), t0 + Duration::from_secs(61));
-        assert_eq!(current.len(), 1);
+        let s = Duration::from_secs;
+        let (old, slow) = (WebhookId::new(), WebhookId::new());
+        let _ = current.look(old, t0);
+        current.read(old, None, t0);
+        // `slow` is never read: each read is given up, and the next attempt reads again.
+        let _ = current.look(slow, t0);
+        let _ = current.look(slow, t0 + s(58));
+        let _ = current.look(slow, t0 + s(64));
+        assert_eq!(current.len(), 2, "looked for at most every ten seconds");
+        let _ = current.look(WebhookId::new(), t0 + s(68));
+        assert_eq!(
+            current.len(),
+            2,
+            "the one not read for a minute is forgotten, the one being read kept"
+        );
+        let _ = current.look(WebhookId::new(), t0 + s(80));
+        assert_eq!(current.len(), 2, "the given-up read is forgotten too");
     }
 }

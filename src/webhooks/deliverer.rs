@@ -74,6 +74,21 @@ fn start_margin(timeout: Duration) -> Duration {
     timeout * 2
 }
 
+/// A read of a subscription under way: given up if dropped before it is over.
+struct Reading<'a> {
+    current: &'a Current,
+    id: WebhookId,
+    over: bool,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            self.current.unread(self.id, Instant::now());
+        }
+    }
+}
+
 /// What became of one claimed delivery.
 #[derive(Debug)]
 enum Done {
@@ -333,6 +348,9 @@ impl Deliverer {
         // woken. Handed deliveries and freed slots do not make the loop claim meanwhile (an
         // empty claim is a round trip and a walk over the leased deliveries).
         let mut dry_until: Option<Instant> = None;
+        // With one slot free, the claim that goes at least once a second takes it every other
+        // time.
+        let mut claimed_single = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -348,10 +366,23 @@ impl Deliverer {
                 // the database (retries, other replicas' give-backs) waiting: a claim of up to
                 // a batch goes first, at least this often.
                 last_claim = Some(Instant::now());
-                match self.clone().claim_and_send(free.min(batch)).await {
-                    Ok(true) => {}
-                    Ok(false) => dry_until = Some(Instant::now() + CLAIM_AT_LEAST),
-                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
+                // One free slot is left to the handed ones, or, when only one is free, every
+                // other time.
+                let want = match free {
+                    1 => {
+                        claimed_single = !claimed_single;
+                        usize::from(claimed_single)
+                    }
+                    _ => (free - 1).min(batch),
+                };
+                if want > 0 {
+                    match self.clone().claim_and_send(want).await {
+                        Ok(true) => {}
+                        Ok(false) => dry_until = Some(Instant::now() + CLAIM_AT_LEAST),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim webhook deliveries")
+                        }
+                    }
                 }
             }
             self.start_handed().await;
@@ -367,6 +398,9 @@ impl Deliverer {
                     let (hungry, refill) = self.refill(&drained);
                     let since = last_claim.map_or(Duration::MAX, |t| t.elapsed());
                     match fair::plan(free, busy, batch, since, refill > 0) {
+                        // Handed deliveries held: what went late is looked for (and a claim
+                        // made) within a second.
+                        Plan::AwaitSlot if !self.handoff.is_empty() => CLAIM_AT_LEAST,
                         Plan::AwaitSlot => IDLE_CHECK,
                         Plan::Pause(pause) => pause,
                         Plan::Claim => {
@@ -414,7 +448,14 @@ impl Deliverer {
                     drained.clear();
                     dry_until = None;
                 }
-                _ = self.handoff.nudge.notified() => {}
+                _ = self.handoff.nudge.notified() => {
+                    // Deliveries handed meanwhile: the claim that goes with them is a second
+                    // away at most, not a whole idle wait.
+                    if !self.handoff.is_empty() {
+                        let soon = Instant::now() + CLAIM_AT_LEAST;
+                        dry_until = dry_until.map(|t| t.min(soon));
+                    }
+                }
                 // Its handed deliveries are taken first; the database may hold more.
                 _ = open_hunger => dry_until = None,
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {
@@ -539,8 +580,8 @@ impl Deliverer {
     }
 
     /// Starts each delivery on a free slot, counted in its subscription's share until it ends;
-    /// returns those no slot was free for, their share given back (with what waited behind
-    /// them if nothing else of their subscription is in flight). Never waits for a slot.
+    /// returns those no slot was free for, their share given back, with what waited behind
+    /// them (their subscription is below its share now). Never waits for a slot.
     fn start(self: &Arc<Self>, send: Vec<Claimed>) -> Vec<Claimed> {
         let mut no_slot = Vec::new();
         for claimed in send {
@@ -637,8 +678,8 @@ impl Deliverer {
         Ok(true)
     }
 
-    /// `job` with its subscription's URL, secrets and state as read at most
-    /// [`super::current::FRESH`] ago (or its own, if that read fails); `None`: deleted.
+    /// `job` with its subscription's URL, secrets and state as lately read (see
+    /// [`super::current`]; its own if that read fails); `None`: deleted.
     async fn as_now(&self, mut job: DeliveryJob) -> Option<DeliveryJob> {
         let id = job.webhook_id;
         let target = match self.current.look(id, Instant::now()) {
@@ -646,8 +687,18 @@ impl Deliverer {
             Look::Own => return Some(job),
             Look::Read => {
                 let at = Instant::now();
-                match self.store.webhook(id).await {
-                    Ok(hook) => {
+                // Given up if this future is dropped: the next attempt reads again.
+                let mut reading = Reading {
+                    current: &self.current,
+                    id,
+                    over: false,
+                };
+                // Half a timeout at most: the attempt still starts well within its lease.
+                let read =
+                    tokio::time::timeout(self.config.timeout / 2, self.store.webhook(id)).await;
+                reading.over = true;
+                match read {
+                    Ok(Ok(hook)) => {
                         let target = hook.map(|h| Target {
                             secrets: h.signing_secrets(self.clock.now()),
                             disabled: h.disabled_at.is_some(),
@@ -656,9 +707,13 @@ impl Deliverer {
                         self.current.read(id, target.clone(), at);
                         target
                     }
-                    Err(e) => {
-                        self.current.unread(id);
-                        tracing::warn!(webhook_id = %id, error = %e, "could not read a webhook subscription; its delivery goes as claimed");
+                    failed => {
+                        self.current.unread(id, Instant::now());
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        };
+                        tracing::warn!(webhook_id = %id, %error, "could not read a webhook subscription; its delivery goes as queued");
                         return Some(job);
                     }
                 }
@@ -666,7 +721,8 @@ impl Deliverer {
         }?;
         job.url = target.url;
         job.secrets = target.secrets;
-        job.disabled = target.disabled;
+        // Nothing enables a subscription again: a delivery read as disabled stays so.
+        job.disabled |= target.disabled;
         Some(job)
     }
 

@@ -21,7 +21,8 @@ use crate::store::{DeliveryJob, DeliveryLease};
 pub const HANDED_MOST: usize = 4096;
 
 /// While nothing can be taken (every slot busy, every busy share's waiting room full), what
-/// went late is looked for this often: a freed slot must not cost a walk over what is held.
+/// went late is looked for at most this often (the sending loop comes by at least as often
+/// while anything is held): a freed slot must not cost a walk over what is held.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A delivery leased to this replica, and the latest moment its attempt may start: one timeout
