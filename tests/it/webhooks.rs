@@ -18,6 +18,7 @@ both_databases!(
     what_waited_for_a_slot_is_handed_over_when_the_gateway_stops,
     slots_short_of_the_subscriptions_go_to_each_in_turn,
     what_a_deleted_subscription_had_waiting_is_not_sent,
+    what_waited_is_signed_with_the_secret_rotated_meanwhile,
     a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it,
 );
 
@@ -848,6 +849,60 @@ async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
         gone.count(),
         1,
         "the deleted subscription got what it had waiting"
+    );
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// A delivery that waited in memory while its subscription's secret was rotated (with no
+/// overlap) is signed with the new secret alone, once what was read of the subscription is a
+/// second old.
+async fn what_waited_is_signed_with_the_secret_rotated_meanwhile(db: Db) {
+    let (sim, app) = start(
+        db,
+        &[
+            ("EMGW_WEBHOOK_CONCURRENCY", "1"),
+            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
+            ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
+        ],
+    )
+    .await;
+    let receiver = Receiver::start(Answer::Hold);
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    let old = hook["secret"].as_str().unwrap().to_string();
+    for i in 0..2 {
+        let task = create(&app, &format!("rotated-{i}.example")).await;
+        app.settled(&task).await;
+    }
+    eventually(
+        "the first delivery to hold the slot",
+        Duration::from_secs(15),
+        || async { (receiver.in_flight() == 1).then_some(()) },
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap();
+    let resp = app
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            &app.write_key,
+            json!({"overlap_seconds": 0}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let new = resp.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What the deliverer read of the subscription (when the first attempt started) must be a
+    // second old; a wait for time to pass, nothing is asserted on its account.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    receiver.release();
+    let got = receiver.wait_for(2).await;
+    assert!(verify_signature(&old, &got[0]), "sent before the rotation");
+    assert!(
+        verify_signature(&new, &got[1]) && !verify_signature(&old, &got[1]),
+        "signed as the subscription is now: {}",
+        got[1].headers["webhook-signature"]
     );
     app.stop().await;
     sim.stop().await;
