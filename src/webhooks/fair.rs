@@ -88,10 +88,10 @@ impl<K: Copy + Eq + Hash + Ord, J> Taker<'_, K, J> {
     pub fn can_take(&self) -> bool {
         let shares = self.shares;
         self.free > 0
-            || shares.in_flight.keys().any(|k| {
-                shares.has_share_in_flight(k)
-                    && shares.waiting_of(k) < WAITING_SHARES * shares.per_subscription
-            })
+            || shares
+                .in_flight
+                .keys()
+                .any(|k| shares.has_share_in_flight(k) && shares.room(k) > 0)
     }
 
     pub fn fits(&mut self, key: K) -> bool {
@@ -105,7 +105,7 @@ impl<K: Copy + Eq + Hash + Ord, J> Taker<'_, K, J> {
             self.free -= 1;
             *send += 1;
             true
-        } else if shares.waiting_of(&key) + *wait < WAITING_SHARES * shares.per_subscription {
+        } else if *wait < shares.room(&key) {
             *wait += 1;
             true
         } else {

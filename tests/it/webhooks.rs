@@ -796,12 +796,10 @@ async fn slots_short_of_the_subscriptions_go_to_each_in_turn(db: Db) {
     sim.stop().await;
 }
 
-/// Deliveries held in memory (waiting behind their subscription's attempt, or handed) carry the
-/// subscription as it was; one deleted meanwhile gets none of them once what was read of it is a
-/// second old. One slot in all, so what the deleted subscription still had goes before the
-/// other subscription's delivery, or not at all.
-async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
-    let (sim, app) = start(
+/// A gateway with one webhook slot in all, one per subscription, and a timeout that outlasts
+/// the test: a consumer that holds its first request holds the slot.
+async fn one_slot(db: Db) -> (em_gateway::sim::RunningSim, TestApp) {
+    start(
         db,
         &[
             ("EMGW_WEBHOOK_CONCURRENCY", "1"),
@@ -809,28 +807,48 @@ async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
             ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
         ],
     )
-    .await;
-    let (gone, other) = (Receiver::start(Answer::Hold), Receiver::start(Answer::Ok));
-    let gone_hook = subscribe(&app, &gone.url, json!([])).await;
-    let first = create(&app, "deleted-0.example").await;
-    app.settled(&first).await;
+    .await
+}
+
+/// Creates a gateway for each of `numbers`, each settled before the next is created.
+async fn settle_tasks(app: &TestApp, name: &str, numbers: std::ops::RangeInclusive<usize>) {
+    for i in numbers {
+        let task = create(app, &format!("{name}-{i}.example")).await;
+        app.settled(&task).await;
+    }
+}
+
+async fn holding_the_slot(receiver: &Receiver) {
     eventually(
         "the first delivery to hold the slot",
         Duration::from_secs(15),
-        || async { (gone.in_flight() == 1).then_some(()) },
+        || async { (receiver.in_flight() == 1).then_some(()) },
     )
     .await;
-    for i in 1..=2 {
-        let task = create(&app, &format!("deleted-{i}.example")).await;
-        app.settled(&task).await;
-    }
+}
+
+/// Waits until what the deliverer read of a subscription when its first attempt started is a
+/// second old (`webhooks::current::FRESH`): a wait for time to pass, nothing is asserted on its
+/// account.
+async fn past_what_was_read() {
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+}
+
+/// Deliveries held in memory (waiting behind their subscription's attempt, or handed) carry the
+/// subscription as it was; one deleted meanwhile gets none of them once what was read of it is a
+/// second old. One slot in all, so what the deleted subscription still had goes before the
+/// other subscription's delivery, or not at all.
+async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
+    let (sim, app) = one_slot(db).await;
+    let (gone, other) = (Receiver::start(Answer::Hold), Receiver::start(Answer::Ok));
+    let gone_hook = subscribe(&app, &gone.url, json!([])).await;
+    settle_tasks(&app, "deleted", 0..=0).await;
+    holding_the_slot(&gone).await;
+    settle_tasks(&app, "deleted", 1..=2).await;
     // Both subscriptions' deliveries of two more tasks, handed, the older subscription's first:
     // the deleted one's go (or not) before the other's.
     subscribe(&app, &other.url, json!([])).await;
-    for i in 3..=4 {
-        let task = create(&app, &format!("deleted-{i}.example")).await;
-        app.settled(&task).await;
-    }
+    settle_tasks(&app, "deleted", 3..=4).await;
 
     let id = gone_hook["id"].as_str().unwrap();
     let deleted = http()
@@ -840,9 +858,7 @@ async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    // What the deliverer read of the subscription (when the first attempt started) must be a
-    // second old; a wait for time to pass, nothing is asserted on its account.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    past_what_was_read().await;
     gone.release();
     other.wait_for(2).await;
     assert_eq!(
@@ -858,28 +874,12 @@ async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
 /// overlap) is signed with the new secret alone, once what was read of the subscription is a
 /// second old.
 async fn what_waited_is_signed_with_the_secret_rotated_meanwhile(db: Db) {
-    let (sim, app) = start(
-        db,
-        &[
-            ("EMGW_WEBHOOK_CONCURRENCY", "1"),
-            ("EMGW_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1"),
-            ("EMGW_WEBHOOK_TIMEOUT_MS", "120000"),
-        ],
-    )
-    .await;
+    let (sim, app) = one_slot(db).await;
     let receiver = Receiver::start(Answer::Hold);
     let hook = subscribe(&app, &receiver.url, json!([])).await;
     let old = hook["secret"].as_str().unwrap().to_string();
-    for i in 0..2 {
-        let task = create(&app, &format!("rotated-{i}.example")).await;
-        app.settled(&task).await;
-    }
-    eventually(
-        "the first delivery to hold the slot",
-        Duration::from_secs(15),
-        || async { (receiver.in_flight() == 1).then_some(()) },
-    )
-    .await;
+    settle_tasks(&app, "rotated", 0..=1).await;
+    holding_the_slot(&receiver).await;
     let id = hook["id"].as_str().unwrap();
     let resp = app
         .post(
@@ -893,9 +893,7 @@ async fn what_waited_is_signed_with_the_secret_rotated_meanwhile(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    // What the deliverer read of the subscription (when the first attempt started) must be a
-    // second old; a wait for time to pass, nothing is asserted on its account.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    past_what_was_read().await;
     receiver.release();
     let got = receiver.wait_for(2).await;
     assert!(verify_signature(&old, &got[0]), "sent before the rotation");
