@@ -959,7 +959,7 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                 ));
             }
         }
-        report.push_str("\nWhere the machine's time went, per create, from the kernel's schedstat of every thread of each process (`/proc/PID/task/*/schedstat`): time running on a core, and time runnable but waiting for one (the run queue). Cores busy is all of it running over the side's wall time; there are 2.\n\n| clients | side | cores busy | load generator run / wait µs | em-sim run / wait µs | gateway or em-floor run / wait µs | PostgreSQL run / wait µs | all: wait µs |\n|---|---|---|---|---|---|---|---|\n");
+        report.push_str("\nWhere the machine's time went, per create, from the kernel's schedstat of every thread of each process (`/proc/PID/task/*/schedstat`): time running on a core, time runnable but waiting for one (the run queue), and times put on a core (each wake of a sleeping thread is one: a request's hops between threads and processes). Cores busy is all of it running over the side's wall time; there are 2.\n\n| clients | side | cores busy | load generator run / wait µs | em-sim run / wait µs | gateway or em-floor run / wait µs · times on a core | PostgreSQL run / wait µs · times on a core | all: wait µs · times on a core |\n|---|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
             for (side, run, (m, wall)) in [
                 ("direct", &r.direct, &r.direct_sched),
@@ -969,8 +969,9 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                 let n = run.count.max(1) as f64;
                 let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
                 let pair = |x: sched::Sched| format!("{:.0} / {:.0}", us(x.run), us(x.wait));
+                let hops = |x: sched::Sched| format!("{} · {:.1}", pair(x), x.slices as f64 / n);
                 report.push_str(&format!(
-                    "| {} | {} | {:.2} | {} | {} | {} | {} | {:.0} |\n",
+                    "| {} | {} | {:.2} | {} | {} | {} | {} | {:.0} · {:.1} |\n",
                     r.clients,
                     side,
                     m.total().run.as_secs_f64() / wall.as_secs_f64().max(1e-9),
@@ -979,10 +980,11 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                     if side == "direct" {
                         "—".to_string()
                     } else {
-                        pair(m.gateway)
+                        hops(m.gateway)
                     },
-                    pair(m.postgres),
-                    us(m.total().wait)
+                    hops(m.postgres),
+                    us(m.total().wait),
+                    m.total().slices as f64 / n
                 ));
             }
         }

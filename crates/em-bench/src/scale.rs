@@ -77,6 +77,7 @@ impl Size {
         Sched {
             run: per(s.run),
             wait: per(s.wait),
+            slices: (s.slices as f64 / self.ticks.max(1.0)) as u64,
         }
     }
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct Sched {
     pub run: Duration,
     pub wait: Duration,
+    /// Times a thread was put on a core: each wake of a sleeping thread is one, so this counts
+    /// the hops a request makes between threads and processes.
+    pub slices: u64,
 }
 
 impl Sub for Sched {
@@ -18,6 +21,7 @@ impl Sub for Sched {
         Sched {
             run: self.run.saturating_sub(before.run),
             wait: self.wait.saturating_sub(before.wait),
+            slices: self.slices.saturating_sub(before.slices),
         }
     }
 }
@@ -28,6 +32,7 @@ impl std::ops::Add for Sched {
         Sched {
             run: self.run + other.run,
             wait: self.wait + other.wait,
+            slices: self.slices + other.slices,
         }
     }
 }
@@ -51,6 +56,7 @@ fn thread(path: &std::path::Path) -> Sched {
     Sched {
         run: Duration::from_nanos(fields.next().unwrap_or(0)),
         wait: Duration::from_nanos(fields.next().unwrap_or(0)),
+        slices: fields.next().unwrap_or(0),
     }
 }
 
