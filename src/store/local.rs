@@ -6,8 +6,8 @@
 //! processes. Here a thread keeps the connections it used and gives them back without a round
 //! trip. On an HTTP worker (a runtime of its own thread) they also stay with the runtime that
 //! opened them, whose thread drives their I/O: one opened by another worker would wake that
-//! worker's thread for each round trip as well. The writers run on the main runtime and move
-//! between its threads, so theirs only save the round trip.
+//! worker's thread for each round trip as well. The group-committed writers run on the thread of
+//! the request that started them ([`super::batch`]), so theirs stay with it too.
 //!
 //! A connection whose statement did not run to its end (the request was dropped mid-query, or
 //! the query failed) is never given back as it is: a check on the side waits for the rest of

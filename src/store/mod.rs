@@ -156,9 +156,8 @@ pub enum PoolFor {
     /// The poller, the deliverer and the hand-over at shutdown: work that outlives the HTTP
     /// server's worker threads (see [`crate::startup`]).
     Background,
-    /// A create's group-committed writes (its intent, EM's task id), written by tasks of the
-    /// main runtime: a connection's I/O is driven by the runtime that opened it, so one opened
-    /// by an HTTP worker would make each round trip wait for that worker's thread as well.
+    /// A create's group-committed writes (its intent, EM's task id), written on the thread of
+    /// the request that started each writer, over that thread's connections.
     Writes,
 }
 

@@ -93,9 +93,9 @@ const REGISTERED_KEPT: usize = 1024;
 impl Submitter {
     /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
     /// accepted join `own`'s in-flight set, which the poller follows; intents whose fate is not
-    /// recorded yet stay in its `unanswered`, which the poller reads too. Starts the writers, so it must run
-    /// inside the runtime; they write through `writes`, a pool only they use (see
-    /// [`crate::store::PoolFor::Writes`]), and a request's own statements through `store`.
+    /// recorded yet stay in its `unanswered`, which the poller reads too. The group-committed writes
+    /// go through `writes`, a pool only they use (see [`crate::store::PoolFor::Writes`]), and a
+    /// request's own statements through `store`.
     pub fn new(
         store: Store,
         writes: Store,
