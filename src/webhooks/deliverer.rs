@@ -197,7 +197,8 @@ impl Deliverer {
     }
 
     /// Sends every delivery due now — at most `concurrency` at once — and records every
-    /// attempt before it returns. Returns how many attempts were made.
+    /// attempt before it returns. Returns how many attempts were made (a delivery of a disabled
+    /// or deleted subscription is settled unsent and not counted).
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
         let width = self.config.concurrency.max(1);
         let mut total = 0;
@@ -234,7 +235,11 @@ impl Deliverer {
                 .buffer_unordered(width)
                 .collect()
                 .await;
-            total += done.len();
+            // Those of disabled or deleted subscriptions were not sent: not attempts.
+            total += done
+                .iter()
+                .filter(|d| matches!(d, Done::Attempted(_)))
+                .count();
             self.write(done).await?;
         }
     }

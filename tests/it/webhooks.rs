@@ -20,6 +20,7 @@ both_databases!(
     what_a_deleted_subscription_had_waiting_is_not_sent,
     what_waited_is_signed_with_the_secret_rotated_meanwhile,
     a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it,
+    a_handed_delivery_of_a_deleted_subscription_is_dropped_and_no_attempt,
 );
 
 fn gateway(host: &str) -> Value {
@@ -943,6 +944,31 @@ async fn a_settled_tasks_deliveries_are_handed_to_the_replica_that_settled_it(db
     assert_eq!(claimed.len(), 1, "its lease over, another replica takes it");
     let event: Value = serde_json::from_str(&claimed[0].payload).unwrap();
     assert_eq!(event["data"]["id"], second.as_str());
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// A delivery handed over in memory whose subscription is deleted meanwhile is dropped unsent:
+/// the consumer gets nothing, and it is not counted as an attempt.
+async fn a_handed_delivery_of_a_deleted_subscription_is_dropped_and_no_attempt(db: Db) {
+    let sim = spawn_sim(|_| {});
+    let app = spawn_stepped_app(&test_settings(&sim, &fresh_database(db).await)).await;
+    let receiver = Receiver::start(Answer::Ok);
+    let hook = subscribe(&app, &receiver.url, json!([])).await;
+    let task = create(&app, "dropped.example").await;
+    app.settle_by_ticking(&task).await;
+    let id = hook["id"].as_str().unwrap();
+    let deleted = http()
+        .delete(app.url(&format!("/v1/webhooks/{id}")))
+        .bearer_auth(&app.write_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    past_what_was_read().await;
+    assert_eq!(app.deliver_due().await, 0, "dropped, not attempted");
+    assert_eq!(app.deliver_due().await, 0, "and not due again");
+    assert!(receiver.received().is_empty());
     app.stop().await;
     sim.stop().await;
 }
