@@ -17,7 +17,7 @@ use reqwest::Url;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use super::current::{Current, Look, Target};
-use super::fair::{self, Plan, Shares};
+use super::fair::{self, CLAIM_AT_LEAST, ClaimFirst, Plan, Shares};
 use super::handoff::{Claimed, Handoff};
 use super::retry::{self, Next, Outcome};
 use super::signature;
@@ -53,10 +53,6 @@ const IDLE_CHECK: Duration = Duration::from_secs(30);
 const CLAIM_BATCH: usize = 32;
 /// Attempts recorded in one transaction, at most.
 const RECORD_BATCH: usize = 256;
-/// While the database may hold due deliveries, it is claimed from at least this often: a
-/// steady stream of handed deliveries does not keep its retries (and what other replicas gave
-/// back) waiting.
-const CLAIM_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// How long a claimed (or handed) delivery stays this replica's: long enough for what waits
 /// here behind a busy share ([`fair::WAITING_SHARES`] attempts' timeouts) to start within it,
@@ -360,26 +356,18 @@ impl Deliverer {
             if *stop.borrow() {
                 break;
             }
-            let dry = dry_until.is_some_and(|t| Instant::now() < t);
-            let free = self.slots.available_permits();
-            if !dry
-                && free > 0
-                && !self.handoff.is_empty()
-                && last_claim.is_none_or(|t| t.elapsed() >= CLAIM_AT_LEAST)
-            {
-                // Handed deliveries go before anything claimed, but do not keep what is due in
-                // the database (retries, other replicas' give-backs) waiting: a claim of up to
-                // a batch goes first, at least this often.
+            // Handed deliveries go before anything claimed, but do not keep what is due in the
+            // database (retries, other replicas' give-backs) waiting.
+            if let Some(ClaimFirst { want, took_single }) = fair::claim_first(
+                !self.handoff.is_empty(),
+                dry_until.is_some_and(|t| Instant::now() < t),
+                self.slots.available_permits(),
+                batch,
+                last_claim.map_or(Duration::MAX, |t| t.elapsed()),
+                claimed_single,
+            ) {
                 last_claim = Some(Instant::now());
-                // One free slot is left to the handed ones, or, when only one is free, every
-                // other time.
-                let want = match free {
-                    1 => {
-                        claimed_single = !claimed_single;
-                        usize::from(claimed_single)
-                    }
-                    _ => (free - 1).min(batch),
-                };
+                claimed_single = took_single;
                 if want > 0 {
                     match self.clone().claim_and_send(want).await {
                         Ok(true) => {}
@@ -416,13 +404,10 @@ impl Deliverer {
                                 Ok(false) => {
                                     // A claim never passes over a hungry subscription.
                                     drained.extend(hungry);
-                                    let mut wait = self.next_due().await;
-                                    if self.slots.available_permits() < width {
-                                        // Attempts are under way and end: what other
-                                        // replicas give back meanwhile is found within
-                                        // this, not only when the next is due.
-                                        wait = wait.min(CLAIM_AT_LEAST);
-                                    }
+                                    let wait = fair::dry_for(
+                                        self.next_due().await,
+                                        self.slots.available_permits() < width,
+                                    );
                                     dry_until = Some(Instant::now() + wait);
                                     wait
                                 }

@@ -38,6 +38,58 @@ pub fn plan(free: usize, busy: usize, batch: usize, since_claim: Duration, hungr
     }
 }
 
+/// While the database may hold due deliveries, it is claimed from at least this often: a
+/// steady stream of handed deliveries does not keep its retries (and what other replicas gave
+/// back) waiting.
+pub const CLAIM_AT_LEAST: Duration = Duration::from_secs(1);
+
+/// A claim made before the handed deliveries held are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimFirst {
+    /// Deliveries to claim (0: the turn is taken, with nothing claimed).
+    pub want: usize,
+    /// With a single slot free, this claim takes it (the next one leaves it).
+    pub took_single: bool,
+}
+
+/// Whether a claim goes before the handed deliveries now, and of how many: only while some are
+/// `held`, the database is not known to be `dry`, a slot is `free` and the last such claim is
+/// [`CLAIM_AT_LEAST`] old. It leaves one free slot to the handed ones, up to a `batch`; with a
+/// single slot free, it takes it every other time (`took_single`: the last one did).
+pub fn claim_first(
+    held: bool,
+    dry: bool,
+    free: usize,
+    batch: usize,
+    since_claim: Duration,
+    took_single: bool,
+) -> Option<ClaimFirst> {
+    if !held || dry || free == 0 || since_claim < CLAIM_AT_LEAST {
+        return None;
+    }
+    Some(match free {
+        1 => ClaimFirst {
+            want: usize::from(!took_single),
+            took_single: !took_single,
+        },
+        _ => ClaimFirst {
+            want: (free - 1).min(batch),
+            took_single,
+        },
+    })
+}
+
+/// How long the database is taken to hold nothing more after a claim came back short: until
+/// the next delivery is due there (`next_due`), but while attempts are under way (`busy`),
+/// at most [`CLAIM_AT_LEAST`]: what other replicas give back meanwhile is found within that,
+/// not only when the next is due.
+pub fn dry_for(next_due: Duration, busy: bool) -> Duration {
+    match busy {
+        true => next_due.min(CLAIM_AT_LEAST),
+        false => next_due,
+    }
+}
+
 /// Deliveries of a subscription kept waiting here, at most, in shares.
 pub const WAITING_SHARES: usize = 2;
 
@@ -250,6 +302,99 @@ impl<K: Copy + Eq + Hash + Ord, J> Shares<K, J> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_goes_before_the_handed_deliveries_at_least_once_a_second() {
+        let ms = Duration::from_millis;
+        let claim = |want, took_single| Some(ClaimFirst { want, took_single });
+        // (why, held, dry, free, since the last claim, took the single slot last, answer)
+        type Row = (
+            &'static str,
+            bool,
+            bool,
+            usize,
+            Duration,
+            bool,
+            Option<ClaimFirst>,
+        );
+        let rows: &[Row] = &[
+            ("nothing held", false, false, 10, ms(5_000), false, None),
+            ("known dry", true, true, 10, ms(5_000), false, None),
+            ("no free slot", true, false, 0, ms(5_000), false, None),
+            ("within the second", true, false, 10, ms(999), false, None),
+            (
+                "a slot left to them",
+                true,
+                false,
+                10,
+                ms(1_000),
+                false,
+                claim(9, false),
+            ),
+            (
+                "up to a batch",
+                true,
+                false,
+                100,
+                ms(1_000),
+                true,
+                claim(32, true),
+            ),
+            (
+                "two free: one each",
+                true,
+                false,
+                2,
+                ms(1_000),
+                false,
+                claim(1, false),
+            ),
+            (
+                "one free, its turn",
+                true,
+                false,
+                1,
+                ms(1_000),
+                false,
+                claim(1, true),
+            ),
+            (
+                "one free, theirs",
+                true,
+                false,
+                1,
+                ms(1_000),
+                true,
+                claim(0, false),
+            ),
+        ];
+        for (why, held, dry, free, since, took, want) in rows {
+            assert_eq!(
+                claim_first(*held, *dry, *free, 32, *since, *took),
+                *want,
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_claim_is_not_repeated_until_the_next_is_due_or_a_second_while_attempts_run() {
+        let s = Duration::from_secs;
+        // (why, next due in, attempts under way, dry for)
+        let rows = [
+            ("idle: until the next is due", s(30), false, s(30)),
+            ("busy: give-backs looked for", s(30), true, s(1)),
+            (
+                "busy, due sooner",
+                Duration::from_millis(200),
+                true,
+                Duration::from_millis(200),
+            ),
+        ];
+        for (why, next_due, busy, want) in rows {
+            assert_eq!(dry_for(next_due, busy), want, "{why}");
+        }
+    }
 
     #[test]
     fn when_to_claim() {
