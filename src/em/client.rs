@@ -7,7 +7,9 @@
 //! safe to repeat, writes included. A write that got no answer at all is never repeated: it may
 //! have started an operation (see [`EmError::OutcomeUnknown`]).
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -136,9 +138,21 @@ impl Body<String> {
     }
 }
 
+thread_local! {
+    /// Each EM client's client for writes on this thread.
+    static WRITERS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writers' clients kept per thread, at most.
+const WRITERS_KEPT: usize = 8;
+
 pub struct EmClient {
-    /// Logons, writes and the anonymous ping: small answers.
+    /// Logons and the anonymous ping: small answers.
     http: reqwest::Client,
+    /// Writes go through a client of the calling thread's own (see [`EmClient::writer`]),
+    /// made by this; `id` tells this EM client's from another's on the same thread.
+    make_writer: Arc<dyn Fn() -> Result<reqwest::Client, EmSetupError> + Send + Sync>,
+    id: u64,
     /// Reads, whose answers may be large (a session's task list, 10 MB and more). A connection
     /// keeps a read buffer as large as the largest answer it read quickly (up to ~400 KB): on
     /// one pool, the 64 connections a burst of creates opened each came to read task lists,
@@ -174,21 +188,29 @@ impl EmClient {
             base.set_path(&path);
         }
         let tls = tls::client_config(&settings.tls)?;
-        let client = || {
+        let (connect_timeout, request_timeout, idle) = (
+            settings.connect_timeout,
+            settings.request_timeout,
+            settings.max_in_flight.max(1),
+        );
+        let client = move || {
             reqwest::Client::builder()
                 .tls_backend_preconfigured(tls.clone())
-                .connect_timeout(settings.connect_timeout)
-                .timeout(settings.request_timeout)
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
                 // No cookie store (reqwest is built without one): EM prefers its cookie over the
                 // header, so a stale cookie would shadow a fresh token after a re-logon.
                 .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(settings.max_in_flight.max(1))
+                .pool_max_idle_per_host(idle)
                 .build()
                 .map_err(|e| EmSetupError::Http(e.to_string()))
         };
         let (http, reads) = (client()?, client()?);
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Ok(EmClient {
             http,
+            make_writer: Arc::new(client),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             reads,
             base,
             username: settings.username,
@@ -845,7 +867,10 @@ impl EmClient {
         for _ in 0..2 {
             let _permit = self.permit().await?;
             // Reads (GET) are what may be retried, and what may answer large.
-            let client = if idempotent { &self.reads } else { &self.http };
+            let client = match idempotent {
+                true => self.reads.clone(),
+                false => self.writer(),
+            };
             let mut req = client
                 .request(method.clone(), url.clone())
                 .header(SESSION_HEADER, session.token.expose_secret())
@@ -882,6 +907,28 @@ impl EmClient {
                 .map(|e| crate::outbound::describe(&e))
                 .unwrap_or_default(),
         ))
+    }
+
+    /// This thread's client for writes. A connection's I/O is driven by the runtime that
+    /// opened it: on one pool, an HTTP worker's create often went out over a connection another
+    /// worker opened, and each of its round trips woke that worker's thread as well. A client
+    /// per thread keeps a write's connection on the thread that makes it.
+    fn writer(&self) -> reqwest::Client {
+        WRITERS.with(|writers| {
+            let mut writers = writers.borrow_mut();
+            if let Some((_, client)) = writers.iter().find(|(id, _)| *id == self.id) {
+                return client.clone();
+            }
+            let Ok(client) = (self.make_writer)() else {
+                return self.http.clone();
+            };
+            // Those of EM clients gone (tests make many) are let go, oldest first.
+            if writers.len() >= WRITERS_KEPT {
+                writers.remove(0);
+            }
+            writers.push((self.id, client.clone()));
+            client
+        })
     }
 
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EmError> {
@@ -954,5 +1001,43 @@ fn refusal(status: StatusCode, text: &str) -> EmError {
             ),
         },
         None => EmError::BadAnswer(format!("HTTP {} without an EM error body", status.as_u16())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> EmClient {
+        let url = Url::parse("http://127.0.0.1:9/api/").unwrap();
+        EmClient::new(EmSettings::new(url, "u", SecretString::from("p"))).unwrap()
+    }
+
+    fn kept() -> Vec<u64> {
+        WRITERS.with(|w| w.borrow().iter().map(|(id, _)| *id).collect())
+    }
+
+    #[test]
+    fn a_thread_keeps_one_writer_per_em_client_and_a_bounded_few() {
+        let first = client();
+        first.writer();
+        first.writer();
+        assert_eq!(kept(), vec![first.id], "made once, then reused");
+        let others: Vec<EmClient> = (0..WRITERS_KEPT).map(|_| client()).collect();
+        for other in &others {
+            other.writer();
+        }
+        let now = kept();
+        assert_eq!(now.len(), WRITERS_KEPT);
+        assert!(!now.contains(&first.id), "the oldest let go");
+        let on_another = std::thread::scope(|s| {
+            s.spawn(|| {
+                first.writer();
+                kept()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(on_another, vec![first.id], "each thread has its own");
     }
 }
