@@ -831,6 +831,17 @@ async fn holding_the_slot(receiver: &Receiver) {
 /// Waits until what the deliverer read of a subscription when its first attempt started is a
 /// second old (`webhooks::current::FRESH`): a wait for time to pass, nothing is asserted on its
 /// account.
+async fn unsubscribe(app: &TestApp, hook: &Value) {
+    let id = hook["id"].as_str().unwrap();
+    let deleted = http()
+        .delete(app.url(&format!("/v1/webhooks/{id}")))
+        .bearer_auth(&app.write_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+}
+
 async fn past_what_was_read() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
 }
@@ -851,14 +862,7 @@ async fn what_a_deleted_subscription_had_waiting_is_not_sent(db: Db) {
     subscribe(&app, &other.url, json!([])).await;
     settle_tasks(&app, "deleted", 3..=4).await;
 
-    let id = gone_hook["id"].as_str().unwrap();
-    let deleted = http()
-        .delete(app.url(&format!("/v1/webhooks/{id}")))
-        .bearer_auth(&app.write_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    unsubscribe(&app, &gone_hook).await;
     past_what_was_read().await;
     gone.release();
     other.wait_for(2).await;
@@ -957,14 +961,7 @@ async fn a_handed_delivery_of_a_deleted_subscription_is_dropped_and_no_attempt(d
     let hook = subscribe(&app, &receiver.url, json!([])).await;
     let task = create(&app, "dropped.example").await;
     app.settle_by_ticking(&task).await;
-    let id = hook["id"].as_str().unwrap();
-    let deleted = http()
-        .delete(app.url(&format!("/v1/webhooks/{id}")))
-        .bearer_auth(&app.write_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    unsubscribe(&app, &hook).await;
     past_what_was_read().await;
     assert_eq!(app.deliver_due().await, 0, "dropped, not attempted");
     assert_eq!(app.deliver_due().await, 0, "and not due again");
