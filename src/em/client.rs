@@ -151,7 +151,7 @@ pub struct EmClient {
     http: reqwest::Client,
     /// Writes go through a client of the calling thread's own (see [`EmClient::writer`]),
     /// made by this; `id` tells this EM client's from another's on the same thread.
-    make_writer: Arc<dyn Fn() -> Result<reqwest::Client, EmSetupError> + Send + Sync>,
+    make_writer: Box<dyn Fn() -> Result<reqwest::Client, EmSetupError> + Send + Sync>,
     id: u64,
     /// Reads, whose answers may be large (a session's task list, 10 MB and more). A connection
     /// keeps a read buffer as large as the largest answer it read quickly (up to ~400 KB): on
@@ -209,7 +209,7 @@ impl EmClient {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Ok(EmClient {
             http,
-            make_writer: Arc::new(client),
+            make_writer: Box::new(client),
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             reads,
             base,

@@ -51,7 +51,7 @@ struct Queued<T, R> {
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// `write` gets up to `max` items and answers each, in order. `name` labels its metrics.
-    pub fn start<F, Fut>(name: &'static str, max: usize, write: F) -> Self
+    pub fn new<F, Fut>(name: &'static str, max: usize, write: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<R>, StoreError>> + Send + 'static,
@@ -180,7 +180,7 @@ mod tests {
     async fn concurrent_writes_share_batches_and_each_gets_its_answer() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let batcher = Arc::new(Batcher::start("test", 8, move |items: Vec<u32>| {
+        let batcher = Arc::new(Batcher::new("test", 8, move |items: Vec<u32>| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::task::yield_now().await;
@@ -216,7 +216,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Notify::new());
         let calls = Arc::new(AtomicUsize::new(0));
         let (g, counted) = (gate.clone(), calls.clone());
-        let batcher = Arc::new(Batcher::start("test", 1, move |_: Vec<u32>| {
+        let batcher = Arc::new(Batcher::new("test", 1, move |_: Vec<u32>| {
             let g = g.clone();
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
@@ -256,7 +256,7 @@ mod tests {
             .build()
             .unwrap();
         let batcher = main.block_on(async {
-            Batcher::start("test", 8, |items: Vec<u32>| async move {
+            Batcher::new("test", 8, |items: Vec<u32>| async move {
                 Ok(items
                     .into_iter()
                     .map(|_| std::thread::current().id())
@@ -275,7 +275,7 @@ mod tests {
     fn a_writer_whose_runtime_shut_down_under_it_leaves_the_next_write_a_writer() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let batcher = Arc::new(Batcher::start("test", 8, move |items: Vec<u32>| {
+        let batcher = Arc::new(Batcher::new("test", 8, move |items: Vec<u32>| {
             let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
             async move {
                 if first {

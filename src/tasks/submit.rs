@@ -93,9 +93,9 @@ const REGISTERED_KEPT: usize = 1024;
 impl Submitter {
     /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
     /// accepted join `own`'s in-flight set, which the poller follows; intents whose fate is not
-    /// recorded yet stay in its `unanswered`, which the poller reads too. The group-committed writes
-    /// go through `writes`, a pool only they use (see [`crate::store::PoolFor::Writes`]), and a
-    /// request's own statements through `store`.
+    /// recorded yet stay in its `unanswered`, which the poller reads too. The group-committed
+    /// writes go through `writes`, a pool only they use (see [`crate::store::PoolFor::Writes`]),
+    /// and a request's own statements through `store`.
     pub fn new(
         store: Store,
         writes: Store,
@@ -110,7 +110,7 @@ impl Submitter {
         } = own;
         let intents = {
             let (store, clock) = (writes.clone(), clock.clone());
-            Batcher::start(
+            Batcher::new(
                 "intent",
                 WRITE_BATCH,
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
@@ -127,7 +127,7 @@ impl Submitter {
                 in_flight,
                 registered: Mutex::new(HashSet::new()),
             });
-            Batcher::start("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
+            Batcher::new("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
                 let (attacher, now) = (attacher.clone(), clock.now());
                 async move { attacher.attach(batch, now).await }
             })
