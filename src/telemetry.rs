@@ -91,6 +91,10 @@ fn describe() {
         "One group-committed transaction, by write"
     );
     describe_histogram!(
+        "emgw_store_write_answered_seconds",
+        "From a write being queued to its request having the answer, by write: its wait and its transaction, and the hand-back of the answer to the request's task"
+    );
+    describe_histogram!(
         "emgw_store_write_batch_size",
         "Writes sharing one group-committed transaction, by write"
     );
@@ -202,6 +206,10 @@ pub fn poller_tick(took: Duration, database: Duration, in_flight: i64) {
 
 pub fn store_write_queued(write: &'static str, waited: Duration) {
     histogram!("emgw_store_write_wait_seconds", "write" => write).record(waited.as_secs_f64());
+}
+
+pub fn store_write_answered(write: &'static str, took: Duration) {
+    histogram!("emgw_store_write_answered_seconds", "write" => write).record(took.as_secs_f64());
 }
 
 pub fn store_write_batch(write: &'static str, size: usize, took: Duration) {

@@ -72,13 +72,10 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Writes one item with whatever else is waiting, and answers when it is committed.
     pub async fn write(&self, item: T) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let at = Instant::now();
         let start = {
             let mut state = self.shared.lock();
-            state.queue.push_back(Queued {
-                item,
-                reply,
-                at: Instant::now(),
-            });
+            state.queue.push_back(Queued { item, reply, at });
             !std::mem::replace(&mut state.writing, true)
         };
         if start {
@@ -86,9 +83,11 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             // still be written.
             tokio::spawn(Shared::drain(self.shared.clone()));
         }
-        answer
+        let answered = answer
             .await
-            .map_err(|_| StoreError::Unavailable("the write was not answered".into()))?
+            .map_err(|_| StoreError::Unavailable("the write was not answered".into()))?;
+        crate::telemetry::store_write_answered(self.shared.name, at.elapsed());
+        answered
     }
 }
 

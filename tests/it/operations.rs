@@ -58,6 +58,8 @@ async fn metrics_cover_http_em_tasks_and_webhooks() {
         "emgw_poller_lag_seconds",
         "emgw_poller_tick_duration_seconds_bucket",
         "emgw_webhook_delay_seconds_bucket",
+        r#"emgw_store_write_answered_seconds_bucket{write="intent""#,
+        r#"emgw_store_write_answered_seconds_bucket{write="attach""#,
     ] {
         assert!(text.contains(expected), "/metrics lacks {expected}");
     }

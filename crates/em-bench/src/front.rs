@@ -122,8 +122,8 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
                 t.writes
                     .iter()
                     .map(|w| format!(
-                        "{} wait {:.2} ms + transaction {:.2} ms ({:.1} a batch)",
-                        w.name, w.wait_ms, w.transaction_ms, w.batch
+                        "{} wait {:.2} ms + transaction {:.2} ms ({:.1} a batch), answered in {:.2} ms",
+                        w.name, w.wait_ms, w.transaction_ms, w.batch, w.answered_ms
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -199,6 +199,8 @@ pub struct Write {
     pub name: &'static str,
     pub wait_ms: f64,
     pub transaction_ms: f64,
+    /// From queued to the request having the answer: the wait, the transaction and the hand-back.
+    pub answered_ms: f64,
     pub batch: f64,
 }
 
@@ -250,6 +252,7 @@ async fn tail(base: &str) -> Option<Tail> {
             name,
             wait_ms: mean("emgw_store_write_wait_seconds", &label)? * 1e3,
             transaction_ms: mean("emgw_store_write_transaction_seconds", &label)? * 1e3,
+            answered_ms: mean("emgw_store_write_answered_seconds", &label)? * 1e3,
             batch: mean("emgw_store_write_batch_size", &label)?,
         })
     };
