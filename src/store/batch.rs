@@ -192,13 +192,8 @@ impl<T, R> Shared<T, R> {
                 writer.ended = true;
                 return;
             };
-            let UnderWay {
-                written,
-                replies,
-                started,
-            } = under_way;
-            let result = written.await;
-            shared.answer(replies, started, result);
+            let result = under_way.written.await;
+            shared.answer(under_way.replies, under_way.started, result);
         }
     }
 }
@@ -401,7 +396,7 @@ mod tests {
         // write queues behind it, and the leader's request goes away.
         let b = batcher.clone();
         let follower = tokio::spawn(async move { b.write(2).await });
-        for _ in 0..10 {
+        while batcher.shared.lock().queue.is_empty() {
             tokio::task::yield_now().await;
         }
         leader.abort();
