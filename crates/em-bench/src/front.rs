@@ -77,9 +77,10 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         .await?;
         let base = gateway.base.clone();
         gateway_creates(&base, &key, 8, 200, "warm-g", None, None).await;
-        // Long enough that start and end effects are a small share: ~4 s per side.
+        // Long enough that start and end effects, and a passing stall of the shared machine,
+        // are a small share: ~8 s per side.
         let per_second = clients as f64 * 1000.0 / latency_ms.max(1) as f64;
-        let total = ((per_second * 4.0) as usize).clamp(2_000, 40_000) / if quick { 10 } else { 1 };
+        let total = ((per_second * 8.0) as usize).clamp(2_000, 40_000) / if quick { 10 } else { 1 };
         let (sim_pid, gateway_pid) = (sim.process.pid(), gateway.process.pid());
         let (before, started) = (Machine::now(sim_pid, None), std::time::Instant::now());
         let direct = direct_creates(&sim.api_url, clients, total, &format!("fd{clients}-")).await?;
