@@ -202,9 +202,8 @@ impl Store {
                 (Backend::Postgres, PoolFor::Api) => 16,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
-                // Beside the kept ones, for when a thread's are all in use: two kinds of write,
-                // their transactions at once.
-                (Backend::Postgres, PoolFor::Writes) => 2 * WRITERS_PER_KIND as u32,
+                // Two kinds of write, their transactions at once (and room to reconnect).
+                (Backend::Postgres, PoolFor::Writes) => 2 * WRITERS_PER_KIND as u32 + 2,
                 (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
