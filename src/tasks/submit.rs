@@ -113,7 +113,6 @@ impl Submitter {
             Batcher::new(
                 "intent",
                 WRITE_BATCH,
-                writes.writers_per_kind(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
@@ -128,15 +127,10 @@ impl Submitter {
                 in_flight,
                 registered: Mutex::new(HashSet::new()),
             });
-            Batcher::new(
-                "attach",
-                WRITE_BATCH,
-                writes.writers_per_kind(),
-                move |batch: Vec<Attach>| {
-                    let (attacher, now) = (attacher.clone(), clock.now());
-                    async move { attacher.attach(batch, now).await }
-                },
-            )
+            Batcher::new("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
+                let (attacher, now) = (attacher.clone(), clock.now());
+                async move { attacher.attach(batch, now).await }
+            })
         };
         Submitter {
             store,
