@@ -13,8 +13,6 @@ use super::StoreError;
 type Reply<R> = oneshot::Sender<Result<R, StoreError>>;
 type Written<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, StoreError>> + Send>>;
 type Write<T, R> = Box<dyn Fn(Vec<T>) -> Written<R> + Send + Sync>;
-/// Where a waiting write is handed the batch it is first in.
-type Baton<R> = oneshot::Sender<Handed<R>>;
 
 /// Writes that arrive while a transaction is committing wait and go together in the next one:
 /// under load, many requests share one commit (and its wait for the disk) instead of queueing
@@ -24,11 +22,9 @@ type Baton<R> = oneshot::Sender<Handed<R>>;
 /// (a runtime of its own thread) that is the thread of the request, over that thread's
 /// connections ([`super::local`]), and its answer needs no hand-back from another task, which
 /// waits behind the thread's other ready tasks (0.11 ms on average at 32 clients) or wakes the
-/// other thread (0.33 ms). What queues meanwhile is handed, once that commit is over, to the
-/// request of its first write, which has to wake anyway: it commits the batch in its own task,
-/// and hands on what queued meanwhile in turn. A request that went away before or while it
-/// commits leaves the batch to a writer task, so what it carried is still written and
-/// answered.
+/// other thread (0.33 ms). What queues meanwhile goes to a writer task started on the same
+/// runtime, which ends when nothing waits. A request dropped mid-commit hands its transaction
+/// to such a task, so what it carried is still written and answered.
 pub struct Batcher<T, R> {
     shared: Arc<Shared<T, R>>,
 }
@@ -52,7 +48,6 @@ struct State<T, R> {
 struct Queued<T, R> {
     item: T,
     reply: Reply<R>,
-    baton: Baton<R>,
     at: Instant,
 }
 
@@ -85,84 +80,44 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
 
     /// Writes one item with whatever else is waiting, and answers when it is committed.
     pub async fn write(&self, item: T) -> Result<R, StoreError> {
-        let (reply, mut answer) = oneshot::channel();
-        let (baton, handed) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         let at = Instant::now();
         let lead = {
             let mut state = self.shared.lock();
-            state.queue.push_back(Queued {
-                item,
-                reply,
-                baton,
-                at,
-            });
+            state.queue.push_back(Queued { item, reply, at });
             !std::mem::replace(&mut state.writing, true)
         };
         if lead {
-            // The queue was empty: the first batch is this write's.
-            if let Some((under_way, _own)) = self.shared.take() {
-                self.commit(self.shared.handed(under_way)).await;
-            }
-        } else {
-            // Answered by a transaction that took this write, or handed the batch it is first
-            // in (the baton is dropped unsent when another batch takes it).
-            tokio::select! {
-                biased;
-                answered = &mut answer => return self.answered(answered, at),
-                handed = handed => {
-                    if let Ok(batch) = handed {
-                        self.commit(batch).await;
-                    }
-                }
-            }
+            self.lead().await;
         }
-        let answered = answer.await;
-        self.answered(answered, at)
-    }
-
-    fn answered(
-        &self,
-        answered: Result<Result<R, StoreError>, oneshot::error::RecvError>,
-        at: Instant,
-    ) -> Result<R, StoreError> {
-        let answered =
-            answered.map_err(|_| StoreError::Unavailable("the write was not answered".into()))?;
+        let answered = answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the write was not answered".into()))?;
         crate::telemetry::store_write_answered(self.shared.name, at.elapsed());
         answered
     }
 
-    /// Commits `batch` in this task and answers its writes, then hands what queued meanwhile
-    /// to the request of its first write.
-    async fn commit(&self, mut batch: Handed<R>) {
+    /// Commits the first batch here (this write is in it: the queue was empty when it found no
+    /// writer), then leaves what queued meanwhile to a writer task.
+    async fn lead(&self) {
         let shared = &self.shared;
-        if let Some(under_way) = batch.under_way.as_mut() {
+        let mut leading = Leading {
+            shared: shared.clone(),
+            under_way: shared.take(),
+        };
+        if let Some(under_way) = leading.under_way.as_mut() {
             let result = under_way.written.as_mut().await;
-            if let Some(done) = batch.under_way.take() {
+            if let Some(done) = leading.under_way.take() {
                 shared.answer(done.replies, done.started, result);
             }
         }
-        if let Some((under_way, baton)) = shared.take() {
-            // Refused (that request went away), the batch goes to a writer task as it drops.
-            let _ = baton.send(shared.handed(under_way));
-        }
-    }
-}
-
-impl<T: Send + 'static, R: Send + 'static> Shared<T, R> {
-    /// `under_way`, to be committed by whoever receives it, or by a writer task if it is
-    /// dropped first.
-    fn handed(self: &Arc<Self>, under_way: UnderWay<R>) -> Handed<R> {
-        let shared = self.clone();
-        Handed {
-            under_way: Some(under_way),
-            fallback: Some(Box::new(move |under_way| {
-                let writer = Writer::new(shared);
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    // Spawned on a runtime shutting down, it is dropped unpolled: the writer
-                    // then does what a writer dropped mid-write does.
-                    runtime.spawn(Shared::drain(writer, Some(under_way)));
-                }
-            })),
+        let more = {
+            let mut state = shared.lock();
+            state.writing = !state.queue.is_empty();
+            state.writing
+        };
+        if more {
+            tokio::spawn(Shared::drain(Writer::new(shared.clone()), None));
         }
     }
 }
@@ -172,9 +127,9 @@ impl<T, R> Shared<T, R> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next batch, its transaction begun (not yet polled), and where to hand it to its
-    /// first write's request; none when nothing is queued, and then no writer is running.
-    fn take(&self) -> Option<(UnderWay<R>, Baton<R>)> {
+    /// The next batch, its transaction begun (not yet polled); none when nothing is queued,
+    /// and then no writer is running.
+    fn take(&self) -> Option<UnderWay<R>> {
         let batch: Vec<Queued<T, R>> = {
             let mut state = self.lock();
             let n = state.queue.len().min(self.max);
@@ -185,26 +140,18 @@ impl<T, R> Shared<T, R> {
             state.queue.drain(..n).collect()
         };
         let started = Instant::now();
-        let mut batons = Vec::with_capacity(1);
         let (items, replies): (Vec<T>, Vec<Reply<R>>) = batch
             .into_iter()
             .map(|q| {
                 crate::telemetry::store_write_queued(self.name, started - q.at);
-                // The first write's is kept; the others' are dropped, which tells their
-                // requests that this batch has them.
-                if batons.is_empty() {
-                    batons.push(q.baton);
-                }
                 (q.item, q.reply)
             })
             .unzip();
-        let under_way = UnderWay {
+        Some(UnderWay {
             written: (self.write)(items),
             replies,
             started,
-        };
-        let baton = batons.pop()?;
-        Some((under_way, baton))
+        })
     }
 
     /// Answers a batch's writes, begun at `started`, with its transaction's result.
@@ -241,10 +188,7 @@ impl<T, R> Shared<T, R> {
     async fn drain(mut writer: Writer<T, R>, mut first: Option<UnderWay<R>>) {
         let shared = writer.shared.clone();
         loop {
-            let Some(under_way) = first
-                .take()
-                .or_else(|| shared.take().map(|(under_way, _)| under_way))
-            else {
+            let Some(under_way) = first.take().or_else(|| shared.take()) else {
                 writer.ended = true;
                 return;
             };
@@ -254,18 +198,23 @@ impl<T, R> Shared<T, R> {
     }
 }
 
-/// A batch to commit in the task that has it: the first write's, or a request's its first
-/// write was handed. Dropped before its commit is over (that request went away, or never
-/// received it), it goes to a writer task to finish and answer.
-struct Handed<R> {
+/// The batch a request is committing in its own task. Dropped mid-commit (the request went
+/// away), it hands the transaction to a writer task to finish and answer.
+struct Leading<T: Send + 'static, R: Send + 'static> {
+    shared: Arc<Shared<T, R>>,
     under_way: Option<UnderWay<R>>,
-    fallback: Option<Box<dyn FnOnce(UnderWay<R>) + Send>>,
 }
 
-impl<R> Drop for Handed<R> {
+impl<T: Send + 'static, R: Send + 'static> Drop for Leading<T, R> {
     fn drop(&mut self) {
-        if let (Some(under_way), Some(fallback)) = (self.under_way.take(), self.fallback.take()) {
-            fallback(under_way);
+        let Some(under_way) = self.under_way.take() else {
+            return;
+        };
+        let writer = Writer::new(self.shared.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // Spawned on a runtime shutting down, it is dropped unpolled: the writer then
+            // does what a writer dropped mid-write does.
+            runtime.spawn(Shared::drain(writer, Some(under_way)));
         }
     }
 }
@@ -505,104 +454,5 @@ mod tests {
         });
         assert_eq!(answers.0.expect("no writer was started").unwrap(), 2);
         assert!(answers.1.is_err(), "the first write went with its runtime");
-    }
-
-    /// A batcher whose transactions wait for a permit of `gate` and answer each item with the
-    /// task that committed it.
-    fn gated(gate: Arc<tokio::sync::Semaphore>) -> Arc<Batcher<u32, Option<tokio::task::Id>>> {
-        Arc::new(Batcher::new("test", 8, move |items: Vec<u32>| {
-            let gate = gate.clone();
-            async move {
-                gate.acquire().await.unwrap().forget();
-                let task = tokio::task::try_id();
-                Ok(items.into_iter().map(|_| task).collect())
-            }
-        }))
-    }
-
-    /// Waits until `n` writes are queued behind the transaction under way.
-    async fn queued<T, R>(batcher: &Batcher<T, R>, n: usize) {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while batcher.shared.lock().queue.len() < n {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the writes queued");
-    }
-
-    #[tokio::test]
-    async fn what_queued_behind_a_transaction_commits_in_the_task_of_its_first_write() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let batcher = gated(gate.clone());
-        let b = batcher.clone();
-        let leader = tokio::spawn(async move { b.write(1).await });
-        while !{
-            let state = batcher.shared.lock();
-            state.writing && state.queue.is_empty()
-        } {
-            tokio::task::yield_now().await;
-        }
-        let mut followers = Vec::new();
-        for i in 2..=3 {
-            let b = batcher.clone();
-            followers.push(tokio::spawn(async move {
-                (tokio::task::try_id(), b.write(i).await.unwrap())
-            }));
-            queued(&batcher, i as usize - 1).await;
-        }
-        gate.add_permits(2);
-        leader.await.unwrap().unwrap();
-        let mut answers = Vec::new();
-        for f in followers {
-            answers.push(
-                tokio::time::timeout(Duration::from_secs(5), f)
-                    .await
-                    .expect("answered")
-                    .unwrap(),
-            );
-        }
-        let (first, second) = (answers[0], answers[1]);
-        assert_eq!(
-            first.1, first.0,
-            "committed in the task of the first write queued"
-        );
-        assert_eq!(second.1, first.0, "with the write queued after it");
-    }
-
-    #[tokio::test]
-    async fn a_batch_whose_first_request_went_away_is_committed_by_a_writer_task() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let batcher = gated(gate.clone());
-        let b = batcher.clone();
-        let leader = tokio::spawn(async move { b.write(1).await });
-        while !{
-            let state = batcher.shared.lock();
-            state.writing && state.queue.is_empty()
-        } {
-            tokio::task::yield_now().await;
-        }
-        let b = batcher.clone();
-        let gone = tokio::spawn(async move { b.write(2).await });
-        queued(&batcher, 1).await;
-        let b = batcher.clone();
-        let kept = tokio::spawn(async move { (tokio::task::try_id(), b.write(3).await.unwrap()) });
-        queued(&batcher, 2).await;
-        gone.abort();
-        assert!(gone.await.unwrap_err().is_cancelled());
-        gate.add_permits(2);
-        leader.await.unwrap().unwrap();
-        let (own, committed_in) = tokio::time::timeout(Duration::from_secs(5), kept)
-            .await
-            .expect("the write behind the one that went away was answered")
-            .unwrap();
-        assert!(
-            committed_in.is_some() && committed_in != own,
-            "by a writer task"
-        );
-        let b = batcher.clone();
-        gate.add_permits(1);
-        let next = tokio::time::timeout(Duration::from_secs(5), b.write(4)).await;
-        assert!(next.expect("and a writer for the next").is_ok());
     }
 }
