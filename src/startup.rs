@@ -19,7 +19,7 @@ use crate::domain::ReplicaId;
 use crate::em::{EmClient, EmSettings};
 use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{PoolFor, Store, StoreError};
-use crate::tasks::{OwnTasks, Poller, PollerConfig, Replay, Submitter};
+use crate::tasks::{Attacher, OwnTasks, Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
 
 /// Whether the poller and the deliverer run by themselves.
@@ -115,6 +115,9 @@ pub struct Application {
     stop: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     keepalive: JoinHandle<()>,
+    /// Writes EM's task ids recorded behind their answers.
+    attacher: Arc<Attacher>,
+    write_behind: JoinHandle<()>,
     handles: Handles,
     em: Arc<EmClient>,
     store: Store,
@@ -180,7 +183,9 @@ impl Application {
         let wake_deliverer = Arc::new(tokio::sync::Notify::new());
         // Filled by the submitter; the in-flight set emptied and resynced by the poller, the
         // unanswered intents emptied by the submitter and the poller's looks.
-        let own = OwnTasks::new();
+        let own = OwnTasks::new(writes.clone(), background_store.clone(), owner);
+        let attacher = own.attacher.clone();
+        let write_behind = tokio::spawn(attacher.clone().write_behind_loop());
         let deliverer = Arc::new(
             Deliverer::new(
                 background_store.clone(),
@@ -229,7 +234,6 @@ impl Application {
                 store.clone(),
                 writes,
                 em.clone(),
-                owner,
                 clock.clone(),
                 own.clone(),
             ),
@@ -274,6 +278,8 @@ impl Application {
             stop,
             background,
             keepalive,
+            attacher,
+            write_behind,
             handles: Handles {
                 poller,
                 deliverer,
@@ -310,9 +316,14 @@ impl Application {
     }
 
     /// Serves until stopped (SIGTERM/SIGINT or the handle), then finishes requests in flight,
-    /// stops the poller, logs off EM and gives this replica's sessions up.
+    /// writes EM's task ids still waiting, stops the poller, logs off EM and gives this
+    /// replica's sessions up.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // Every request is answered: what was answered is recorded before the poller stops
+        // and this replica's sessions are handed over.
+        self.attacher.write_behind_now().await;
+        self.write_behind.abort();
         let _ = self.stop.send(true);
         for worker in self.background {
             let _ = worker.await;

@@ -108,12 +108,13 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound(format!("no task {id}"));
     let task_id = TaskId::parse(&id).ok_or_else(not_found)?;
-    let task = state
+    let mut task = state
         .store
         .task(task_id)
         .await?
         .filter(|t| key.visibility().sees(&t.owner))
         .ok_or_else(not_found)?;
+    state.submitter.as_answered(&mut task);
     Ok(HttpResponse::Ok().json(answer::view(&task)))
 }
 
@@ -165,6 +166,9 @@ pub async fn list(
     let mut tasks = state.store.list_tasks(&filter).await?;
     let more = tasks.len() > limit;
     tasks.truncate(limit);
+    for task in &mut tasks {
+        state.submitter.as_answered(task);
+    }
     let next_cursor = if more {
         tasks.last().map(|t| t.id.to_string())
     } else {

@@ -72,12 +72,14 @@ pub struct NewTask {
     pub warnings: Vec<String>,
 }
 
-/// EM accepted a task: its id, and the session that can see it.
+/// EM accepted a task: its id, the session that can see it, and when (the task's
+/// `updated_at`).
 #[derive(Debug, Clone)]
 pub struct EmAttach {
     pub id: TaskId,
     pub em_task_id: String,
     pub em_session_id: String,
+    pub at: Timestamp,
 }
 
 /// A running task as the poller matches it against EM's task list.
@@ -505,7 +507,6 @@ impl Store {
 fn attach_query(
     owner: ReplicaId,
     chunk: &[EmAttach],
-    now: Timestamp,
     relaxed: bool,
 ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     let (relax, relaxed_from) = match relaxed {
@@ -516,19 +517,18 @@ fn attach_query(
         false => ("", ""),
     };
     let sql = format!(
-        "WITH {relax}v (v_id, v_task, v_session) AS (VALUES {}) \
-         UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $2, \
-         updated_at = $1 FROM v{relaxed_from} WHERE id = v_id RETURNING {COLUMNS}",
-        placeholders(chunk.len(), 3, 2)
+        "WITH {relax}v (v_id, v_task, v_session, v_at) AS (VALUES {}) \
+         UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $1, \
+         updated_at = v_at FROM v{relaxed_from} WHERE id = v_id RETURNING {COLUMNS}",
+        placeholders(chunk.len(), 4, 1)
     );
-    let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK)
-        .bind(now.as_millis())
-        .bind(owner.to_string());
+    let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK).bind(owner.to_string());
     for attach in chunk {
         query = query
             .bind(attach.id.to_string())
             .bind(attach.em_task_id.clone())
-            .bind(attach.em_session_id.clone());
+            .bind(attach.em_session_id.clone())
+            .bind(attach.at.as_millis());
     }
     query
 }
@@ -559,14 +559,13 @@ impl Store {
         &self,
         owner: ReplicaId,
         batch: &[EmAttach],
-        now: Timestamp,
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let relaxed = self.backend == Backend::Postgres;
         let mut rows = Vec::with_capacity(batch.len());
         let mut held = self.connection().await?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             rows.extend(
-                attach_query(owner, chunk, now, relaxed)
+                attach_query(owner, chunk, relaxed)
                     .fetch_all(held.connection())
                     .await?,
             );
@@ -583,12 +582,11 @@ impl Tx {
         &mut self,
         owner: ReplicaId,
         batch: &[EmAttach],
-        now: Timestamp,
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let mut rows = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
             rows.extend(
-                attach_query(owner, chunk, now, false)
+                attach_query(owner, chunk, false)
                     .fetch_all(&mut *self.tx)
                     .await?,
             );

@@ -5,8 +5,9 @@
 //! 1. [`command`]: the validated write as a value — recorded with the task, turned into the one
 //!    EM request that carries it out.
 //! 2. [`submit`]: [`precheck`] refuses at once what EM would fail later; then the task is
-//!    recorded *before* EM is called, then gets EM's task id (and the
-//!    202 answer kept under the request's Idempotency-Key, in the same transaction).
+//!    recorded *before* EM is called, then gets EM's task id ([`attach`]: with the 202 answer
+//!    kept under the request's Idempotency-Key in the same transaction, or written behind the
+//!    answer when there is none).
 //! 3. [`replay`]: an `Idempotency-Key` makes a write happen at most once; repeats get the first
 //!    answer.
 //! 4. [`poller`] settles running tasks: from EM's task list when EM still shows them, from EM's
@@ -16,6 +17,7 @@
 //!    what the outside sees (the task's view, the 202, the event).
 
 pub mod answer;
+pub mod attach;
 pub mod command;
 pub mod in_flight;
 pub mod poller;
@@ -25,6 +27,7 @@ pub mod replay;
 pub mod submit;
 pub mod unanswered;
 
+pub use attach::Attacher;
 pub use command::{Command, EmRequest, Unreadable};
 pub use in_flight::InFlightSet;
 pub use poller::{Poller, PollerConfig, TickReport};
@@ -34,25 +37,29 @@ pub use unanswered::Unanswered;
 
 use std::sync::Arc;
 
-/// What this replica knows of its own tasks in memory, filled by the submitter and read by
-/// the poller: the tasks it follows on EM, and the intents whose fate it has not recorded.
+use crate::domain::ReplicaId;
+use crate::store::Store;
+
+/// What this replica knows of its own tasks, filled by the submitter and read by the poller:
+/// the tasks it follows on EM, the intents whose fate it has not recorded, and where EM's task
+/// ids are recorded (some behind their answers: each tick writes those first).
 #[derive(Clone)]
 pub struct OwnTasks {
     pub in_flight: Arc<InFlightSet>,
     pub unanswered: Arc<Unanswered>,
+    pub attacher: Arc<Attacher>,
 }
 
 impl OwnTasks {
-    pub fn new() -> Self {
+    /// `owner` is this replica. EM's task ids a request waits for go through `writes` (the
+    /// group-committed writes' pool), those written behind their answers through `background`
+    /// (a pool that outlives the HTTP workers: the last are written after the server stopped).
+    pub fn new(writes: Store, background: Store, owner: ReplicaId) -> Self {
+        let in_flight = Arc::new(InFlightSet::new());
         OwnTasks {
-            in_flight: Arc::new(InFlightSet::new()),
+            attacher: Arc::new(Attacher::new(writes, background, owner, in_flight.clone())),
+            in_flight,
             unanswered: Arc::new(Unanswered::new()),
         }
-    }
-}
-
-impl Default for OwnTasks {
-    fn default() -> Self {
-        Self::new()
     }
 }

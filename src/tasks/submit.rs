@@ -1,6 +1,7 @@
 //! Submit: a command becomes a task. Order matters for "nothing accepted is ever lost": the
 //! task is recorded *before* EM is called. If EM accepts, the task gets EM's task id and session
-//! (and the 202 is kept under the request's Idempotency-Key in the same transaction); if EM
+//! ([`super::attach`]: the 202 kept under the request's Idempotency-Key in the same
+//! transaction, or the record written behind the answer when there is none); if EM
 //! refuses or was never reached, the task is removed and the caller gets the error; if EM's
 //! answer is lost (timeout, dropped connection) or the process dies after EM accepted, the task
 //! stays `running` and the poller settles it by looking at EM's objects.
@@ -13,17 +14,15 @@ use uuid::Uuid;
 
 use super::OwnTasks;
 use super::answer;
+use super::attach::{Attach, Attacher};
 use super::command::Command;
-use super::in_flight::InFlightSet;
 use super::precheck::{self, Inventory, Need};
 use super::unanswered::Unanswered;
 use crate::clock::{Clock, Timestamp};
-use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, ReplicaId, TaskId};
+use crate::domain::{ApiKeyId, BackupServerUid, FieldError, Metadata, Owner, TaskId};
 use crate::em::xml;
 use crate::em::{EmClient, EmError};
-use crate::store::{
-    Batcher, EmAttach, IdempotencyKey, InFlight, NewTask, Store, StoreError, TaskRecord,
-};
+use crate::store::{Batcher, EmAttach, IdempotencyKey, NewTask, Store, StoreError, TaskRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -64,50 +63,29 @@ pub struct Submitter {
     backup_servers: KnownBackupServers,
     /// Intents, committed durably, many requests to a commit under load.
     intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
-    /// EM's task ids (with the answers kept under Idempotency-Keys), recorded the same way.
+    /// EM's task ids that a request waits for (with the answers kept under Idempotency-Keys),
+    /// recorded the same way.
     attaches: Batcher<Attach, Option<TaskRecord>>,
+    /// Where EM's task ids are recorded, the others written behind their answers.
+    attacher: Arc<Attacher>,
     /// The intents whose fate is not recorded yet, which the poller reads.
     unanswered: Arc<Unanswered>,
 }
 
-/// EM accepted a task: what is recorded, and the slot of the session that took it.
-struct Attach {
-    em: EmAttach,
-    slot: usize,
-    key: Option<IdempotencyKey>,
-}
-
-/// Where attaches are recorded and followed: the store, the poller's in-flight set, and the
-/// sessions already registered in the store.
-struct Attacher {
-    store: Store,
-    owner: ReplicaId,
-    in_flight: Arc<InFlightSet>,
-    registered: Mutex<HashSet<String>>,
-}
-
-/// Sessions remembered as registered; past this the memory starts again (registering again
-/// does no harm).
-const REGISTERED_KEPT: usize = 1024;
-
 impl Submitter {
-    /// `owner` is this replica: the owner of the EM sessions it submits through. Tasks EM
-    /// accepted join `own`'s in-flight set, which the poller follows; intents whose fate is not
-    /// recorded yet stay in its `unanswered`, which the poller reads too. The group-committed
-    /// writes go through `writes`, a pool only they use (see [`crate::store::PoolFor::Writes`]),
-    /// and a request's own statements through `store`.
+    /// Intents whose fate is not recorded yet stay in `own`'s `unanswered`, which the poller
+    /// reads; EM's task ids are recorded by its `attacher`, which adds their tasks to its
+    /// in-flight set. The intents go through `writes`, a pool only the group-committed writes
+    /// use (see [`crate::store::PoolFor::Writes`]), and a request's own statements through
+    /// `store`.
     pub fn new(
         store: Store,
         writes: Store,
         em: Arc<EmClient>,
-        owner: ReplicaId,
         clock: Clock,
         own: OwnTasks,
     ) -> Self {
-        let OwnTasks {
-            in_flight,
-            unanswered,
-        } = own;
+        let attacher = own.attacher;
         let intents = {
             let (store, clock) = (writes.clone(), clock.clone());
             Batcher::new(
@@ -120,13 +98,7 @@ impl Submitter {
             )
         };
         let attaches = {
-            let clock = clock.clone();
-            let attacher = Arc::new(Attacher {
-                store: writes.clone(),
-                owner,
-                in_flight,
-                registered: Mutex::new(HashSet::new()),
-            });
+            let (clock, attacher) = (clock.clone(), attacher.clone());
             Batcher::new("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
                 let (attacher, now) = (attacher.clone(), clock.now());
                 async move { attacher.attach(batch, now).await }
@@ -139,8 +111,14 @@ impl Submitter {
             backup_servers: KnownBackupServers::default(),
             intents,
             attaches,
-            unanswered,
+            attacher,
+            unanswered: own.unanswered,
         }
+    }
+
+    /// `task` as this replica answered it (see [`Attacher::as_answered`]).
+    pub fn as_answered(&self, task: &mut TaskRecord) {
+        self.attacher.as_answered(task);
     }
 
     /// Checks the command against what EM has, records it, sends it, and answers with its task.
@@ -180,10 +158,14 @@ impl Submitter {
                         id: task.id,
                         em_task_id: submitted.task.task_id,
                         em_session_id: submitted.session.session_id,
+                        at: self.clock.now(),
                     },
                     slot: submitted.session.slot,
                     key,
                 };
+                if self.attacher.may_write_behind(&attach) {
+                    return Ok(self.attacher.write_behind(task, attach.em, pending));
+                }
                 match self.attaches.write(attach).await {
                     // `None`: the task no longer exists.
                     Ok(attached) => {
@@ -308,98 +290,6 @@ impl Submitter {
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
-}
-
-impl Attacher {
-    /// EM accepted these: their task ids and sessions, and the 202 kept under each request's
-    /// Idempotency-Key, in one transaction (with any session not registered yet); then the
-    /// poller follows them.
-    async fn attach(
-        &self,
-        batch: Vec<Attach>,
-        now: crate::clock::Timestamp,
-    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
-        let sessions = self.unregistered(&batch);
-        let mut keys = Vec::with_capacity(batch.len());
-        let mut attaches = Vec::with_capacity(batch.len());
-        for a in batch {
-            keys.push(a.key);
-            attaches.push(a.em);
-        }
-        let attached = if sessions.is_empty() && keys.iter().all(Option::is_none) {
-            // Only EM's task ids: one statement, no transaction round trips.
-            self.store
-                .attach_em_tasks(self.owner, &attaches, now)
-                .await?
-        } else {
-            self.attach_in_transaction(&sessions, &attaches, &keys, now)
-                .await?
-        };
-        {
-            let mut registered = self.lock_registered();
-            if registered.len() + sessions.len() > REGISTERED_KEPT {
-                registered.clear();
-            }
-            registered.extend(sessions.into_iter().map(|(_, s)| s));
-        }
-        self.in_flight
-            .add(attached.iter().flatten().filter_map(followed));
-        Ok(attached)
-    }
-
-    /// New sessions, EM's task ids and the answers kept under Idempotency-Keys, together.
-    async fn attach_in_transaction(
-        &self,
-        sessions: &[(usize, String)],
-        attaches: &[EmAttach],
-        keys: &[Option<IdempotencyKey>],
-        now: crate::clock::Timestamp,
-    ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
-        let mut tx = self.store.begin().await?;
-        // The intent was committed durably before EM was called; this only adds EM's task id,
-        // so it need not wait for the disk. Were a database crash to lose it, the task would be
-        // an orphan the poller settles from EM's objects.
-        tx.relax_durability().await?;
-        if !sessions.is_empty() {
-            tx.register_sessions(self.owner, sessions, now).await?;
-        }
-        let attached = tx.attach_em_tasks(self.owner, attaches, now).await?;
-        for (task, key) in attached.iter().zip(keys) {
-            if let (Some(task), Some(key)) = (task, key) {
-                tx.finish_idempotency(key, &answer::accepted(task)).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(attached)
-    }
-
-    /// The batch's sessions not known to be registered yet (a new logon), each once.
-    fn unregistered(&self, batch: &[Attach]) -> Vec<(usize, String)> {
-        let registered = self.lock_registered();
-        let mut new: Vec<(usize, String)> = Vec::new();
-        for a in batch {
-            let session = &a.em.em_session_id;
-            if !registered.contains(session) && !new.iter().any(|(_, s)| s == session) {
-                new.push((a.slot, session.clone()));
-            }
-        }
-        new
-    }
-
-    fn lock_registered(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.registered.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A recorded task as the poller follows it; `None` for one without EM's ids.
-fn followed(task: &TaskRecord) -> Option<InFlight> {
-    Some(InFlight {
-        id: task.id,
-        operation: task.operation,
-        target_id: task.target_id,
-        em_task_id: task.em_task_id.clone()?,
-        em_session_id: task.em_session_id.clone()?,
-    })
 }
 
 /// The ids of EM's backup servers, read again when an id is not among them (at most once a

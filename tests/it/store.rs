@@ -11,8 +11,9 @@ use em_gateway::domain::{
 };
 use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
-    OrphanRules, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord, UnsentLook,
+    OrphanRules, PoolFor, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord, UnsentLook,
 };
+use em_gateway::tasks::OwnTasks;
 
 use crate::support::*;
 
@@ -26,6 +27,7 @@ both_databases!(
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
     intents_and_em_task_ids_are_written_in_batches,
     em_task_ids_alone_are_recorded_in_one_statement,
+    em_task_ids_written_behind_their_answers,
     intents_never_answered_are_looked_at_once_due_and_again_after_a_look,
 );
 
@@ -81,8 +83,9 @@ async fn attach(
         id,
         em_task_id: em_task.into(),
         em_session_id: session.into(),
+        at: now(),
     };
-    let attached = tx.attach_em_tasks(owner, &[attach], now()).await.unwrap();
+    let attached = tx.attach_em_tasks(owner, &[attach]).await.unwrap();
     tx.commit().await.unwrap();
     attached.into_iter().next().flatten()
 }
@@ -611,6 +614,7 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         id,
         em_task_id: format!("task-{n}"),
         em_session_id: format!("session-{}", n % 2),
+        at: now(),
     };
     let mut attaches: Vec<EmAttach> = ids
         .iter()
@@ -620,7 +624,7 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     attaches.insert(1, attach(TaskId::new(), 999));
     let r1 = ReplicaId::new();
     let mut tx = store.begin().await.unwrap();
-    let attached = tx.attach_em_tasks(r1, &attaches, now()).await.unwrap();
+    let attached = tx.attach_em_tasks(r1, &attaches).await.unwrap();
     // The submitter keeps the 202 under the key in the same transaction.
     let with_key = attached[121].as_ref().unwrap();
     tx.finish_idempotency(&key, &em_gateway::tasks::answer::accepted(with_key))
@@ -668,10 +672,14 @@ async fn em_task_ids_alone_are_recorded_in_one_statement(db: Db) {
         .iter()
         .map(|t| t.id)
         .collect();
+    // Each at its own time: EM accepted them one by one.
+    let base = now();
+    let at = |n: usize| base + Duration::from_millis(n as u64 * 7);
     let attach = |id: TaskId, n: usize| EmAttach {
         id,
         em_task_id: format!("task-{n}"),
         em_session_id: "session-1".into(),
+        at: at(n),
     };
     let r1 = ReplicaId::new();
     let attached = store
@@ -682,7 +690,6 @@ async fn em_task_ids_alone_are_recorded_in_one_statement(db: Db) {
                 attach(TaskId::new(), 9),
                 attach(ids[0], 0),
             ],
-            now(),
         )
         .await
         .unwrap();
@@ -695,9 +702,95 @@ async fn em_task_ids_alone_are_recorded_in_one_statement(db: Db) {
         assert_eq!(t.em_task_id, Some(format!("task-{n}")));
         assert_eq!(t.em_session_id.as_deref(), Some("session-1"));
         assert_eq!(t.em_owner, Some(r1));
+        assert_eq!(t.updated_at, at(n).to_datetime(), "its own time");
     }
     let untouched = store.task(ids[1]).await.unwrap().expect("recorded");
     assert!(untouched.em_task_id.is_none());
+}
+
+/// EM's task ids written behind the 202: the answer and this replica's reads show them at
+/// once, the database once they are written. Until then the poller does not follow the task and
+/// its intent stays evidence for the look for intents EM's answer never came for; a write that
+/// fails leaves it so.
+async fn em_task_ids_written_behind_their_answers(db: Db) {
+    let url = fresh_database(db).await;
+    let store = Store::connect(&url)
+        .await
+        .unwrap()
+        .sealing_with(test_keyring());
+    store.migrate().await.unwrap();
+    // As in the service: written behind on the background pool.
+    let background = Store::connect_for(&url, PoolFor::Background).await.unwrap();
+    let owner = ReplicaId::new();
+    let own = OwnTasks::new(store.clone(), background.clone(), owner);
+    let attacher = own.attacher.clone();
+    let clock = Clock::system();
+    let base = now();
+    let mut answers = Vec::new();
+    let answer = |task: TaskRecord, n: u64| {
+        let mut pending = own.unanswered.entering(task.id, &clock);
+        pending.written_at(task.created_at.into());
+        let attach = EmAttach {
+            id: task.id,
+            em_task_id: format!("task-{n}"),
+            em_session_id: "session-1".into(),
+            at: base + Duration::from_millis(n * 7),
+        };
+        attacher.write_behind(task, attach, pending)
+    };
+    for n in 0..3 {
+        let task = insert(&store).await;
+        answers.push(answer(task, n));
+    }
+    let em_ids = |t: &TaskRecord| {
+        (
+            t.em_task_id.clone(),
+            t.em_session_id.clone(),
+            t.em_owner,
+            t.updated_at,
+        )
+    };
+    for (n, a) in answers.iter().enumerate() {
+        assert_eq!(
+            em_ids(a),
+            (
+                Some(format!("task-{n}")),
+                Some("session-1".into()),
+                Some(owner),
+                (base + Duration::from_millis(n as u64 * 7)).to_datetime()
+            ),
+            "the answer shows EM's ids"
+        );
+        let mut row = store.task(a.id).await.unwrap().unwrap();
+        assert_eq!(row.em_task_id, None, "not written yet");
+        attacher.as_answered(&mut row);
+        assert_eq!(em_ids(&row), em_ids(a), "read as answered");
+    }
+    assert_eq!(own.in_flight.len(), 0, "followed only once written");
+    assert_eq!(own.unanswered.len(), 3, "evidence until written");
+
+    attacher.write_behind_now().await;
+    for a in &answers {
+        let row = store.task(a.id).await.unwrap().unwrap();
+        assert_eq!(em_ids(&row), em_ids(a), "written as answered");
+    }
+    assert_eq!(own.in_flight.len(), 3);
+    assert!(own.unanswered.is_empty());
+
+    let lost = answer(insert(&store).await, 3);
+    background.close().await;
+    attacher.write_behind_now().await;
+    assert_eq!(
+        own.unanswered.len(),
+        1,
+        "a failed write leaves its evidence"
+    );
+    assert_eq!(own.in_flight.len(), 3);
+    let row = store.task(lost.id).await.unwrap().unwrap();
+    assert_eq!(row.em_task_id, None);
+    let mut read = row.clone();
+    attacher.as_answered(&mut read);
+    assert_eq!(read.em_task_id, None, "nothing waits for it any more");
 }
 
 async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db: Db) {

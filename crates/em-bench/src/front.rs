@@ -123,12 +123,9 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
                 t.em_call_ms,
                 t.writes
                     .iter()
-                    .map(|w| format!(
-                        "{} wait {:.2} ms + transaction {:.2} ms ({:.1} a batch), answered in {:.2} ms",
-                        w.name, w.wait_ms, w.transaction_ms, w.batch, w.answered_ms
-                    ))
+                    .map(Write::brief)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join("; ")
             );
         }
         gateway.kill().await;
@@ -189,8 +186,9 @@ pub struct Tail {
     pub creates: (f64, f64),
     /// Share of the gateway's EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms.
     pub em_calls: (f64, f64),
-    /// Means, ms: a create, its EM call, and for each group-committed write (intent, attach)
-    /// the wait for its transaction, the transaction, and the writes sharing one.
+    /// Means, ms: a create, its EM call, and for each group-committed write (intent, attach,
+    /// attach written behind the answer) the wait for its transaction, the transaction, and the
+    /// writes sharing one.
     pub create_ms: f64,
     pub em_call_ms: f64,
     pub writes: Vec<Write>,
@@ -201,9 +199,29 @@ pub struct Write {
     pub name: &'static str,
     pub wait_ms: f64,
     pub transaction_ms: f64,
-    /// From queued to the request having the answer: the wait, the transaction and the hand-back.
-    pub answered_ms: f64,
+    /// From queued to the request having the answer: the wait, the transaction and the
+    /// hand-back. None for the records written behind their answers.
+    pub answered_ms: Option<f64>,
     pub batch: f64,
+}
+
+impl Write {
+    /// `intent 0.42 + 0.75 (2.1) → 1.60`: wait + transaction (writes per transaction) →
+    /// answered, ms.
+    pub fn brief(&self) -> String {
+        let name = match self.name {
+            "attach_behind" => "attach behind the answer",
+            name => name,
+        };
+        let answered = self
+            .answered_ms
+            .map(|a| format!(" → {a:.2}"))
+            .unwrap_or_default();
+        format!(
+            "{name} {:.2} + {:.2} ({:.1}){answered}",
+            self.wait_ms, self.transaction_ms, self.batch
+        )
+    }
 }
 
 /// Reads the two histograms off the gateway's `/metrics`.
@@ -254,7 +272,7 @@ async fn tail(base: &str) -> Option<Tail> {
             name,
             wait_ms: mean("emgw_store_write_wait_seconds", &label)? * 1e3,
             transaction_ms: mean("emgw_store_write_transaction_seconds", &label)? * 1e3,
-            answered_ms: mean("emgw_store_write_answered_seconds", &label)? * 1e3,
+            answered_ms: mean("emgw_store_write_answered_seconds", &label).map(|a| a * 1e3),
             batch: mean("emgw_store_write_batch_size", &label)?,
         })
     };
@@ -263,7 +281,10 @@ async fn tail(base: &str) -> Option<Tail> {
     Some(Tail {
         create_ms: mean("emgw_http_request_duration_seconds", create_labels)? * 1e3,
         em_call_ms: mean("emgw_em_call_duration_seconds", em_labels)? * 1e3,
-        writes: ["intent", "attach"].into_iter().filter_map(write).collect(),
+        writes: ["intent", "attach", "attach_behind"]
+            .into_iter()
+            .filter_map(write)
+            .collect(),
         creates: shares("emgw_http_request_duration_seconds", create_labels)?,
         em_calls: shares("emgw_em_call_duration_seconds", em_labels)?,
     })

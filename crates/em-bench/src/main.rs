@@ -932,18 +932,13 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
                 ));
             }
         }
-        report.push_str("\nWhere the tail is, from the gateway's own histograms (all creates of the row, warm-up included): the share of its `POST /v1/cloud-gateways` answers and of its EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms; the means of both; and for the two group-committed writes of a create (the intent, recorded before EM is called; EM's task id, after) the mean wait for a transaction, the mean transaction and the mean writes per transaction; and the mean time from queued to the request having its answer (the wait, the transaction, and the answer's way back to the request's task, which may be on another thread).\n\n| clients | creates > 25 ms | creates > 50 ms | EM calls > 25 ms | EM calls > 50 ms | mean create / EM call ms | writes: wait + transaction ms (per transaction) → answered ms |\n|---|---|---|---|---|---|---|\n");
+        report.push_str("\nWhere the tail is, from the gateway's own histograms (all creates of the row, warm-up included): the share of its `POST /v1/cloud-gateways` answers and of its EM `POST /cloud/gateways` calls slower than 25 ms and than 50 ms; the means of both; and for the group-committed writes of a create (the intent, recorded before EM is called; EM's task id, after: waited for when kept with an Idempotency-Key's answer or a new session, else written behind the answer a few milliseconds later with others) the mean wait for a transaction, the mean transaction and the mean writes per transaction; and the mean time from queued to the request having its answer (the wait, the transaction, and the answer's way back to the request's task, which may be on another thread).\n\n| clients | creates > 25 ms | creates > 50 ms | EM calls > 25 ms | EM calls > 50 ms | mean create / EM call ms | writes: wait + transaction ms (per transaction) → answered ms |\n|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
             if let Some(t) = &r.tail {
                 let writes = t
                     .writes
                     .iter()
-                    .map(|w| {
-                        format!(
-                            "{} {:.2} + {:.2} ({:.1}) → {:.2}",
-                            w.name, w.wait_ms, w.transaction_ms, w.batch, w.answered_ms
-                        )
-                    })
+                    .map(crate::front::Write::brief)
                     .collect::<Vec<_>>()
                     .join("; ");
                 report.push_str(&format!(
