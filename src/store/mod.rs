@@ -51,7 +51,11 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 /// Connections kept by the threads that use them, beside the pools (see [`local`]): the HTTP
 /// workers' for task reads, and the group-committed writers'.
 const LOCAL_API_CONNECTIONS: usize = 8;
-const LOCAL_WRITE_CONNECTIONS: usize = 4;
+const LOCAL_WRITE_CONNECTIONS: usize = 2 * WRITERS_PER_KIND;
+
+/// A kind of group-committed write's transactions under way at once, on Postgres (SQLite
+/// writes one transaction at a time anyway).
+const WRITERS_PER_KIND: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -198,8 +202,8 @@ impl Store {
                 (Backend::Postgres, PoolFor::Api) => 16,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
-                // Two kinds of write, one transaction each at a time (and room to reconnect).
-                (Backend::Postgres, PoolFor::Writes) => 4,
+                // Two kinds of write, their transactions at once (and room to reconnect).
+                (Backend::Postgres, PoolFor::Writes) => 2 * WRITERS_PER_KIND as u32 + 2,
                 (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
@@ -250,6 +254,14 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many transactions of one kind of group-committed write go at once.
+    pub fn writers_per_kind(&self) -> usize {
+        match self.backend {
+            Backend::Postgres => WRITERS_PER_KIND,
+            Backend::Sqlite => 1,
+        }
     }
 
     /// A connection for a statement or a few, to [`local::Held::give_back`] once they ran to

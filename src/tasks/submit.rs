@@ -91,6 +91,7 @@ impl Submitter {
             Batcher::new(
                 "intent",
                 WRITE_BATCH,
+                writes.writers_per_kind(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
@@ -99,7 +100,7 @@ impl Submitter {
         };
         let attaches = {
             let (clock, attacher) = (clock.clone(), attacher.clone());
-            Batcher::new("attach", WRITE_BATCH, move |batch: Vec<Attach>| {
+            Batcher::new("attach", WRITE_BATCH, 1, move |batch: Vec<Attach>| {
                 let (attacher, now) = (attacher.clone(), clock.now());
                 async move { attacher.attach(batch, now).await }
             })
