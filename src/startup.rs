@@ -22,12 +22,14 @@ use crate::store::{PoolFor, Store, StoreError};
 use crate::tasks::{Attacher, OwnTasks, Poller, PollerConfig, Replay, Submitter};
 use crate::webhooks::{Deliverer, DelivererConfig};
 
-/// Whether the poller and the deliverer run by themselves.
+/// Whether the poller, the deliverer and the writer of EM's task ids behind their answers run
+/// by themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
     /// On their own schedules (the service).
     Background,
-    /// Only when stepped through [`Application::workers`] (tests).
+    /// Only when stepped through [`Application::workers`] (tests): EM's task ids written
+    /// behind their answers then wait for a poller tick (or the stop).
     Manual,
 }
 
@@ -56,6 +58,8 @@ impl Options {
 pub struct Handles {
     pub poller: Arc<Poller>,
     pub deliverer: Arc<Deliverer>,
+    /// Writes EM's task ids recorded behind their answers (each poller tick does too).
+    pub attacher: Arc<Attacher>,
     pub clock: Clock,
 }
 
@@ -117,7 +121,7 @@ pub struct Application {
     keepalive: JoinHandle<()>,
     /// Writes EM's task ids recorded behind their answers.
     attacher: Arc<Attacher>,
-    write_behind: JoinHandle<()>,
+    write_behind: Option<JoinHandle<()>>,
     handles: Handles,
     em: Arc<EmClient>,
     store: Store,
@@ -185,7 +189,8 @@ impl Application {
         // unanswered intents emptied by the submitter and the poller's looks.
         let own = OwnTasks::new(writes.clone(), background_store.clone(), owner);
         let attacher = own.attacher.clone();
-        let write_behind = tokio::spawn(attacher.clone().write_behind_loop());
+        let write_behind = (options.workers == Workers::Background)
+            .then(|| tokio::spawn(attacher.clone().write_behind_loop()));
         let deliverer = Arc::new(
             Deliverer::new(
                 background_store.clone(),
@@ -278,11 +283,12 @@ impl Application {
             stop,
             background,
             keepalive,
-            attacher,
+            attacher: attacher.clone(),
             write_behind,
             handles: Handles {
                 poller,
                 deliverer,
+                attacher,
                 clock,
             },
             em,
@@ -322,8 +328,13 @@ impl Application {
         let result = self.server.await;
         // Every request is answered: what was answered is recorded before the poller stops
         // and this replica's sessions are handed over.
-        self.attacher.write_behind_now().await;
-        self.write_behind.abort();
+        if self.attacher.write_behind_now().await.is_err() {
+            // Their intents are on disk: another replica settles them from EM's objects.
+            tracing::warn!("could not record every EM task id before stopping");
+        }
+        if let Some(writer) = self.write_behind {
+            writer.abort();
+        }
         let _ = self.stop.send(true);
         for worker in self.background {
             let _ = worker.await;

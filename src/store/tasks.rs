@@ -519,7 +519,8 @@ fn attach_query(
     let sql = format!(
         "WITH {relax}v (v_id, v_task, v_session, v_at) AS (VALUES {}) \
          UPDATE tasks SET em_task_id = v_task, em_session_id = v_session, em_owner = $1, \
-         updated_at = v_at FROM v{relaxed_from} WHERE id = v_id RETURNING {COLUMNS}",
+         updated_at = v_at FROM v{relaxed_from} WHERE id = v_id AND state = 'running' \
+         RETURNING {COLUMNS}",
         placeholders(chunk.len(), 4, 1)
     );
     let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK).bind(owner.to_string());
@@ -577,7 +578,8 @@ impl Store {
 
 impl Tx {
     /// EM accepted: remembers its task id and the session (and replica) that can see it.
-    /// `None` for a task that no longer exists. Answers in the order given.
+    /// `None` for a task that no longer exists or is no longer running (settled meanwhile:
+    /// its end stays as it is). Answers in the order given.
     pub async fn attach_em_tasks(
         &mut self,
         owner: ReplicaId,

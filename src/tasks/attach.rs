@@ -10,9 +10,10 @@
 //!   start of each tick, so it never settles a row without EM's ids;
 //! - a read on this replica sees the task as the 202 showed it ([`Attacher::as_answered`]);
 //!   another replica's read may show it without EM's task id for those milliseconds;
+//! - a write that fails is tried again a second later, and until then the record waits;
 //! - the intent was on disk before EM was called: if the process dies before the record is
-//!   written, or the write fails, the task is an orphan the poller settles from EM's objects, as
-//!   when EM's answer is lost (its entry in [`super::Unanswered`] stays until the record is written);
+//!   written, the task is an orphan the poller settles from EM's objects, as when EM's answer
+//!   is lost (its entry in [`super::Unanswered`] stays until the record is written);
 //! - at shutdown what waits is written before this replica hands its sessions over.
 
 use std::collections::HashSet;
@@ -30,6 +31,9 @@ use crate::store::{EmAttach, IdempotencyKey, InFlight, Store, StoreError, TaskRe
 
 /// How long a record written behind its answer waits for others to share its statement.
 pub const WRITE_BEHIND_AFTER: Duration = Duration::from_millis(5);
+
+/// How long after a failed write of such records the next try comes.
+const WRITE_BEHIND_RETRY: Duration = Duration::from_secs(1);
 
 /// EM accepted a task: what is recorded, and the slot of the session that took it.
 pub(super) struct Attach {
@@ -54,6 +58,15 @@ pub struct Attacher {
     /// waited when it was called is written (or has failed).
     turn: tokio::sync::Mutex<()>,
     wake: Notify,
+}
+
+/// Whether a task read shows what this replica answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    AsAnswered,
+    /// Its record may have been written between the read and the look at what waits: a read
+    /// now shows it.
+    Again,
 }
 
 /// Records answered but not written yet, oldest first.
@@ -123,31 +136,42 @@ impl Attacher {
         task
     }
 
-    /// `task` as this replica answered it: with EM's ids if its record waits to be written.
-    pub fn as_answered(&self, task: &mut TaskRecord) {
+    /// `task` (as read) as this replica answered it: with EM's ids if its record waits to be
+    /// written. [`Read::Again`] when it may have been written since it was read: a running task
+    /// read without EM's task id that no longer waits.
+    pub fn as_answered(&self, task: &mut TaskRecord) -> Read {
         if task.em_task_id.is_some() || task.state != crate::domain::TaskState::Running {
-            return;
+            return Read::AsAnswered;
         }
         let behind = self.lock_behind();
-        if let Some(waiting) = behind.waiting.iter().find(|w| w.em.id == task.id) {
-            fill_in(task, &waiting.em, self.owner);
+        match behind.waiting.iter().find(|w| w.em.id == task.id) {
+            Some(waiting) => {
+                fill_in(task, &waiting.em, self.owner);
+                Read::AsAnswered
+            }
+            None => Read::Again,
         }
     }
 
     /// Writes the records that wait, a few milliseconds after the first of them, for as long
-    /// as it runs (until aborted: [`Attacher::write_behind_now`] writes what is left).
+    /// as it runs (until aborted: [`Attacher::write_behind_now`] writes what is left). After a
+    /// failed write it tries again a second later.
     pub async fn write_behind_loop(self: Arc<Self>) {
         loop {
             self.wake.notified().await;
             tokio::time::sleep(WRITE_BEHIND_AFTER).await;
-            self.write_behind_now().await;
+            if self.write_behind_now().await.is_err() {
+                tokio::time::sleep(WRITE_BEHIND_RETRY).await;
+                self.wake.notify_one();
+            }
         }
     }
 
-    /// Writes the records that wait now, in one statement a chunk, and the poller follows
-    /// their tasks. A record whose write fails is left to the poller's look for intents EM's
-    /// answer never came for.
-    pub async fn write_behind_now(&self) {
+    /// Writes the records that wait now, one statement a chunk, and the poller follows their
+    /// tasks. Records whose write fails stay queued for the next try (writing one again does
+    /// no harm; one settled meanwhile, by the poller's look for intents EM's answer never came
+    /// for, is left as it ended), their intents evidence for that look until then.
+    pub async fn write_behind_now(&self) -> Result<(), StoreError> {
         let _turn = self.turn.lock().await;
         // Kept in the queue until written, so that a read meanwhile still sees them.
         let started = Instant::now();
@@ -165,27 +189,25 @@ impl Attacher {
                 .collect()
         };
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
-        let written = self.behind_store.attach_em_tasks(self.owner, &batch).await;
+        let attached = match self.behind_store.attach_em_tasks(self.owner, &batch).await {
+            Ok(attached) => attached,
+            Err(e) => {
+                tracing::error!(tasks = batch.len(), error = %e, "could not record EM's task ids; will try again");
+                return Err(e);
+            }
+        };
         crate::telemetry::store_write_batch("attach_behind", batch.len(), started.elapsed());
         // Only this call takes from the front (it holds the turn); later ones were pushed
         // behind these.
         let done: Vec<Waiting> = self.lock_behind().waiting.drain(..batch.len()).collect();
-        match written {
-            Ok(attached) => {
-                self.in_flight
-                    .add(attached.iter().flatten().filter_map(followed));
-                for waiting in done {
-                    waiting.pending.answered();
-                }
-            }
-            Err(e) => {
-                // Their entries stay in `unanswered` (dropped unanswered): the evidence the
-                // poller's look needs.
-                tracing::error!(tasks = batch.len(), error = %e, "could not record EM's task ids; the poller will settle these tasks from EM's objects");
-            }
+        self.in_flight
+            .add(attached.iter().flatten().filter_map(followed));
+        for waiting in done {
+            waiting.pending.answered();
         }
+        Ok(())
     }
 
     /// EM accepted these: their task ids and sessions, and the 202 kept under each request's

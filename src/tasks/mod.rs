@@ -27,7 +27,7 @@ pub mod replay;
 pub mod submit;
 pub mod unanswered;
 
-pub use attach::Attacher;
+pub use attach::{Attacher, Read};
 pub use command::{Command, EmRequest, Unreadable};
 pub use in_flight::InFlightSet;
 pub use poller::{Poller, PollerConfig, TickReport};

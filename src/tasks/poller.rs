@@ -173,8 +173,9 @@ impl Poller {
         let started = Instant::now();
         let db = DbTime::default();
         // What this tick reads and settles is then in the database, with EM's ids. The
-        // creates' work, done a few milliseconds early: not counted as the tick's.
-        self.attacher.write_behind_now().await;
+        // creates' work, done a few milliseconds early: not counted as the tick's. A failed
+        // write is logged and tried again; the tick goes on without those tasks.
+        let _ = self.attacher.write_behind_now().await;
         let mut report = TickReport {
             resynced: self.resync_if_due(&db).await?,
             ..TickReport::default()

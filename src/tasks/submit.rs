@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::OwnTasks;
 use super::answer;
-use super::attach::{Attach, Attacher};
+use super::attach::{Attach, Attacher, Read};
 use super::command::Command;
 use super::precheck::{self, Inventory, Need};
 use super::unanswered::Unanswered;
@@ -118,8 +118,8 @@ impl Submitter {
     }
 
     /// `task` as this replica answered it (see [`Attacher::as_answered`]).
-    pub fn as_answered(&self, task: &mut TaskRecord) {
-        self.attacher.as_answered(task);
+    pub fn as_answered(&self, task: &mut TaskRecord) -> Read {
+        self.attacher.as_answered(task)
     }
 
     /// Checks the command against what EM has, records it, sends it, and answers with its task.
@@ -168,7 +168,7 @@ impl Submitter {
                     return Ok(self.attacher.write_behind(task, attach.em, pending));
                 }
                 match self.attaches.write(attach).await {
-                    // `None`: the task no longer exists.
+                    // `None`: the task no longer exists, or was settled meanwhile.
                     Ok(attached) => {
                         pending.answered();
                         Ok(attached.unwrap_or(task))

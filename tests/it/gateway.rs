@@ -10,6 +10,7 @@ use crate::support::*;
 
 both_databases!(
     create_is_accepted_then_settled_with_the_resource,
+    what_goes_with_em_s_task_id_is_recorded_before_the_answer,
     a_pool_is_created_from_a_new_gateway,
     an_em_side_failure_fails_the_task_with_ems_message,
     invalid_input_never_reaches_em,
@@ -37,6 +38,77 @@ async fn setup(
     let url = fresh_database(db).await;
     let app = spawn_app(&test_settings(&sim, &url)).await;
     (sim, app)
+}
+
+/// EM's task id is written behind the 202 only when nothing goes with it: the first create
+/// through a new EM session registers the session with it, and a create under an
+/// Idempotency-Key keeps its answer with it, so both are recorded before they are answered.
+async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(db).await;
+    // Stepped: what is written behind the answers waits for a tick. One EM session: the
+    // first create registers it.
+    let app = spawn_stepped_app(&test_settings_with(
+        &sim,
+        &url,
+        &[("EMGW_EM_SESSIONS", "1")],
+    ))
+    .await;
+    let create = |host: &str, key: Option<&str>| {
+        let mut req = http()
+            .post(app.url("/v1/cloud-gateways"))
+            .bearer_auth(&app.write_key)
+            .json(&gateway(host));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let stored = |task: &Value| {
+        let id = em_gateway::domain::TaskId::parse(task["id"].as_str().unwrap()).unwrap();
+        let store = app.store.clone();
+        async move { store.task(id).await.unwrap().unwrap().em_task_id }
+    };
+    let first = create("srv01.tech.local", None).await;
+    assert_eq!(
+        stored(&first).await.as_deref(),
+        first["em_task_id"].as_str(),
+        "a new session's first task"
+    );
+    let keyed = create("srv02.tech.local", Some("order-42")).await;
+    assert_eq!(
+        stored(&keyed).await.as_deref(),
+        keyed["em_task_id"].as_str(),
+        "a task under an Idempotency-Key"
+    );
+    let replayed = create("srv02.tech.local", Some("order-42")).await;
+    assert_eq!(replayed, keyed, "the kept answer");
+
+    // Without either: answered at once, the record written behind it (here at the tick);
+    // reads show the task as answered meanwhile.
+    let behind = create("srv03.tech.local", None).await;
+    assert!(behind["em_task_id"].is_string());
+    assert_eq!(stored(&behind).await, None, "not written yet");
+    let path = format!("/v1/tasks/{}", behind["id"].as_str().unwrap());
+    let read = app.get_json(&path).await;
+    assert_eq!(read["em_task_id"], behind["em_task_id"]);
+    assert_eq!(read["updated_at"], behind["updated_at"]);
+    let listed = app.get_json("/v1/tasks?limit=1").await;
+    assert_eq!(listed["items"][0]["em_task_id"], behind["em_task_id"]);
+    app.tick_poller().await;
+    assert_eq!(
+        stored(&behind).await.as_deref(),
+        behind["em_task_id"].as_str()
+    );
+    // The tick wrote it first, then followed (and here settled) the task.
+    assert_eq!(
+        app.get_json(&path).await["em_task_id"],
+        behind["em_task_id"]
+    );
 }
 
 async fn create_is_accepted_then_settled_with_the_resource(db: Db) {

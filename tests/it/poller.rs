@@ -166,12 +166,13 @@ async fn a_silent_replicas_tasks_are_settled_by_another_from_ems_objects() {
     let sim = spawn_sim(|c| c.task_time = Duration::from_millis(200));
     let url = fresh_database(Db::Postgres).await;
     let settings = test_settings(&sim, &url);
-    // Never ticked: as if it died right after EM accepted its tasks.
+    // Never ticked: as if it died right after EM accepted its tasks and they were recorded.
     let silent = spawn_stepped_app(&settings).await;
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(create(&silent, &format!("silent{i}.example")).await);
     }
+    silent.write_behind().await;
     let other = spawn_stepped_app(&settings).await;
     let first = other.tick_poller().await;
     assert_eq!(

@@ -13,7 +13,7 @@ use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
     OrphanRules, PoolFor, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord, UnsentLook,
 };
-use em_gateway::tasks::OwnTasks;
+use em_gateway::tasks::{OwnTasks, Read};
 
 use crate::support::*;
 
@@ -763,13 +763,13 @@ async fn em_task_ids_written_behind_their_answers(db: Db) {
         );
         let mut row = store.task(a.id).await.unwrap().unwrap();
         assert_eq!(row.em_task_id, None, "not written yet");
-        attacher.as_answered(&mut row);
+        assert_eq!(attacher.as_answered(&mut row), Read::AsAnswered);
         assert_eq!(em_ids(&row), em_ids(a), "read as answered");
     }
     assert_eq!(own.in_flight.len(), 0, "followed only once written");
     assert_eq!(own.unanswered.len(), 3, "evidence until written");
 
-    attacher.write_behind_now().await;
+    attacher.write_behind_now().await.unwrap();
     for a in &answers {
         let row = store.task(a.id).await.unwrap().unwrap();
         assert_eq!(em_ids(&row), em_ids(a), "written as answered");
@@ -777,20 +777,66 @@ async fn em_task_ids_written_behind_their_answers(db: Db) {
     assert_eq!(own.in_flight.len(), 3);
     assert!(own.unanswered.is_empty());
 
-    let lost = answer(insert(&store).await, 3);
-    background.close().await;
-    attacher.write_behind_now().await;
+    // A write that fails (the table is away) leaves the records waiting and their evidence.
+    let retried = answer(insert(&store).await, 3);
+    let settled = answer(insert(&store).await, 4);
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("ALTER TABLE tasks RENAME TO tasks_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert!(attacher.write_behind_now().await.is_err());
+    sqlx::raw_sql("ALTER TABLE tasks_away RENAME TO tasks")
+        .execute(&mut admin)
+        .await
+        .unwrap();
     assert_eq!(
         own.unanswered.len(),
-        1,
+        2,
         "a failed write leaves its evidence"
     );
     assert_eq!(own.in_flight.len(), 3);
-    let row = store.task(lost.id).await.unwrap().unwrap();
-    assert_eq!(row.em_task_id, None);
+    let mut read = store.task(retried.id).await.unwrap().unwrap();
+    assert_eq!(read.em_task_id, None);
+    assert_eq!(attacher.as_answered(&mut read), Read::AsAnswered);
+    assert_eq!(
+        em_ids(&read),
+        em_ids(&retried),
+        "still waiting, read as answered"
+    );
+
+    // Meanwhile one is settled (as the poller's look for intents EM's answer never came for
+    // would): the next try writes the other and leaves the settled one as it ended.
+    let mut tx = store.begin().await.unwrap();
+    let ended = Settlement {
+        state: TaskState::Failed,
+        message: Some("lost".into()),
+        resource: None,
+    };
+    tx.settle_tasks(&[(settled.id, ended)], now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = store.task(settled.id).await.unwrap().unwrap();
+    attacher.write_behind_now().await.unwrap();
+    let row = store.task(retried.id).await.unwrap().unwrap();
+    assert_eq!(em_ids(&row), em_ids(&retried), "written on the next try");
+    let row = store.task(settled.id).await.unwrap().unwrap();
+    assert_eq!(row.state, TaskState::Failed);
+    assert_eq!(
+        em_ids(&row),
+        em_ids(&before),
+        "a settled task is left as it ended"
+    );
+    assert_eq!(own.in_flight.len(), 4, "the settled one is not followed");
+    assert!(own.unanswered.is_empty());
     let mut read = row.clone();
-    attacher.as_answered(&mut read);
-    assert_eq!(read.em_task_id, None, "nothing waits for it any more");
+    assert_eq!(attacher.as_answered(&mut read), Read::AsAnswered);
+    assert_eq!(
+        em_ids(&read),
+        em_ids(&before),
+        "nothing waits for it any more"
+    );
 }
 
 async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db: Db) {

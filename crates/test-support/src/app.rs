@@ -140,6 +140,15 @@ impl TestApp {
         self.workers.poller.tick().await.expect("a poller tick")
     }
 
+    /// Writes EM's task ids that wait behind their answers (of a stepped app: a tick does too).
+    pub async fn write_behind(&self) {
+        self.workers
+            .attacher
+            .write_behind_now()
+            .await
+            .expect("EM's task ids written");
+    }
+
     /// Sends every webhook delivery due now and records the attempts (of a stepped app).
     pub async fn deliver_due(&self) -> usize {
         self.workers
