@@ -3,9 +3,9 @@
 //! A request whose 202 is kept under an Idempotency-Key (in the same transaction as EM's task
 //! id), or whose EM session is not registered yet (registered in that transaction too), waits
 //! for the record. Any other is answered at once and its record is written behind the answer,
-//! with the others of the next few milliseconds, in one statement: the request does not wait for
-//! a transaction and its hand-back, and PostgreSQL has one statement for many creates instead of
-//! one for every two. Until the record is written nothing depends on it:
+//! with the others of the next few milliseconds, one statement per 100: the request does not
+//! wait for a transaction and its hand-back, and PostgreSQL has one statement for many creates
+//! instead of one for every two. Until the record is written nothing depends on it:
 //! - the poller follows a task only once its record is written, and writes what waits at the
 //!   start of each tick, so it never settles a row without EM's ids;
 //! - a read on this replica sees the task as the 202 showed it ([`Attacher::as_answered`]);
