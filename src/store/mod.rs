@@ -51,11 +51,13 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 /// Connections kept by the threads that use them, beside the pools (see [`local`]): the HTTP
 /// workers' for task reads, and the group-committed writers'.
 const LOCAL_API_CONNECTIONS: usize = 8;
-const LOCAL_WRITE_CONNECTIONS: usize = 2 * WRITERS_PER_KIND;
+/// The intents' writers, the attach's one, and one to spare.
+const LOCAL_WRITE_CONNECTIONS: usize = INTENT_WRITERS + 2;
 
-/// A kind of group-committed write's transactions under way at once, on Postgres (SQLite
-/// writes one transaction at a time anyway).
-const WRITERS_PER_KIND: usize = 2;
+/// Intent transactions under way at once, on Postgres (SQLite writes one transaction at a time
+/// anyway). The attach a request waits for has one writer: only requests with an
+/// Idempotency-Key or through a new session wait for it.
+const INTENT_WRITERS: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -202,8 +204,8 @@ impl Store {
                 (Backend::Postgres, PoolFor::Api) => 16,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
-                // Two kinds of write, their transactions at once (and room to reconnect).
-                (Backend::Postgres, PoolFor::Writes) => 2 * WRITERS_PER_KIND as u32 + 2,
+                // The intents' writers and the attach's one at once (and room to reconnect).
+                (Backend::Postgres, PoolFor::Writes) => INTENT_WRITERS as u32 + 4,
                 (Backend::Sqlite, _) => 4,
             })
             .acquire_timeout(Duration::from_secs(5))
@@ -256,10 +258,10 @@ impl Store {
         self.backend
     }
 
-    /// How many transactions of one kind of group-committed write go at once.
-    pub fn writers_per_kind(&self) -> usize {
+    /// How many intent transactions go at once.
+    pub fn intent_writers(&self) -> usize {
         match self.backend {
-            Backend::Postgres => WRITERS_PER_KIND,
+            Backend::Postgres => INTENT_WRITERS,
             Backend::Sqlite => 1,
         }
     }

@@ -91,7 +91,7 @@ impl Submitter {
             Batcher::new(
                 "intent",
                 WRITE_BATCH,
-                writes.writers_per_kind(),
+                writes.intent_writers(),
                 move |batch: Vec<(NewTask, Option<IdempotencyKey>)>| {
                     let (store, now) = (store.clone(), clock.now());
                     async move { store.insert_tasks(&batch, now).await }
