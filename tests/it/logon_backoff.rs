@@ -209,6 +209,9 @@ async fn a_wrong_password_backs_off_for_the_pool_and_recovers_when_fixed() {
         Some(json!({"password": WRONG})),
     )
     .await;
+    // The back-off's next attempt may come between the reads above and the fix: what counts
+    // is that none is refused once the fix is in.
+    let refused_at_fix = sim_state(&sim).await["counters"]["logons_refused"].clone();
     let fixed = Instant::now();
     eventually(
         "the gateway to serve again",
@@ -236,7 +239,10 @@ async fn a_wrong_password_backs_off_for_the_pool_and_recovers_when_fixed() {
         );
     }
     let state = sim_state(&sim).await;
-    assert_eq!(state["counters"]["logons_refused"], 3, "none after the fix");
+    assert_eq!(
+        state["counters"]["logons_refused"], refused_at_fix,
+        "none after the fix"
+    );
     assert_eq!(state["counters"]["logons"], 4, "every slot logged on, once");
     assert!(
         metric(&app, r#"emgw_em_logons_total{outcome="ok"}"#)
