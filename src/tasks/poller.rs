@@ -1,8 +1,9 @@
 //! The poller: the I/O around [`reconcile`](super::reconcile).
 //!
-//! Each tick, for each of this replica's EM sessions that has running tasks, one
-//! `GET /api/tasks` covers all of them (never one call per task). Which tasks those are is kept
-//! in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`] (longer for a
+//! Each interval, for each of this replica's EM sessions that has running tasks, one
+//! `GET /api/tasks` covers all of them (never one call per task); the sessions take turns
+//! through the interval ([`list_turn`]), so what finishes settles in smaller bursts. Which
+//! tasks those are is kept in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`] (longer for a
 //! large set: [`resync_every`]), so a tick's database work grows with the tasks that finished,
 //! not with the tasks in flight. Tasks EM can
 //! no longer show — their session expired, EM restarted, their replica died or stopped, or EM's
@@ -38,6 +39,12 @@ const SETTLE_BATCH: usize = 200;
 /// Settle transactions at once: enough to keep up with a burst, few enough to leave database
 /// connections for the API.
 const SETTLE_CONCURRENCY: usize = 4;
+/// An interval's task lists are spread over at most this many turns, each session listing at
+/// one of them: a tick that read every session's list at once settled all that finished in the
+/// interval in one burst, and its last webhooks waited for the whole burst (EM answered the
+/// four lists one after another, then ~3,000 settles and deliveries queued behind each other).
+/// Each session still lists once per interval.
+pub const LIST_TURNS: usize = 4;
 /// Orphans taken per tick.
 const ORPHAN_BATCH: u32 = 200;
 /// How often every intent EM's answer never came for is looked at, beside each tick's look at
@@ -62,6 +69,44 @@ pub struct PollerConfig {
     pub grace: Duration,
     /// An intent with no EM task id older than this was not answered (the submit is over).
     pub unsent_after: Duration,
+}
+
+/// Which of this replica's sessions a pass of the poller lists, and whether it does the rest of
+/// a tick's work (resync, heartbeat, orphans, housekeeping) too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// A whole tick: every session, and the rest.
+    All,
+    /// One of an interval's `turns`: the sessions listing at `turn` (see [`list_turn`]); the
+    /// first turn does the rest.
+    Of { turn: usize, turns: usize },
+}
+
+impl Turn {
+    fn does_the_rest(self) -> bool {
+        matches!(self, Turn::All | Turn::Of { turn: 0, .. })
+    }
+
+    fn lists(self, slot: usize, sessions: usize) -> bool {
+        match self {
+            Turn::All => true,
+            Turn::Of { turn, turns } => list_turn(slot, sessions, turns) == turn,
+        }
+    }
+}
+
+/// The turn, of `turns` in an interval, at which the session in `slot` (of `sessions`) lists its
+/// tasks: spread evenly, so each turn settles about as many.
+pub fn list_turn(slot: usize, sessions: usize, turns: usize) -> usize {
+    let sessions = sessions.max(1);
+    let turns = turns.max(1);
+    (slot % sessions) * turns / sessions
+}
+
+/// How many turns an interval is spread over for `sessions` EM sessions: one per session, up to
+/// [`LIST_TURNS`].
+pub fn list_turns(sessions: usize) -> usize {
+    sessions.clamp(1, LIST_TURNS)
 }
 
 /// What one tick did, for tests and metrics.
@@ -144,10 +189,18 @@ impl Poller {
         }
     }
 
-    /// Ticks every interval until stopped.
+    /// Ticks every interval until stopped, each interval in turns ([`list_turns`]): every
+    /// session lists its tasks once an interval, at its own turn.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.config.interval);
+        let turns = list_turns(self.em.pool_size());
+        let every = self.config.interval / u32::try_from(turns).unwrap_or(1);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut turn = 0;
+        let mut worked = Duration::ZERO;
+        let mut db = DbTime::default();
+        // A round with a failed pass is not recorded: the poller's lag shows the failures.
+        let mut failed = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -156,31 +209,62 @@ impl Poller {
             if *stop.borrow() {
                 break;
             }
-            match self.tick().await {
+            let started = Instant::now();
+            match self.pass(Turn::Of { turn, turns }, &db).await {
                 Ok(report) if report.settled + report.orphans_settled > 0 => {
-                    tracing::debug!(?report, "poller tick");
+                    tracing::debug!(?report, turn, "poller tick");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "poller tick failed; retrying next interval"),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(error = %e, "poller tick failed; retrying next interval");
+                }
+            }
+            worked += started.elapsed();
+            turn += 1;
+            if turn == turns {
+                if !failed {
+                    self.record(worked, &db);
+                }
+                failed = false;
+                turn = 0;
+                worked = Duration::ZERO;
+                db = DbTime::default();
             }
         }
     }
 
-    /// One round: settle what EM shows finished, heartbeat this replica's sessions, settle
-    /// orphans from EM's objects, and now and then resync the in-flight set and drop what has
-    /// expired.
+    /// One whole round at once: settle what EM shows finished on every session, heartbeat this
+    /// replica's sessions, settle orphans from EM's objects, and now and then resync the
+    /// in-flight set and drop what has expired.
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
         let started = Instant::now();
         let db = DbTime::default();
-        // What this tick reads and settles is then in the database, with EM's ids. The
+        let report = self.pass(Turn::All, &db).await?;
+        self.record(started.elapsed(), &db);
+        Ok(report)
+    }
+
+    /// One turn of `turns`, as the service takes it (for tests: its time is not recorded).
+    pub async fn turn(&self, turn: usize, turns: usize) -> Result<TickReport, StoreError> {
+        self.pass(Turn::Of { turn, turns }, &DbTime::default())
+            .await
+    }
+
+    /// One pass: the sessions `which` lists, and on its first turn the rest of a tick.
+    async fn pass(&self, which: Turn, db: &DbTime) -> Result<TickReport, StoreError> {
+        // What this pass reads and settles is then in the database, with EM's ids. The
         // creates' work, done a few milliseconds early: not counted as the tick's. A failed
-        // write is logged and tried again; the tick goes on without those tasks.
+        // write is logged and tried again; the pass goes on without those tasks.
         let _ = self.attacher.write_behind_now().await;
-        let mut report = TickReport {
-            resynced: self.resync_if_due(&db).await?,
-            ..TickReport::default()
-        };
-        self.poll_own_sessions(&mut report, &db).await?;
+        let mut report = TickReport::default();
+        if which.does_the_rest() {
+            report.resynced = self.resync_if_due(db).await?;
+        }
+        self.poll_own_sessions(which, &mut report, db).await?;
+        if !which.does_the_rest() {
+            return Ok(report);
+        }
         let live: Vec<(usize, String)> = self
             .em
             .live_sessions()
@@ -192,11 +276,15 @@ impl Poller {
                 .heartbeat_sessions(self.owner, &live, self.clock.now()),
         )
         .await?;
-        self.settle_orphans(&mut report, &db).await?;
-        self.housekeeping(&db).await;
-        let in_flight = i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX);
-        crate::telemetry::poller_tick(started.elapsed(), db.total(), in_flight);
+        self.settle_orphans(&mut report, db).await?;
+        self.housekeeping(db).await;
         Ok(report)
+    }
+
+    /// A round's time and database time, and the tasks in flight after it.
+    fn record(&self, worked: Duration, db: &DbTime) {
+        let in_flight = i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX);
+        crate::telemetry::poller_tick(worked, db.total(), in_flight);
     }
 
     /// Reads this replica's running tasks into the in-flight set, at the first tick and every
@@ -242,14 +330,17 @@ impl Poller {
 
     async fn poll_own_sessions(
         &self,
+        which: Turn,
         report: &mut TickReport,
         db: &DbTime,
     ) -> Result<(), StoreError> {
+        let sessions = self.em.pool_size();
         // Sessions that are not live are left to the orphan path.
         let polls: Vec<SessionRef> = self
             .em
             .live_sessions()
             .into_iter()
+            .filter(|session| which.lists(session.slot, sessions))
             .filter(|session| self.in_flight.has_tasks_on(&session.session_id))
             .collect();
         report.em_task_lists += polls.len();
@@ -719,6 +810,38 @@ mod tests {
                 "{look:?}, full batch {full}"
             );
         }
+    }
+
+    #[test]
+    fn sessions_list_at_turns_spread_evenly_over_the_interval() {
+        // (sessions, the turn of each slot)
+        let cases: &[(usize, &[usize])] = &[
+            (1, &[0]),
+            (2, &[0, 1]),
+            (3, &[0, 1, 2]),
+            (4, &[0, 1, 2, 3]),
+            (6, &[0, 0, 1, 2, 2, 3]),
+            (8, &[0, 0, 1, 1, 2, 2, 3, 3]),
+            (16, &[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]),
+        ];
+        for (sessions, want) in cases {
+            let turns = list_turns(*sessions);
+            assert_eq!(turns, (*sessions).min(LIST_TURNS), "{sessions} sessions");
+            let got: Vec<usize> = (0..*sessions)
+                .map(|slot| list_turn(slot, *sessions, turns))
+                .collect();
+            assert_eq!(&got, want, "{sessions} sessions");
+        }
+        // A whole tick lists every session; a turn only its own, and only the first does the
+        // rest of a tick.
+        assert!((0..4).all(|slot| Turn::All.lists(slot, 4)));
+        assert!(Turn::All.does_the_rest());
+        let second = Turn::Of { turn: 1, turns: 4 };
+        let listed: Vec<usize> = (0..8).filter(|slot| second.lists(*slot, 8)).collect();
+        assert_eq!(listed, [2, 3]);
+        assert!(!second.does_the_rest());
+        assert!(Turn::Of { turn: 0, turns: 4 }.does_the_rest());
+        assert_eq!(list_turns(0), 1, "a pool has one session at least");
     }
 
     #[test]

@@ -13,6 +13,7 @@ both_databases!(
     a_tick_reads_no_running_task_when_none_finished,
     intents_are_looked_for_only_when_one_may_have_been_left_behind,
     a_replica_gone_lately_has_its_intents_looked_for,
+    each_session_lists_its_tasks_at_its_own_turn,
 );
 
 fn gateway(host: &str) -> Value {
@@ -212,5 +213,60 @@ async fn a_silent_replicas_tasks_are_settled_by_another_from_ems_objects() {
     assert_eq!(state["cloud_gateways"], 6, "each created once");
     other.stop().await;
     silent.stop().await;
+    sim.stop().await;
+}
+
+/// The running poller spreads an interval's task lists over turns, one session's at each: what
+/// finishes settles in four smaller bursts instead of one, and each session still lists once.
+async fn each_session_lists_its_tasks_at_its_own_turn(db: Db) {
+    let sim = spawn_sim(|c| c.task_time = Duration::from_millis(1));
+    let settings = test_settings_with(
+        &sim,
+        &fresh_database(db).await,
+        &[("EMGW_EM_SESSIONS", "4")],
+    );
+    let app = spawn_stepped_app(&settings).await;
+    // Sessions are taken in turn: each of the four gets tasks.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        tasks.push(create(&app, &format!("turn{i}.example")).await);
+    }
+    app.write_behind().await;
+    eventually(
+        "EM finished the twelve tasks",
+        Duration::from_secs(10),
+        || async { (sim_state(&sim).await["operations_pending"] == 0).then_some(()) },
+    )
+    .await;
+    let mut settled = 0;
+    for turn in 0..4 {
+        let before = sim_state(&sim).await["counters"]["requests_by_route"]["GET /tasks"]
+            .as_u64()
+            .unwrap_or(0);
+        let report = app.turn_poller(turn, 4).await;
+        let lists = sim_state(&sim).await["counters"]["requests_by_route"]["GET /tasks"]
+            .as_u64()
+            .unwrap_or(0)
+            - before;
+        assert_eq!(report.em_task_lists, 1, "turn {turn}: {report:?}");
+        assert_eq!(lists, 1, "turn {turn}: EM was asked for one session's list");
+        assert!(
+            (1..12).contains(&report.settled),
+            "turn {turn} settles its session's tasks, not all: {report:?}"
+        );
+        // Only the first turn does the rest of a tick (here: the first resync).
+        assert_eq!(
+            report.resynced.is_some(),
+            turn == 0,
+            "turn {turn}: {report:?}"
+        );
+        settled += report.settled;
+    }
+    assert_eq!(settled, 12, "the four turns settle every task once");
+    for id in &tasks {
+        let task = app.get_json(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(task["state"], "succeeded", "{task}");
+    }
+    app.stop().await;
     sim.stop().await;
 }

@@ -140,6 +140,15 @@ impl TestApp {
         self.workers.poller.tick().await.expect("a poller tick")
     }
 
+    /// One turn of an interval's `turns`, as the running service takes them.
+    pub async fn turn_poller(&self, turn: usize, turns: usize) -> TickReport {
+        self.workers
+            .poller
+            .turn(turn, turns)
+            .await
+            .expect("a poller turn")
+    }
+
     /// Writes EM's task ids that wait behind their answers (of a stepped app: a tick does too).
     pub async fn write_behind(&self) {
         self.workers
