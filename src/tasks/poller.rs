@@ -3,13 +3,13 @@
 //! Each interval, for each of this replica's EM sessions that has running tasks, one
 //! `GET /api/tasks` covers all of them (never one call per task); the sessions take turns
 //! through the interval ([`list_turn`]), so what finishes settles in smaller bursts. Which
-//! tasks those are is kept in memory ([`InFlightSet`]), resynced from the database every [`RESYNC_EVERY`] (longer for a
-//! large set: [`resync_every`]), so a tick's database work grows with the tasks that finished,
-//! not with the tasks in flight. Tasks EM can
-//! no longer show — their session expired, EM restarted, their replica died or stopped, or EM's
-//! answer to the submit was lost — are orphans, found from the small sessions table: any
-//! replica may lease them (`FOR UPDATE SKIP LOCKED` on Postgres) and settles them by looking at
-//! EM's objects. A settle and the webhook events it fires are one transaction.
+//! tasks those are is kept in memory ([`InFlightSet`]), resynced from the database every
+//! [`RESYNC_EVERY`] (longer for a large set: [`resync_every`]), so a tick's database work grows
+//! with the tasks that finished, not with the tasks in flight. Tasks EM can no longer show —
+//! their session expired, EM restarted, their replica died or stopped, or EM's answer to the
+//! submit was lost — are orphans, found from the small sessions table: any replica may lease
+//! them (`FOR UPDATE SKIP LOCKED` on Postgres) and settles them by looking at EM's objects. A
+//! settle and the webhook events it fires are one transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
