@@ -146,6 +146,13 @@ thread_local! {
 /// Writers' clients kept per thread, at most.
 const WRITERS_KEPT: usize = 8;
 
+/// Idle connections to EM are closed after this, well before EM's web server closes them (IIS:
+/// 120 s), so that no request goes out on a connection EM is closing.
+const CONNECTION_IDLE: Duration = Duration::from_secs(60);
+
+const NOT_TAKEN_IN: &str =
+    "EM's web server answered 408 Request Timeout: it did not take the request in";
+
 pub struct EmClient {
     /// Logons and the anonymous ping: small answers.
     http: reqwest::Client,
@@ -202,6 +209,7 @@ impl EmClient {
                 // header, so a stale cookie would shadow a fresh token after a re-logon.
                 .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(idle)
+                .pool_idle_timeout(CONNECTION_IDLE)
                 .build()
                 .map_err(|e| EmSetupError::Http(e.to_string()))
         };
@@ -848,8 +856,8 @@ impl EmClient {
 
     /// One HTTP exchange with one session's token: a success's body read by `read`, any other
     /// as text. A read is sent again once when the first try got no (whole) answer; a write
-    /// only when the connection never opened. The call counts as in flight until its body is
-    /// read.
+    /// only when the connection never opened or EM's web server did not take it in (408). The
+    /// call counts as in flight until its body is read.
     async fn exchange<T, F, Fut>(
         &self,
         session: &Session,
@@ -863,7 +871,7 @@ impl EmClient {
         Fut: Future<Output = Result<T, reqwest::Error>>,
     {
         let idempotent = method == Method::GET;
-        let mut last_error = None;
+        let mut last_error = String::new();
         for _ in 0..2 {
             let _permit = self.permit().await?;
             // Reads (GET) are what may be retried, and what may answer large.
@@ -880,6 +888,12 @@ impl EmClient {
             }
             self.pool.touch(session);
             let result = match req.send().await {
+                // EM's web server did not take the request in (it closes the connection with
+                // this answer): nothing happened, so a write is as safe to send again as a read.
+                Ok(resp) if resp.status() == StatusCode::REQUEST_TIMEOUT => {
+                    last_error = NOT_TAKEN_IN.to_string();
+                    continue;
+                }
                 Ok(resp) if resp.status().is_success() => {
                     let status = resp.status();
                     read(resp).await.map(|t| (status, Body::Success(t)))
@@ -892,7 +906,9 @@ impl EmClient {
             };
             match result {
                 Ok(answer) => return Ok(answer),
-                Err(e) if idempotent || e.is_connect() => last_error = Some(e),
+                Err(e) if idempotent || e.is_connect() => {
+                    last_error = crate::outbound::describe(&e);
+                }
                 Err(e) => {
                     return Err(EmError::OutcomeUnknown {
                         method: method.to_string(),
@@ -902,11 +918,7 @@ impl EmClient {
                 }
             }
         }
-        Err(EmError::Unreachable(
-            last_error
-                .map(|e| crate::outbound::describe(&e))
-                .unwrap_or_default(),
-        ))
+        Err(EmError::Unreachable(last_error))
     }
 
     /// This thread's client for writes. A connection's I/O is driven by the runtime that
@@ -965,6 +977,10 @@ fn body<T: serde::Serialize>(value: &T) -> Result<String, EmError> {
 
 /// EM's error answer as a typed error, with EM's own message where it sent one.
 fn refusal(status: StatusCode, text: &str) -> EmError {
+    // The web server in front of EM gave up waiting for the request: EM never saw it.
+    if status == StatusCode::REQUEST_TIMEOUT {
+        return EmError::Unreachable(NOT_TAKEN_IN.to_string());
+    }
     let parsed = xml::from_xml::<xml::Error>(text).ok();
     let message = parsed
         .as_ref()
@@ -1039,5 +1055,37 @@ mod tests {
             .unwrap()
         });
         assert_eq!(on_another, vec![first.id], "each thread has its own");
+    }
+
+    #[test]
+    fn em_error_answers_become_errors() {
+        let with_body = |status: u16| {
+            format!(r#"<Error Message="The tenant name is taken." StatusCode="{status}"/>"#)
+        };
+        let unknown_task = r#"<Error Message="There is no task with id [task-7] in this session" StatusCode="500"/>"#;
+        let cases: &[(u16, String, &str)] = &[
+            (400, with_body(400), "refused"),
+            (400, String::new(), "bad_answer"),
+            (404, with_body(404), "refused"),
+            (500, with_body(500), "refused"),
+            (500, unknown_task.to_string(), "task_unknown"),
+            (502, String::new(), "refused"),
+            (503, "<html>busy</html>".to_string(), "refused"),
+            // Not taken in by EM's web server, with EM's body or without: EM is unavailable.
+            (408, String::new(), "unreachable"),
+            (408, with_body(408), "unreachable"),
+        ];
+        for (status, body, kind) in cases {
+            let error = refusal(StatusCode::from_u16(*status).unwrap(), body);
+            assert_eq!(error.kind(), *kind, "{status} {body:?}: {error:?}");
+        }
+        assert!(matches!(
+            refusal(StatusCode::INTERNAL_SERVER_ERROR, unknown_task),
+            EmError::TaskUnknown(id) if id == "task-7"
+        ));
+        assert!(matches!(
+            refusal(StatusCode::BAD_REQUEST, &with_body(400)),
+            EmError::Refused { status: 400, message } if message == "The tenant name is taken."
+        ));
     }
 }

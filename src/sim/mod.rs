@@ -78,6 +78,9 @@ pub struct Faults {
     /// Share of EM requests answered with `error_status` before anything is done (0..1).
     pub error_rate: f64,
     pub error_status: u16,
+    /// The next this many EM requests are answered with `error_status`, before `error_rate`
+    /// is drawn: a deterministic fault for tests.
+    pub error_next: u32,
     /// Share of EM requests whose connection is dropped after they were processed (0..1).
     pub drop_rate: f64,
     /// Share of operations whose task finishes with `Success="false"` (0..1).
@@ -96,6 +99,7 @@ impl Default for Faults {
             latency_ms: 0,
             error_rate: 0.0,
             error_status: 503,
+            error_next: 0,
             drop_rate: 0.0,
             task_failure_rate: 0.0,
             garbage_rate: 0.0,
@@ -117,8 +121,9 @@ impl Faults {
                 return Err(format!("{name} must be between 0 and 1"));
             }
         }
-        if !(500..=599).contains(&self.error_status) {
-            return Err("error_status must be a 5xx status".into());
+        // 408 is what IIS answers a request it did not take in, before EM sees it.
+        if !(500..=599).contains(&self.error_status) && self.error_status != 408 {
+            return Err("error_status must be a 5xx status or 408".into());
         }
         Ok(self)
     }
@@ -145,6 +150,14 @@ impl Sim {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Whether this request is one of the `error_next` to fail (and counts it).
+    fn take_error_next(&self) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let due = faults.error_next > 0;
+        faults.error_next = faults.error_next.saturating_sub(1);
+        due
     }
 
     fn set_faults(&self, faults: Faults) {
@@ -178,6 +191,9 @@ impl RunningSim {
         let _ = self.server.await;
     }
 }
+
+/// How long EM's web server (HTTP.sys: `ConnectionTimeout`, `HeaderWait`) waits on a client.
+pub const CONNECTION_IDLE: Duration = Duration::from_secs(120);
 
 /// Binds and starts the simulator on the current tokio runtime.
 pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<RunningSim> {
@@ -218,7 +234,12 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .default_service(web::to(routes::dispatch))
     })
-    .workers(config.workers.max(1));
+    .workers(config.workers.max(1))
+    // As IIS (HTTP.sys) does in front of EM: connections idle for up to 120 s are kept, and a
+    // request's head may take as long. actix-web's 5 s defaults answered 408 to a request the
+    // gateway sent on a connection that had waited in its pool.
+    .keep_alive(CONNECTION_IDLE)
+    .client_request_timeout(CONNECTION_IDLE);
     let mut tls_info = None;
     let mut server = match config.tls {
         None => server.listen(listener)?,

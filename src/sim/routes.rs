@@ -83,7 +83,9 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
     }
     let json = accepts_json(&req);
     let camel = faults.camel_case_json;
-    if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+    let error_next = faults.error_next > 0 && sim.take_error_next();
+    if error_next || (faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate) {
+        sim.world().counters.requests_failed_by_fault += 1;
         let status =
             StatusCode::from_u16(faults.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return write(

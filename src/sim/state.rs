@@ -197,6 +197,9 @@ pub struct Counters {
     pub logons_refused: u64,
     pub requests: u64,
     pub requests_by_route: BTreeMap<String, u64>,
+    /// Requests answered by fault injection (`error_rate`, `error_next`) before anything was
+    /// done; not in `requests`.
+    pub requests_failed_by_fault: u64,
     /// Requests refused with 400: bodies or parameters EM would not take.
     pub protocol_violations: u64,
     /// Accepted but worth knowing: legacy elements, echoed output-only elements, 501s for

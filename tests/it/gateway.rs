@@ -16,6 +16,7 @@ both_databases!(
     invalid_input_never_reaches_em,
     an_unknown_backup_server_is_refused_before_em_sees_it,
     em_down_is_503_with_retry_after,
+    a_request_em_did_not_take_in_is_sent_once_more,
     tasks_survive_em_session_expiry_and_restart,
     a_restarted_gateway_still_settles_its_tasks,
     a_lost_em_answer_is_settled_from_ems_objects,
@@ -407,6 +408,85 @@ async fn em_down_is_503_with_retry_after(db: Db) {
         200
     );
     app.stop().await;
+}
+
+/// A 408 from EM's web server means EM never saw the request: a create is sent once more, and
+/// when that is not taken in either, EM is unavailable (503, try later), not a bad answer.
+async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
+    let (sim, app) = setup(db, |_| {}).await;
+    // EM's creates, and the requests the faults answered instead.
+    let posts = || async {
+        let counters = &sim_state(&sim).await["counters"];
+        (
+            counters["requests_by_route"]["POST /cloud/gateways"]
+                .as_u64()
+                .unwrap_or(0),
+            counters["requests_failed_by_fault"].as_u64().unwrap_or(0),
+        )
+    };
+    // A first create logs the sessions on, so that the faults below meet the creates only.
+    let first = app
+        .post(
+            "/v1/cloud-gateways",
+            &app.write_key,
+            gateway("warm.example"),
+        )
+        .await;
+    assert_eq!(first.status(), 202);
+    let before = posts().await;
+
+    set_sim_faults(&sim, json!({"error_status": 408, "error_next": 1})).await;
+    let resp = app
+        .post(
+            "/v1/cloud-gateways",
+            &app.write_key,
+            gateway("again.example"),
+        )
+        .await;
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        posts().await,
+        (before.0 + 1, 1),
+        "sent twice, taken in once"
+    );
+
+    set_sim_faults(&sim, json!({"error_next": 2})).await;
+    let resp = app
+        .post(
+            "/v1/cloud-gateways",
+            &app.write_key,
+            gateway("never.example"),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "https://em-gateway.dev/problems/em-unavailable"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("408"),
+        "{problem}"
+    );
+    assert_eq!(
+        posts().await,
+        (before.0 + 1, 3),
+        "sent twice, no third time"
+    );
+    let hosts: Vec<Value> = app.get_json("/v1/tasks").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["resource"]["server_host_name"].clone())
+        .collect();
+    assert_eq!(
+        hosts.len(),
+        2,
+        "no task for what EM never took in: {hosts:?}"
+    );
+    app.stop().await;
+    sim.stop().await;
 }
 
 async fn tasks_survive_em_session_expiry_and_restart(db: Db) {

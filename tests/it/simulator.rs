@@ -466,3 +466,31 @@ async fn restart_forgets_sessions_and_tasks_but_keeps_objects() {
     assert!(text.contains("CloudGatewayReference"));
     sim.stop().await;
 }
+
+/// A client's pool may open a connection and send on it only seconds later. EM's web server
+/// (IIS) waits 120 s for a request; actix-web's 5 s default answered such a request 408.
+#[tokio::test]
+async fn a_connection_opened_early_is_served_as_iis_would() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = spawn_sim(|_| {});
+    let addr = reqwest::Url::parse(&sim.api_url).unwrap();
+    let addr = format!("{}:{}", addr.host_str().unwrap(), addr.port().unwrap());
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The wait is what is tested: longer than actix-web's default, far below IIS's.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    conn.write_all(b"GET /api/ HTTP/1.1\r\nHost: em\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        answer.lines().next().unwrap_or("(nothing)")
+    );
+    sim.stop().await;
+}
