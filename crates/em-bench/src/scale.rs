@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sched::{self, Machine, Sched};
-use emgw_test_support::{Answer, PostgresDatabase, Receiver};
+use emgw_test_support::{Answer, PostgresDatabase, Receiver, TableActivity};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -54,6 +54,12 @@ pub struct Size {
     /// The same for the PostgreSQL backends serving the gateway: the database's work for it,
     /// without autovacuum, checkpoints or WAL writing.
     pub backends: Sched,
+    /// What the gateway's statements did to each table over the window (PostgreSQL's own
+    /// counters), the busiest first; `*` is the database as a whole.
+    pub tables: Vec<TableActivity>,
+    /// The same from the submit's start to the window's: where a submit behind its pace
+    /// left work.
+    pub tables_submit: Vec<TableActivity>,
     /// What every process ran while the tasks finished (from the window's end to the last
     /// webhook), and how long that took: how full the machine is while the p95 is measured.
     pub finishing: Machine,
@@ -239,6 +245,9 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         return Err(format!("webhook subscription: {}", resp.status()));
     }
     let pace = count as f64 / (task_ms as f64 / 3000.0);
+    let tables_at_start = db.table_activity().await?;
+    let logons = |s: &Value| s["counters"]["logons"].as_u64().unwrap_or(0);
+    let logons_at_start = logons(&sim_state(&sim_api).await);
     let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let started = Instant::now();
     let submitted =
@@ -258,6 +267,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let pids = (sim.process.pid(), gateway.process.pid());
     let machine_before = Machine::now(pids.0, Some(pids.1));
     let backends_before = sched::each(&db.client_backends().await?);
+    let tables_before = db.table_activity().await?;
     let window_start = Instant::now();
     let wait = first_finish
         .saturating_duration_since(Instant::now())
@@ -267,6 +277,17 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let machine = Machine::now(pids.0, Some(pids.1)).since(machine_before);
     let backends = sched::since(&db.client_backends().await?, &backends_before);
     let window = window_start.elapsed();
+    // The backends report their counters within a second of a transaction.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let tables_after = db.table_activity().await?;
+    let tables = TableActivity::since(&tables_after, &tables_before);
+    let tables_submit = TableActivity::since(&tables_before, &tables_at_start);
+    // A session the gateway logged on again leaves its tasks to be settled as orphans.
+    eprintln!(
+        "  {count}: EM logons: {} during the submit, {} in the window",
+        logons(&state_before).saturating_sub(logons_at_start),
+        logons(&state_after).saturating_sub(logons(&state_before)),
+    );
     let (rss_in_flight_kib, _) = rss_kib(gateway.process.pid());
     let lists = |s: &Value| {
         s["counters"]["requests_by_route"]["GET /tasks"]
@@ -290,6 +311,15 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let finishing = Machine::now(pids.0, Some(pids.1)).since(finishing_before);
+    if let Ok(resp) = http().get(format!("{base}/metrics")).send().await {
+        let text = resp.text().await.unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("emgw_tasks_settled_total"))
+        {
+            eprintln!("  {count}: {line}");
+        }
+    }
     let finishing_took = finishing_started.elapsed();
     let ticks_after = tick_seconds(&base).await;
     let mean = |sum: usize, count: usize| {
@@ -369,6 +399,8 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         task_rows_per_tick,
         machine,
         backends,
+        tables,
+        tables_submit,
         finishing,
         finishing_took,
     })
@@ -470,6 +502,31 @@ pub async fn run(sizes: &[usize]) -> Result<(String, String), String> {
             pair(s.backends),
             s.task_rows_per_tick
         ));
+    }
+    section.push_str(&format!(
+        "\nWhat the statements did over the same window, per tick, from PostgreSQL's own counters (`pg_stat_user_tables`; `*` is the database: transactions, rows returned, rows fetched), tables with any activity; and, for the submit (from its start to the window's), the same in total.\n\n| in flight | table | {} |\n|---|---|{}\n",
+        TableActivity::NAMES.join(" | "),
+        "---|".repeat(TableActivity::NAMES.len())
+    ));
+    for s in &measured {
+        for (when, tables, per) in [
+            ("window, per tick", &s.tables, s.ticks.max(1.0)),
+            ("submit, total", &s.tables_submit, 1.0),
+        ] {
+            for t in tables.iter() {
+                let counts: Vec<String> = t
+                    .counts
+                    .iter()
+                    .map(|&c| format!("{:.0}", c as f64 / per))
+                    .collect();
+                section.push_str(&format!(
+                    "| {} ({when}) | `{}` | {} |\n",
+                    s.count,
+                    t.table,
+                    counts.join(" | ")
+                ));
+            }
+        }
     }
     section.push_str("\nWhere the time from EM finished to webhook received goes, per task: EM finished (sent + em-sim's task time) → settled (the task's `finished_at`) → first attempt started (its `started_at`) → received by the consumer; and the poller's mean tick and mean EM task list (read and skimmed) while the tasks finish. The poller reads each session's list at its own turn of the interval. EM's own answer is one session's list read straight from a fresh em-sim holding as many tasks, the four sessions one after another with nothing else running (five rounds: mean / slowest list): a task that finishes just after its session's list was taken waits for that session's next turn, an interval later, and then for EM's answer, so p95 cannot be below 0.95 × interval + that answer.\n\n| in flight | finished → settled p50 / p95 ms | settled → attempt p50 / p95 ms | attempt → received p50 / p95 ms | mean tick / task list while finishing ms | EM's own list of one session, direct, mean / slowest ms | floor for p95: 0.95 × interval + EM's list ms |\n|---|---|---|---|---|---|---|\n");
     for s in &measured {

@@ -80,6 +80,34 @@ impl PostgresDatabase {
             .collect())
     }
 
+    /// PostgreSQL's counters of what was done to each of its tables (`pg_stat_user_tables`),
+    /// as of the backends' last report (each reports within a second of a transaction), and
+    /// of the database as a whole (`pg_stat_database`, named `*`).
+    pub async fn table_activity(&self) -> Result<Vec<TableActivity>, String> {
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, seq_scan, seq_tup_read, coalesce(idx_scan, 0), \
+                    coalesce(idx_tup_fetch, 0), n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del \
+             FROM pg_stat_user_tables \
+             UNION ALL \
+             SELECT '*', xact_commit + xact_rollback, tup_returned, 0, tup_fetched, \
+                    tup_inserted, tup_updated, 0, tup_deleted \
+             FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, a, b, c, d, e, f, g, h)| TableActivity {
+                table,
+                counts: [a, b, c, d, e, f, g, h],
+            })
+            .collect())
+    }
+
     /// Drops it, closing what is still connected.
     pub async fn drop(self) -> Result<(), String> {
         let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
@@ -90,5 +118,50 @@ impl PostgresDatabase {
             .await
             .map_err(|e| format!("could not drop {}: {e}", self.name))?;
         Ok(())
+    }
+}
+
+/// One table's counters (see [`PostgresDatabase::table_activity`]), in the order of
+/// [`TableActivity::NAMES`]. For the database (`*`): transactions, rows returned by scans, -,
+/// rows fetched, inserted, updated, -, deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableActivity {
+    pub table: String,
+    pub counts: [i64; 8],
+}
+
+impl TableActivity {
+    pub const NAMES: [&str; 8] = [
+        "seq scans",
+        "rows seq-read",
+        "index scans",
+        "rows index-fetched",
+        "inserted",
+        "updated",
+        "HOT-updated",
+        "deleted",
+    ];
+
+    /// What each table did between `before` and `after`, the busiest (by rows read) first.
+    pub fn since(after: &[TableActivity], before: &[TableActivity]) -> Vec<TableActivity> {
+        let mut delta: Vec<TableActivity> = after
+            .iter()
+            .map(|a| {
+                let b = before.iter().find(|b| b.table == a.table);
+                let mut counts = a.counts;
+                if let Some(b) = b {
+                    for (c, was) in counts.iter_mut().zip(b.counts) {
+                        *c -= was;
+                    }
+                }
+                TableActivity {
+                    table: a.table.clone(),
+                    counts,
+                }
+            })
+            .filter(|d| d.counts.iter().any(|&c| c != 0))
+            .collect();
+        delta.sort_by_key(|d| std::cmp::Reverse(d.counts[1] + d.counts[3]));
+        delta
     }
 }
