@@ -12,7 +12,7 @@
 //! settle and the webhook events it fires are one transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -57,6 +57,9 @@ const LOST_SESSIONS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// How often the in-memory in-flight set is made equal to the database's running tasks of this
 /// replica (and at the first tick): a task missed by an update in memory waits at most this.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// The tasks in flight from which PostgreSQL's statistics of them are kept up to date by the
+/// poller (see [`statistics_due`]).
+pub const STATISTICS_FROM: usize = 1_000;
 /// Tasks one resync per [`RESYNC_EVERY`] may read at most: a larger set is resynced less often,
 /// so the rows read per second stay bounded (a resync of 100,000 running tasks every 30 s was
 /// most of a tick's database time at that size).
@@ -142,6 +145,10 @@ pub struct Poller {
     /// Intents written before this were looked at: the next look starts here.
     unsent_since: AtomicI64,
     last_unsent_look_at_all: AtomicI64,
+    /// The tasks in flight when the database's statistics were last refreshed, and whether a
+    /// refresh is under way.
+    statistics_at: Arc<AtomicUsize>,
+    refreshing: Arc<AtomicBool>,
 }
 
 /// Database time spent in one tick (summed over its statements, concurrent ones included).
@@ -186,6 +193,8 @@ impl Poller {
             last_resync: AtomicI64::new(i64::MIN),
             unsent_since: AtomicI64::new(i64::MIN),
             last_unsent_look_at_all: AtomicI64::new(i64::MIN),
+            statistics_at: Arc::default(),
+            refreshing: Arc::default(),
         }
     }
 
@@ -278,7 +287,35 @@ impl Poller {
         .await?;
         self.settle_orphans(&mut report, db).await?;
         self.housekeeping(db).await;
+        self.refresh_statistics_if_due();
         Ok(report)
+    }
+
+    /// Has the database's statistics of the tasks refreshed beside the poller, not in its
+    /// tick, when the tasks in flight have grown (see [`statistics_due`]).
+    fn refresh_statistics_if_due(&self) {
+        let in_flight = self.in_flight.len();
+        if !statistics_due(in_flight, self.statistics_at.load(Ordering::Relaxed))
+            || self.refreshing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (store, at, refreshing) = (
+            self.store.clone(),
+            self.statistics_at.clone(),
+            self.refreshing.clone(),
+        );
+        tokio::spawn(async move {
+            match store.refresh_task_statistics().await {
+                Ok(_) => at.store(in_flight, Ordering::Relaxed),
+                // Not this replica's to do (the table has another owner): autovacuum's then.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh the database's statistics of the tasks; leaving it to autovacuum");
+                    at.store(usize::MAX, Ordering::Relaxed);
+                }
+            }
+            refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// A round's time and database time, and the tasks in flight after it.
@@ -616,6 +653,15 @@ pub fn after_unsent_look(
     }
 }
 
+/// Whether the database's statistics of the tasks are due a refresh: the tasks in flight, at
+/// least [`STATISTICS_FROM`], have doubled since the last one (`at_last`). Without it a burst
+/// of creates into a new table, or into one analyzed while few tasks ran, is recorded with a
+/// plan that reads every running task per statement; doubling keeps the refreshes to a few
+/// (seven on the way to 100,000).
+pub fn statistics_due(in_flight: usize, at_last: usize) -> bool {
+    in_flight >= STATISTICS_FROM && in_flight / 2 >= at_last
+}
+
 /// How long between two resyncs of a set this large.
 pub fn resync_every(in_flight: usize) -> Duration {
     let rounds = u32::try_from(in_flight.div_ceil(RESYNC_ROWS)).unwrap_or(u32::MAX);
@@ -810,6 +856,43 @@ mod tests {
                 "{look:?}, full batch {full}"
             );
         }
+    }
+
+    #[test]
+    fn statistics_are_refreshed_as_the_tasks_in_flight_double() {
+        // (in flight, in flight at the last refresh, due)
+        let cases = [
+            (0, 0, false),
+            (STATISTICS_FROM - 1, 0, false),
+            (STATISTICS_FROM, 0, true),
+            (1_999, 1_000, false),
+            (2_000, 1_000, true),
+            (100_000, 64_000, false),
+            (128_000, 64_000, true),
+            // Fewer than at the last refresh: the tasks settle, nothing to do.
+            (500, 64_000, false),
+            // A refresh this replica may not run is not tried again.
+            (usize::MAX, usize::MAX, false),
+        ];
+        for (in_flight, at_last, due) in cases {
+            assert_eq!(
+                statistics_due(in_flight, at_last),
+                due,
+                "{in_flight} in flight, {at_last} at the last"
+            );
+        }
+        let mut at = 0;
+        let refreshes = (0..=100_000)
+            .step_by(100)
+            .filter(|&n| {
+                let due = statistics_due(n, at);
+                if due {
+                    at = n;
+                }
+                due
+            })
+            .count();
+        assert_eq!(refreshes, 7, "1k, 2k, 4k, ... 64k on the way to 100k");
     }
 
     #[test]

@@ -270,3 +270,53 @@ async fn each_session_lists_its_tasks_at_its_own_turn(db: Db) {
     app.stop().await;
     sim.stop().await;
 }
+
+/// PostgreSQL has no statistics of a new table until autovacuum gets to it, and then believes
+/// few tasks run: it recorded EM's task ids by reading every running task, so a burst of
+/// creates cost as much per create as the tasks in flight. The poller has the statistics
+/// refreshed once the tasks in flight reach `STATISTICS_FROM`, and again as they double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_statistics_are_refreshed_as_the_tasks_in_flight_grow() {
+    use em_gateway::tasks::poller::STATISTICS_FROM;
+    use futures_util::StreamExt;
+
+    let sim = spawn_sim(|c| c.task_time = Duration::from_secs(600));
+    let url = fresh_database(Db::Postgres).await;
+    let app = spawn_stepped_app(&test_settings(&sim, &url)).await;
+    let analyzed = || {
+        let url = url.clone();
+        async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'tasks'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            n
+        }
+    };
+    let creates = |from: usize, to: usize| {
+        let app = &app;
+        futures_util::stream::iter(from..to)
+            .map(move |i| async move { create(app, &format!("burst{i}.example")).await })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+    };
+    creates(0, STATISTICS_FROM - 1).await;
+    app.tick_poller().await;
+    assert_eq!(analyzed().await, 0, "below {STATISTICS_FROM} in flight");
+
+    creates(STATISTICS_FROM - 1, STATISTICS_FROM).await;
+    app.tick_poller().await;
+    eventually("the first refresh", Duration::from_secs(20), || async {
+        (analyzed().await == 1).then_some(())
+    })
+    .await;
+    // Not again until the tasks in flight have doubled.
+    app.tick_poller().await;
+    assert_eq!(analyzed().await, 1);
+    app.stop().await;
+    sim.stop().await;
+}
