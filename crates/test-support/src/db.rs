@@ -87,7 +87,8 @@ impl PostgresDatabase {
         let mut conn = sqlx::PgConnection::connect(&self.url)
             .await
             .map_err(|e| e.to_string())?;
-        let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT relname::text, seq_scan, seq_tup_read, coalesce(idx_scan, 0), \
                     coalesce(idx_tup_fetch, 0), n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del \
              FROM pg_stat_user_tables \
