@@ -146,9 +146,9 @@ thread_local! {
 /// Writers' clients kept per thread, at most.
 const WRITERS_KEPT: usize = 8;
 
-/// Idle connections to EM are closed after this, well before EM's web server closes them (IIS:
-/// 120 s), so that no request goes out on a connection EM is closing.
-const CONNECTION_IDLE: Duration = Duration::from_secs(60);
+/// Idle connections to EM are closed after this, with a margin before EM's web server closes
+/// them (IIS: 120 s), so that no request goes out on a connection EM is closing.
+const IDLE_CONNECTIONS_KEPT: Duration = Duration::from_secs(60);
 
 const NOT_TAKEN_IN: &str =
     "EM's web server answered 408 Request Timeout: it did not take the request in";
@@ -209,7 +209,7 @@ impl EmClient {
                 // header, so a stale cookie would shadow a fresh token after a re-logon.
                 .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(idle)
-                .pool_idle_timeout(CONNECTION_IDLE)
+                .pool_idle_timeout(IDLE_CONNECTIONS_KEPT)
                 .build()
                 .map_err(|e| EmSetupError::Http(e.to_string()))
         };
@@ -890,9 +890,18 @@ impl EmClient {
             let result = match req.send().await {
                 // EM's web server did not take the request in (it closes the connection with
                 // this answer): nothing happened, so a write is as safe to send again as a read.
+                // A 408 in EM's own words came from EM, which may have begun: EM's to explain.
                 Ok(resp) if resp.status() == StatusCode::REQUEST_TIMEOUT => {
-                    last_error = NOT_TAKEN_IN.to_string();
-                    continue;
+                    let status = resp.status();
+                    match resp.text().await {
+                        Ok(text) if em_message(&text).is_some() => {
+                            Ok((status, Body::Failure(text)))
+                        }
+                        _ => {
+                            last_error = NOT_TAKEN_IN.to_string();
+                            continue;
+                        }
+                    }
                 }
                 Ok(resp) if resp.status().is_success() => {
                     let status = resp.status();
@@ -975,21 +984,22 @@ fn body<T: serde::Serialize>(value: &T) -> Result<String, EmError> {
     xml::to_xml(value).map_err(|e| EmError::BadAnswer(format!("cannot write the EM request: {e}")))
 }
 
+/// EM's own message, where the answer is EM's `Error` document with one.
+fn em_message(text: &str) -> Option<String> {
+    let parsed = xml::from_xml::<xml::Error>(text).ok()?;
+    parsed
+        .message
+        .or(parsed.first_chance_exception_message)
+        .filter(|m| !m.is_empty())
+}
+
 /// EM's error answer as a typed error, with EM's own message where it sent one.
 fn refusal(status: StatusCode, text: &str) -> EmError {
+    let message = em_message(text);
     // The web server in front of EM gave up waiting for the request: EM never saw it.
-    if status == StatusCode::REQUEST_TIMEOUT {
+    if status == StatusCode::REQUEST_TIMEOUT && message.is_none() {
         return EmError::Unreachable(NOT_TAKEN_IN.to_string());
     }
-    let parsed = xml::from_xml::<xml::Error>(text).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|e| {
-            e.message
-                .clone()
-                .or(e.first_chance_exception_message.clone())
-        })
-        .filter(|m| !m.is_empty());
     match message {
         Some(message) => {
             // EM answers 500 for a task it does not know in this session.
@@ -1071,9 +1081,10 @@ mod tests {
             (500, unknown_task.to_string(), "task_unknown"),
             (502, String::new(), "refused"),
             (503, "<html>busy</html>".to_string(), "refused"),
-            // Not taken in by EM's web server, with EM's body or without: EM is unavailable.
+            // Not taken in by EM's web server: EM is unavailable. In EM's own words: EM's.
             (408, String::new(), "unreachable"),
-            (408, with_body(408), "unreachable"),
+            (408, "<h2>Request Timeout</h2>".to_string(), "unreachable"),
+            (408, with_body(408), "refused"),
         ];
         for (status, body, kind) in cases {
             let error = refusal(StatusCode::from_u16(*status).unwrap(), body);

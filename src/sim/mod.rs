@@ -193,7 +193,7 @@ impl RunningSim {
 }
 
 /// How long EM's web server (HTTP.sys: `ConnectionTimeout`, `HeaderWait`) waits on a client.
-pub const CONNECTION_IDLE: Duration = Duration::from_secs(120);
+pub const IIS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Binds and starts the simulator on the current tokio runtime.
 pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<RunningSim> {
@@ -238,8 +238,8 @@ pub fn start(config: SimConfig, handle_signals: bool) -> std::io::Result<Running
     // As IIS (HTTP.sys) does in front of EM: connections idle for up to 120 s are kept, and a
     // request's head may take as long. actix-web's 5 s defaults answered 408 to a request the
     // gateway sent on a connection that had waited in its pool.
-    .keep_alive(CONNECTION_IDLE)
-    .client_request_timeout(CONNECTION_IDLE);
+    .keep_alive(IIS_CONNECTION_TIMEOUT)
+    .client_request_timeout(IIS_CONNECTION_TIMEOUT);
     let mut tls_info = None;
     let mut server = match config.tls {
         None => server.listen(listener)?,

@@ -88,6 +88,12 @@ pub async fn dispatch(req: HttpRequest, body: web::Bytes, sim: web::Data<Sim>) -
         sim.world().counters.requests_failed_by_fault += 1;
         let status =
             StatusCode::from_u16(faults.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // As HTTP.sys answers a request it did not take in: its own page, not EM's Error.
+            return HttpResponse::RequestTimeout()
+                .content_type("text/html")
+                .body("<h2>Request Timeout</h2> (fault injection)");
+        }
         return write(
             error(
                 status,

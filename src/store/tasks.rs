@@ -359,20 +359,17 @@ impl Store {
         Ok(tasks)
     }
 
-    /// Has PostgreSQL read the `tasks` table's statistics again now (`ANALYZE`); false on
-    /// SQLite, whose planner looks tasks up by key without them. Until autovacuum first
+    /// Has PostgreSQL read the `tasks` table's statistics again now (`ANALYZE`; nothing on
+    /// SQLite, whose planner looks tasks up by key without them). Until autovacuum first
     /// analyzes a new table (up to a minute, longer when it is busy), or when the tasks running
     /// have grown far past what it last saw, PostgreSQL believes few tasks run and records
     /// EM's task ids by reading every running task: each create's attach then costs as much as
     /// the tasks in flight.
-    pub async fn refresh_task_statistics(&self) -> Result<bool, StoreError> {
-        match self.backend {
-            Backend::Postgres => {
-                sqlx::query("ANALYZE tasks").execute(&self.pool).await?;
-                Ok(true)
-            }
-            Backend::Sqlite => Ok(false),
+    pub async fn refresh_task_statistics(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE tasks").execute(&self.pool).await?;
         }
+        Ok(())
     }
 
     /// How many tasks are still running.

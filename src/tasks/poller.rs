@@ -149,6 +149,7 @@ pub struct Poller {
     /// refresh is under way.
     statistics_at: Arc<AtomicUsize>,
     refreshing: Arc<AtomicBool>,
+    statistics_refreshes: AtomicU64,
 }
 
 /// Database time spent in one tick (summed over its statements, concurrent ones included).
@@ -195,6 +196,7 @@ impl Poller {
             last_unsent_look_at_all: AtomicI64::new(i64::MIN),
             statistics_at: Arc::default(),
             refreshing: Arc::default(),
+            statistics_refreshes: AtomicU64::new(0),
         }
     }
 
@@ -295,27 +297,38 @@ impl Poller {
     /// tick, when the tasks in flight have grown (see [`statistics_due`]).
     fn refresh_statistics_if_due(&self) {
         let in_flight = self.in_flight.len();
-        if !statistics_due(in_flight, self.statistics_at.load(Ordering::Relaxed))
-            || self.refreshing.swap(true, Ordering::AcqRel)
-        {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
+        let at_last = statistics_mark(in_flight, self.statistics_at.load(Ordering::Relaxed));
+        self.statistics_at.store(at_last, Ordering::Relaxed);
+        if !statistics_due(in_flight, at_last) {
+            self.refreshing.store(false, Ordering::Release);
+            return;
+        }
+        self.statistics_refreshes.fetch_add(1, Ordering::Relaxed);
         let (store, at, refreshing) = (
             self.store.clone(),
             self.statistics_at.clone(),
             self.refreshing.clone(),
         );
         tokio::spawn(async move {
+            // A database user that does not own the table gets a warning from PostgreSQL and
+            // no statistics: autovacuum's to do then, and tried again only at the next doubling.
             match store.refresh_task_statistics().await {
-                Ok(_) => at.store(in_flight, Ordering::Relaxed),
-                // Not this replica's to do (the table has another owner): autovacuum's then.
+                Ok(()) => at.store(in_flight, Ordering::Relaxed),
+                // The database unavailable, say: tried again at the next round.
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh the database's statistics of the tasks; leaving it to autovacuum");
-                    at.store(usize::MAX, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "could not refresh the database's statistics of the tasks");
                 }
             }
             refreshing.store(false, Ordering::Release);
         });
+    }
+
+    /// How many refreshes of the database's statistics of the tasks this poller started.
+    pub fn statistics_refreshes(&self) -> u64 {
+        self.statistics_refreshes.load(Ordering::Relaxed)
     }
 
     /// A round's time and database time, and the tasks in flight after it.
@@ -662,6 +675,17 @@ pub fn statistics_due(in_flight: usize, at_last: usize) -> bool {
     in_flight >= STATISTICS_FROM && in_flight / 2 >= at_last
 }
 
+/// The tasks in flight a refresh is next measured from: the last refresh's, or fewer once the
+/// tasks have settled to under a quarter of it (autovacuum will have seen few running by then,
+/// and the next burst needs statistics again).
+pub fn statistics_mark(in_flight: usize, at_last: usize) -> usize {
+    if in_flight < at_last / 4 {
+        in_flight
+    } else {
+        at_last
+    }
+}
+
 /// How long between two resyncs of a set this large.
 pub fn resync_every(in_flight: usize) -> Duration {
     let rounds = u32::try_from(in_flight.div_ceil(RESYNC_ROWS)).unwrap_or(u32::MAX);
@@ -871,8 +895,6 @@ mod tests {
             (128_000, 64_000, true),
             // Fewer than at the last refresh: the tasks settle, nothing to do.
             (500, 64_000, false),
-            // A refresh this replica may not run is not tried again.
-            (usize::MAX, usize::MAX, false),
         ];
         for (in_flight, at_last, due) in cases {
             assert_eq!(
@@ -881,6 +903,24 @@ mod tests {
                 "{in_flight} in flight, {at_last} at the last"
             );
         }
+        // (in flight, mark, the mark after)
+        for (in_flight, at_last, after) in [
+            (0, 0, 0),
+            (60_000, 64_000, 64_000),
+            (16_000, 64_000, 64_000),
+            (15_999, 64_000, 15_999),
+            (0, 64_000, 0),
+        ] {
+            assert_eq!(
+                statistics_mark(in_flight, at_last),
+                after,
+                "{in_flight} in flight, {at_last} at the last"
+            );
+        }
+        // After a burst of 64,000 has settled, the next burst of 1,000 is refreshed again.
+        let mark = statistics_mark(10, 64_000);
+        assert!(statistics_due(1_000, statistics_mark(1_000, mark)));
+
         let mut at = 0;
         let refreshes = (0..=100_000)
             .step_by(100)

@@ -413,8 +413,17 @@ async fn em_down_is_503_with_retry_after(db: Db) {
 /// A 408 from EM's web server means EM never saw the request: a create is sent once more, and
 /// when that is not taken in either, EM is unavailable (503, try later), not a bad answer.
 async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
-    let (sim, app) = setup(db, |_| {}).await;
-    // EM's creates, and the requests the faults answered instead.
+    let sim = spawn_sim(|_| {});
+    let url = fresh_database(db).await;
+    // Stepped, one EM session: the creates are the only requests EM sees, so the faults meet
+    // them and nothing else.
+    let app = spawn_stepped_app(&test_settings_with(
+        &sim,
+        &url,
+        &[("EMGW_EM_SESSIONS", "1")],
+    ))
+    .await;
+    // EM's creates, the requests the faults answered instead, and all EM took in.
     let posts = || async {
         let counters = &sim_state(&sim).await["counters"];
         (
@@ -422,6 +431,7 @@ async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
                 .as_u64()
                 .unwrap_or(0),
             counters["requests_failed_by_fault"].as_u64().unwrap_or(0),
+            counters["requests"].as_u64().unwrap_or(0),
         )
     };
     // A first create logs the sessions on, so that the faults below meet the creates only.
@@ -446,7 +456,7 @@ async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     assert_eq!(
         posts().await,
-        (before.0 + 1, 1),
+        (before.0 + 1, 1, before.2 + 1),
         "sent twice, taken in once"
     );
 
@@ -471,7 +481,7 @@ async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
     );
     assert_eq!(
         posts().await,
-        (before.0 + 1, 3),
+        (before.0 + 1, 3, before.2 + 1),
         "sent twice, no third time"
     );
     let hosts: Vec<Value> = app.get_json("/v1/tasks").await["items"]

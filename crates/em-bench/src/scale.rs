@@ -277,8 +277,8 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let machine = Machine::now(pids.0, Some(pids.1)).since(machine_before);
     let backends = sched::since(&db.client_backends().await?, &backends_before);
     let window = window_start.elapsed();
-    // The backends report their counters within a second of a transaction.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // As the backends last reported them, at both ends alike (a backend reports within a
+    // second of a transaction, or once idle for ten).
     let tables_after = db.table_activity().await?;
     let tables = TableActivity::since(&tables_after, &tables_before);
     let tables_submit = TableActivity::since(&tables_before, &tables_at_start);
@@ -311,6 +311,7 @@ pub async fn measure(count: usize) -> Result<Size, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let finishing = Machine::now(pids.0, Some(pids.1)).since(finishing_before);
+    let finishing_took = finishing_started.elapsed();
     if let Ok(resp) = http().get(format!("{base}/metrics")).send().await {
         let text = resp.text().await.unwrap_or_default();
         for line in text
@@ -320,7 +321,6 @@ pub async fn measure(count: usize) -> Result<Size, String> {
             eprintln!("  {count}: {line}");
         }
     }
-    let finishing_took = finishing_started.elapsed();
     let ticks_after = tick_seconds(&base).await;
     let mean = |sum: usize, count: usize| {
         Duration::from_secs_f64(
