@@ -467,30 +467,63 @@ async fn restart_forgets_sessions_and_tasks_but_keeps_objects() {
     sim.stop().await;
 }
 
-/// A client's pool may open a connection and send on it only seconds later. EM's web server
-/// (IIS) waits 120 s for a request; actix-web's 5 s default answered such a request 408.
+/// A client's pool may open a connection and send on it only seconds later, or keep one
+/// between two requests. EM's web server (IIS) waits 120 s for a request either way;
+/// actix-web's 5 s defaults answered the first 408 and closed the second.
 #[tokio::test]
-async fn a_connection_opened_early_is_served_as_iis_would() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn connections_wait_for_requests_as_iis_would() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let sim = spawn_sim(|_| {});
     let addr = reqwest::Url::parse(&sim.api_url).unwrap();
     let addr = format!("{}:{}", addr.host_str().unwrap(), addr.port().unwrap());
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    // The wait is what is tested: longer than actix-web's default, far below IIS's.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    conn.write_all(b"GET /api/ HTTP/1.1\r\nHost: em\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
-        .await
-        .expect("an answer within 10 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "{}",
-        answer.lines().next().unwrap_or("(nothing)")
+    // Longer than actix-web's defaults, far below IIS's.
+    let idle = Duration::from_secs(6);
+    // One request on a kept connection; its answer's status line.
+    async fn ask(conn: &mut BufReader<tokio::net::TcpStream>) -> String {
+        conn.get_mut()
+            .write_all(b"GET /api/ HTTP/1.1\r\nHost: em\r\n\r\n")
+            .await
+            .unwrap();
+        let (mut status, mut length, mut line) = (String::new(), 0, String::new());
+        loop {
+            line.clear();
+            let read = tokio::time::timeout(Duration::from_secs(10), conn.read_line(&mut line))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            if read == 0 {
+                return format!("closed after {status:?}");
+            }
+            if status.is_empty() {
+                status = line.trim_end().to_string();
+            } else if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            } else if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).await.unwrap();
+        status
+    }
+    let connect = || async { BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap()) };
+    let opened_early = async {
+        let mut conn = connect().await;
+        tokio::time::sleep(idle).await;
+        ask(&mut conn).await
+    };
+    let kept = async {
+        let mut conn = connect().await;
+        let first = ask(&mut conn).await;
+        tokio::time::sleep(idle).await;
+        (first, ask(&mut conn).await)
+    };
+    let (early, (first, second)) = tokio::join!(opened_early, kept);
+    assert_eq!(early, "HTTP/1.1 200 OK", "a connection opened early");
+    assert_eq!(first, "HTTP/1.1 200 OK");
+    assert_eq!(
+        second, "HTTP/1.1 200 OK",
+        "a connection kept between requests"
     );
     sim.stop().await;
 }
