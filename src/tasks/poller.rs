@@ -29,8 +29,8 @@ use crate::clock::{Clock, Timestamp};
 use crate::domain::{ReplicaId, TaskId};
 use crate::em::{EmClient, EmError, SessionRef};
 use crate::store::{
-    DeliveryJob, DeliveryLease, OrphanRules, Settlement, Store, StoreError, TaskRecord, UnsentLook,
-    replica_gone_lately,
+    Backend, DeliveryJob, DeliveryLease, OrphanRules, Settlement, Store, StoreError, TaskRecord,
+    UnsentLook, replica_gone_lately,
 };
 use crate::webhooks::Handoff;
 
@@ -289,7 +289,10 @@ impl Poller {
         .await?;
         self.settle_orphans(&mut report, db).await?;
         self.housekeeping(db).await;
-        self.refresh_statistics_if_due();
+        // SQLite's planner looks tasks up by key without statistics.
+        if self.store.backend() == Backend::Postgres {
+            self.refresh_statistics_if_due();
+        }
         Ok(report)
     }
 
