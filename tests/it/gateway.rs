@@ -376,6 +376,18 @@ async fn an_unknown_backup_server_is_refused_before_em_sees_it(db: Db) {
     sim.stop().await;
 }
 
+/// EM unavailable: 503, try again in 5 s, the problem naming it; the problem.
+async fn em_unavailable(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "https://em-gateway.dev/problems/em-unavailable"
+    );
+    problem
+}
+
 async fn em_down_is_503_with_retry_after(db: Db) {
     let (sim, app) = setup(db, |_| {}).await;
     sim.stop().await;
@@ -386,13 +398,7 @@ async fn em_down_is_503_with_retry_after(db: Db) {
             gateway("down.example"),
         )
         .await;
-    assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers()["retry-after"], "5");
-    let problem: Value = resp.json().await.unwrap();
-    assert_eq!(
-        problem["type"],
-        "https://em-gateway.dev/problems/em-unavailable"
-    );
+    em_unavailable(resp).await;
     let ready = http().get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
@@ -468,13 +474,7 @@ async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
             gateway("never.example"),
         )
         .await;
-    assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers()["retry-after"], "5");
-    let problem: Value = resp.json().await.unwrap();
-    assert_eq!(
-        problem["type"],
-        "https://em-gateway.dev/problems/em-unavailable"
-    );
+    let problem = em_unavailable(resp).await;
     assert!(
         problem["detail"].as_str().unwrap().contains("408"),
         "{problem}"
