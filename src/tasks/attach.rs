@@ -1,11 +1,13 @@
 //! EM accepted a task: its task id and session are recorded, then the poller follows it.
 //!
-//! A request whose 202 is kept under an Idempotency-Key (in the same transaction as EM's task
-//! id), or whose EM session is not registered yet (registered in that transaction too), waits
-//! for the record. Any other is answered at once and its record is written behind the answer,
-//! with the others of the next few milliseconds, one statement per 100: the request does not
-//! wait for a transaction and its hand-back, and PostgreSQL has one statement for many creates
-//! instead of one for every two. Until the record is written nothing depends on it:
+//! A request whose EM session is not registered yet waits for the record (the session is
+//! registered in the same transaction). Any other is answered at once and its record is written
+//! behind the answer, with the others of the next few milliseconds, one statement per 100: the
+//! request does not wait for a transaction and its hand-back, and PostgreSQL has one statement
+//! for many creates instead of one for every two. A request under an Idempotency-Key is no
+//! exception: the HTTP layer keeps its 202 under the key before sending it, so a repeat gets
+//! that answer whether the record is written yet or not. Until the record is written nothing
+//! depends on it:
 //! - the poller follows a task only once its record is written, and writes what waits at the
 //!   start of each tick, so it never settles a row without EM's ids;
 //! - a read on this replica sees the task as the 202 showed it ([`Attacher::as_answered`]);
@@ -22,12 +24,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::answer;
 use super::in_flight::InFlightSet;
 use super::unanswered::Pending;
 use crate::clock::Timestamp;
 use crate::domain::ReplicaId;
-use crate::store::{EmAttach, IdempotencyKey, InFlight, Store, StoreError, TaskRecord};
+use crate::store::{EmAttach, InFlight, Store, StoreError, TaskRecord};
 
 /// How long a record written behind its answer waits for others to share its statement.
 pub const WRITE_BEHIND_AFTER: Duration = Duration::from_millis(5);
@@ -39,7 +40,6 @@ const WRITE_BEHIND_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Attach {
     pub em: EmAttach,
     pub slot: usize,
-    pub key: Option<IdempotencyKey>,
 }
 
 /// Where EM's task ids are recorded and followed: the store, the poller's in-flight set, and
@@ -109,7 +109,7 @@ impl Attacher {
 
     /// Whether this record may be written behind its answer: nothing else goes with it.
     pub(super) fn may_write_behind(&self, attach: &Attach) -> bool {
-        attach.key.is_none() && self.lock_registered().contains(&attach.em.em_session_id)
+        self.lock_registered().contains(&attach.em.em_session_id)
     }
 
     /// Answers `task` as it will be once `attach` (see [`Attacher::may_write_behind`]) is
@@ -210,26 +210,20 @@ impl Attacher {
         Ok(())
     }
 
-    /// EM accepted these: their task ids and sessions, and the 202 kept under each request's
-    /// Idempotency-Key, in one transaction (with any session not registered yet); then the
-    /// poller follows them.
+    /// EM accepted these: their task ids and sessions, in one transaction with any session
+    /// not registered yet; then the poller follows them.
     pub(super) async fn attach(
         &self,
         batch: Vec<Attach>,
         now: Timestamp,
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let sessions = self.unregistered(&batch);
-        let mut keys = Vec::with_capacity(batch.len());
-        let mut attaches = Vec::with_capacity(batch.len());
-        for a in batch {
-            keys.push(a.key);
-            attaches.push(a.em);
-        }
-        let attached = if sessions.is_empty() && keys.iter().all(Option::is_none) {
+        let attaches: Vec<EmAttach> = batch.into_iter().map(|a| a.em).collect();
+        let attached = if sessions.is_empty() {
             // Only EM's task ids: one statement, no transaction round trips.
             self.store.attach_em_tasks(self.owner, &attaches).await?
         } else {
-            self.attach_in_transaction(&sessions, &attaches, &keys, now)
+            self.attach_in_transaction(&sessions, &attaches, now)
                 .await?
         };
         {
@@ -244,12 +238,11 @@ impl Attacher {
         Ok(attached)
     }
 
-    /// New sessions, EM's task ids and the answers kept under Idempotency-Keys, together.
+    /// New sessions and EM's task ids, together.
     async fn attach_in_transaction(
         &self,
         sessions: &[(usize, String)],
         attaches: &[EmAttach],
-        keys: &[Option<IdempotencyKey>],
         now: Timestamp,
     ) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let mut tx = self.store.begin().await?;
@@ -257,15 +250,8 @@ impl Attacher {
         // so it need not wait for the disk. Were a database crash to lose it, the task would be
         // an orphan the poller settles from EM's objects.
         tx.relax_durability().await?;
-        if !sessions.is_empty() {
-            tx.register_sessions(self.owner, sessions, now).await?;
-        }
+        tx.register_sessions(self.owner, sessions, now).await?;
         let attached = tx.attach_em_tasks(self.owner, attaches).await?;
-        for (task, key) in attached.iter().zip(keys) {
-            if let (Some(task), Some(key)) = (task, key) {
-                tx.finish_idempotency(key, &answer::accepted(task)).await?;
-            }
-        }
         tx.commit().await?;
         Ok(attached)
     }

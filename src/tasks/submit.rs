@@ -1,7 +1,6 @@
 //! Submit: a command becomes a task. Order matters for "nothing accepted is ever lost": the
 //! task is recorded *before* EM is called. If EM accepts, the task gets EM's task id and session
-//! ([`super::attach`]: the 202 kept under the request's Idempotency-Key in the same
-//! transaction, or the record written behind the answer when there is none); if EM
+//! ([`super::attach`]: written behind the answer, but for a session's first task); if EM
 //! refuses or was never reached, the task is removed and the caller gets the error; if EM's
 //! answer is lost (timeout, dropped connection) or the process dies after EM accepted, the task
 //! stays `running` and the poller settles it by looking at EM's objects.
@@ -13,7 +12,6 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::OwnTasks;
-use super::answer;
 use super::attach::{Attach, Attacher, Read};
 use super::command::Command;
 use super::precheck::{self, Inventory, Need};
@@ -46,7 +44,7 @@ pub struct Requester {
     /// The key's owner, who will see the task and get its webhooks.
     pub owner: Owner,
     pub metadata: Metadata,
-    /// The request's Idempotency-Key: the task and the answer are recorded under it.
+    /// The request's Idempotency-Key: the task is linked to it (the HTTP layer keeps the answer).
     pub idempotency: Option<IdempotencyKey>,
     /// The caller asked (`?strict_capacity=true`) that a storage quota larger than its
     /// repository's free space be refused rather than sent on with a warning.
@@ -63,7 +61,7 @@ pub struct Submitter {
     backup_servers: KnownBackupServers,
     /// Intents, committed durably, many requests to a commit under load.
     intents: Batcher<(NewTask, Option<IdempotencyKey>), TaskRecord>,
-    /// EM's task ids that a request waits for (with the answers kept under Idempotency-Keys),
+    /// EM's task ids that a request waits for (a new session's first task, registering it),
     /// recorded the same way.
     attaches: Batcher<Attach, Option<TaskRecord>>,
     /// Where EM's task ids are recorded, the others written behind their answers.
@@ -139,10 +137,11 @@ impl Submitter {
             owner: by.owner,
             warnings,
         };
-        let key = by.idempotency;
         // Entered before it is written: a write that fails may still have been committed.
         let mut pending = self.unanswered.entering(intent.id, &self.clock);
-        let task = match self.intents.write((intent, key.clone())).await {
+        // Linked to the request's Idempotency-Key: a repeat after this request died is answered
+        // with the task.
+        let task = match self.intents.write((intent, by.idempotency)).await {
             Ok(task) => {
                 pending.written_at(Timestamp::from_millis(task.created_at.timestamp_millis()));
                 task
@@ -162,7 +161,6 @@ impl Submitter {
                         at: self.clock.now(),
                     },
                     slot: submitted.session.slot,
-                    key,
                 };
                 if self.attacher.may_write_behind(&attach) {
                     return Ok(self.attacher.write_behind(task, attach.em, pending));
@@ -180,16 +178,9 @@ impl Submitter {
                     }
                 }
             }
+            // The 202 is kept under the request's Idempotency-Key by the HTTP layer, as any.
             Err(EmError::OutcomeUnknown { reason, .. }) => {
                 tracing::warn!(task_id = %task.id, %reason, "EM's answer was lost; the task will be settled from EM's objects");
-                if let Some(key) = &key
-                    && let Err(e) = self
-                        .store
-                        .finish_idempotency(key, &answer::accepted(&task))
-                        .await
-                {
-                    tracing::warn!(error = %e, "could not store the answer under its Idempotency-Key");
-                }
                 Ok(task)
             }
             Err(e) => {

@@ -41,9 +41,9 @@ async fn setup(
     (sim, app)
 }
 
-/// EM's task id is written behind the 202 only when nothing goes with it: the first create
-/// through a new EM session registers the session with it, and a create under an
-/// Idempotency-Key keeps its answer with it, so both are recorded before they are answered.
+/// EM's task id is written behind the 202 but for a new EM session's first create, which
+/// registers the session with it. A create under an Idempotency-Key is written behind too: its
+/// 202 is kept under the key before it is sent, so a repeat gets it meanwhile.
 async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
     let sim = spawn_sim(|_| {});
     let url = fresh_database(db).await;
@@ -81,13 +81,17 @@ async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
         "a new session's first task"
     );
     let keyed = create("srv02.tech.local", Some("order-42")).await;
+    assert!(keyed["em_task_id"].is_string());
     assert_eq!(
-        stored(&keyed).await.as_deref(),
-        keyed["em_task_id"].as_str(),
-        "a task under an Idempotency-Key"
+        stored(&keyed).await,
+        None,
+        "written behind, under a key too"
     );
     let replayed = create("srv02.tech.local", Some("order-42")).await;
-    assert_eq!(replayed, keyed, "the kept answer");
+    assert_eq!(
+        replayed, keyed,
+        "the kept answer, before the record is written"
+    );
 
     // Without either: answered at once, the record written behind it (here at the tick);
     // reads show the task as answered meanwhile.
@@ -105,6 +109,12 @@ async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
         stored(&behind).await.as_deref(),
         behind["em_task_id"].as_str()
     );
+    assert_eq!(
+        stored(&keyed).await.as_deref(),
+        keyed["em_task_id"].as_str()
+    );
+    let replayed = create("srv02.tech.local", Some("order-42")).await;
+    assert_eq!(replayed, keyed, "the kept answer, after");
     // The tick wrote it first, then followed (and here settled) the task.
     assert_eq!(
         app.get_json(&path).await["em_task_id"],
