@@ -41,20 +41,26 @@ async fn setup(
     (sim, app)
 }
 
-/// EM's task id is written behind the 202 but for a new EM session's first create, which
-/// registers the session with it. A create under an Idempotency-Key is written behind too: its
-/// 202 is kept under the key before it is sent, so a repeat gets it meanwhile.
-async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
+/// A stepped app (its poller and deliverer move only when the test says) with one EM session.
+async fn setup_stepped_one_session(db: Db) -> (em_gateway::sim::RunningSim, TestApp) {
     let sim = spawn_sim(|_| {});
     let url = fresh_database(db).await;
-    // Stepped: what is written behind the answers waits for a tick. One EM session: the
-    // first create registers it.
     let app = spawn_stepped_app(&test_settings_with(
         &sim,
         &url,
         &[("EMGW_EM_SESSIONS", "1")],
     ))
     .await;
+    (sim, app)
+}
+
+/// EM's task id is written behind the 202 but for a new EM session's first create, which
+/// registers the session with it. A create under an Idempotency-Key is written behind too: its
+/// 202 is kept under the key before it is sent, so a repeat gets it meanwhile.
+async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
+    // Stepped: what is written behind the answers waits for a tick. One EM session: the
+    // first create registers it.
+    let (sim, app) = setup_stepped_one_session(db).await;
     let create = |host: &str, key: Option<&str>| {
         let mut req = http()
             .post(app.url("/v1/cloud-gateways"))
@@ -120,6 +126,8 @@ async fn what_goes_with_em_s_task_id_is_recorded_before_the_answer(db: Db) {
         app.get_json(&path).await["em_task_id"],
         behind["em_task_id"]
     );
+    app.stop().await;
+    sim.stop().await;
 }
 
 async fn create_is_accepted_then_settled_with_the_resource(db: Db) {
@@ -429,16 +437,9 @@ async fn em_down_is_503_with_retry_after(db: Db) {
 /// A 408 from EM's web server means EM never saw the request: a create is sent once more, and
 /// when that is not taken in either, EM is unavailable (503, try later), not a bad answer.
 async fn a_request_em_did_not_take_in_is_sent_once_more(db: Db) {
-    let sim = spawn_sim(|_| {});
-    let url = fresh_database(db).await;
     // Stepped, one EM session: the creates are the only requests EM sees, so the faults meet
     // them and nothing else.
-    let app = spawn_stepped_app(&test_settings_with(
-        &sim,
-        &url,
-        &[("EMGW_EM_SESSIONS", "1")],
-    ))
-    .await;
+    let (sim, app) = setup_stepped_one_session(db).await;
     // EM's creates, the requests the faults answered instead, and all EM took in.
     let posts = || async {
         let counters = &sim_state(&sim).await["counters"];
