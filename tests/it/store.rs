@@ -23,6 +23,7 @@ both_databases!(
     sessions_heartbeat_and_get_lost,
     api_keys_are_stored_as_hashes_and_revoked,
     migrations_run_twice_without_harm,
+    a_deleted_subscriptions_attempts_are_found_through_an_index,
     a_batch_settles_only_what_is_still_running,
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
     intents_and_em_task_ids_are_written_in_batches,
@@ -996,4 +997,48 @@ async fn query_start(url: &str, pid: i32) -> Option<String> {
         .fetch_optional(&mut admin)
         .await
         .unwrap()
+}
+
+/// Deleting a subscription cascades to its deliveries and from each to its attempts. Without an
+/// index on the attempts' delivery each delivery deleted scanned every attempt: 4.8 s for one of
+/// 412 deliveries among 30,776 attempts on SQLite, its one write lock held all along (a
+/// schemathesis run's `DELETE /v1/webhooks/{id}` timed out after 10 s on it).
+async fn a_deleted_subscriptions_attempts_are_found_through_an_index(db: Db) {
+    use sqlx::{Connection, Row};
+    let url = fresh_database(db).await;
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let lookup = "SELECT 1 FROM webhook_attempts WHERE delivery_id = 'd'";
+    let plan: Vec<String> = match db {
+        Db::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {lookup}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect()
+        }
+        Db::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            // An empty table is scanned whatever its indexes: ask what else there is.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {lookup}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect()
+        }
+    };
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("webhook_attempts_by_delivery")),
+        "{plan:?}"
+    );
 }
