@@ -3,7 +3,7 @@
 //! CPU is the gateway process's user + system time from /proc; Postgres's is shown beside it.
 
 use crate::{
-    FloorProcess, Run, floor_creates, gateway_creates, http, load, start_gateway_plain,
+    FloorProcess, Run, Sending, floor_creates, gateway_creates, http, load, start_gateway_plain,
     start_sim_with,
 };
 use emgw_test_support::PostgresDatabase;
@@ -11,6 +11,14 @@ use serde_json::Value;
 
 /// CPU seconds a process has used (user + system), from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> f64 {
+    let (user, system) = user_system_seconds(pid);
+    user + system
+}
+
+/// CPU seconds a process has used in its own code and libraries (user) and in the kernel on
+/// its behalf (system: its system calls, and the receiving side's work its sends on loopback
+/// do), from /proc/PID/stat.
+fn user_system_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name is in parentheses and may hold spaces: count fields after it.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -22,7 +30,7 @@ fn cpu_seconds(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / clock_ticks()
+    (ticks(11) / clock_ticks(), ticks(12) / clock_ticks())
 }
 
 fn clock_ticks() -> f64 {
@@ -49,17 +57,20 @@ pub struct Measured {
     pub run: Run,
     /// Gateway CPU per request, seconds.
     pub cpu: f64,
+    /// The kernel's part of `cpu` (system time), seconds.
+    pub kernel: f64,
     /// PostgreSQL CPU per request, seconds.
     pub postgres_cpu: f64,
 }
 
 async fn measure<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> Measured {
-    let (cpu0, pg0) = (cpu_seconds(pid), postgres_cpu_seconds());
+    let ((user0, system0), pg0) = (user_system_seconds(pid), postgres_cpu_seconds());
     let run = work.await;
-    let (cpu1, pg1) = (cpu_seconds(pid), postgres_cpu_seconds());
+    let ((user1, system1), pg1) = (user_system_seconds(pid), postgres_cpu_seconds());
     let n = run.count.max(1) as f64;
     Measured {
-        cpu: (cpu1 - cpu0) / n,
+        cpu: (user1 - user0 + system1 - system0) / n,
+        kernel: (system1 - system0) / n,
         postgres_cpu: (pg1 - pg0) / n,
         run,
     }
@@ -143,10 +154,11 @@ fn tell(who: &str, [healthz, create, read]: [&Measured; 3]) {
         ("task read", read),
     ] {
         eprintln!(
-            "  {who}{name}: {:.0}/s, p50 {:.2} ms, CPU {:.1} µs, Postgres CPU {:.1} µs each ({} errors)",
+            "  {who}{name}: {:.0}/s, p50 {:.2} ms, CPU {:.1} µs ({:.1} in the kernel), Postgres CPU {:.1} µs each ({} errors)",
             m.run.per_second,
             m.run.p50.as_secs_f64() * 1e3,
             m.cpu * 1e6,
+            m.kernel * 1e6,
             m.postgres_cpu * 1e6,
             m.run.errors
         );
@@ -160,13 +172,20 @@ pub async fn run(clients: usize, quick: bool) -> Result<Cost, String> {
     let (gateway, key) = start_gateway_plain(&sim.api_url, &db.url).await?;
     let (base, pid) = (gateway.base.clone(), gateway.process.pid());
     // Warm up every path measured.
-    gateway_creates(&base, &key, 8, 200, "warm-c", None, None).await;
+    gateway_creates(&base, &key, 8, 200, "warm-c", Sending::default()).await;
     load(8, 2_000, None, get(format!("{base}/healthz"), None)).await;
 
     let healthz = healthz(pid, &base, clients, scale).await;
     let creates = measure(
         pid,
-        gateway_creates(&base, &key, clients, 20_000 / scale, "cost-", None, None),
+        gateway_creates(
+            &base,
+            &key,
+            clients,
+            20_000 / scale,
+            "cost-",
+            Sending::default(),
+        ),
     )
     .await;
     let tasks: Value = http()

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::sched::Machine;
 use crate::{
-    FloorProcess, Run, direct_creates, floor_creates, gateway_creates, start_gateway_plain_with,
-    start_sim_with,
+    FloorProcess, Run, Sending, direct_creates, floor_creates, gateway_creates,
+    start_gateway_plain_with, start_sim_with,
 };
 use emgw_test_support::PostgresDatabase;
 
@@ -20,6 +20,9 @@ pub struct FrontRow {
     pub sessions: usize,
     pub direct: Run,
     pub through: Run,
+    /// The same creates through the gateway, each under an `Idempotency-Key` of its own, on
+    /// the same gateway right after.
+    pub keyed: Run,
     /// The same creates through `em-floor`: the least the same I/O costs, written plainly.
     pub floor: Run,
     /// The machine's run and run-queue time over each side, and each side's wall time.
@@ -76,7 +79,7 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         )
         .await?;
         let base = gateway.base.clone();
-        gateway_creates(&base, &key, 8, 200, "warm-g", None, None).await;
+        gateway_creates(&base, &key, 8, 200, "warm-g", Sending::default()).await;
         // Long enough that start and end effects, and a passing stall of the shared machine,
         // are a small share: ~8 s per side at 32 clients; the cap keeps 256 clients' to ~4 s
         // direct and ~10 s through the gateway.
@@ -96,8 +99,7 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             clients,
             total,
             &format!("fg{clients}-"),
-            None,
-            None,
+            Sending::default(),
         )
         .await;
         let through_sched = (
@@ -128,6 +130,27 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
                     .join("; ")
             );
         }
+        // The same creates as a portal that retries sends them, each under an
+        // Idempotency-Key: the key is claimed before EM is called and the answer kept under it.
+        let keyed = gateway_creates(
+            &base,
+            &key,
+            clients,
+            total,
+            &format!("fk{clients}-"),
+            Sending {
+                keyed: true,
+                ..Sending::default()
+            },
+        )
+        .await;
+        eprintln!(
+            "      keyed: gateway {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors)",
+            keyed.per_second,
+            keyed.p50.as_secs_f64() * 1e3,
+            keyed.p99.as_secs_f64() * 1e3,
+            keyed.errors,
+        );
         gateway.kill().await;
         if let Err(e) = db.drop().await {
             eprintln!("em-bench: {e}");
@@ -170,6 +193,7 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             sessions: clients.div_ceil(16).max(4),
             direct,
             through,
+            keyed,
             floor: floor_run,
             direct_sched,
             through_sched,

@@ -400,21 +400,32 @@ async fn direct_creates_on(
     .await
 }
 
-/// Through the gateway: POST JSON; `sent` records when each task's request was sent (wall
-/// clock, µs), at the latest the moment EM accepted it.
+/// How [`gateway_creates`] sends, beyond the plain creates.
+#[derive(Default)]
+struct Sending {
+    /// Records when each task's request was sent (wall clock, µs), at the latest the moment
+    /// EM accepted it.
+    sent: Option<Arc<Mutex<HashMap<String, i64>>>>,
+    /// Creates per second, at most.
+    pace: Option<f64>,
+    /// Each create under an `Idempotency-Key` of its own, as a portal that retries sends it.
+    keyed: bool,
+}
+
+/// Through the gateway: POST JSON.
 async fn gateway_creates(
     base: &str,
     key: &str,
     clients: usize,
     total: usize,
     prefix: &str,
-    sent: Option<Arc<Mutex<HashMap<String, i64>>>>,
-    pace: Option<f64>,
+    sending: Sending,
 ) -> Run {
     let client = http();
     let url = format!("{base}/v1/cloud-gateways");
     let (key, prefix) = (key.to_string(), prefix.to_string());
     let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let Sending { sent, pace, keyed } = sending;
     load(clients, total, pace, move |i| {
         let (client, url, key, sent) = (client.clone(), url.clone(), key.clone(), sent.clone());
         let told = told.clone();
@@ -426,9 +437,14 @@ async fn gateway_creates(
         };
         let body =
             json!({"backup_server_uid": VBR01, "server_host_name": format!("{prefix}{i}.bench")});
+        let idempotency_key = keyed.then(|| format!("{prefix}{i}"));
         async move {
             let at = chrono::Utc::now().timestamp_micros();
-            let resp = match client.post(url).bearer_auth(key).json(&body).send().await {
+            let mut request = client.post(url).bearer_auth(key).json(&body);
+            if let Some(k) = idempotency_key {
+                request = request.header("Idempotency-Key", k);
+            }
+            let resp = match request.send().await {
                 Ok(resp) => resp,
                 Err(e) => {
                     // reqwest's message leaves out the cause ("error sending request"): the
@@ -510,7 +526,19 @@ async fn in_flight_run(
     }
     let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::new(Mutex::new(HashMap::new()));
     let submit_started = Instant::now();
-    let submitted = gateway_creates(&base, &key, 64, count, "f-", Some(sent.clone()), pace).await;
+    let submitted = gateway_creates(
+        &base,
+        &key,
+        64,
+        count,
+        "f-",
+        Sending {
+            sent: Some(sent.clone()),
+            pace,
+            ..Sending::default()
+        },
+    )
+    .await;
     let submit_took = submit_started.elapsed();
     eprintln!(
         "  submitted {} in {:.1} s ({} errors)",
@@ -911,10 +939,14 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
             front.latency_ms
         ));
         report.push_str("em-sim started with `--latency-ms`; its tasks outlast the phase. Direct: the bench logs on four EM sessions and POSTs EM's XML; through the gateway: `POST /v1/cloud-gateways` with JSON, answered 202 once the task is recorded and EM has accepted it. The gateway allows 16 EM calls in flight per logon session (to spare EM); each row has a fresh gateway with one session per 16 clients, 4 at least (`EMGW_EM_SESSIONS`).\n\n");
-        report.push_str("The floor: the same creates through `em-floor` (described under the cost table below: the create's I/O and nothing else), with as many EM sessions, on a fresh database, right after.\n\n");
+        report.push_str("The floor: the same creates through `em-floor` (described under the cost table below: the create's I/O and nothing else), with as many EM sessions, on a fresh database, right after. Between the two, the same gateway takes as many creates again, each under an `Idempotency-Key` of its own, as a portal that retries sends them: the key is claimed (written to disk) before the intent, and the answer kept under it (written to disk) before it is sent; the targets are for the creates without.\n\n");
         report.push_str("| clients | through | direct creates/s | direct p50 / p99 ms | through creates/s | through p50 / p99 ms | ratio | added p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n");
         for r in &front.rows {
-            for (side, through) in [("gateway", &r.through), ("em-floor", &r.floor)] {
+            for (side, through) in [
+                ("gateway", &r.through),
+                ("gateway, each create under an `Idempotency-Key`", &r.keyed),
+                ("em-floor", &r.floor),
+            ] {
                 report.push_str(&format!(
                     "| {} | {side} | {:.0} | {} / {} | {:.0} | {} / {} | {:.2} | {} / {} | {} / {} |\n",
                     r.clients,
@@ -986,7 +1018,7 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
         report.push('\n');
     }
     if let Some(cost) = cost {
-        report.push_str("## What a request costs the gateway, against its own `/healthz`\n\nOne gateway in front of an in-memory em-sim, 32 clients. CPU is the gateway process's user + system time over the run (from /proc), per request; PostgreSQL's (all its processes) beside it.\n\nThe floor: `em-floor` (in `crates/em-bench`), the same requests' I/O and nothing else, written the plainest way with the same crates (actix-web, sqlx's typed Postgres driver, reqwest), measured the same way right after, in front of the same em-sim on a fresh database. Its read is one indexed `SELECT` answered as JSON; its create takes the JSON, writes and commits the intent (to disk, before EM is called), makes EM's XML create on one of four logon sessions and records EM's task id (not waited to disk), then answers 202. No API key, validation, idempotency, metrics, logs, poller or webhooks. Its sqlx pool tests each connection given back with a round trip, which the gateway's kept connections avoid: for a read the gateway can go below it. Its × `/healthz` is against the gateway's `/healthz`, the targets' yardstick.\n\n| request | requests | per second | p50 / p99 ms | CPU µs | × `/healthz` | PostgreSQL CPU µs | errors |\n|---|---|---|---|---|---|---|---|\n");
+        report.push_str("## What a request costs the gateway, against its own `/healthz`\n\nOne gateway in front of an in-memory em-sim, 32 clients. CPU is the gateway process's user + system time over the run (from /proc), per request, and of it the system time: the kernel's work for the process's system calls, which on loopback includes the receiving side's part of each send; PostgreSQL's (all its processes) beside it.\n\nThe floor: `em-floor` (in `crates/em-bench`), the same requests' I/O and nothing else, written the plainest way with the same crates (actix-web, sqlx's typed Postgres driver, reqwest), measured the same way right after, in front of the same em-sim on a fresh database. Its read is one indexed `SELECT` answered as JSON; its create takes the JSON, writes and commits the intent (to disk, before EM is called), makes EM's XML create on one of four logon sessions and records EM's task id (not waited to disk), then answers 202. No API key, validation, idempotency, metrics, logs, poller or webhooks. Its sqlx pool tests each connection given back with a round trip, which the gateway's kept connections avoid: for a read the gateway can go below it. Its × `/healthz` is against the gateway's `/healthz`, the targets' yardstick.\n\n| request | requests | per second | p50 / p99 ms | CPU µs | of it in the kernel µs | × `/healthz` | PostgreSQL CPU µs | errors |\n|---|---|---|---|---|---|---|---|---|\n");
         for (name, m) in [
             ("gateway `GET /healthz`", &cost.healthz),
             ("gateway `POST /v1/cloud-gateways`", &cost.creates),
@@ -996,12 +1028,13 @@ fn report_front_cost(front: Option<&front::Front>, cost: Option<&cost::Cost>) ->
             ("em-floor `GET /tasks/{id}`", &cost.floor.reads),
         ] {
             report.push_str(&format!(
-                "| {name} | {} | {:.0} | {} / {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                "| {name} | {} | {:.0} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
                 m.run.count,
                 m.run.per_second,
                 ms(m.run.p50),
                 ms(m.run.p99),
                 m.cpu * 1e6,
+                m.kernel * 1e6,
                 m.cpu / cost.healthz.cpu.max(1e-9),
                 m.postgres_cpu * 1e6,
                 m.run.errors

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::{
-    Run, direct_creates_on, direct_sessions, gateway_creates, http, ms, percentile, rss_kib,
-    sim_state, start_gateway_plain, start_sim, verdict,
+    Run, Sending, direct_creates_on, direct_sessions, gateway_creates, http, ms, percentile,
+    rss_kib, sim_state, start_gateway_plain, start_sim, verdict,
 };
 
 /// The gateway's default poll interval.
@@ -250,8 +250,19 @@ pub async fn measure(count: usize) -> Result<Size, String> {
     let logons_at_start = logons(&sim_state(&sim_api).await);
     let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let started = Instant::now();
-    let submitted =
-        gateway_creates(&base, &key, 64, count, "s-", Some(sent.clone()), Some(pace)).await;
+    let submitted = gateway_creates(
+        &base,
+        &key,
+        64,
+        count,
+        "s-",
+        Sending {
+            sent: Some(sent.clone()),
+            pace: Some(pace),
+            ..Sending::default()
+        },
+    )
+    .await;
     let submit_took = started.elapsed();
     eprintln!(
         "  {count}: submitted {} in {:.1} s ({} errors)",
