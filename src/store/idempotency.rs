@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Store, StoreError, Tx, id};
+use super::{Store, StoreError, id, placeholders, sized_query};
 use crate::clock::Timestamp;
 use crate::domain::{ApiKeyId, TaskId};
 
@@ -70,87 +70,51 @@ impl Store {
         let Some(fingerprint) = fingerprints.first() else {
             return Ok(Claim::Mismatch);
         };
-        // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO UPDATE \
-             SET fingerprint = excluded.fingerprint, state = 'in_progress', task_id = NULL, \
-             status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
-             expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
+        // On a connection given back without a round trip (see `super::local`): a keyed
+        // create makes this claim and keeps its answer, each a statement of its own.
+        let mut held = self.connection().await?;
+        let claim = claim_on(
+            held.connection(),
+            self.keys(),
+            key,
+            fingerprints,
+            fingerprint,
+            now,
+            stale,
         )
-        .bind(key.api_key_id.to_string())
-        .bind(key.key.as_str())
-        .bind(fingerprint.as_str())
-        .bind(now.as_millis())
-        .bind((now + KEEP).as_millis())
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(Claim::Fresh);
+        .await;
+        if claim.is_ok() {
+            held.give_back();
         }
-        let row = sqlx::query(
-            "SELECT fingerprint, state, task_id, status, body, location, created_at \
-             FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
-        )
-        .bind(key.api_key_id.to_string())
-        .bind(key.key.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
+        match claim? {
+            Some(claim) => Ok(claim),
             // Purged between the insert and the read: try once more.
-            return Box::pin(self.claim_idempotency(key, fingerprints, now, stale)).await;
-        };
-        let stored: String = row.try_get("fingerprint")?;
-        if !fingerprints.contains(&stored) {
-            return Ok(Claim::Mismatch);
+            None => Box::pin(self.claim_idempotency(key, fingerprints, now, stale)).await,
         }
-        let state: String = row.try_get("state")?;
-        if state == "done" {
-            return Ok(Claim::Replay(StoredAnswer {
-                status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
-                    .unwrap_or(500),
-                body: match row.try_get::<Option<String>, _>("body")? {
-                    Some(body) => self.keys()?.open_stored(&body, &key.place())?,
-                    None => String::new(),
-                },
-                location: row.try_get("location")?,
-            }));
-        }
-        let task_id = row
-            .try_get::<Option<String>, _>("task_id")?
-            .map(|t| id(&t, TaskId::parse, "task id"))
-            .transpose()?;
-        let started_at = Timestamp::from_millis(row.try_get("created_at")?);
-        if task_id.is_none() && started_at < now - stale {
-            let taken = sqlx::query(
-                "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
-                 AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
-            )
-            .bind(key.api_key_id.to_string())
-            .bind(key.key.as_str())
-            .bind(now.as_millis())
-            .bind(started_at.as_millis())
-            .execute(&self.pool)
-            .await?;
-            if taken.rows_affected() == 1 {
-                return Ok(Claim::Fresh);
-            }
-        }
-        Ok(Claim::InProgress {
-            task_id,
-            started_at,
-        })
     }
-
-    /// Stores the answer (once: a later call does not overwrite it).
+    /// Stores the answer (once: a later call does not overwrite it). One statement, atomic on
+    /// its own, on a connection given back without a round trip: a keyed create waits for it
+    /// before its answer is sent.
     pub async fn finish_idempotency(
         &self,
         key: &IdempotencyKey,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        tx.finish_idempotency(key, answer).await?;
-        tx.commit().await
+        let body = self.keys()?.seal(answer.body.as_bytes(), &key.place())?;
+        let mut held = self.connection().await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
+             WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
+        )
+        .bind(key.api_key_id.to_string())
+        .bind(key.key.as_str())
+        .bind(i64::from(answer.status))
+        .bind(body)
+        .bind(answer.location.clone())
+        .execute(held.connection())
+        .await?;
+        held.give_back();
+        Ok(())
     }
 
     /// Gives the key up (the work failed in a way worth retrying).
@@ -173,40 +137,123 @@ impl Store {
     }
 }
 
-impl Tx {
-    /// Stores the answer (once: a later call does not overwrite it).
-    pub async fn finish_idempotency(
-        &mut self,
-        key: &IdempotencyKey,
-        answer: &StoredAnswer,
-    ) -> Result<(), StoreError> {
-        let body = self.keys()?.seal(answer.body.as_bytes(), &key.place())?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4, location = $5 \
-             WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'",
+/// Links keys' requests to the tasks they became, from the rows of a `WITH` item `v` (see
+/// [`link_values`]).
+pub(super) const LINK: &str = "UPDATE idempotency_keys SET task_id = v_task FROM v \
+     WHERE api_key_id = v_api_key_id AND key = v_key";
+
+/// The `WITH` item `v` of [`LINK`]: `links` rows, numbered after the first `skip` parameters,
+/// bound by [`bind_links`].
+pub(super) fn link_values(links: usize, skip: usize) -> String {
+    format!(
+        "v (v_api_key_id, v_key, v_task) AS (VALUES {})",
+        placeholders(links, 3, skip)
+    )
+}
+
+pub(super) fn bind_links<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    links: &[(&IdempotencyKey, TaskId)],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for (key, task) in links {
+        query = query
+            .bind(key.api_key_id.to_string())
+            .bind(key.key.clone())
+            .bind(task.to_string());
+    }
+    query
+}
+
+/// Links each key's request to the task it became: one statement for up to
+/// [`super::tasks::INSERT_CHUNK`] keys, on the intents' transaction.
+pub(super) fn link_query(
+    links: &[(&IdempotencyKey, TaskId)],
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let sql = format!("WITH {} {LINK}", link_values(links.len(), 0));
+    bind_links(
+        sized_query(sql, links.len(), super::tasks::INSERT_CHUNK),
+        links,
+    )
+}
+
+/// [`Store::claim_idempotency`] on `connection`; none when the key was purged between the
+/// insert and the read.
+async fn claim_on(
+    connection: &mut sqlx::AnyConnection,
+    keys: Result<&crate::secrets::Keyring, StoreError>,
+    key: &IdempotencyKey,
+    fingerprints: &[String],
+    fingerprint: &str,
+    now: Timestamp,
+    stale: Duration,
+) -> Result<Option<Claim>, StoreError> {
+    // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
+         VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO UPDATE \
+         SET fingerprint = excluded.fingerprint, state = 'in_progress', task_id = NULL, \
+         status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
+         expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
+    )
+    .bind(key.api_key_id.to_string())
+    .bind(key.key.as_str())
+    .bind(fingerprint)
+    .bind(now.as_millis())
+    .bind((now + KEEP).as_millis())
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Some(Claim::Fresh));
+    }
+    let row = sqlx::query(
+        "SELECT fingerprint, state, task_id, status, body, location, created_at \
+         FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
+    )
+    .bind(key.api_key_id.to_string())
+    .bind(key.key.as_str())
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored: String = row.try_get("fingerprint")?;
+    if !fingerprints.contains(&stored) {
+        return Ok(Some(Claim::Mismatch));
+    }
+    let state: String = row.try_get("state")?;
+    if state == "done" {
+        return Ok(Some(Claim::Replay(StoredAnswer {
+            status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
+                .unwrap_or(500),
+            body: match row.try_get::<Option<String>, _>("body")? {
+                Some(body) => keys?.open_stored(&body, &key.place())?,
+                None => String::new(),
+            },
+            location: row.try_get("location")?,
+        })));
+    }
+    let task_id = row
+        .try_get::<Option<String>, _>("task_id")?
+        .map(|t| id(&t, TaskId::parse, "task id"))
+        .transpose()?;
+    let started_at = Timestamp::from_millis(row.try_get("created_at")?);
+    if task_id.is_none() && started_at < now - stale {
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
+             AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
         )
         .bind(key.api_key_id.to_string())
         .bind(key.key.as_str())
-        .bind(i64::from(answer.status))
-        .bind(body)
-        .bind(answer.location.clone())
-        .execute(&mut *self.tx)
+        .bind(now.as_millis())
+        .bind(started_at.as_millis())
+        .execute(&mut *connection)
         .await?;
-        Ok(())
+        if taken.rows_affected() == 1 {
+            return Ok(Some(Claim::Fresh));
+        }
     }
-
-    /// The key's request became this task.
-    pub async fn link_idempotency(
-        &mut self,
-        key: &IdempotencyKey,
-        task: TaskId,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE idempotency_keys SET task_id = $3 WHERE api_key_id = $1 AND key = $2")
-            .bind(key.api_key_id.to_string())
-            .bind(key.key.as_str())
-            .bind(task.to_string())
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
+    Ok(Some(Claim::InProgress {
+        task_id,
+        started_at,
+    }))
 }

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
 
-use super::idempotency::IdempotencyKey;
+use super::idempotency::{IdempotencyKey, LINK, bind_links, link_query, link_values};
 use super::sessions::{OrphanRules, SessionRow, UnsentLook, dead_sessions};
 use super::{
-    Backend, Store, StoreError, Tx, id, owner, parameters, placeholders, sized_query, time,
+    Backend, Store, StoreError, Tx, id, keep_prepared, owner, parameters, placeholders,
+    sized_query, time,
 };
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -26,7 +27,7 @@ const COLUMNS: &str = "id, operation, state, target_id, request, metadata, em_ta
 /// Tasks settled per statement (5 parameters each).
 const SETTLE_CHUNK: usize = 200;
 /// Rows per statement when inserting or attaching in a batch.
-const INSERT_CHUNK: usize = 100;
+pub(super) const INSERT_CHUNK: usize = 100;
 /// Dead sessions whose tasks one orphan claim looks up.
 const SESSIONS_PER_CLAIM: usize = 100;
 
@@ -216,16 +217,39 @@ impl Store {
         batch: &[(NewTask, Option<IdempotencyKey>)],
         now: Timestamp,
     ) -> Result<Vec<TaskRecord>, StoreError> {
+        let postgres = self.backend == Backend::Postgres;
+        // The keys linked by statements of their own, after the inserts.
+        let mut apart: Vec<(&IdempotencyKey, TaskId)> = Vec::new();
         let statements: Vec<_> = batch
             .chunks(INSERT_CHUNK)
             .map(|chunk| {
-                let sql = format!(
+                let links: Vec<(&IdempotencyKey, TaskId)> = chunk
+                    .iter()
+                    .filter_map(|(task, key)| key.as_ref().map(|k| (k, task.id)))
+                    .collect();
+                let insert = format!(
                     "INSERT INTO tasks (id, operation, state, target_id, request, metadata, \
                      api_key_id, created_at, updated_at, resource_type, resource_id, owner, \
                      warnings) VALUES {} RETURNING {COLUMNS}",
                     placeholders(chunk.len(), 13, 0)
                 );
-                let mut query = sized_query(sql, chunk.len(), INSERT_CHUNK);
+                // On Postgres the chunk's keys are linked by the insert's own statement (a
+                // data-modifying `WITH`): a keyed create's intent is one round trip, as a
+                // keyless one's. SQLite has no such `WITH`: there they go apart.
+                let linked_here = postgres && !links.is_empty();
+                let sql = if linked_here {
+                    format!(
+                        "WITH inserted AS ({insert}), {}, linked AS ({LINK}) \
+                         SELECT {COLUMNS} FROM inserted",
+                        link_values(links.len(), 13 * chunk.len())
+                    )
+                } else {
+                    insert
+                };
+                let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(
+                    keep_prepared(chunk.len(), INSERT_CHUNK)
+                        && (links.is_empty() || keep_prepared(links.len(), INSERT_CHUNK)),
+                );
                 for (task, _) in chunk {
                     // An update or delete names its object from the start; a create learns it
                     // from EM.
@@ -252,31 +276,32 @@ impl Store {
                                 .flatten(),
                         );
                 }
-                query
+                if linked_here {
+                    bind_links(query, &links)
+                } else {
+                    apart.extend(links);
+                    query
+                }
             })
             .collect();
-        let keys: Vec<(&IdempotencyKey, TaskId)> = batch
-            .iter()
-            .filter_map(|(task, key)| key.as_ref().map(|k| (k, task.id)))
-            .collect();
         let mut rows = Vec::with_capacity(batch.len());
-        if statements.len() == 1 && keys.is_empty() {
+        let mut held = self.connection().await?;
+        if statements.len() == 1 && apart.is_empty() {
             // One statement is atomic on its own: no transaction round trips.
-            let mut held = self.connection().await?;
             for query in statements {
                 rows.extend(query.fetch_all(held.connection()).await?);
             }
-            held.give_back();
         } else {
-            let mut tx = self.begin().await?;
+            let mut tx = held.connection().begin().await?;
             for query in statements {
-                rows.extend(query.fetch_all(&mut *tx.tx).await?);
+                rows.extend(query.fetch_all(&mut *tx).await?);
             }
-            for (key, id) in keys {
-                tx.link_idempotency(key, id).await?;
+            for chunk in apart.chunks(INSERT_CHUNK) {
+                link_query(chunk).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
+        held.give_back();
         in_order(batch.iter().map(|(t, _)| t.id), &rows)
     }
 

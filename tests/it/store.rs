@@ -582,34 +582,44 @@ async fn attempts_are_recorded_in_batches_by_the_lease_holder_only(db: Db) {
 
 async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     let store = store(db).await;
-    let key = IdempotencyKey {
-        api_key_id: ApiKeyId::new(),
-        key: "order-7".into(),
+    // One key in most of the batch: their links take two statements (100 a statement).
+    let api_key_id = ApiKeyId::new();
+    let key_of = |i: usize| IdempotencyKey {
+        api_key_id,
+        key: format!("order-{i}"),
     };
+    let keyed = |i: usize| i % 10 != 3;
     let stale = Duration::from_secs(60);
-    assert_eq!(
-        store
-            .claim_idempotency(&key, &["fp".to_string()], now(), stale)
-            .await
-            .unwrap(),
-        Claim::Fresh
-    );
+    for i in (0..150).filter(|i| keyed(*i)) {
+        assert_eq!(
+            store
+                .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
+                .await
+                .unwrap(),
+            Claim::Fresh
+        );
+    }
     let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..150)
-        .map(|i| (new_task(), (i == 120).then(|| key.clone())))
+        .map(|i| (new_task(), keyed(i).then(|| key_of(i))))
         .collect();
     let inserted = store.insert_tasks(&batch, now()).await.unwrap();
     let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
     let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
     assert_eq!(ids, given, "answers in the order given, across statements");
     assert!(inserted.iter().all(|t| t.state == TaskState::Running));
-    match store
-        .claim_idempotency(&key, &["fp".to_string()], now(), stale)
-        .await
-        .unwrap()
-    {
-        Claim::InProgress { task_id, .. } => assert_eq!(task_id, Some(ids[120]), "linked"),
-        other => panic!("expected the key in progress, got {other:?}"),
+    for i in (0..150).filter(|i| keyed(*i)) {
+        match store
+            .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
+            .await
+            .unwrap()
+        {
+            Claim::InProgress { task_id, .. } => {
+                assert_eq!(task_id, Some(ids[i]), "key {i} linked to its own task")
+            }
+            other => panic!("expected key {i} in progress, got {other:?}"),
+        }
     }
+    let key = key_of(120);
 
     let attach = |id: TaskId, n: usize| EmAttach {
         id,
@@ -626,12 +636,13 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
     let r1 = ReplicaId::new();
     let mut tx = store.begin().await.unwrap();
     let attached = tx.attach_em_tasks(r1, &attaches).await.unwrap();
-    // The submitter keeps the 202 under the key in the same transaction.
+    tx.commit().await.unwrap();
+    // The HTTP layer keeps the 202 under the key before it sends it.
     let with_key = attached[121].as_ref().unwrap();
-    tx.finish_idempotency(&key, &em_gateway::tasks::answer::accepted(with_key))
+    store
+        .finish_idempotency(&key, &em_gateway::tasks::answer::accepted(with_key))
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     assert_eq!(attached.len(), 151);
     assert!(attached[1].is_none(), "no such task");
     for (a, t) in attaches.iter().zip(&attached).filter(|(_, t)| t.is_some()) {
