@@ -83,7 +83,8 @@ impl Store {
             stale,
         )
         .await;
-        if claim.is_ok() {
+        // Every other error comes after the statements ran to their end.
+        if !matches!(claim, Err(StoreError::Unavailable(_))) {
             held.give_back();
         }
         match claim? {

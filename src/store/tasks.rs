@@ -208,7 +208,8 @@ async fn read_task(
 
 impl Store {
     /// Records intents durably (many at once: see [`super::Batcher`]), each linked to its
-    /// request's Idempotency-Key in the same transaction, so that a repeat of a request whose
+    /// request's Idempotency-Key in the same statement (Postgres) or transaction (SQLite, or
+    /// more than one statement's worth of intents), so that a repeat of a request whose
     /// answer was lost finds the task instead of starting another. A crash after EM accepted
     /// still leaves the row, which the poller settles by looking at EM's objects. Answers in
     /// the order given.
@@ -246,10 +247,11 @@ impl Store {
                 } else {
                     insert
                 };
-                let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(
-                    keep_prepared(chunk.len(), INSERT_CHUNK)
-                        && (links.is_empty() || keep_prepared(links.len(), INSERT_CHUNK)),
-                );
+                // Kept prepared for the usual sizes only, keyed or not (see `sized_query`): a
+                // chunk with some of its intents keyed is a statement of its own each time.
+                let usual = links.is_empty() || links.len() == chunk.len();
+                let mut query = sqlx::query(AssertSqlSafe(sql))
+                    .persistent(usual && keep_prepared(chunk.len(), INSERT_CHUNK));
                 for (task, _) in chunk {
                     // An update or delete names its object from the start; a create learns it
                     // from EM.

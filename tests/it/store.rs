@@ -27,6 +27,7 @@ both_databases!(
     a_batch_settles_only_what_is_still_running,
     attempts_are_recorded_in_batches_by_the_lease_holder_only,
     intents_and_em_task_ids_are_written_in_batches,
+    keyed_intents_of_one_statement_are_linked_whatever_the_mix,
     em_task_ids_alone_are_recorded_in_one_statement,
     em_task_ids_written_behind_their_answers,
     intents_never_answered_are_looked_at_once_due_and_again_after_a_look,
@@ -669,6 +670,49 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         other => panic!("expected the stored answer, got {other:?}"),
     }
     assert_eq!(store.running_tasks_of(r1).await.unwrap().len(), 150);
+}
+
+/// The usual batch is one statement (on Postgres its links too): all keyed and prepared (64,
+/// written twice so the second runs the prepared statement), and a few keyed among others.
+async fn keyed_intents_of_one_statement_are_linked_whatever_the_mix(db: Db) {
+    let store = store(db).await;
+    let api_key_id = ApiKeyId::new();
+    let stale = Duration::from_secs(60);
+    for (round, (size, keyed)) in [(64, 64), (64, 64), (10, 3), (1, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let key_of = |i: usize| IdempotencyKey {
+            api_key_id,
+            key: format!("round-{round}-{i}"),
+        };
+        // The keyed ones spread through the batch: first, last, between.
+        let is_keyed = |i: usize| keyed == size || [0, size / 2, size - 1][..keyed].contains(&i);
+        for i in (0..size).filter(|i| is_keyed(*i)) {
+            let (key, fingerprints) = (key_of(i), ["fp".to_string()]);
+            let claim = store.claim_idempotency(&key, &fingerprints, now(), stale);
+            assert_eq!(claim.await.unwrap(), Claim::Fresh);
+        }
+        let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..size)
+            .map(|i| (new_task(), is_keyed(i).then(|| key_of(i))))
+            .collect();
+        let inserted = store.insert_tasks(&batch, now()).await.unwrap();
+        let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
+        let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
+        assert_eq!(ids, given, "round {round}: answers in the order given");
+        for i in (0..size).filter(|i| is_keyed(*i)) {
+            match store
+                .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
+                .await
+                .unwrap()
+            {
+                Claim::InProgress { task_id, .. } => {
+                    assert_eq!(task_id, Some(ids[i]), "round {round}: key {i}")
+                }
+                other => panic!("round {round}: expected key {i} in progress, got {other:?}"),
+            }
+        }
+    }
 }
 
 /// The attach without Idempotency-Keys or new sessions: one statement, on Postgres in a
