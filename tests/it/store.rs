@@ -589,37 +589,9 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
         api_key_id,
         key: format!("order-{i}"),
     };
-    let keyed = |i: usize| i % 10 != 3;
+    let keyed = |i: usize| (i % 10 != 3).then(|| key_of(i));
+    let ids = write_keyed_batch(&store, 150, keyed, "150 in two statements").await;
     let stale = Duration::from_secs(60);
-    for i in (0..150).filter(|i| keyed(*i)) {
-        assert_eq!(
-            store
-                .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
-                .await
-                .unwrap(),
-            Claim::Fresh
-        );
-    }
-    let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..150)
-        .map(|i| (new_task(), keyed(i).then(|| key_of(i))))
-        .collect();
-    let inserted = store.insert_tasks(&batch, now()).await.unwrap();
-    let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
-    let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
-    assert_eq!(ids, given, "answers in the order given, across statements");
-    assert!(inserted.iter().all(|t| t.state == TaskState::Running));
-    for i in (0..150).filter(|i| keyed(*i)) {
-        match store
-            .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
-            .await
-            .unwrap()
-        {
-            Claim::InProgress { task_id, .. } => {
-                assert_eq!(task_id, Some(ids[i]), "key {i} linked to its own task")
-            }
-            other => panic!("expected key {i} in progress, got {other:?}"),
-        }
-    }
     let key = key_of(120);
 
     let attach = |id: TaskId, n: usize| EmAttach {
@@ -677,42 +649,57 @@ async fn intents_and_em_task_ids_are_written_in_batches(db: Db) {
 async fn keyed_intents_of_one_statement_are_linked_whatever_the_mix(db: Db) {
     let store = store(db).await;
     let api_key_id = ApiKeyId::new();
-    let stale = Duration::from_secs(60);
     for (round, (size, keyed)) in [(64, 64), (64, 64), (10, 3), (1, 1)]
         .into_iter()
         .enumerate()
     {
-        let key_of = |i: usize| IdempotencyKey {
-            api_key_id,
-            key: format!("round-{round}-{i}"),
-        };
         // The keyed ones spread through the batch: first, last, between.
-        let is_keyed = |i: usize| keyed == size || [0, size / 2, size - 1][..keyed].contains(&i);
-        for i in (0..size).filter(|i| is_keyed(*i)) {
-            let (key, fingerprints) = (key_of(i), ["fp".to_string()]);
-            let claim = store.claim_idempotency(&key, &fingerprints, now(), stale);
-            assert_eq!(claim.await.unwrap(), Claim::Fresh);
-        }
-        let batch: Vec<(NewTask, Option<IdempotencyKey>)> = (0..size)
-            .map(|i| (new_task(), is_keyed(i).then(|| key_of(i))))
-            .collect();
-        let inserted = store.insert_tasks(&batch, now()).await.unwrap();
-        let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
-        let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
-        assert_eq!(ids, given, "round {round}: answers in the order given");
-        for i in (0..size).filter(|i| is_keyed(*i)) {
-            match store
-                .claim_idempotency(&key_of(i), &["fp".to_string()], now(), stale)
-                .await
-                .unwrap()
-            {
-                Claim::InProgress { task_id, .. } => {
-                    assert_eq!(task_id, Some(ids[i]), "round {round}: key {i}")
+        let key_of = |i: usize| {
+            (keyed == size || [0, size / 2, size - 1][..keyed].contains(&i)).then(|| {
+                IdempotencyKey {
+                    api_key_id,
+                    key: format!("round-{round}-{i}"),
                 }
-                other => panic!("round {round}: expected key {i} in progress, got {other:?}"),
+            })
+        };
+        write_keyed_batch(&store, size, key_of, &format!("round {round}")).await;
+    }
+}
+
+/// Claims the keys `key_of` gives some of `size` intents, writes the intents as one batch,
+/// and checks that the answers come in the order given and that each key names its own task.
+async fn write_keyed_batch(
+    store: &Store,
+    size: usize,
+    key_of: impl Fn(usize) -> Option<IdempotencyKey>,
+    what: &str,
+) -> Vec<TaskId> {
+    let (stale, fingerprints) = (Duration::from_secs(60), ["fp".to_string()]);
+    let batch: Vec<(NewTask, Option<IdempotencyKey>)> =
+        (0..size).map(|i| (new_task(), key_of(i))).collect();
+    for key in batch.iter().filter_map(|(_, key)| key.as_ref()) {
+        let claim = store.claim_idempotency(key, &fingerprints, now(), stale);
+        assert_eq!(claim.await.unwrap(), Claim::Fresh, "{what}");
+    }
+    let inserted = store.insert_tasks(&batch, now()).await.unwrap();
+    let ids: Vec<TaskId> = inserted.iter().map(|t| t.id).collect();
+    let given: Vec<TaskId> = batch.iter().map(|(t, _)| t.id).collect();
+    assert_eq!(ids, given, "{what}: answers in the order given");
+    assert!(inserted.iter().all(|t| t.state == TaskState::Running));
+    for (i, (_, key)) in batch.iter().enumerate() {
+        let Some(key) = key else { continue };
+        match store
+            .claim_idempotency(key, &fingerprints, now(), stale)
+            .await
+            .unwrap()
+        {
+            Claim::InProgress { task_id, .. } => {
+                assert_eq!(task_id, Some(ids[i]), "{what}: key {i} names its own task")
             }
+            other => panic!("{what}: expected key {i} in progress, got {other:?}"),
         }
     }
+    ids
 }
 
 /// The attach without Idempotency-Keys or new sessions: one statement, on Postgres in a

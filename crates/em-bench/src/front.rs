@@ -107,13 +107,9 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             started.elapsed(),
         );
         eprintln!(
-            "  {clients:>3} clients, EM {latency_ms} ms: direct {:.0}/s p50 {:.2} p99 {:.2} ms; gateway {:.0}/s p50 {:.2} p99 {:.2} ms ({} / {} errors)",
-            direct.per_second,
-            direct.p50.as_secs_f64() * 1e3,
-            direct.p99.as_secs_f64() * 1e3,
-            through.per_second,
-            through.p50.as_secs_f64() * 1e3,
-            through.p99.as_secs_f64() * 1e3,
+            "  {clients:>3} clients, EM {latency_ms} ms: direct {}; gateway {} ({} / {} errors)",
+            direct.brief(),
+            through.brief(),
             direct.errors,
             through.errors,
         );
@@ -145,11 +141,9 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
         )
         .await;
         eprintln!(
-            "      keyed: gateway {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors)",
-            keyed.per_second,
-            keyed.p50.as_secs_f64() * 1e3,
-            keyed.p99.as_secs_f64() * 1e3,
-            keyed.errors,
+            "      keyed: gateway {} ({} errors)",
+            keyed.brief(),
+            keyed.errors
         );
         gateway.kill().await;
         if let Err(e) = db.drop().await {
@@ -177,11 +171,9 @@ pub async fn run(latency_ms: u64, clients: &[usize], quick: bool) -> Result<Fron
             started.elapsed(),
         );
         eprintln!(
-            "      em-floor {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors)",
-            floor_run.per_second,
-            floor_run.p50.as_secs_f64() * 1e3,
-            floor_run.p99.as_secs_f64() * 1e3,
-            floor_run.errors,
+            "      em-floor {} ({} errors)",
+            floor_run.brief(),
+            floor_run.errors
         );
         floor.process.kill().await;
         if let Err(e) = db.drop().await {

@@ -281,6 +281,18 @@ struct Run {
     errors: usize,
 }
 
+impl Run {
+    /// Rate and latency, as the progress lines print them.
+    fn brief(&self) -> String {
+        format!(
+            "{:.0}/s p50 {:.2} p99 {:.2} ms",
+            self.per_second,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        )
+    }
+}
+
 /// Sends `total` requests from `clients` concurrent clients; `request(i)` makes the i-th. With
 /// a `pace` (requests per second), the i-th is not sent before `i / pace` seconds.
 async fn load<F, Fut>(clients: usize, total: usize, pace: Option<f64>, request: F) -> Run
