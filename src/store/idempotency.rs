@@ -93,6 +93,7 @@ impl Store {
             None => Box::pin(self.claim_idempotency(key, fingerprints, now, stale)).await,
         }
     }
+
     /// Stores the answer (once: a later call does not overwrite it). One statement, atomic on
     /// its own, on a connection given back without a round trip: a keyed create waits for it
     /// before its answer is sent.
