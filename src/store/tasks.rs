@@ -199,8 +199,10 @@ async fn read_task(
     connection: &mut sqlx::AnyConnection,
     id: TaskId,
 ) -> Result<Option<AnyRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
-    sqlx::query(AssertSqlSafe(sql))
+    // Built once: the hot read (a `format!` per read was 1.4 % of its instructions).
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"));
+    sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(id.to_string())
         .fetch_optional(connection)
         .await
