@@ -67,22 +67,12 @@ impl Store {
         now: Timestamp,
         stale: Duration,
     ) -> Result<Claim, StoreError> {
-        let Some(fingerprint) = fingerprints.first() else {
-            return Ok(Claim::Mismatch);
-        };
         // On a connection given back without a round trip (see `super::local`): a keyed
         // create makes this claim and keeps its answer, each a statement of its own.
         let mut held = self.connection().await?;
-        let claim = claim_on(
-            held.connection(),
-            self.keys(),
-            key,
-            fingerprints,
-            fingerprint,
-            now,
-            stale,
-        )
-        .await;
+        let claim = self
+            .claim_on(held.connection(), key, fingerprints, now, stale)
+            .await;
         // Every other error comes after the statements ran to their end.
         if !matches!(claim, Err(StoreError::Unavailable(_))) {
             held.give_back();
@@ -137,6 +127,90 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+
+    /// [`Store::claim_idempotency`] on `connection`; none when the key was purged between the
+    /// insert and the read.
+    async fn claim_on(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        key: &IdempotencyKey,
+        fingerprints: &[String],
+        now: Timestamp,
+        stale: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let Some(fingerprint) = fingerprints.first() else {
+            return Ok(Some(Claim::Mismatch));
+        };
+        // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO UPDATE \
+             SET fingerprint = excluded.fingerprint, state = 'in_progress', task_id = NULL, \
+             status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
+        )
+        .bind(key.api_key_id.to_string())
+        .bind(key.key.as_str())
+        .bind(fingerprint.as_str())
+        .bind(now.as_millis())
+        .bind((now + KEEP).as_millis())
+        .execute(&mut *connection)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Some(Claim::Fresh));
+        }
+        let row = sqlx::query(
+            "SELECT fingerprint, state, task_id, status, body, location, created_at \
+             FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
+        )
+        .bind(key.api_key_id.to_string())
+        .bind(key.key.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored: String = row.try_get("fingerprint")?;
+        if !fingerprints.contains(&stored) {
+            return Ok(Some(Claim::Mismatch));
+        }
+        let state: String = row.try_get("state")?;
+        if state == "done" {
+            return Ok(Some(Claim::Replay(StoredAnswer {
+                status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
+                    .unwrap_or(500),
+                body: match row.try_get::<Option<String>, _>("body")? {
+                    Some(body) => self.keys()?.open_stored(&body, &key.place())?,
+                    None => String::new(),
+                },
+                location: row.try_get("location")?,
+            })));
+        }
+        let task_id = row
+            .try_get::<Option<String>, _>("task_id")?
+            .map(|t| id(&t, TaskId::parse, "task id"))
+            .transpose()?;
+        let started_at = Timestamp::from_millis(row.try_get("created_at")?);
+        if task_id.is_none() && started_at < now - stale {
+            let taken = sqlx::query(
+                "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
+                 AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
+            )
+            .bind(key.api_key_id.to_string())
+            .bind(key.key.as_str())
+            .bind(now.as_millis())
+            .bind(started_at.as_millis())
+            .execute(&mut *connection)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(Some(Claim::Fresh));
+            }
+        }
+        Ok(Some(Claim::InProgress {
+            task_id,
+            started_at,
+        }))
+    }
 }
 
 /// Links keys' requests to the tasks they became, from the rows of a `WITH` item `v` (see
@@ -176,86 +250,4 @@ pub(super) fn link_query(
         sized_query(sql, links.len(), super::tasks::INSERT_CHUNK),
         links,
     )
-}
-
-/// [`Store::claim_idempotency`] on `connection`; none when the key was purged between the
-/// insert and the read.
-async fn claim_on(
-    connection: &mut sqlx::AnyConnection,
-    keys: Result<&crate::secrets::Keyring, StoreError>,
-    key: &IdempotencyKey,
-    fingerprints: &[String],
-    fingerprint: &str,
-    now: Timestamp,
-    stale: Duration,
-) -> Result<Option<Claim>, StoreError> {
-    // A new key, or one whose 24 hours are over (purged or not yet), is claimed afresh.
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at, expires_at) \
-         VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (api_key_id, key) DO UPDATE \
-         SET fingerprint = excluded.fingerprint, state = 'in_progress', task_id = NULL, \
-         status = NULL, body = NULL, location = NULL, created_at = excluded.created_at, \
-         expires_at = excluded.expires_at WHERE idempotency_keys.expires_at < $4",
-    )
-    .bind(key.api_key_id.to_string())
-    .bind(key.key.as_str())
-    .bind(fingerprint)
-    .bind(now.as_millis())
-    .bind((now + KEEP).as_millis())
-    .execute(&mut *connection)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Some(Claim::Fresh));
-    }
-    let row = sqlx::query(
-        "SELECT fingerprint, state, task_id, status, body, location, created_at \
-         FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
-    )
-    .bind(key.api_key_id.to_string())
-    .bind(key.key.as_str())
-    .fetch_optional(&mut *connection)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let stored: String = row.try_get("fingerprint")?;
-    if !fingerprints.contains(&stored) {
-        return Ok(Some(Claim::Mismatch));
-    }
-    let state: String = row.try_get("state")?;
-    if state == "done" {
-        return Ok(Some(Claim::Replay(StoredAnswer {
-            status: u16::try_from(row.try_get::<Option<i64>, _>("status")?.unwrap_or(500))
-                .unwrap_or(500),
-            body: match row.try_get::<Option<String>, _>("body")? {
-                Some(body) => keys?.open_stored(&body, &key.place())?,
-                None => String::new(),
-            },
-            location: row.try_get("location")?,
-        })));
-    }
-    let task_id = row
-        .try_get::<Option<String>, _>("task_id")?
-        .map(|t| id(&t, TaskId::parse, "task id"))
-        .transpose()?;
-    let started_at = Timestamp::from_millis(row.try_get("created_at")?);
-    if task_id.is_none() && started_at < now - stale {
-        let taken = sqlx::query(
-            "UPDATE idempotency_keys SET created_at = $3 WHERE api_key_id = $1 AND key = $2 \
-             AND state = 'in_progress' AND task_id IS NULL AND created_at = $4",
-        )
-        .bind(key.api_key_id.to_string())
-        .bind(key.key.as_str())
-        .bind(now.as_millis())
-        .bind(started_at.as_millis())
-        .execute(&mut *connection)
-        .await?;
-        if taken.rows_affected() == 1 {
-            return Ok(Some(Claim::Fresh));
-        }
-    }
-    Ok(Some(Claim::InProgress {
-        task_id,
-        started_at,
-    }))
 }
