@@ -4,7 +4,8 @@
 //! milliseconds, JSON is text, so every bound value is a string or an integer that both backends
 //! read the same way. The one Postgres-only clause is `FOR UPDATE SKIP LOCKED` on lease claims
 //! (SQLite has a single writer and a single replica). Each backend has its own migrations folder,
-//! free to diverge.
+//! free to diverge. The one statement that skips `Any` is the hot task read on Postgres: the
+//! same SQL on a typed connection (see [`local`]).
 //!
 //! The store stores: it never reads the clock (every write is given its `now`), and it builds
 //! no HTTP answer and no webhook payload — it keeps the bytes it is handed. What must be written
@@ -29,7 +30,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, PgConnection};
 
 use crate::clock::Timestamp;
 use crate::secrets::{Keyring, SecretError};
@@ -49,7 +51,9 @@ pub use webhooks::{
 const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Connections kept by the threads that use them, beside the pools (see [`local`]): the HTTP
-/// workers' for task reads, and the group-committed writers'.
+/// workers' typed ones for task reads and `Any` ones for the Idempotency-Key claims, and the
+/// group-committed writers'.
+const LOCAL_READ_CONNECTIONS: usize = 8;
 const LOCAL_API_CONNECTIONS: usize = 8;
 /// The intents' writers, the attach's one, and one to spare.
 const LOCAL_WRITE_CONNECTIONS: usize = INTENT_WRITERS + 2;
@@ -151,7 +155,9 @@ pub struct Store {
     /// not read every running task.
     task_rows: Arc<AtomicU64>,
     /// Connections the threads using them keep (Postgres; see [`local`]).
-    local: Option<Arc<local::Local>>,
+    local: Option<Arc<local::Local<AnyConnection>>>,
+    /// Typed ones for the API's task reads (Postgres).
+    reads: Option<Arc<local::Local<PgConnection>>>,
 }
 
 /// Who a pool serves, which sets how many connections it may hold.
@@ -199,6 +205,15 @@ impl Store {
             _ => None,
         }
         .map(|limit| Arc::new(local::Local::new(options.clone(), limit)));
+        let reads = match (backend, role) {
+            (Backend::Postgres, PoolFor::Api) => Some(Arc::new(local::Local::new(
+                PgConnectOptions::from_str(&url)
+                    .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
+                    .disable_statement_logging(),
+                LOCAL_READ_CONNECTIONS,
+            ))),
+            _ => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(match (backend, role) {
                 (Backend::Postgres, PoolFor::Api) => 16,
@@ -241,6 +256,7 @@ impl Store {
             keys: None,
             task_rows: Arc::default(),
             local,
+            reads,
         })
     }
 

@@ -11,7 +11,8 @@ use em_gateway::domain::{
 };
 use em_gateway::store::{
     AttemptRecord, AttemptResult, Claim, EmAttach, IdempotencyKey, NewTask, NewWebhook,
-    OrphanRules, PoolFor, RecordedAttempt, Settlement, Store, TaskFilter, TaskRecord, UnsentLook,
+    OrphanRules, PoolFor, RecordedAttempt, Settlement, Store, StoreError, TaskFilter, TaskRecord,
+    UnsentLook,
 };
 use em_gateway::tasks::{OwnTasks, Read};
 
@@ -31,6 +32,7 @@ both_databases!(
     em_task_ids_alone_are_recorded_in_one_statement,
     em_task_ids_written_behind_their_answers,
     intents_never_answered_are_looked_at_once_due_and_again_after_a_look,
+    a_task_reads_back_whole_and_a_corrupt_one_is_refused,
 );
 
 async fn store(db: Db) -> Store {
@@ -1029,6 +1031,80 @@ async fn kept_connections_are_reused_and_one_left_mid_statement_is_recovered() {
     drop(admin);
     drop(locker);
     database.drop().await.unwrap();
+}
+
+/// A task read (on Postgres through a typed connection, not `Any`) gives back every field as
+/// the writes that returned it did (through `Any`); a row that does not parse is refused as
+/// corrupt, and the connection that read it serves the next read.
+async fn a_task_reads_back_whole_and_a_corrupt_one_is_refused(db: Db) {
+    let url = fresh_database(db).await;
+    let store = Store::connect(&url)
+        .await
+        .expect("connect")
+        .sealing_with(test_keyring());
+    store.migrate().await.expect("migrate");
+    let task = NewTask {
+        target_id: Some(uuid::Uuid::new_v4()),
+        operation: Operation::UpdateCloudGateway,
+        metadata: serde_json::from_str(r#"{"order": "42", "é": "ü"}"#).unwrap(),
+        api_key_id: Some(ApiKeyId::new()),
+        owner: Owner::parse("team-a").unwrap(),
+        warnings: vec!["a warning, \"quoted\"".into()],
+        ..new_task()
+    };
+    let inserted = store
+        .insert_tasks(&[(task, None)], now())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        store.task(inserted.id).await.unwrap(),
+        Some(inserted.clone())
+    );
+    attach(&store, inserted.id, "task-7", "session-b", ReplicaId::new())
+        .await
+        .unwrap();
+    let ended = Settlement {
+        state: TaskState::Failed,
+        message: Some("EM said no".into()),
+        resource: Some(Resource {
+            type_: ResourceType::CloudGateway,
+            id: uuid::Uuid::new_v4(),
+        }),
+    };
+    let settled = settle(&store, &[(inserted.id, ended)]).await.pop().unwrap();
+    assert!(settled.em_owner.is_some() && settled.finished_at.is_some());
+    assert_eq!(store.task(settled.id).await.unwrap(), Some(settled.clone()));
+
+    let corrupt = insert(&store).await;
+    let sql = format!(
+        "UPDATE tasks SET operation = 'launch_missiles' WHERE id = '{}'",
+        corrupt.id
+    );
+    match db {
+        Db::Postgres => {
+            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        Db::Sqlite => {
+            let mut admin = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+    for _ in 0..3 {
+        match store.task(corrupt.id).await {
+            Err(StoreError::Corrupt(what)) => assert!(what.contains("launch_missiles"), "{what}"),
+            other => panic!("a corrupt row read back as {other:?}"),
+        }
+        assert_eq!(store.task(settled.id).await.unwrap(), Some(settled.clone()));
+    }
 }
 
 /// When the backend `pid` started its last statement; `None` once it is gone.
