@@ -392,6 +392,12 @@ async fn query_values_stay_out_of_the_logs_but_harmless_ones() {
         "the request is logged with its harmless parameters"
     );
     assert!(logs.contains(r#""http.target":"/v1/nowhere?token=…&state=failed""#));
+    // A refusal's line carries its status (recorded on the span for that line alone).
+    assert!(
+        logs.lines().any(|l| l.contains(r#""http.status_code":400"#)
+            && l.contains(r#""http.target":"/v1/tasks?api_key=…&limit=5""#)),
+        "the refusal is logged with its status"
+    );
     let longest = logs.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 16 * 1024, "a log line of {longest} bytes");
     assert!(
