@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod em;
+pub mod logs;
 pub mod memory;
 pub mod outbound;
 pub mod secrets;

@@ -119,7 +119,12 @@ fn init_logging(settings: &Settings) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The span fields written straight (see `em_gateway::logs`).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .fmt_fields(em_gateway::logs::JsonSpanFields)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }
