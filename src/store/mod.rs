@@ -216,7 +216,10 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(match (backend, role) {
-                (Backend::Postgres, PoolFor::Api) => 16,
+                // The rest of the API's statements, and its reads and claims when the kept
+                // connections are all in use: 8, so that a replica's 24 for the API are as many
+                // as before the typed reads were kept apart (README, Deploying: 42 in all).
+                (Backend::Postgres, PoolFor::Api) => 8,
                 // The poller's settles at once, its heartbeat, the deliverer's claims and records.
                 (Backend::Postgres, PoolFor::Background) => 8,
                 // The intents' writers and the attach's one at once (and room to reconnect).
