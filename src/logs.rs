@@ -6,7 +6,8 @@
 //! (rare: a refusal, a failure). Here they are escaped and written as they come (tracing hands
 //! each field once). A field recorded later is appended to the object, where `JsonFields` parses
 //! and re-writes it whole; the line's parse keeps the last of a name given twice, as the map
-//! did.
+//! did. So a span recorded again and again grows by each record: the request span is recorded
+//! at most twice (its status, on an error), an EM call's once (EM's task id).
 
 use std::fmt::{self, Write};
 
@@ -84,9 +85,7 @@ impl<'a, W: Write> Object<'a, W> {
         if !std::mem::take(&mut self.first) {
             self.out.write_char(',')?;
         }
-        // As `JsonFields`: a raw identifier's `r#` is not part of the name.
-        let name = field.name();
-        escaped(self.out, name.strip_prefix("r#").unwrap_or(name))?;
+        escaped(self.out, field.name())?;
         self.out.write_char(':')
     }
 
@@ -120,23 +119,18 @@ impl<W: Write> Visit for Object<'_, W> {
         self.field(field, |out| write!(out, "{value}"));
     }
 
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        self.field(field, |out| write!(out, "{value}"));
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        self.field(field, |out| write!(out, "{value}"));
-    }
+    // 128-bit integers go to `record_debug`, a string, as with `JsonFields`: a JSON reader's
+    // number would lose their precision.
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.field(field, |out| write!(out, "{value}"));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity: null, as serde_json writes them.
-        self.field(field, |out| match value.is_finite() {
-            true => write!(out, "{value}"),
-            false => out.write_str("null"),
+        // As serde_json writes it (`3.0`, not `3`); JSON has no NaN or infinity: null.
+        self.field(field, |out| match serde_json::Number::from_f64(value) {
+            Some(number) => write!(out, "{number}"),
+            None => out.write_str("null"),
         });
     }
 }
@@ -233,6 +227,8 @@ mod tests {
                     count = 3_u64,
                     signed = -4_i64,
                     ratio = 0.5_f64,
+                    whole = 3.0_f64,
+                    huge = u128::MAX,
                     nan = f64::NAN,
                     yes = true,
                     r#type = "raw",
@@ -265,6 +261,8 @@ mod tests {
         assert_eq!(ours[0]["span"]["http.target"], "/v1/tasks?a=\"b\"\n");
         assert_eq!(ours[0]["span"]["type"], "raw");
         assert_eq!(ours[0]["span"]["nan"], serde_json::Value::Null);
+        assert!(ours[0]["span"]["whole"].is_f64());
+        assert_eq!(ours[0]["span"]["huge"], u128::MAX.to_string());
         assert_eq!(ours[1]["span"]["http.status_code"], 400);
         assert_eq!(ours[2]["span"]["count"], 5);
         assert_eq!(ours[2]["span"]["empty"], "now set");

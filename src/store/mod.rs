@@ -50,10 +50,11 @@ pub use webhooks::{
 /// A pooled connection idle this long is checked before use.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 
-/// Connections kept by the threads that use them, beside the pools (see [`local`]): the HTTP
-/// workers' typed ones for task reads and `Any` ones for the Idempotency-Key claims, and the
-/// group-committed writers'.
+/// Connections kept by the threads that use them, beside the pools (see [`local`]). The HTTP
+/// workers' typed ones, for task reads:
 const LOCAL_READ_CONNECTIONS: usize = 8;
+/// The HTTP workers' `Any` ones: Idempotency-Key claims and kept answers, and task reads when
+/// every typed one is in use.
 const LOCAL_API_CONNECTIONS: usize = 8;
 /// The intents' writers, the attach's one, and one to spare.
 const LOCAL_WRITE_CONNECTIONS: usize = INTENT_WRITERS + 2;
@@ -105,6 +106,17 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Database errors can quote the URL; keep any password out.
+/// A connection's options from its URL, without statement logging; what is wrong with the URL
+/// is told without its password.
+fn connect_options<O>(url: &str) -> Result<O, StoreError>
+where
+    O: ConnectOptions + FromStr<Err = sqlx::Error>,
+{
+    Ok(O::from_str(url)
+        .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
+        .disable_statement_logging())
+}
+
 fn redact(text: &str) -> String {
     match (text.find("://"), text.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -196,9 +208,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
-            .disable_statement_logging();
+        let options = connect_options::<AnyConnectOptions>(&url)?;
         let local = match (backend, role) {
             (Backend::Postgres, PoolFor::Api) => Some(LOCAL_API_CONNECTIONS),
             (Backend::Postgres, PoolFor::Writes) => Some(LOCAL_WRITE_CONNECTIONS),
@@ -207,9 +217,7 @@ impl Store {
         .map(|limit| Arc::new(local::Local::new(options.clone(), limit)));
         let reads = match (backend, role) {
             (Backend::Postgres, PoolFor::Api) => Some(Arc::new(local::Local::new(
-                PgConnectOptions::from_str(&url)
-                    .map_err(|e| StoreError::Unavailable(redact(&e.to_string())))?
-                    .disable_statement_logging(),
+                connect_options::<PgConnectOptions>(&url)?,
                 LOCAL_READ_CONNECTIONS,
             ))),
             _ => None,

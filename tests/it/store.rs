@@ -1097,6 +1097,57 @@ async fn a_task_reads_back_whole_and_a_corrupt_one_is_refused(db: Db) {
     }
 }
 
+/// Postgres only: a kept read connection whose backend died while it sat idle (a restart, an
+/// administrator) fails the next read on it, which is tried again on a new connection: the
+/// caller never sees it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_on_a_kept_connection_that_died_is_tried_again_on_a_new_one() {
+    let database = PostgresDatabase::create("emgw_t_")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::connect(&database.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let task = insert(&store).await;
+    let mut admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let readers = || {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND query LIKE 'SELECT id, operation, state%'",
+        )
+    };
+    for round in 0..3 {
+        assert_eq!(
+            store.task(task.id).await.unwrap().map(|t| t.id),
+            Some(task.id)
+        );
+        let pids: Vec<i32> = readers().fetch_all(&mut admin).await.unwrap();
+        assert_eq!(pids.len(), 1, "round {round}: one reader: {pids:?}");
+        let dead = pids[0];
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(dead)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        eventually("the backend to be gone", Duration::from_secs(10), || {
+            let url = database.url.clone();
+            async move { query_start(&url, dead).await.is_none().then_some(()) }
+        })
+        .await;
+        // Idle well under the second after which a kept connection is checked first: the read
+        // meets the dead connection itself.
+        assert_eq!(
+            store.task(task.id).await.unwrap().map(|t| t.id),
+            Some(task.id),
+            "round {round}"
+        );
+        let after: Vec<i32> = readers().fetch_all(&mut admin).await.unwrap();
+        assert!(!after.contains(&dead), "round {round}: {after:?}");
+    }
+    drop(store);
+    drop(admin);
+    database.drop().await.unwrap();
+}
+
 /// When the backend `pid` started its last statement; `None` once it is gone.
 async fn query_start(url: &str, pid: i32) -> Option<String> {
     let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
