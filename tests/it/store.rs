@@ -962,27 +962,14 @@ async fn intents_never_answered_are_looked_at_once_due_and_again_after_a_look(db
 /// read neither gets the answer meant for the first nor needs a new connection.
 #[tokio::test(flavor = "current_thread")]
 async fn kept_connections_are_reused_and_one_left_mid_statement_is_recovered() {
-    let database = PostgresDatabase::create("emgw_t_")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::connect(&database.url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    let task = insert(&store).await;
-    let mut admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let (database, store, task, mut admin) = postgres_store_with_a_task().await;
     for _ in 0..20 {
         assert_eq!(
             store.task(task.id).await.unwrap().map(|t| t.id),
             Some(task.id)
         );
     }
-    // The backends whose last statement was a task read.
-    let first: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND pid <> pg_backend_pid() AND query LIKE 'SELECT id, operation, state%'",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
+    let first = task_readers(&mut admin).await;
     assert_eq!(
         first.len(),
         1,
@@ -1102,25 +1089,13 @@ async fn a_task_reads_back_whole_and_a_corrupt_one_is_refused(db: Db) {
 /// caller never sees it.
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_on_a_kept_connection_that_died_is_tried_again_on_a_new_one() {
-    let database = PostgresDatabase::create("emgw_t_")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::connect(&database.url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    let task = insert(&store).await;
-    let mut admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    let readers = || {
-        sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND query LIKE 'SELECT id, operation, state%'",
-        )
-    };
+    let (database, store, task, mut admin) = postgres_store_with_a_task().await;
     for round in 0..3 {
         assert_eq!(
             store.task(task.id).await.unwrap().map(|t| t.id),
             Some(task.id)
         );
-        let pids: Vec<i32> = readers().fetch_all(&mut admin).await.unwrap();
+        let pids = task_readers(&mut admin).await;
         assert_eq!(pids.len(), 1, "round {round}: one reader: {pids:?}");
         let dead = pids[0];
         sqlx::query("SELECT pg_terminate_backend($1)")
@@ -1140,12 +1115,36 @@ async fn a_read_on_a_kept_connection_that_died_is_tried_again_on_a_new_one() {
             Some(task.id),
             "round {round}"
         );
-        let after: Vec<i32> = readers().fetch_all(&mut admin).await.unwrap();
+        let after = task_readers(&mut admin).await;
         assert!(!after.contains(&dead), "round {round}: {after:?}");
     }
     drop(store);
     drop(admin);
     database.drop().await.unwrap();
+}
+
+/// A fresh Postgres database with the store migrated, one task in it, and a connection of
+/// its own to look at the store's backends.
+async fn postgres_store_with_a_task() -> (PostgresDatabase, Store, TaskRecord, sqlx::PgConnection) {
+    let database = PostgresDatabase::create("emgw_t_")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::connect(&database.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let task = insert(&store).await;
+    let admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    (database, store, task, admin)
+}
+
+/// The backends whose last statement was a task read.
+async fn task_readers(admin: &mut sqlx::PgConnection) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND query LIKE 'SELECT id, operation, state%'",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap()
 }
 
 /// When the backend `pid` started its last statement; `None` once it is gone.
